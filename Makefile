@@ -1,0 +1,45 @@
+# Phonotheca: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+DEMO_DIR ?= demo-archive
+DEMO_TRACKS ?= 100000
+
+.PHONY: install system-deps demo test bench lint clean
+
+install: $(VENV)/.installed system-deps
+
+# Re-run pip only when pyproject.toml changes; idempotent otherwise.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Debian packages the tests use (real peers and validators), installed only if missing.
+system-deps:
+	@bash scripts/install-debian-packages.sh
+
+demo: install
+	$(PY) -m phonotheca.demo --dir $(DEMO_DIR) --tracks $(DEMO_TRACKS)
+
+# pytest exits 5 when it collected no test: that is neither a pass nor a flaky failure,
+# so say it plainly and fail.
+test: install
+	@set +e; $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose"; exit 1; fi; \
+	exit $$rc
+
+bench: install
+	$(PY) bench/ingest.py
+	$(PY) bench/search.py
+	$(PY) bench/plan.py --tracks 256000000
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages Phonotheca's tests and demo use, when some are missing.
+# Idempotent: does nothing (and needs no network) when all are present.
+set -euo pipefail
+# zstd: tests check that our .zst files read with the reference zstd tool.
+PACKAGES=(zstd ${PHONOTHECA_EXTRA_DEBIAN_PACKAGES:-})
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]} - run as root or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

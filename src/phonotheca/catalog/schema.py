@@ -1,0 +1,283 @@
+"""The catalog database: connections, versioned migrations, and its indexes.
+
+``catalog.sqlite3`` holds the catalog and the ledger. It is published (minus the
+operator's source paths), so nothing about users ever goes in here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+Migration = str
+"""A migration is a script of DDL statements, run in one transaction."""
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be used as asked (missing, newer than this program, ...)."""
+
+
+# Secondary indexes are dropped before a bulk load and built after it (DESIGN.md:
+# "bulk loads insert first and build indexes after"), so they live apart from the tables.
+SECONDARY_INDEXES: dict[str, str] = {
+    "tracks_isrc": "CREATE INDEX IF NOT EXISTS tracks_isrc ON tracks(isrc) WHERE isrc IS NOT NULL",
+    "tracks_album": "CREATE INDEX IF NOT EXISTS tracks_album"
+    " ON tracks(album_id, disc_number, track_number)",
+    "track_artists_artist": "CREATE INDEX IF NOT EXISTS track_artists_artist"
+    " ON track_artists(artist_id)",
+    "album_artists_artist": "CREATE INDEX IF NOT EXISTS album_artists_artist"
+    " ON album_artists(artist_id)",
+    "external_ids_value": "CREATE INDEX IF NOT EXISTS external_ids_value"
+    " ON external_ids(scheme, value)",
+    "images_album": "CREATE INDEX IF NOT EXISTS images_album ON images(album_id)",
+}
+
+
+_V1 = """
+        CREATE TABLE meta(
+            key   TEXT PRIMARY KEY,
+            value TEXT
+        ) WITHOUT ROWID;
+
+        CREATE TABLE artists(
+            id             INTEGER PRIMARY KEY,
+            public_id      TEXT NOT NULL,
+            name           TEXT NOT NULL,
+            sort_name      TEXT,
+            disambiguation TEXT,
+            fingerprint    INTEGER          -- hash of the sourced fields: skips no-op rewrites
+        );
+        CREATE UNIQUE INDEX artists_public_id ON artists(public_id);
+
+        CREATE TABLE artist_aliases(
+            artist_id INTEGER NOT NULL REFERENCES artists(id),
+            name      TEXT NOT NULL,
+            sort_name TEXT,
+            locale    TEXT,
+            PRIMARY KEY(artist_id, name)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE albums(
+            id                     INTEGER PRIMARY KEY,
+            public_id              TEXT NOT NULL,
+            title                  TEXT NOT NULL,
+            artist_credit          TEXT NOT NULL DEFAULT '',
+            album_type             TEXT,
+            release_date           TEXT,   -- YYYY, YYYY-MM or YYYY-MM-DD
+            release_date_precision TEXT CHECK(release_date_precision IN ('year','month','day')),
+            label                  TEXT,
+            upc                    TEXT,
+            total_tracks           INTEGER,
+            total_discs            INTEGER,
+            markets                TEXT,   -- ISO 3166 codes separated by spaces
+            fingerprint            INTEGER
+        );
+        CREATE UNIQUE INDEX albums_public_id ON albums(public_id);
+
+        CREATE TABLE album_artists(
+            album_id    INTEGER NOT NULL REFERENCES albums(id),
+            position    INTEGER NOT NULL,
+            artist_id   INTEGER NOT NULL REFERENCES artists(id),
+            credited_as TEXT,
+            join_phrase TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY(album_id, position)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE tracks(
+            id            INTEGER PRIMARY KEY,
+            public_id     TEXT NOT NULL,
+            title         TEXT NOT NULL,
+            artist_credit TEXT NOT NULL DEFAULT '',
+            album_id      INTEGER REFERENCES albums(id),
+            disc_number   INTEGER,
+            track_number  INTEGER,
+            duration_ms   INTEGER,
+            isrc          TEXT,            -- normalised; kept even when invalid
+            isrc_valid    INTEGER,         -- 1 valid, 0 invalid, NULL no ISRC
+            explicit      INTEGER,
+            popularity    INTEGER CHECK(popularity BETWEEN 0 AND 100),
+            listens       INTEGER,
+            markets       TEXT,
+            updated_at    TEXT
+        );
+        CREATE UNIQUE INDEX tracks_public_id ON tracks(public_id);
+
+        CREATE TABLE track_artists(
+            track_id    INTEGER NOT NULL REFERENCES tracks(id),
+            position    INTEGER NOT NULL,
+            artist_id   INTEGER NOT NULL REFERENCES artists(id),
+            credited_as TEXT,
+            join_phrase TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY(track_id, position)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE genres(
+            id   INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE album_genres(
+            album_id INTEGER NOT NULL REFERENCES albums(id),
+            genre_id INTEGER NOT NULL REFERENCES genres(id),
+            PRIMARY KEY(album_id, genre_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE track_genres(
+            track_id INTEGER NOT NULL REFERENCES tracks(id),
+            genre_id INTEGER NOT NULL REFERENCES genres(id),
+            PRIMARY KEY(track_id, genre_id)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE images(
+            id          INTEGER PRIMARY KEY,
+            album_id    INTEGER NOT NULL REFERENCES albums(id),
+            position    INTEGER NOT NULL,
+            kind        TEXT NOT NULL DEFAULT 'front',
+            url         TEXT,
+            width       INTEGER,
+            height      INTEGER,
+            blob_sha256 TEXT             -- set when the image is stored under blobs/
+        );
+
+        -- Identifiers in other systems: MusicBrainz ids, Discogs ids, ... (ISRC and UPC
+        -- also have columns of their own on tracks and albums).
+        CREATE TABLE external_ids(
+            entity    TEXT NOT NULL CHECK(entity IN ('track','album','artist')),
+            entity_id INTEGER NOT NULL,
+            scheme    TEXT NOT NULL,
+            value     TEXT NOT NULL,
+            PRIMARY KEY(entity, entity_id, scheme, value)
+        ) WITHOUT ROWID;
+
+        -- Each loaded source line, zstd-compressed with a dictionary trained on its
+        -- import, so that export reproduces what was imported.
+        CREATE TABLE zstd_dicts(
+            id   INTEGER PRIMARY KEY,
+            data BLOB NOT NULL
+        );
+        CREATE TABLE track_records(
+            track_id INTEGER PRIMARY KEY REFERENCES tracks(id),
+            dict_id  INTEGER REFERENCES zstd_dicts(id),
+            data     BLOB NOT NULL
+        );
+
+        -- Progress of each import, committed with the rows it loaded (resume point).
+        CREATE TABLE imports(
+            id            INTEGER PRIMARY KEY,
+            kind          TEXT NOT NULL,
+            path          TEXT NOT NULL,
+            fingerprint   TEXT NOT NULL,   -- size + hash of the first MiB
+            dict_id       INTEGER REFERENCES zstd_dicts(id),
+            started_at    TEXT NOT NULL,
+            finished_at   TEXT,
+            lines_done    INTEGER NOT NULL DEFAULT 0,
+            read          INTEGER NOT NULL DEFAULT 0,
+            loaded        INTEGER NOT NULL DEFAULT 0,
+            rejected      INTEGER NOT NULL DEFAULT 0,
+            invalid_isrc  INTEGER NOT NULL DEFAULT 0,
+            superseded    INTEGER NOT NULL DEFAULT 0,
+            rejects_file  TEXT,
+            rejects_bytes INTEGER NOT NULL DEFAULT 0  -- length at the last commit
+        );
+
+        -- Search: FTS5 rowids are "rank keys" that follow popularity, so the most popular
+        -- matches come first in rowid order and a query stops after LIMIT rows.
+        -- key = (100 - popularity) << 40 | position within that popularity.
+        CREATE TABLE search_rank(
+            key      INTEGER PRIMARY KEY,
+            track_id INTEGER NOT NULL
+        );
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the catalog with the settings every command relies on.
+
+    Write connections use WAL so readers (the server) never block on an import,
+    and ``synchronous=NORMAL``: a power cut may lose the last transaction, never
+    corrupt the file.
+    """
+    if readonly:
+        if not path.exists():
+            raise CatalogError(f"no catalog at {path}: run 'phonotheca init' or an import first")
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.isolation_level = None  # we open transactions ourselves, explicitly
+    conn.execute("PRAGMA foreign_keys=OFF")  # integrity is kept by the loader, set-wise
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
+    conn.execute("PRAGMA temp_store=FILE")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """BEGIN ... COMMIT, rolled back on any exception."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the catalog to :data:`SCHEMA_VERSION`, one transaction per migration."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise CatalogError(
+            f"catalog schema v{version} is newer than this phonotheca (v{SCHEMA_VERSION}): "
+            "upgrade phonotheca"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        # executescript() would commit an open transaction first, so the script
+        # carries its own BEGIN and COMMIT.
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version={number};\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    ensure_indexes(conn)
+    return SCHEMA_VERSION
+
+
+def ensure_indexes(conn: sqlite3.Connection) -> None:
+    """Create any secondary index that is missing (after a bulk load, or one cut short)."""
+    for sql in SECONDARY_INDEXES.values():
+        conn.execute(sql)
+
+
+def drop_secondary_indexes(conn: sqlite3.Connection) -> None:
+    for name in SECONDARY_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+    else:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
