@@ -122,7 +122,7 @@ def import_() -> None:
 @click.option(
     "--workers",
     type=click.IntRange(0, 64),
-    default=1,
+    default=2,
     show_default=True,
     help="Parsing processes beside the writer (0: parse in the writer).",
 )
@@ -248,7 +248,13 @@ def _read_conn(archive_dir: Path) -> Any:
 
 @main.command("search")
 @click.argument("query", nargs=-1, required=True)
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Most results to show.",
+)
 @archive_option
 @json_option
 def search_cmd(query: tuple[str, ...], limit: int, archive_dir: Path, as_json: bool) -> None:
@@ -275,7 +281,14 @@ def search_cmd(query: tuple[str, ...], limit: int, archive_dir: Path, as_json: b
 
 
 @main.command("shuffle")
-@click.option("-n", "count", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Number of tracks to pick.",
+)
 @archive_option
 @json_option
 def shuffle_cmd(count: int, archive_dir: Path, as_json: bool) -> None:
@@ -337,7 +350,13 @@ def synth() -> None:
 @synth.command("catalog")
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tracks", type=click.IntRange(1), required=True, help="Number of tracks.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Same seed, same bytes; another seed, another catalog.",
+)
 @json_option
 def synth_catalog(out_path: Path, tracks: int, seed: int, as_json: bool) -> None:
     """Write a synthetic catalog of TRACKS tracks to OUT (.jsonl or .jsonl.zst)."""

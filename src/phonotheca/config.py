@@ -43,7 +43,8 @@ class Settings:
         name = archive.get("name", cls.name)
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise SettingsError(
-                f"{source}: archive.name {name!r} must be 1-64 characters of a-z, 0-9, '.', '_', '-'"
+                f"{source}: archive.name {name!r} must be 1-64 characters"
+                " of a-z, 0-9, '.', '_', '-'"
             )
         extra = {k: v for k, v in data.items() if k != "archive"}
         return cls(name=name, extra=extra)
@@ -63,7 +64,5 @@ def load_settings(archive_dir: Path) -> Settings:
 
 def default_settings_text(name: str) -> str:
     return (
-        "# Phonotheca archive settings (docs/FORMAT.md, \"Settings\").\n"
-        "[archive]\n"
-        f'name = "{name}"\n'
+        f'# Phonotheca archive settings (docs/FORMAT.md, "Settings").\n[archive]\nname = "{name}"\n'
     )

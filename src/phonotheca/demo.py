@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     _run("init", str(root), "--name", "demo")
     if not catalog.exists():
         _run(
-            "synth", "catalog", "--tracks", str(args.tracks), "--seed", str(args.seed),
+            "synth",
+            "catalog",
+            "--tracks",
+            str(args.tracks),
+            "--seed",
+            str(args.seed),
             str(catalog),
         )
     _run("import", "jsonl", str(catalog), *a)

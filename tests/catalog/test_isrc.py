@@ -15,8 +15,16 @@ def test_hyphens_spaces_and_case_are_normalised() -> None:
 
 
 def test_invalid_shapes() -> None:
-    for bad in ("", "BAD", "GBAYE730010", "GBAYE73001055", "1BAYE7300105", "GBAYEX300105",
-                "GBAYE73O0105", "GB@YE7300105"):
+    for bad in (
+        "",
+        "BAD",
+        "GBAYE730010",
+        "GBAYE73001055",
+        "1BAYE7300105",
+        "GBAYEX300105",
+        "GBAYE73O0105",
+        "GB@YE7300105",
+    ):
         assert not parse_isrc(bad).valid, bad
 
 

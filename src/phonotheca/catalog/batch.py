@@ -1,21 +1,48 @@
 """Normalised rows ready to load, keyed by public ids: what every importer produces.
 
 Importers (JSONL, MusicBrainz, local files) turn their input into a :class:`Batch`;
-:mod:`phonotheca.catalog.load` writes batches into the catalog. Rows are plain
-tuples so a batch pickles cheaply between the parsing process and the writer.
+:mod:`phonotheca.catalog.load` writes batches into the catalog. Rows are tuples in
+the column order of the SQL that inserts them, so the writer binds them as they are
+(``executemany``) with no per-row Python work: the writer is the one process that
+cannot be parallelised, so the parsing processes do everything they can.
+
+Within a batch, a track is referred to by its index in :attr:`Batch.tracks`; the
+writer turns indexes into rowids by adding the batch's first rowid in SQL.
 """
 
 from __future__ import annotations
 
-import hashlib
+import zlib
+
 import msgspec
 
-# (artist public id, credited_as, join_phrase), in credit order
-Credit = tuple[str, str | None, str]
-# (kind, url, width, height)
-ImageRow = tuple[str, str | None, int | None, int | None]
-# (scheme, value)
-ExternalId = tuple[str, str]
+# (public id, title, artist credit, album public id, disc number, track number,
+#  duration ms, isrc, explicit, popularity, listens, markets, updated_at,
+#  fingerprint of the source record, record: chunk index in this batch * 1024 + line)
+TrackTuple = tuple[
+    str,
+    str,
+    str,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+    str | None,
+    bool | None,
+    int | None,
+    int | None,
+    str | None,
+    str | None,
+    int,
+    int | None,
+]
+RECORD_REF_LINES = 1024
+"""A record reference is ``chunk * RECORD_REF_LINES + line``; chunks hold fewer lines."""
+# (track index, position, artist public id, credited as, join phrase)
+CreditTuple = tuple[int, int, str, str | None, str]
+# (track index, genre) / (track index, scheme, value)
+GenreTuple = tuple[int, str]
+ExternalTuple = tuple[int, str, str]
 
 
 class ArtistRow(msgspec.Struct, array_like=True, frozen=True):
@@ -23,13 +50,14 @@ class ArtistRow(msgspec.Struct, array_like=True, frozen=True):
     sort_name: str | None = None
     disambiguation: str | None = None
     aliases: tuple[tuple[str, str | None, str | None], ...] = ()
-    """(name, sort_name, locale) of each alias; aliases are searchable."""
+    """(name, sort_name, locale) of each alias."""
 
 
 class AlbumRow(msgspec.Struct, array_like=True, frozen=True):
     title: str
     artist_credit: str
-    credits: tuple[Credit, ...]
+    credits: tuple[tuple[str, str | None, str], ...]
+    """(artist public id, credited as, join phrase), in credit order."""
     album_type: str | None = None
     release_date: str | None = None
     release_date_precision: str | None = None
@@ -38,29 +66,13 @@ class AlbumRow(msgspec.Struct, array_like=True, frozen=True):
     total_tracks: int | None = None
     total_discs: int | None = None
     markets: str | None = None
+    status: str | None = None
+    packaging: str | None = None
+    country: str | None = None
     genres: tuple[str, ...] = ()
-    images: tuple[ImageRow, ...] = ()
-    external_ids: tuple[ExternalId, ...] = ()
-
-
-class TrackRow(msgspec.Struct, array_like=True, frozen=True):
-    public_id: str
-    title: str
-    artist_credit: str
-    credits: tuple[Credit, ...]
-    album_id: str | None = None
-    disc_number: int | None = None
-    track_number: int | None = None
-    duration_ms: int | None = None
-    isrc: str | None = None
-    isrc_valid: bool | None = None
-    explicit: bool | None = None
-    popularity: int | None = None
-    listens: int | None = None
-    markets: str | None = None
-    updated_at: str | None = None
-    genres: tuple[str, ...] = ()
-    external_ids: tuple[ExternalId, ...] = ()
+    images: tuple[tuple[str, str | None, int | None, int | None], ...] = ()
+    """(kind, url, width, height)"""
+    external_ids: tuple[tuple[str, str], ...] = ()
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -68,8 +80,13 @@ _encoder = msgspec.msgpack.Encoder()
 
 def fingerprint(row: msgspec.Struct) -> int:
     """A stable 63-bit hash of a row's values: equal rows need no rewrite."""
-    digest = hashlib.blake2b(_encoder.encode(row), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    return fingerprint_bytes(_encoder.encode(row))
+
+
+def fingerprint_bytes(data: bytes) -> int:
+    """63 bits from two checksums: enough to notice a change, and ~10x cheaper than a
+    cryptographic hash on short records (this runs once per input line)."""
+    return (zlib.crc32(data) << 31) ^ zlib.adler32(data)
 
 
 class Reject(msgspec.Struct, array_like=True):
@@ -78,23 +95,28 @@ class Reject(msgspec.Struct, array_like=True):
     raw: bytes
 
 
-class Batch(msgspec.Struct):
-    """Rows from one stretch of an input; tracks are in input order, the last one wins.
+class Batch(msgspec.Struct, array_like=True):
+    """Rows from one stretch of an input.
 
-    A batch crosses from a parsing process to the writer as msgpack (:func:`encode_batch`),
-    which is several times faster than pickle for these shapes.
+    Track public ids are unique within a batch (the importer keeps the winning record
+    of an id and counts the others in ``superseded``). ``artists`` and ``albums`` map
+    public ids to (fingerprint, row). ``chunks`` are zstd frames of the source records
+    the tracks were loaded from, so that export can reproduce them.
     """
 
     first_line: int
     last_line: int
-    artists: dict[str, ArtistRow] = {}
-    albums: dict[str, AlbumRow] = {}
-    tracks: list[TrackRow] = []
-    records: list[bytes] = []
-    """Compressed source record of each track (same order as ``tracks``); may be empty."""
+    read: int = 0
+    tracks: list[TrackTuple] = []
+    credits: list[CreditTuple] = []
+    genres: list[GenreTuple] = []
+    external_ids: list[ExternalTuple] = []
+    artists: dict[str, tuple[int, ArtistRow]] = {}
+    albums: dict[str, tuple[int, AlbumRow]] = {}
+    chunks: list[bytes] = []
     rejects: list[Reject] = []
     invalid_isrc: int = 0
-    read: int = 0
+    superseded: int = 0
 
 
 _batch_decoder = msgspec.msgpack.Decoder(Batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,14 +19,43 @@ from typing import Any
 import msgspec
 import zstandard
 
+from phonotheca.catalog.batch import RECORD_REF_LINES
+
 _encoder = msgspec.json.Encoder()
 
 
-def _decompressors(conn: sqlite3.Connection) -> dict[int | None, zstandard.ZstdDecompressor]:
-    out: dict[int | None, zstandard.ZstdDecompressor] = {None: zstandard.ZstdDecompressor()}
-    for dict_id, data in conn.execute("SELECT id, data FROM zstd_dicts"):
-        out[dict_id] = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(data))
-    return out
+class _Chunks:
+    """Decompressed source chunks, a few at a time (tracks mostly point at recent ones)."""
+
+    def __init__(self, conn: sqlite3.Connection, keep: int = 16) -> None:
+        self.conn = conn
+        self.keep = keep
+        self.dctx = zstandard.ZstdDecompressor()
+        self.cache: OrderedDict[int, tuple[str, list[bytes]]] = OrderedDict()
+
+    def get(self, chunk_id: int) -> tuple[str, list[bytes]]:
+        hit = self.cache.get(chunk_id)
+        if hit is None:
+            kind, data = self.conn.execute(
+                "SELECT kind, data FROM source_chunks WHERE id=?", (chunk_id,)
+            ).fetchone()
+            hit = (kind, self.dctx.decompress(data).split(b"\n"))
+            self.cache[chunk_id] = hit
+            if len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(chunk_id)
+        return hit
+
+
+def source_record(conn: sqlite3.Connection, track_id: int) -> tuple[str, bytes] | None:
+    """(format, bytes) of the source record a track was loaded from, if kept."""
+    row = conn.execute("SELECT record_ref FROM tracks WHERE id=?", (track_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    chunk, line = divmod(row[0], RECORD_REF_LINES)
+    kind, lines = _Chunks(conn, 1).get(chunk)
+    return kind, lines[line]
 
 
 def _credits(conn: sqlite3.Connection, table: str, key: str, owner: int) -> list[dict[str, Any]]:
@@ -136,16 +166,16 @@ def track_record(conn: sqlite3.Connection, track_id: int) -> dict[str, Any]:
 
 def iter_export_lines(conn: sqlite3.Connection) -> Iterator[bytes]:
     """Every track as one JSONL line (without the newline), in catalog order."""
-    dctx = _decompressors(conn)
-    rows = conn.execute(
-        "SELECT t.id, r.dict_id, r.data FROM tracks t"
-        " LEFT JOIN track_records r ON r.track_id = t.id ORDER BY t.id"
-    )
-    for track_id, dict_id, data in rows:
-        if data is not None:
-            yield dctx[dict_id].decompress(data)
-        else:
-            yield _encoder.encode(track_record(conn, track_id))
+    chunks = _Chunks(conn)
+    rows = conn.execute("SELECT id, record_ref FROM tracks ORDER BY id")
+    for track_id, ref in rows:
+        if ref is not None:
+            chunk_id, line = divmod(ref, RECORD_REF_LINES)
+            kind, lines = chunks.get(chunk_id)
+            if kind == "jsonl":
+                yield lines[line]
+                continue
+        yield _encoder.encode(track_record(conn, track_id))
 
 
 @dataclass

@@ -9,6 +9,8 @@ up equal to that of an uninterrupted run.
 
 from __future__ import annotations
 
+import base64
+import gc
 import json
 import os
 import sqlite3
@@ -20,8 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-
-import zstandard
+from typing import BinaryIO
 
 from phonotheca.catalog import schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch
@@ -29,11 +30,15 @@ from phonotheca.catalog.load import Loader
 from phonotheca.catalog.search import mark_search_stale, refresh_search
 from phonotheca.sources.jsonl import file_fingerprint, iter_line_blocks, prepare_lines
 
-LINES_PER_BATCH = 25_000
+# Lines per batch (one transaction each). The environment override lets tests make
+# many small batches to kill an import between them.
+LINES_PER_BATCH = int(os.environ.get("PHONOTHECA_TEST_BATCH_LINES", "25000"))
+# Bulk mode: for inputs over 64 MiB that hold (at ~200 compressed bytes a track) more
+# tracks than the catalog has.
+BULK_MIN_BYTES = int(os.environ.get("PHONOTHECA_TEST_BULK_MIN_BYTES", 64 << 20))
+BULK_BYTES_PER_TRACK = 200
 # A file bigger than this is parsed in worker processes; smaller ones in-process.
 POOL_THRESHOLD = 4 << 20
-ZSTD_LEVEL = 3
-DICT_SIZE = 16 << 10
 
 
 class ImportRejected(Exception):
@@ -66,24 +71,16 @@ Progress = Callable[[int, int, int], None]
 
 # -- the worker side ------------------------------------------------------------------------
 
-_worker_compressor: zstandard.ZstdCompressor | None = None
 
-
-def _worker_init(dict_data: bytes | None) -> None:
-    global _worker_compressor
-    _worker_compressor = _make_compressor(dict_data)
+def _worker_init() -> None:
+    # Batches are trees of tuples and strings without reference cycles: reference
+    # counting frees them, and the cyclic collector would only rescan them (a third
+    # of the parsing time when it ran).
+    gc.disable()
 
 
 def _worker_prepare(first_line: int, lines: list[bytes]) -> bytes:
-    return encode_batch(prepare_lines(first_line, lines, _worker_compressor))
-
-
-def _make_compressor(dict_data: bytes | None) -> zstandard.ZstdCompressor:
-    if dict_data is None:
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return zstandard.ZstdCompressor(
-        level=ZSTD_LEVEL, dict_data=zstandard.ZstdCompressionDict(dict_data)
-    )
+    return encode_batch(prepare_lines(first_line, lines))
 
 
 # -- the writer side ------------------------------------------------------------------------
@@ -93,29 +90,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _train_dictionary(lines: list[bytes]) -> bytes | None:
-    """A zstd dictionary from the first lines: small records compress 3-5x better."""
-    samples = [line for line in lines[:20_000] if line.strip()]
-    if len(samples) < 200:
-        return None
-    try:
-        return zstandard.train_dictionary(DICT_SIZE, samples).as_bytes()  # type: ignore[no-any-return]
-    except zstandard.ZstdError:
-        return None
-
-
-def _batches(
-    path: Path, skip: int, dict_data: bytes | None, workers: int
-) -> Iterator[tuple[Batch, int]]:
+def _batches(path: Path, skip: int, workers: int) -> Iterator[tuple[Batch, int]]:
     blocks = iter_line_blocks(path, LINES_PER_BATCH, skip)
     if workers <= 0 or path.stat().st_size < POOL_THRESHOLD:
-        compressor = _make_compressor(dict_data)
         for first, lines, pos in blocks:
-            yield prepare_lines(first, lines, compressor), pos
+            yield prepare_lines(first, lines), pos
         return
-    ctx = get_context("forkserver")
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_worker_init, initargs=(dict_data,)
+        workers, mp_context=get_context("forkserver"), initializer=_worker_init
     ) as pool:
         # A bounded window of batches in flight: memory does not grow with the file.
         window: deque[tuple[Future[bytes], int]] = deque()
@@ -135,7 +117,7 @@ class _RejectsFile:
     def __init__(self, path: Path, committed: int) -> None:
         self.path = path
         self.size = committed
-        self._f = None
+        self._f: BinaryIO | None = None
         if path.exists():
             with path.open("r+b") as f:
                 f.truncate(committed)
@@ -148,15 +130,11 @@ class _RejectsFile:
             self._f = self.path.open("ab")
         out = bytearray()
         for r in rejects:
-            try:
-                text: str | None = r.raw.decode("utf-8")
-                b64 = None
-            except UnicodeDecodeError:
-                import base64
-
-                text, b64 = None, base64.b64encode(r.raw).decode()
             entry: dict[str, object] = {"file": str(source), "line": r.line, "reason": r.reason}
-            entry["record" if b64 is None else "record_base64"] = text if b64 is None else b64
+            try:
+                entry["record"] = r.raw.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["record_base64"] = base64.b64encode(r.raw).decode()
             out += json.dumps(entry, ensure_ascii=False).encode() + b"\n"
         self._f.write(out)
         self._f.flush()
@@ -196,47 +174,45 @@ def import_lines(
     Call :func:`finish_import` once after the last file.
     """
     started = time.monotonic()
+    if not strict:
+        refresh_search(conn)  # an archive from before the index existed gets one first
     fingerprint = file_fingerprint(path)
     size = path.stat().st_size
     row = None
     if not strict:  # a strict import is all or nothing: it never resumes
         row = conn.execute(
             "SELECT id, lines_done, read, loaded, rejected, invalid_isrc, superseded,"
-            " rejects_bytes, dict_id FROM imports"
+            " rejects_bytes FROM imports"
             " WHERE kind=? AND fingerprint=? AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
             (kind, fingerprint),
         ).fetchone()
     resumed_at = 0
-    dict_data: bytes | None = None
     if row is not None:
-        import_id, resumed_at, read, loaded, rejected, invalid, superseded, rj_bytes, dict_id = row
-        if dict_id is not None:
-            dict_data = conn.execute("SELECT data FROM zstd_dicts WHERE id=?", (dict_id,)).fetchone()[0]
+        import_id, resumed_at, read, loaded, rejected, invalid, superseded, rj_bytes = row
     else:
         read = loaded = rejected = invalid = superseded = rj_bytes = 0
-        dict_data = _train_dictionary(next(iter_line_blocks(path, 20_000), (1, [], 0))[1])
         _begin(conn, strict)
-        dict_id = None
-        if dict_data is not None:
-            dict_id = conn.execute("INSERT INTO zstd_dicts(data) VALUES (?)", (dict_data,)).lastrowid
         import_id = conn.execute(
-            "INSERT INTO imports(kind, path, fingerprint, dict_id, started_at) VALUES (?,?,?,?,?)",
-            (kind, str(path), fingerprint, dict_id, _now()),
+            "INSERT INTO imports(kind, path, fingerprint, started_at) VALUES (?,?,?,?)",
+            (kind, str(path), fingerprint, _now()),
         ).lastrowid
-        # A load much larger than the catalog drops the secondary indexes and builds them
-        # once at the end (finish_import), instead of updating them row by row.
-        tracks_now = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
-        if size > 64 << 20 and tracks_now < size // 2000:
+        # A load much larger than the catalog drops the secondary indexes and the search
+        # index and builds them once at the end (finish_import), instead of updating
+        # them row by row. A resumed import finds them dropped and carries on alike.
+        tracks_now = conn.execute("SELECT max(id) FROM tracks").fetchone()[0] or 0
+        if size > BULK_MIN_BYTES and tracks_now < size // BULK_BYTES_PER_TRACK:
             schema.drop_secondary_indexes(conn)
-        mark_search_stale(conn)
+            mark_search_stale(conn)
         _commit(conn, strict)
 
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
     rejects = None if strict else _RejectsFile(rejects_path, rj_bytes)
-    loader = Loader(conn, dict_id)
+    loader = Loader(conn, import_id, kind)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # see _worker_init
     try:
-        for batch, pos in _batches(path, resumed_at, dict_data, workers):
+        for batch, pos in _batches(path, resumed_at, workers):
             if strict and batch.rejects:
                 raise ImportRejected(path, batch.rejects[0])
             _begin(conn, strict)
@@ -274,6 +250,8 @@ def import_lines(
                 progress(batch.last_line, pos, size)
         conn.execute("UPDATE imports SET finished_at=? WHERE id=?", (_now(), import_id))
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if rejects is not None:
             rejects.close()
     return ImportSummary(

@@ -36,5 +36,8 @@ def is_valid_isrc(value: str) -> bool:
 
 def parse_isrc(raw: str) -> Isrc:
     """Normalise ``raw`` and say whether the result is a valid ISRC."""
+    # Most sources already write the compact upper-case form: skip the substitution.
+    if len(raw) == 12 and raw.isalnum() and raw.isupper() and raw.isascii():
+        return Isrc(raw, _VALID.fullmatch(raw) is not None)
     value = normalize_isrc(raw)
     return Isrc(value, is_valid_isrc(value))

@@ -1,9 +1,13 @@
 """Write :class:`~phonotheca.catalog.batch.Batch` rows into the catalog, set-wise.
 
-The loader resolves public ids to integer rowids with bounded caches backed by the
-unique indexes, inserts optimistically (a batch of new tracks is one ``executemany``),
-and falls back to per-id upserts only for the ids that already exist. Callers own
-the transaction, so a batch and the import's progress commit together.
+The writer is the one process an import cannot parallelise, so it does as little
+Python per row as possible: batch tuples are bound as they are, public ids become
+rowids inside SQL (``? + base`` for the batch's new tracks, a primary-key subquery
+for albums and artists), and a batch of new tracks is one ``executemany``. Ids that
+already exist take a slower per-id path. Artists and albums, about a tenth of the
+rows, go through bounded caches. The search index is maintained in the same
+transaction. Callers own the transaction, so a batch and the import's progress
+commit together.
 """
 
 from __future__ import annotations
@@ -13,20 +17,29 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from phonotheca.catalog.batch import AlbumRow, ArtistRow, Batch, Credit, ExternalId, TrackRow
-from phonotheca.catalog.batch import fingerprint as row_fingerprint
+from phonotheca.catalog.batch import RECORD_REF_LINES, AlbumRow, ArtistRow, Batch, TrackTuple
+from phonotheca.catalog.search import index_tracks, search_is_stale, unindex_tracks
+from phonotheca.sources.jsonl import newer_or_same
 
 # Caches are cleared when they pass this many entries: memory stays bounded whatever the
 # catalog size, and input is usually grouped (an album's tracks are neighbours).
 CACHE_LIMIT = 400_000
 
+_TRACK_COLUMNS = (
+    "public_id, title, artist_credit, album_id, disc_number, track_number, duration_ms,"
+    " isrc, explicit, popularity, listens, markets, updated_at, fingerprint, record_ref"
+)
+_ALBUM_ID = "(SELECT id FROM albums WHERE public_id = ?)"
+_ARTIST_ID = "(SELECT id FROM artists WHERE public_id = ?)"
+
 
 @dataclass
 class WriteResult:
     loaded: int = 0
-    """Records written or merged into the catalog."""
+    """Records written or merged into the catalog (superseded ones included)."""
     superseded: int = 0
-    """Records loaded but older (``updated_at``) than what the catalog holds for their id."""
+    """Records older (``updated_at``) than another record of their id, or replaced by
+    a later line of the same import."""
 
 
 def _lookup(
@@ -44,106 +57,93 @@ def _lookup(
     return out
 
 
-def _newer_or_same(new: str | None, old: str | None) -> bool:
-    """The replacement rule: a record replaces the stored one unless both are dated
-    and the stored one is newer. Dates are RFC 3339 UTC strings, which sort as text."""
-    return new is None or old is None or new >= old
+def _next_id(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
 
 
 class Loader:
     """Writes batches into one catalog connection."""
 
-    def __init__(self, conn: sqlite3.Connection, dict_id: int | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, import_id: int, kind: str) -> None:
         self.conn = conn
-        self.dict_id = dict_id
-        self._artists: dict[str, tuple[int, int]] = {}  # public id -> (rowid, fingerprint)
-        self._albums: dict[str, tuple[int, int]] = {}
+        self.import_id = import_id
+        self.kind = kind
+        self._artists: dict[str, int] = {}  # public id -> fingerprint last written
+        self._albums: dict[str, int] = {}
         self._genres: dict[str, int] = {}
-
-    # -- public -------------------------------------------------------------------------
+        # A bulk load marks the index stale and rebuilds it once at the end; otherwise
+        # each batch keeps it current.
+        self.maintain_search = not search_is_stale(conn)
 
     def write(self, batch: Batch) -> WriteResult:
         """Write one batch; the caller commits."""
-        for cache in (self._artists, self._albums):
+        for cache in (self._artists, self._albums, self._genres):
             if len(cache) > CACHE_LIMIT:
                 cache.clear()
-        if len(self._genres) > CACHE_LIMIT:
-            self._genres.clear()
         self._write_artists(batch.artists)
         self._write_albums(batch.albums)
-        return self._write_tracks(batch.tracks, batch.records)
+        chunk_base = self._write_chunks(batch.chunks)
+        return self._write_tracks(batch, chunk_base)
 
     # -- artists and albums ------------------------------------------------------------
 
-    def _resolve(
-        self, table: str, cache: dict[str, tuple[int, int]], rows: dict[str, int]
+    def _split(
+        self, table: str, cache: dict[str, int], rows: dict[str, tuple[int, object]]
     ) -> tuple[list[str], list[str]]:
-        """Split public ids (with their fingerprints) into (new, changed); fill the cache."""
+        """Public ids to (insert, update): unknown ids are looked up first."""
         unknown = [pid for pid in rows if pid not in cache]
-        for pid, rowid, fp in _lookup(self.conn, table, "id, fingerprint", unknown):
-            cache[str(pid)] = (int(rowid), int(fp or 0))  # type: ignore[call-overload]
+        for pid, fp in _lookup(self.conn, table, "fingerprint", unknown):
+            cache[str(pid)] = int(fp or 0)  # type: ignore[call-overload]
         new: list[str] = []
         changed: list[str] = []
-        for pid, fp in rows.items():
-            hit = cache.get(pid)
-            if hit is None:
+        for pid, (fp, _) in rows.items():
+            old = cache.get(pid)
+            if old is None:
                 new.append(pid)
-            elif hit[1] != fp:
+            elif old != fp:
                 changed.append(pid)
+            cache[pid] = fp
         return new, changed
 
-    def _next_id(self, table: str) -> int:
-        return int(self.conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
-
-    def _write_artists(self, artists: dict[str, ArtistRow]) -> None:
+    def _write_artists(self, artists: dict[str, tuple[int, ArtistRow]]) -> None:
         if not artists:
             return
-        fps = {pid: row_fingerprint(row) for pid, row in artists.items()}
-        new, changed = self._resolve("artists", self._artists, fps)
-        next_id = self._next_id("artists")
-        for pid in new:
-            self._artists[pid] = (next_id, fps[pid])
-            next_id += 1
-        ids = self._artists
+        new, changed = self._split("artists", self._artists, artists)  # type: ignore[arg-type]
+        values = [
+            (a.name, a.sort_name, a.disambiguation, fp, pid)
+            for pid in (*new, *changed)
+            for fp, a in (artists[pid],)
+        ]
         if new:
             self.conn.executemany(
-                "INSERT INTO artists(id, public_id, name, sort_name, disambiguation, fingerprint)"
-                " VALUES (?,?,?,?,?,?)",
-                [
-                    (ids[p][0], p, a.name, a.sort_name, a.disambiguation, fps[p])
-                    for p in new
-                    for a in (artists[p],)
-                ],
+                "INSERT INTO artists(name, sort_name, disambiguation, fingerprint, public_id)"
+                " VALUES (?,?,?,?,?)",
+                values[: len(new)],
             )
         if changed:
             self.conn.executemany(
                 "UPDATE artists SET name=?, sort_name=?, disambiguation=?, fingerprint=?"
-                " WHERE id=?",
-                [
-                    (a.name, a.sort_name, a.disambiguation, fps[p], ids[p][0])
-                    for p in changed
-                    for a in (artists[p],)
-                ],
+                " WHERE public_id=?",
+                values[len(new) :],
             )
-            for p in changed:
-                ids[p] = (ids[p][0], fps[p])
             self.conn.executemany(
-                "DELETE FROM artist_aliases WHERE artist_id=?", [(ids[p][0],) for p in changed]
+                f"DELETE FROM artist_aliases WHERE artist_id = {_ARTIST_ID}",
+                [(p,) for p in changed],
             )
         aliases = [
-            (ids[p][0], name, sort_name, locale)
-            for p in (*new, *changed)
-            for name, sort_name, locale in artists[p].aliases
+            (pid, name, sort_name, locale)
+            for pid in (*new, *changed)
+            for name, sort_name, locale in artists[pid][1].aliases
         ]
         if aliases:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO artist_aliases(artist_id, name, sort_name, locale)"
-                " VALUES (?,?,?,?)",
+                f" VALUES ({_ARTIST_ID},?,?,?)",
                 aliases,
             )
 
     def _genre_ids(self, names: Iterable[str]) -> dict[str, int]:
-        missing = [n for n in set(names) if n not in self._genres]
+        missing = list({n for n in names if n not in self._genres})
         if missing:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO genres(name) VALUES (?)", [(n,) for n in missing]
@@ -156,24 +156,12 @@ class Loader:
                     self._genres[name] = gid
         return self._genres
 
-    def _credit_rows(self, owner: int, credits: tuple[Credit, ...]) -> list[tuple[object, ...]]:
-        return [
-            (owner, pos, self._artists[aid][0], credited_as, join)
-            for pos, (aid, credited_as, join) in enumerate(credits)
-        ]
-
-    def _write_albums(self, albums: dict[str, AlbumRow]) -> None:
+    def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]]) -> None:
         if not albums:
             return
-        fps = {pid: row_fingerprint(row) for pid, row in albums.items()}
-        new, changed = self._resolve("albums", self._albums, fps)
-        next_id = self._next_id("albums")
-        for pid in new:
-            self._albums[pid] = (next_id, fps[pid])
-            next_id += 1
-        ids = self._albums
-        for pid in changed:
-            ids[pid] = (ids[pid][0], fps[pid])
+        new, changed = self._split("albums", self._albums, albums)  # type: ignore[arg-type]
+        if changed and self.maintain_search:
+            self._before_album_change(changed, albums)
         touched = [*new, *changed]
         if not touched:
             return
@@ -189,204 +177,240 @@ class Loader:
                 a.total_tracks,
                 a.total_discs,
                 a.markets,
-                fps[p],
-                ids[p][0],
+                a.status,
+                a.packaging,
+                a.country,
+                fp,
+                pid,
             )
-            for p in touched
-            for a in (albums[p],)
+            for pid in touched
+            for fp, a in (albums[pid],)
         ]
-        n_new = len(new)
         if new:
             self.conn.executemany(
                 "INSERT INTO albums(title, artist_credit, album_type, release_date,"
                 " release_date_precision, label, upc, total_tracks, total_discs, markets,"
-                " fingerprint, id, public_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(*v, p) for v, p in zip(values[:n_new], new, strict=True)],
+                " status, packaging, country, fingerprint, public_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                values[: len(new)],
             )
         if changed:
             self.conn.executemany(
                 "UPDATE albums SET title=?, artist_credit=?, album_type=?, release_date=?,"
                 " release_date_precision=?, label=?, upc=?, total_tracks=?, total_discs=?,"
-                " markets=?, fingerprint=? WHERE id=?",
-                values[n_new:],
+                " markets=?, status=?, packaging=?, country=?, fingerprint=? WHERE public_id=?",
+                values[len(new) :],
             )
-            changed_ids = [(ids[p][0],) for p in changed]
+            ids = [(p,) for p in changed]
             for table in ("album_artists", "album_genres", "images"):
-                self.conn.executemany(f"DELETE FROM {table} WHERE album_id=?", changed_ids)
+                self.conn.executemany(f"DELETE FROM {table} WHERE album_id = {_ALBUM_ID}", ids)
             self.conn.executemany(
-                "DELETE FROM external_ids WHERE entity='album' AND entity_id=?", changed_ids
+                f"DELETE FROM external_ids WHERE entity='album' AND entity_id = {_ALBUM_ID}", ids
             )
-        credit_rows: list[tuple[object, ...]] = []
-        genre_rows: list[tuple[int, int]] = []
-        image_rows: list[tuple[object, ...]] = []
-        ext_rows: list[tuple[object, ...]] = []
-        genre_ids = self._genre_ids(g for p in touched for g in albums[p].genres)
-        for p in touched:
-            a = albums[p]
-            rowid = ids[p][0]
-            credit_rows += self._credit_rows(rowid, a.credits)
-            genre_rows += [(rowid, genre_ids[g]) for g in dict.fromkeys(a.genres)]
-            image_rows += [(rowid, pos, *img) for pos, img in enumerate(a.images)]
-            ext_rows += [("album", rowid, s, v) for s, v in a.external_ids]
+        genre_ids = self._genre_ids(g for p in touched for g in albums[p][1].genres)
+        credits, genres, images, ext = [], [], [], []
+        for pid in touched:
+            a = albums[pid][1]
+            credits += [(pid, pos, *c) for pos, c in enumerate(a.credits)]
+            genres += [(pid, genre_ids[g]) for g in dict.fromkeys(a.genres)]
+            images += [(pid, pos, *img) for pos, img in enumerate(a.images)]
+            ext += [(pid, s, v) for s, v in a.external_ids]
         self.conn.executemany(
             "INSERT INTO album_artists(album_id, position, artist_id, credited_as, join_phrase)"
-            " VALUES (?,?,?,?,?)",
-            credit_rows,
+            f" VALUES ({_ALBUM_ID}, ?, {_ARTIST_ID}, ?, ?)",
+            credits,
         )
-        self.conn.executemany(
-            "INSERT INTO album_genres(album_id, genre_id) VALUES (?,?)", genre_rows
-        )
-        self.conn.executemany(
-            "INSERT INTO images(album_id, position, kind, url, width, height)"
-            " VALUES (?,?,?,?,?,?)",
-            image_rows,
-        )
-        self._insert_external_ids(ext_rows)
-
-    def _insert_external_ids(self, rows: list[tuple[object, ...]]) -> None:
-        if rows:
+        if genres:
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO album_genres(album_id, genre_id) VALUES ({_ALBUM_ID}, ?)",
+                genres,
+            )
+        if images:
+            self.conn.executemany(
+                "INSERT INTO images(album_id, position, kind, url, width, height)"
+                f" VALUES ({_ALBUM_ID},?,?,?,?,?)",
+                images,
+            )
+        if ext:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
-                " VALUES (?,?,?,?)",
-                rows,
+                f" VALUES ('album', {_ALBUM_ID}, ?, ?)",
+                ext,
             )
+
+    def _before_album_change(
+        self, changed: list[str], albums: dict[str, tuple[int, AlbumRow]]
+    ) -> None:
+        """Tracks of an album whose title changes leave the search index until re-added."""
+        retitled = [
+            str(pid)
+            for pid, title in _lookup(self.conn, "albums", "title", changed)
+            if title != albums[str(pid)][1].title
+        ]
+        if retitled:
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS reindex(track_id INTEGER PRIMARY KEY)"
+            )
+            where = (
+                "t.album_id IN (SELECT id FROM albums WHERE public_id IN"
+                " (SELECT value FROM json_each(?)))"
+            )
+            params = (json.dumps(retitled),)
+            unindex_tracks(self.conn, where, params)
+            self.conn.execute(
+                f"INSERT OR IGNORE INTO temp.reindex SELECT t.id FROM tracks t WHERE {where}",
+                params,
+            )
+
+    # -- source records -----------------------------------------------------------------
+
+    def _write_chunks(self, chunks: list[bytes]) -> int:
+        if not chunks:
+            return 0
+        base = _next_id(self.conn, "source_chunks")
+        self.conn.executemany(
+            "INSERT INTO source_chunks(id, import_id, kind, data) VALUES (?,?,?,?)",
+            [(base + i, self.import_id, self.kind, c) for i, c in enumerate(chunks)],
+        )
+        return base
 
     # -- tracks -------------------------------------------------------------------------
 
-    def _write_tracks(self, tracks: list[TrackRow], records: list[bytes]) -> WriteResult:
-        result = WriteResult()
+    def _write_tracks(self, batch: Batch, chunk_base: int) -> WriteResult:
+        tracks = batch.tracks
+        result = WriteResult(loaded=len(tracks) + batch.superseded, superseded=batch.superseded)
         if not tracks:
+            if self.maintain_search:
+                self._reindex_pending()
             return result
-        # Within a batch the last record of an id wins (unless dated older).
-        winner: dict[str, int] = {}
-        for i, t in enumerate(tracks):
-            prev = winner.get(t.public_id)
-            if prev is not None:
-                result.superseded += 1
-                if not _newer_or_same(t.updated_at, tracks[prev].updated_at):
-                    continue
-            winner[t.public_id] = i
-        order = sorted(winner.values())
-        result.loaded = len(tracks)
-        have_records = bool(records)
-        next_id = self._next_id("tracks")
-        assigned = [(next_id + k, i) for k, i in enumerate(order)]
+        base = _next_id(self.conn, "tracks")
         self.conn.execute("SAVEPOINT tracks")
         try:
-            self._insert_tracks(tracks, assigned)
+            self.conn.executemany(
+                f"INSERT INTO tracks(id, {_TRACK_COLUMNS}) VALUES"
+                f" (?, ?,?,?,{_ALBUM_ID},?,?,?,?,?,?,?,?,?,?,? + {chunk_base * RECORD_REF_LINES})",
+                [(base + i, *t) for i, t in enumerate(tracks)],
+            )
         except sqlite3.IntegrityError:
             # Some ids exist already: the rare path, done per id.
             self.conn.execute("ROLLBACK TO tracks")
             self.conn.execute("RELEASE tracks")
-            return self._upsert_tracks(tracks, records, order, result)
+            self._upsert_tracks(batch, chunk_base, result)
+            return result
         self.conn.execute("RELEASE tracks")
-        self._insert_track_links(tracks, assigned)
-        if have_records:
-            self._put_records([(tid, records[i]) for tid, i in assigned])
+        self._insert_links(batch, base)
+        if self.maintain_search:
+            index_tracks(self.conn, "t.id BETWEEN ? AND ?", (base, base + len(tracks) - 1))
+            self._reindex_pending()
         return result
 
-    def _track_values(self, t: TrackRow) -> tuple[object, ...]:
-        album = self._albums[t.album_id][0] if t.album_id is not None else None
-        return (
-            t.title,
-            t.artist_credit,
-            album,
-            t.disc_number,
-            t.track_number,
-            t.duration_ms,
-            t.isrc,
-            t.isrc_valid,
-            t.explicit,
-            t.popularity,
-            t.listens,
-            t.markets,
-            t.updated_at,
-        )
-
-    def _insert_tracks(self, tracks: list[TrackRow], assigned: list[tuple[int, int]]) -> None:
-        self.conn.executemany(
-            "INSERT INTO tracks(id, public_id, title, artist_credit, album_id, disc_number,"
-            " track_number, duration_ms, isrc, isrc_valid, explicit, popularity, listens,"
-            " markets, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(tid, tracks[i].public_id, *self._track_values(tracks[i])) for tid, i in assigned],
-        )
-
-    def _insert_track_links(self, tracks: list[TrackRow], assigned: list[tuple[int, int]]) -> None:
-        credit_rows: list[tuple[object, ...]] = []
-        genre_rows: list[tuple[int, int]] = []
-        ext_rows: list[tuple[object, ...]] = []
-        genre_ids = self._genre_ids(g for _, i in assigned for g in tracks[i].genres)
-        for tid, i in assigned:
-            t = tracks[i]
-            credit_rows += self._credit_rows(tid, t.credits)
-            if t.genres:
-                genre_rows += [(tid, genre_ids[g]) for g in dict.fromkeys(t.genres)]
-            if t.external_ids:
-                ext_rows += [("track", tid, s, v) for s, v in t.external_ids]
+    def _insert_links(self, batch: Batch, base: int) -> None:
+        """Credits, genres and external ids of a batch's tracks; track ``i`` has rowid
+        ``base + i`` (the per-id path passes rowids in place of indexes, and base 0)."""
         self.conn.executemany(
             "INSERT INTO track_artists(track_id, position, artist_id, credited_as, join_phrase)"
-            " VALUES (?,?,?,?,?)",
-            credit_rows,
+            f" VALUES (? + {base}, ?, {_ARTIST_ID}, ?, ?)",
+            batch.credits,
         )
-        if genre_rows:
+        genres = batch.genres
+        if genres:
+            ids = self._genre_ids(g for _, g in genres)
             self.conn.executemany(
-                "INSERT INTO track_genres(track_id, genre_id) VALUES (?,?)", genre_rows
+                f"INSERT OR IGNORE INTO track_genres(track_id, genre_id) VALUES (? + {base}, ?)",
+                [(i, ids[g]) for i, g in genres],
             )
-        self._insert_external_ids(ext_rows)
+        ext = batch.external_ids
+        if ext:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
+                f" VALUES ('track', ? + {base}, ?, ?)",
+                ext,
+            )
 
-    def _put_records(self, rows: list[tuple[int, bytes]]) -> None:
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO track_records(track_id, dict_id, data) VALUES (?,?,?)",
-            [(tid, self.dict_id, data) for tid, data in rows],
-        )
-
-    def _upsert_tracks(
-        self, tracks: list[TrackRow], records: list[bytes], order: list[int], result: WriteResult
-    ) -> WriteResult:
+    def _upsert_tracks(self, batch: Batch, chunk_base: int, result: WriteResult) -> None:
+        tracks: list[TrackTuple] = batch.tracks
         found = {
-            str(pid): (int(tid), ua)  # type: ignore[call-overload]
-            for pid, tid, ua in _lookup(
-                self.conn, "tracks", "id, updated_at", [tracks[i].public_id for i in order]
+            str(pid): (int(tid), ua, fp)  # type: ignore[call-overload]
+            for pid, tid, ua, fp in _lookup(
+                self.conn, "tracks", "id, updated_at, fingerprint", [t[0] for t in tracks]
             )
         }
-        next_id = self._next_id("tracks")
-        new: list[tuple[int, int]] = []
-        replace: list[tuple[int, int]] = []
-        for i in order:
-            t = tracks[i]
-            hit = found.get(t.public_id)
+        next_id = _next_id(self.conn, "tracks")
+        rowid: dict[int, int] = {}  # batch index -> rowid
+        new: list[int] = []
+        replace: list[int] = []
+        for i, t in enumerate(tracks):
+            hit = found.get(t[0])
             if hit is None:
-                new.append((next_id, i))
+                rowid[i] = next_id
                 next_id += 1
-            elif _newer_or_same(t.updated_at, hit[1]):  # type: ignore[arg-type]
-                replace.append((hit[0], i))
+                new.append(i)
+            elif hit[2] == t[13]:
+                pass  # the very record the catalog holds: nothing to do
+            elif newer_or_same(t[12], hit[1]):  # type: ignore[arg-type]
+                rowid[i] = hit[0]
+                replace.append(i)
             else:
                 result.superseded += 1
+        # Chunks whose every line was unchanged or older are not needed.
+        used = {(tracks[i][14] or 0) // RECORD_REF_LINES for i in (*new, *replace)}
+        unused = [(chunk_base + c,) for c in range(len(batch.chunks)) if c not in used]
+        if unused:
+            self.conn.executemany("DELETE FROM source_chunks WHERE id = ?", unused)
         if new:
-            self._insert_tracks(tracks, new)
+            self.conn.executemany(
+                f"INSERT INTO tracks(id, {_TRACK_COLUMNS}) VALUES"
+                f" (?, ?,?,?,{_ALBUM_ID},?,?,?,?,?,?,?,?,?,?,? + {chunk_base * RECORD_REF_LINES})",
+                [(rowid[i], *tracks[i]) for i in new],
+            )
         if replace:
+            ids = json.dumps([rowid[i] for i in replace])
+            if self.maintain_search:
+                unindex_tracks(self.conn, "t.id IN (SELECT value FROM json_each(?))", (ids,))
             self.conn.executemany(
-                "UPDATE tracks SET title=?, artist_credit=?, album_id=?, disc_number=?,"
-                " track_number=?, duration_ms=?, isrc=?, isrc_valid=?, explicit=?,"
-                " popularity=?, listens=?, markets=?, updated_at=? WHERE id=?",
-                [(*self._track_values(tracks[i]), tid) for tid, i in replace],
+                "UPDATE tracks SET public_id=?, title=?, artist_credit=?,"
+                f" album_id={_ALBUM_ID}, disc_number=?, track_number=?, duration_ms=?, isrc=?,"
+                " explicit=?, popularity=?, listens=?, markets=?, updated_at=?, fingerprint=?,"
+                f" record_ref=? + {chunk_base * RECORD_REF_LINES} WHERE id=?",
+                [(*tracks[i], rowid[i]) for i in replace],
             )
-            ids = [(tid,) for tid, _ in replace]
-            self.conn.executemany("DELETE FROM track_artists WHERE track_id=?", ids)
-            self.conn.executemany("DELETE FROM track_genres WHERE track_id=?", ids)
-            self.conn.executemany(
-                "DELETE FROM external_ids WHERE entity='track' AND entity_id=?", ids
+            for table in ("track_artists", "track_genres"):
+                self.conn.execute(
+                    f"DELETE FROM {table} WHERE track_id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                )
+            self.conn.execute(
+                "DELETE FROM external_ids WHERE entity='track'"
+                " AND entity_id IN (SELECT value FROM json_each(?))",
+                (ids,),
             )
-        done = new + replace
-        self._insert_track_links(tracks, done)
-        if records:
-            self._put_records([(tid, records[i]) for tid, i in done])
-        return result
+        done = sorted(new + replace)
+        relinked = Batch(
+            first_line=batch.first_line,
+            last_line=batch.last_line,
+            credits=[(rowid[c[0]], *c[1:]) for c in batch.credits if c[0] in rowid],
+            genres=[(rowid[g[0]], g[1]) for g in batch.genres if g[0] in rowid],
+            external_ids=[(rowid[e[0]], *e[1:]) for e in batch.external_ids if e[0] in rowid],
+        )
+        self._insert_links(relinked, 0)
+        if self.maintain_search:
+            if done:
+                index_tracks(
+                    self.conn,
+                    "t.id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([rowid[i] for i in done]),),
+                )
+            self._reindex_pending()
 
-
-def catalog_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    """Row counts of the main tables (cheap: max(rowid) is not used, counts are exact)."""
-    return {
-        t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-        for t in ("tracks", "albums", "artists")
-    }
+    def _reindex_pending(self) -> None:
+        """Re-add tracks taken out of the index because their album was retitled."""
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_temp_master WHERE name = 'reindex'"
+        ).fetchone()
+        if exists is None:
+            return
+        self.conn.execute(
+            "DELETE FROM temp.reindex WHERE track_id IN (SELECT track_id FROM search_rank)"
+        )
+        index_tracks(self.conn, "t.id IN (SELECT track_id FROM temp.reindex)")
+        self.conn.execute("DELETE FROM temp.reindex")

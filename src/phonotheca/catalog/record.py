@@ -102,7 +102,7 @@ def parse_date(text: str, precision: str | None) -> tuple[str, str]:
     m = _DATE.fullmatch(text)
     if m is None:
         raise RecordError(f"release_date {text!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
-    year, month, day = m.groups()
+    _, month, day = m.groups()
     if month is not None and not 1 <= int(month) <= 12:
         raise RecordError(f"release_date {text!r} has month {month}")
     if day is not None and not 1 <= int(day) <= 31:

@@ -22,9 +22,9 @@ class CatalogError(Exception):
 # Secondary indexes are dropped before a bulk load and built after it (DESIGN.md:
 # "bulk loads insert first and build indexes after"), so they live apart from the tables.
 SECONDARY_INDEXES: dict[str, str] = {
-    "tracks_isrc": "CREATE INDEX IF NOT EXISTS tracks_isrc ON tracks(isrc) WHERE isrc IS NOT NULL",
     "tracks_album": "CREATE INDEX IF NOT EXISTS tracks_album"
     " ON tracks(album_id, disc_number, track_number)",
+    "tracks_isrc": "CREATE INDEX IF NOT EXISTS tracks_isrc ON tracks(isrc) WHERE isrc IS NOT NULL",
     "track_artists_artist": "CREATE INDEX IF NOT EXISTS track_artists_artist"
     " ON track_artists(artist_id)",
     "album_artists_artist": "CREATE INDEX IF NOT EXISTS album_artists_artist"
@@ -72,6 +72,9 @@ _V1 = """
             total_tracks           INTEGER,
             total_discs            INTEGER,
             markets                TEXT,   -- ISO 3166 codes separated by spaces
+            status                 TEXT,   -- official, promotion, bootleg, ...
+            packaging              TEXT,
+            country                TEXT,
             fingerprint            INTEGER
         );
         CREATE UNIQUE INDEX albums_public_id ON albums(public_id);
@@ -95,12 +98,18 @@ _V1 = """
             track_number  INTEGER,
             duration_ms   INTEGER,
             isrc          TEXT,            -- normalised; kept even when invalid
-            isrc_valid    INTEGER,         -- 1 valid, 0 invalid, NULL no ISRC
+            isrc_valid    INTEGER GENERATED ALWAYS AS (  -- 1 valid, 0 invalid, NULL no ISRC
+                CASE WHEN isrc IS NULL THEN NULL
+                     WHEN isrc GLOB
+                          '[A-Z][A-Z][A-Z0-9][A-Z0-9][A-Z0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'
+                     THEN 1 ELSE 0 END) VIRTUAL,
             explicit      INTEGER,
             popularity    INTEGER CHECK(popularity BETWEEN 0 AND 100),
             listens       INTEGER,
             markets       TEXT,
-            updated_at    TEXT
+            updated_at    TEXT,
+            fingerprint   INTEGER,         -- hash of the source record: unchanged ones are skipped
+            record_ref    INTEGER          -- source_chunks.id * 1024 + line: its source record
         );
         CREATE UNIQUE INDEX tracks_public_id ON tracks(public_id);
 
@@ -149,16 +158,15 @@ _V1 = """
             PRIMARY KEY(entity, entity_id, scheme, value)
         ) WITHOUT ROWID;
 
-        -- Each loaded source line, zstd-compressed with a dictionary trained on its
-        -- import, so that export reproduces what was imported.
-        CREATE TABLE zstd_dicts(
-            id   INTEGER PRIMARY KEY,
-            data BLOB NOT NULL
-        );
-        CREATE TABLE track_records(
-            track_id INTEGER PRIMARY KEY REFERENCES tracks(id),
-            dict_id  INTEGER REFERENCES zstd_dicts(id),
-            data     BLOB NOT NULL
+        -- Source records as they were read, in zstd frames of up to 1000 lines; a track
+        -- points at its line (tracks.record_ref), so that export
+        -- reproduces what was imported. Lines no track points at any more (superseded
+        -- by a newer record) are left in place.
+        CREATE TABLE source_chunks(
+            id        INTEGER PRIMARY KEY,
+            import_id INTEGER NOT NULL REFERENCES imports(id),
+            kind      TEXT NOT NULL,      -- the source format: 'jsonl', ...
+            data      BLOB NOT NULL       -- zstd frame: lines joined by '\\n'
         );
 
         -- Progress of each import, committed with the rows it loaded (resume point).
@@ -167,7 +175,6 @@ _V1 = """
             kind          TEXT NOT NULL,
             path          TEXT NOT NULL,
             fingerprint   TEXT NOT NULL,   -- size + hash of the first MiB
-            dict_id       INTEGER REFERENCES zstd_dicts(id),
             started_at    TEXT NOT NULL,
             finished_at   TEXT,
             lines_done    INTEGER NOT NULL DEFAULT 0,
@@ -187,6 +194,7 @@ _V1 = """
             key      INTEGER PRIMARY KEY,
             track_id INTEGER NOT NULL
         );
+        CREATE UNIQUE INDEX search_rank_track ON search_rank(track_id);
 """
 
 
@@ -246,7 +254,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         # carries its own BEGIN and COMMIT.
         try:
             conn.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version={number};\nCOMMIT;"
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
+                f"PRAGMA user_version={number};\nCOMMIT;"
             )
         except BaseException:
             if conn.in_transaction:

@@ -1,10 +1,10 @@
 """Full-text search ordered by popularity, and true shuffle.
 
 The FTS5 index's rowids are *rank keys*: ``key = bucket << 40 | n`` where ``bucket``
-is ``100 - popularity`` (101 for tracks without one) and ``n`` orders tracks inside a
-bucket by listens. "Most popular matches first" is then ``ORDER BY rowid LIMIT n``,
-which FTS5 answers by walking doclists in rowid order and stopping early, instead of
-ranking every match (DESIGN.md: 0.05 ms instead of 775 ms for a common word).
+orders by popularity, then by the order of magnitude of listens (:data:`BUCKET_SQL`),
+and ``n`` is the catalog order inside a bucket. "Most popular matches first" is then
+``ORDER BY rowid LIMIT n``, which FTS5 answers by walking doclists in rowid order and
+stopping early, instead of ranking every match (DESIGN.md: 0.05 ms instead of 775 ms for a common word).
 
 The index is contentless with ``detail='none'`` (rowids only: we never run phrase or
 NEAR queries, because user text is always taken as plain words) and has prefix
@@ -25,6 +25,11 @@ from dataclasses import dataclass, field
 from phonotheca.catalog import schema
 
 BUCKET_SHIFT = 40
+# The bucket of a track: popularity first, then the order of magnitude of its listens
+# (number of decimal digits). Inside a bucket tracks keep catalog order, which an import
+# can extend by appending; so an index maintained batch by batch and one rebuilt from
+# scratch are identical.
+BUCKET_SQL = "((100 - coalesce(t.popularity, -1)) * 32 + 20 - length(coalesce(t.listens, 0)))"
 FTS_TABLE = "track_search"
 FTS_DDL = (
     f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, artists, album,"
@@ -63,21 +68,32 @@ class TrackHit:
 # -- the index -----------------------------------------------------------------------------
 
 
+_FTS_ROWS = """
+    SELECT r.key, t.title, t.artist_credit, coalesce(a.title, '')
+    FROM search_rank r JOIN tracks t ON t.id = r.track_id
+    LEFT JOIN albums a ON a.id = t.album_id
+"""
+_MASK = (1 << BUCKET_SHIFT) - 1
+
+
 def mark_search_stale(conn: sqlite3.Connection) -> None:
-    """Record (in the caller's transaction) that the search index must be rebuilt."""
+    """Record (in the caller's transaction) that the index needs a full rebuild; until
+    then imports skip maintaining it."""
     schema.set_meta(conn, "search_stale", "1")
 
 
 def _has_index(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).fetchone() is not None
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).fetchone()
+    return found is not None
 
 
 def search_is_stale(conn: sqlite3.Connection) -> bool:
+    """True when the index is missing or a rebuild was cut short."""
     return not _has_index(conn) or schema.get_meta(conn, "search_stale") == "1"
 
 
 def refresh_search(conn: sqlite3.Connection, *, force: bool = False) -> bool:
-    """Rebuild the search index if an import changed the catalog; True if it did."""
+    """Rebuild the search index if it is missing or stale; True if it did."""
     if not force and not search_is_stale(conn):
         return False
     rebuild_search(conn)
@@ -85,37 +101,81 @@ def refresh_search(conn: sqlite3.Connection, *, force: bool = False) -> bool:
 
 
 def rebuild_search(conn: sqlite3.Connection) -> None:
-    """Rebuild rank keys and the FTS5 index in one transaction (safe to kill)."""
-    has_aliases = conn.execute("SELECT 1 FROM artist_aliases LIMIT 1").fetchone() is not None
-    # Aliases (other scripts, old names) are searchable through the artists column.
-    artists_sql = (
-        "t.artist_credit || coalesce(' ' || (SELECT group_concat(aa.name, ' ')"
-        " FROM track_artists ta JOIN artist_aliases aa ON aa.artist_id = ta.artist_id"
-        " WHERE ta.track_id = t.id), '')"
-        if has_aliases
-        else "t.artist_credit"
-    )
+    """Rebuild rank keys and the FTS5 index from scratch, in one transaction."""
+
+    # Both statements read tracks in rowid order and sort once (the window); reading
+    # tracks in key order instead would cost a random access per track.
+    def keyed(names: str, columns: str, source: str) -> str:
+        return f"""
+        SELECT (bucket << {BUCKET_SHIFT}) + row_number() OVER (PARTITION BY bucket ORDER BY id)
+               AS key, {names}
+        FROM (SELECT t.id, {BUCKET_SQL} AS bucket, {columns} FROM {source})"""
+
     with schema.transaction(conn):
         conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
+        conn.execute("DROP INDEX IF EXISTS search_rank_track")
         conn.execute("DELETE FROM search_rank")
         conn.execute(FTS_DDL)
+        conn.execute("INSERT INTO search_rank(key, track_id)" + keyed("id", "1", "tracks t"))
         conn.execute(
-            f"""INSERT INTO search_rank(key, track_id)
-            SELECT ((100 - coalesce(popularity, -1)) << {BUCKET_SHIFT})
-                   + row_number() OVER (PARTITION BY popularity
-                                        ORDER BY coalesce(listens, -1) DESC, id),
-                   id
-            FROM tracks ORDER BY 1"""
+            f"INSERT INTO {FTS_TABLE}(rowid, title, artists, album)"
+            + keyed(
+                "title, credit, album",
+                "t.title AS title, t.artist_credit AS credit, coalesce(a.title, '') AS album",
+                "tracks t LEFT JOIN albums a ON a.id = t.album_id",
+            )
         )
-        conn.execute(
-            f"""INSERT INTO {FTS_TABLE}(rowid, title, artists, album)
-            SELECT r.key, t.title, {artists_sql}, coalesce(a.title, '')
-            FROM search_rank r JOIN tracks t ON t.id = r.track_id
-            LEFT JOIN albums a ON a.id = t.album_id
-            ORDER BY r.key"""
-        )
-        conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
+        conn.execute("CREATE UNIQUE INDEX search_rank_track ON search_rank(track_id)")
         schema.set_meta(conn, "search_stale", None)
+
+
+def index_tracks(conn: sqlite3.Connection, where: str, params: tuple[object, ...] = ()) -> None:
+    """Add tracks (``where`` selects them from ``tracks t``) to the index, in the caller's
+    transaction. Each goes at the end of its bucket; none may be indexed already."""
+    conn.execute("DROP TABLE IF EXISTS temp.new_keys")
+    conn.execute(
+        f"""CREATE TEMP TABLE new_keys AS
+        WITH picked AS (
+            SELECT t.id, {BUCKET_SQL} AS bucket FROM tracks t WHERE {where}
+        ), bases AS (
+            SELECT bucket,
+                   coalesce((SELECT max(key) & {_MASK} FROM search_rank
+                             WHERE key BETWEEN (bucket << {BUCKET_SHIFT})
+                                           AND (bucket << {BUCKET_SHIFT}) + {_MASK}), 0) AS base
+            FROM (SELECT DISTINCT bucket FROM picked)
+        )
+        SELECT (p.bucket << {BUCKET_SHIFT}) + b.base
+               + row_number() OVER (PARTITION BY p.bucket ORDER BY p.id) AS key,
+               p.id AS track_id
+        FROM picked p JOIN bases b USING (bucket)""",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO search_rank(key, track_id)"
+        " SELECT key, track_id FROM temp.new_keys ORDER BY key"
+    )
+    conn.execute(
+        f"INSERT INTO {FTS_TABLE}(rowid, title, artists, album) {_FTS_ROWS}"
+        " WHERE r.key IN (SELECT key FROM temp.new_keys) ORDER BY r.key"
+    )
+    conn.execute("DROP TABLE temp.new_keys")
+
+
+def unindex_tracks(conn: sqlite3.Connection, where: str, params: tuple[object, ...] = ()) -> None:
+    """Remove tracks (``where`` on ``t``) from the index, in the caller's transaction.
+
+    Must run *before* their title, credit or album changes: a contentless FTS5 index
+    forgets a row only when told the exact text it indexed.
+    """
+    conn.execute(
+        f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, artists, album)"
+        f" SELECT 'delete', * FROM ({_FTS_ROWS} WHERE {where})",
+        params,
+    )
+    conn.execute(
+        f"DELETE FROM search_rank WHERE track_id IN (SELECT t.id FROM tracks t WHERE {where})",
+        params,
+    )
 
 
 # -- queries -------------------------------------------------------------------------------
@@ -231,7 +291,9 @@ def get_tracks(conn: sqlite3.Connection, public_ids: list[str]) -> list[TrackHit
     return _fetch(conn, [found[p] for p in public_ids if p in found])
 
 
-def shuffle(conn: sqlite3.Connection, n: int = 1, rng: random.Random | None = None) -> list[TrackHit]:
+def shuffle(
+    conn: sqlite3.Connection, n: int = 1, rng: random.Random | None = None
+) -> list[TrackHit]:
     """``n`` tracks, each drawn uniformly over the whole catalog (with replacement).
 
     Track rowids are dense (assigned max+1, never reused), so a pick is one random

@@ -1,0 +1,93 @@
+"""The command line as a user meets it: help texts, documentation, JSON output, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from phonotheca.cli import main
+from tests.conftest import REPO, track
+
+
+def all_commands(group: click.Group = main, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        full = f"{prefix}{name}"
+        out.append((full, cmd))
+        if isinstance(cmd, click.Group):
+            out += all_commands(cmd, full + " ")
+    return out
+
+
+@pytest.mark.parametrize("name,cmd", all_commands(), ids=[n for n, _ in all_commands()])
+def test_every_command_has_help(name: str, cmd: click.Command) -> None:
+    assert cmd.help and len(cmd.help.strip()) > 20, f"'{name}' needs a help text"
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+    for param in cmd.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert param.help or param.name in ("archive_dir",), f"{name} {param.opts} needs help"
+
+
+@pytest.mark.parametrize("name", [n for n, c in all_commands() if not isinstance(c, click.Group)])
+def test_every_command_is_in_the_readme(name: str) -> None:
+    assert f"phonotheca {name}" in (REPO / "README.md").read_text()
+
+
+def test_init_import_search_shuffle_stats_export(tmp_path: Path) -> None:
+    runner = CliRunner()
+    arc = str(tmp_path / "arc")
+    assert runner.invoke(main, ["init", arc]).exit_code == 0
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(track(i)) for i in range(30)) + "\nnot json\n")
+    result = runner.invoke(main, ["import", "jsonl", str(src), "--archive", arc, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert {k: summary[k] for k in ("read", "loaded", "rejected", "invalid_isrc")} == {
+        "read": 31,
+        "loaded": 30,
+        "rejected": 1,
+        "invalid_isrc": 0,
+    }
+    assert Path(summary["rejects_file"]).exists()
+
+    hits = json.loads(
+        runner.invoke(main, ["search", "song", "2 ", "--archive", arc, "--json"]).output
+    )
+    # "Song 2", tracks on "Album 2" and by "Artist 2": most popular first
+    pops = [h["popularity"] for h in hits]
+    assert pops == sorted(pops, reverse=True) and len(hits) > 10
+    hits = [h for h in hits if h["id"] == "test:track:2"]
+    for key in ("id", "title", "artists", "album", "isrc", "duration_ms", "popularity"):
+        assert key in hits[0]
+    assert hits[0]["artists"] == ["Artist 2"]
+
+    picks = json.loads(
+        runner.invoke(main, ["shuffle", "-n", "3", "--archive", arc, "--json"]).output
+    )
+    assert len(picks) == 3
+    stats = json.loads(runner.invoke(main, ["stats", "--archive", arc, "--json"]).output)
+    assert stats["tracks"] == 30 and stats["unique_isrcs"] == 30
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(main, ["export", "jsonl", str(out), "--archive", arc]).exit_code == 0
+    assert len(out.read_text().splitlines()) == 30
+
+
+def test_strict_failure_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_text(json.dumps(track(1)) + "\n{broken\n")
+    result = CliRunner().invoke(
+        main, ["import", "jsonl", str(src), "--archive", str(tmp_path / "a"), "--strict"]
+    )
+    assert result.exit_code == 1
+    assert "bad.jsonl:2" in result.output and "nothing of this import was kept" in result.output
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["search", "x", "--archive", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "not a Phonotheca archive" in result.output and "Traceback" not in result.output
