@@ -51,3 +51,18 @@ def test_normalising_is_idempotent_and_never_fails(text: str) -> None:
     assert normalize_isrc(once) == once
     if is_valid_isrc(once):
         assert len(once) == 12 and once.isascii() and once[:2].isalpha() and once[5:].isdigit()
+
+
+@given(st.text(alphabet=string.ascii_uppercase + string.digits + "-é ", max_size=14))
+def test_the_catalog_flags_exactly_what_python_flags(raw: str) -> None:
+    """tracks.isrc_valid is computed by SQLite; it must agree with parse_isrc."""
+    import sqlite3
+
+    from phonotheca.catalog import schema
+
+    conn = sqlite3.connect(":memory:")
+    conn.isolation_level = None
+    schema.migrate(conn)
+    value, valid = parse_isrc(raw)
+    conn.execute("INSERT INTO tracks(id, public_id, title, isrc) VALUES (1, 'x', 't', ?)", (value,))
+    assert conn.execute("SELECT isrc_valid FROM tracks").fetchone()[0] == int(valid)

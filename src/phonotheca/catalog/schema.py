@@ -187,6 +187,57 @@ _V1 = """
             rejects_bytes INTEGER NOT NULL DEFAULT 0  -- length at the last commit
         );
 
+        -- Audio files the operator holds (local scans). The path is the operator's and is
+        -- dropped from the published catalog.
+        CREATE TABLE source_files(
+            id          INTEGER PRIMARY KEY,
+            track_id    INTEGER REFERENCES tracks(id),   -- NULL until matched
+            path        TEXT NOT NULL UNIQUE,
+            size        INTEGER NOT NULL,
+            mtime_ns    INTEGER NOT NULL,
+            sha256      TEXT,
+            container   TEXT,                 -- ogg, flac, mp3, mp4, ...
+            codec       TEXT,                 -- vorbis, opus, flac, mp3, aac, ...
+            lossless    INTEGER,
+            bitrate     INTEGER,              -- bits per second
+            sample_rate INTEGER,
+            channels    INTEGER,
+            duration_ms INTEGER,
+            status      TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok', 'missing', 'error')),
+            match       TEXT,                 -- how it was matched: mbid, isrc, name, fingerprint, new
+            error       TEXT,
+            scanned_at  TEXT
+        );
+        CREATE INDEX source_files_track ON source_files(track_id);
+
+        -- The ledger: one row per planned track, the work queue of build and its record.
+        CREATE TABLE plans(
+            id         INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            budget     INTEGER NOT NULL,
+            settings   TEXT NOT NULL,     -- JSON: the options the plan was made with
+            report     TEXT               -- JSON: the coverage report
+        );
+        CREATE TABLE ledger(
+            track_id       INTEGER PRIMARY KEY REFERENCES tracks(id),
+            plan_id        INTEGER REFERENCES plans(id),
+            status         TEXT NOT NULL,  -- planned, packed, skipped_duplicate, skipped_budget,
+                                           -- missing_source, error_*
+            tier           TEXT CHECK(tier IN ('original', 'opus', 'metadata')),
+            planned_size   INTEGER,
+            source_file_id INTEGER REFERENCES source_files(id),
+            duplicate_of   INTEGER REFERENCES tracks(id),
+            codec          TEXT,
+            bitrate        INTEGER,
+            size           INTEGER,        -- bytes as packed
+            sha256         TEXT,
+            collection     TEXT,
+            volume         TEXT,
+            offset         INTEGER,
+            length         INTEGER
+        );
+        CREATE INDEX ledger_status ON ledger(status);
+
         -- Search: FTS5 rowids are "rank keys" that follow popularity, so the most popular
         -- matches come first in rowid order and a query stops after LIMIT rows.
         -- key = (100 - popularity) << 40 | position within that popularity.
