@@ -1,0 +1,120 @@
+"""The ``phonotheca`` command: a thin layer that parses, calls the library, and prints.
+
+The groups and shared options live here; each stage's commands are in a module of
+their own (``cli/catalog.py``, ``cli/plan.py``, ...) that registers them on import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from phonotheca import __version__
+from phonotheca.archive import Archive, ArchiveError, open_archive
+from phonotheca.catalog import schema
+from phonotheca.config import SettingsError
+from phonotheca.sources.jsonl import SourceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+err = Console(stderr=True)
+out = Console()
+
+
+def archive_option(f: F) -> F:
+    return click.option(
+        "--archive",
+        "archive_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        envvar="PHONOTHECA_ARCHIVE",
+        show_default="current directory, or $PHONOTHECA_ARCHIVE",
+        help="Archive directory.",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors a user can cause into one clear line and a non-zero exit."""
+    try:
+        yield
+    except (ArchiveError, SettingsError, SourceError, schema.CatalogError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def archive_at(archive_dir: Path, create: bool = False) -> Archive:
+    with user_errors():
+        return open_archive(archive_dir, create=create)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def progress_bar(total: int | None, unit: str) -> Progress:
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+    if unit == "bytes":
+        columns.append(TransferSpeedColumn())
+    else:
+        columns.append(MofNCompleteColumn())
+    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=err, disable=not err.is_terminal, transient=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="phonotheca")
+def main() -> None:
+    """Build, publish, mirror and serve an open music preservation archive.
+
+    Lawful sources only: open metadata (JSONL, MusicBrainz, ListenBrainz) and audio
+    files you may archive. See docs/FORMAT.md for the formats.
+    """
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+@main.group("import")
+def import_() -> None:
+    """Load source records into the catalog."""
+
+
+# -- export, search, shuffle, stats ----------------------------------------------------------
+
+
+@main.group()
+def export() -> None:
+    """Write the catalog out in an interchange format."""
+
+
+# -- synthetic data ---------------------------------------------------------------------------
+
+
+@main.group()
+def synth() -> None:
+    """Generate deterministic synthetic data for demos, tests and benchmarks."""
+
+
+# Command modules register themselves on the groups above.
+from phonotheca.cli import catalog as _catalog  # noqa: E402, F401
+from phonotheca.cli import plan as _plan  # noqa: E402, F401
+from phonotheca.cli import synth as _synth  # noqa: E402, F401

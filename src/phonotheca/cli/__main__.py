@@ -1,0 +1,7 @@
+"""``python -m phonotheca.cli``."""
+
+import sys
+
+from phonotheca.cli import main
+
+sys.exit(main())

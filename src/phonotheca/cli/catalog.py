@@ -1,0 +1,260 @@
+"""Catalog commands: init, import jsonl, export jsonl, search, shuffle, stats, reindex."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from phonotheca.archive import init_archive
+from phonotheca.catalog import schema
+from phonotheca.catalog.export import catalog_stats, export_jsonl
+from phonotheca.catalog.importer import ImportRejected, finish_import, import_lines
+from phonotheca.catalog.search import TrackHit, refresh_search, search, search_is_stale, shuffle
+from phonotheca.cli import (
+    archive_at,
+    archive_option,
+    err,
+    export,
+    import_,
+    json_option,
+    main,
+    out,
+    print_json,
+    progress_bar,
+    user_errors,
+)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Archive name (prefix of collection names); default: the folder's.")
+def init(directory: Path, name: str | None) -> None:
+    """Create an archive in DIRECTORY (safe to run again on an existing one)."""
+    with user_errors():
+        archive = init_archive(directory, name)
+    click.echo(f"archive {archive.settings.name!r} ready at {archive.root}")
+
+
+@import_.command("jsonl")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@archive_option
+@json_option
+@click.option(
+    "--strict", is_flag=True, help="Stop at the first bad line and keep nothing of this import."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Parsing processes beside the writer (0: parse in the writer).",
+)
+def import_jsonl(
+    files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
+) -> None:
+    """Import interchange JSONL files (.jsonl or .jsonl.zst), one track per line.
+
+    Bad lines go to ARCHIVE/rejects/ with their line number and reason and the import
+    goes on. Safe to interrupt: running the same command again resumes.
+    """
+    archive = archive_at(archive_dir, create=True)
+    conn = archive.connect()
+    summaries = []
+    try:
+        with progress_bar(None, "bytes") as bar, user_errors():
+            if strict:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path in files:
+                    task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
+
+                    def advance(lines: int, pos: int, size: int, task: Any = task) -> None:
+                        bar.update(task, completed=pos)
+
+                    summaries.append(
+                        import_lines(
+                            conn,
+                            path,
+                            archive.rejects_dir,
+                            strict=strict,
+                            workers=workers,
+                            progress=advance,
+                        )
+                    )
+                    bar.update(task, completed=path.stat().st_size)
+                if strict:
+                    conn.execute("COMMIT")
+            except ImportRejected as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise click.ClickException(
+                    f"{exc} (--strict: nothing of this import was kept; fix the line or"
+                    " run without --strict to load the rest and collect rejects)"
+                ) from exc
+            except BaseException:
+                if strict and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            task = bar.add_task("search index", total=None)
+            t0 = time.monotonic()
+            finish_import(conn)
+            bar.update(task, total=1, completed=1)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    if as_json:
+        print_json(
+            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
+        )
+        return
+    for s in summaries:
+        resumed = f" (resumed at line {s.resumed_at_line})" if s.resumed_at_line else ""
+        click.echo(
+            f"{s.path}: read {s.read:,}, loaded {s.loaded:,}, rejected {s.rejected:,},"
+            f" invalid ISRCs {s.invalid_isrc:,}{resumed} in {s.seconds:.1f} s"
+        )
+        if s.rejects_file:
+            click.echo(f"  rejects: {s.rejects_file}")
+    click.echo(f"search index refreshed in {time.monotonic() - t0:.1f} s")
+
+
+@export.command("jsonl")
+@click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
+@archive_option
+@json_option
+def export_jsonl_cmd(out_path: Path, archive_dir: Path, as_json: bool) -> None:
+    """Write every track as interchange JSONL to OUT (.jsonl or .jsonl.zst)."""
+    archive = archive_at(archive_dir)
+    with user_errors():
+        conn = archive.connect(readonly=True)
+    try:
+        summary = export_jsonl(conn, out_path)
+    finally:
+        conn.close()
+    if as_json:
+        print_json(summary.__dict__)
+    else:
+        click.echo(f"wrote {summary.tracks:,} tracks to {summary.path} ({summary.bytes:,} bytes)")
+
+
+def _hits_table(hits: list[TrackHit]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("#", "title", "artists", "album", "time", "pop", "id"):
+        table.add_column(col, overflow="fold")
+    for i, h in enumerate(hits, 1):
+        d = h.duration_ms
+        table.add_row(
+            str(i),
+            h.title,
+            ", ".join(h.artists),
+            h.album or "",
+            f"{d // 60000}:{d // 1000 % 60:02d}" if d is not None else "",
+            "" if h.popularity is None else str(h.popularity),
+            h.id,
+        )
+    return table
+
+
+def read_conn(archive_dir: Path) -> Any:
+    archive = archive_at(archive_dir)
+    with user_errors():
+        return archive.connect(readonly=True)
+
+
+@main.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Most results to show.",
+)
+@archive_option
+@json_option
+def search_cmd(query: tuple[str, ...], limit: int, archive_dir: Path, as_json: bool) -> None:
+    """Find tracks by words of their title, artists or album; most popular first.
+
+    The last word also matches as a prefix ("pink flo"). Case and accents are ignored.
+    """
+    conn = read_conn(archive_dir)
+    try:
+        if search_is_stale(conn):
+            err.print(
+                "[yellow]warning:[/] the search index is out of date:"
+                " run 'phonotheca reindex' (or finish the interrupted import)"
+            )
+        hits = search(conn, " ".join(query), limit)
+    finally:
+        conn.close()
+    if as_json:
+        print_json([h.to_json() for h in hits])
+    elif hits:
+        out.print(_hits_table(hits))
+    else:
+        click.echo("no match")
+
+
+@main.command("shuffle")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Number of tracks to pick.",
+)
+@archive_option
+@json_option
+def shuffle_cmd(count: int, archive_dir: Path, as_json: bool) -> None:
+    """Pick tracks uniformly at random from the whole catalog (true shuffle)."""
+    conn = read_conn(archive_dir)
+    try:
+        hits = shuffle(conn, count)
+    finally:
+        conn.close()
+    if as_json:
+        print_json([h.to_json() for h in hits])
+    elif hits:
+        out.print(_hits_table(hits))
+    else:
+        click.echo("the catalog is empty")
+
+
+@main.command("stats")
+@archive_option
+@json_option
+def stats_cmd(archive_dir: Path, as_json: bool) -> None:
+    """Counts of tracks, albums, artists and ISRCs in the catalog."""
+    conn = read_conn(archive_dir)
+    try:
+        stats = catalog_stats(conn)
+    finally:
+        conn.close()
+    if as_json:
+        print_json(stats.to_json())
+        return
+    for key, value in stats.to_json().items():
+        click.echo(f"{key.replace('_', ' '):>24}: {value:,}")
+
+
+@main.command()
+@archive_option
+def reindex(archive_dir: Path) -> None:
+    """Rebuild the search index (imports do this themselves)."""
+    archive = archive_at(archive_dir)
+    conn = archive.connect()
+    try:
+        t0 = time.monotonic()
+        schema.ensure_indexes(conn)
+        refresh_search(conn, force=True)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    click.echo(f"search index rebuilt in {time.monotonic() - t0:.1f} s")
