@@ -68,6 +68,12 @@ class ImportSummary:
 
 # Progress callback: (lines done in this file, input bytes read, input size)
 Progress = Callable[[int, int, int], None]
+# A source's parser: (number of the first line, lines) -> rows to load. Must be a
+# module-level function: worker processes receive it by name.
+Prepare = Callable[[int, list[bytes]], Batch]
+# A source's reader: (path, lines per block, lines to skip) -> (first line, lines,
+# input bytes read so far). A "line" is one record: a JSON document of a dump, ...
+ReadBlocks = Callable[[Path, int, int], Iterator[tuple[int, list[bytes], int]]]
 
 # -- the worker side ------------------------------------------------------------------------
 
@@ -79,8 +85,8 @@ def _worker_init() -> None:
     gc.disable()
 
 
-def _worker_prepare(first_line: int, lines: list[bytes]) -> bytes:
-    return encode_batch(prepare_lines(first_line, lines))
+def _worker_prepare(prepare: Prepare, first_line: int, lines: list[bytes]) -> bytes:
+    return encode_batch(prepare(first_line, lines))
 
 
 # -- the writer side ------------------------------------------------------------------------
@@ -90,11 +96,13 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _batches(path: Path, skip: int, workers: int) -> Iterator[tuple[Batch, int]]:
-    blocks = iter_line_blocks(path, LINES_PER_BATCH, skip)
+def _batches(
+    path: Path, skip: int, workers: int, prepare: Prepare, read_blocks: ReadBlocks
+) -> Iterator[tuple[Batch, int]]:
+    blocks = read_blocks(path, LINES_PER_BATCH, skip)
     if workers <= 0 or path.stat().st_size < POOL_THRESHOLD:
         for first, lines, pos in blocks:
-            yield prepare_lines(first, lines), pos
+            yield prepare(first, lines), pos
         return
     with ProcessPoolExecutor(
         workers, mp_context=get_context("forkserver"), initializer=_worker_init
@@ -102,7 +110,7 @@ def _batches(path: Path, skip: int, workers: int) -> Iterator[tuple[Batch, int]]
         # A bounded window of batches in flight: memory does not grow with the file.
         window: deque[tuple[Future[bytes], int]] = deque()
         for first, lines, pos in blocks:
-            window.append((pool.submit(_worker_prepare, first, lines), pos))
+            window.append((pool.submit(_worker_prepare, prepare, first, lines), pos))
             if len(window) > workers * 2:
                 fut, p = window.popleft()
                 yield decode_batch(fut.result()), p
@@ -162,11 +170,16 @@ def import_lines(
     rejects_dir: Path,
     *,
     kind: str = "jsonl",
+    prepare: Prepare = prepare_lines,
+    read_blocks: ReadBlocks = iter_line_blocks,
     strict: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> ImportSummary:
-    """Import one JSONL file into the catalog behind ``conn``.
+    """Import one file of records into the catalog behind ``conn``.
+
+    ``kind`` names the source format (stored with the source records and the import);
+    ``prepare`` and ``read_blocks`` parse and read it (default: interchange JSONL).
 
     Without ``strict`` each batch commits on its own and a re-run resumes. With
     ``strict`` the caller holds one transaction around the whole command, and the
@@ -212,7 +225,7 @@ def import_lines(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # see _worker_init
     try:
-        for batch, pos in _batches(path, resumed_at, workers):
+        for batch, pos in _batches(path, resumed_at, workers, prepare, read_blocks):
             if strict and batch.rejects:
                 raise ImportRejected(path, batch.rejects[0])
             _begin(conn, strict)

@@ -203,6 +203,7 @@ _V1 = """
             sample_rate INTEGER,
             channels    INTEGER,
             duration_ms INTEGER,
+            chromaprint TEXT,                 -- acoustic fingerprint, when one was computed
             status      TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok', 'missing', 'error')),
             match       TEXT,                 -- how it was matched: mbid, isrc, name, fingerprint, new
             error       TEXT,

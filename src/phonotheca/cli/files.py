@@ -1,0 +1,1 @@
+"""Commands for audio files: import files (scan, match, cover art), synth audio."""

@@ -1,0 +1,1 @@
+"""Import commands for open metadata: MusicBrainz release documents, listen counts."""
