@@ -33,12 +33,25 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from phonotheca.plan.model import (
+    OPUS_HEADER_BYTES,
+    OPUS_OGG_OVERHEAD,
+    CoverageCurve,
+    PlanInfeasible,
+    PlanOptions,
+    PlanResult,
+    PlanTotals,
+    Tier,
+    TrackArrays,
+    _opus_bytes,
+    estimate_listens,
+    estimate_opus_size,
+)
 from phonotheca.plan.sizes import format_size
 
 __all__ = [
@@ -56,255 +69,10 @@ __all__ = [
     "plan_tiers",
 ]
 
-OPUS_OGG_OVERHEAD = 0.008
-"""Ogg framing as a share of the Opus payload.
-
-Opus packets are 20 ms (50 a second). At ~75 kbit/s a packet is ~188 bytes and needs one
-Ogg lacing byte, and encoders close a 27-byte page header about once a second, so Ogg adds
-about (50 + 27) / 9375 ≈ 0.8 % on top of the audio bytes.
-"""
-
-OPUS_HEADER_BYTES = 4096
-"""Fixed bytes per Opus file: the OpusHead page (47 bytes), the OpusTags page (vendor string,
-title, artists, album, ISRC: usually well under 1 KiB) and a margin for longer tags."""
-
-
-class Tier(IntEnum):
-    """Per-track tier code, stored as ``uint8``."""
-
-    METADATA = 0
-    """Metadata only: skipped for the budget, excluded tiers, or no usable duration."""
-    OPUS = 1
-    """Re-encoded to Ogg Opus."""
-    ORIGINAL = 2
-    """The best source file, bit-exact."""
-    DUPLICATE = 3
-    """Same ISRC group as another track: covered by whatever tier its representative got."""
-    MISSING = 4
-    """No source file: can only be metadata (nothing to keep or to encode from)."""
-
-
 _FREE = np.uint8(255)  # provisional: the optimiser chooses this track's tier
 _TIER_NAMES = tuple(t.name.lower() for t in Tier)
-_ALLOWED_EXCLUSIONS = frozenset({"opus", "original"})
 _NBINS = 1 << 15
 _BIN_SHIFT = 16
-
-
-class PlanInfeasible(ValueError):
-    """The constraints cannot be met: forced bytes exceed the budget, or a pin needs an
-    excluded tier. ``shortfall`` is the number of bytes missing (0 for a conflict)."""
-
-    def __init__(self, message: str, shortfall: int = 0) -> None:
-        super().__init__(message)
-        self.shortfall = shortfall
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class TrackArrays:
-    """Per-track columns of the catalog, all 1-D and of the same length.
-
-    - ``original_size``: bytes of the track's best source file; 0 or negative = no source.
-    - ``duration_s``: duration in seconds; 0, negative or NaN = unknown (no Opus estimate).
-    - ``listens``: listen counts; NaN, ±inf or negative = unknown, estimated from
-      ``popularity`` with :func:`estimate_listens`.
-    - ``popularity``: 0–100; needed when listens are unknown or for the popularity pin.
-    - ``group``: ISRC group id per track, ``-1`` = unique. Ids should be dense (0..G-1):
-      the planner allocates about 10 bytes per possible id.
-    - ``packed``, ``packed_tier``, ``packed_size``: tracks already in a published torrent
-      keep ``packed_tier``; their bytes (``packed_size``, or the estimate of that tier when
-      omitted) count against the budget first.
-
-    Compact dtypes keep 256 M tracks in memory: ``uint32`` sizes, ``float32`` durations and
-    listens, ``uint8`` popularity and tiers, ``int32`` groups.
-    """
-
-    original_size: NDArray[np.integer[Any]]
-    duration_s: NDArray[Any]
-    listens: NDArray[Any] | None = None
-    popularity: NDArray[Any] | None = None
-    group: NDArray[np.integer[Any]] | None = None
-    packed: NDArray[np.bool_] | None = None
-    packed_tier: NDArray[np.integer[Any]] | None = None
-    packed_size: NDArray[np.integer[Any]] | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.original_size)
-        kinds = {
-            "original_size": "iu",
-            "duration_s": "iuf",
-            "listens": "iuf",
-            "popularity": "iuf",
-            "group": "iu",
-            "packed": "b",
-            "packed_tier": "iu",
-            "packed_size": "iu",
-        }
-        for name, allowed in kinds.items():
-            array = getattr(self, name)
-            if array is None:
-                continue
-            if not isinstance(array, np.ndarray) or array.ndim != 1:
-                raise ValueError(f"{name} must be a 1-D NumPy array")
-            if array.dtype.kind not in allowed:
-                raise ValueError(f"{name} has dtype {array.dtype}; expected kind {allowed!r}")
-            if len(array) != n:
-                raise ValueError(f"{name} has {len(array)} rows, original_size has {n}")
-        if (self.packed is None) != (self.packed_tier is None):
-            raise ValueError("packed and packed_tier must be given together")
-        if self.packed_size is not None and self.packed is None:
-            raise ValueError("packed_size needs packed and packed_tier")
-
-    def __len__(self) -> int:
-        return len(self.original_size)
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
-    """What the plan may spend and choose.
-
-    ``budget`` is in bytes. ``min_original_popularity`` pins tracks (or ISRC groups) whose
-    popularity is at least this value to their original file. ``exclude_tiers`` removes
-    ``"opus"`` and/or ``"original"`` from the choices of tracks not yet packed.
-    """
-
-    budget: int
-    opus_kbps: float = 75.0
-    opus_quality: float = 0.95
-    min_original_popularity: float | None = None
-    exclude_tiers: frozenset[str] = frozenset()
-    opus_overhead: float = OPUS_OGG_OVERHEAD
-    opus_header_bytes: int = OPUS_HEADER_BYTES
-
-    def __post_init__(self) -> None:
-        if self.budget < 0:
-            raise ValueError(f"budget must be >= 0 bytes, got {self.budget}")
-        if not 0.0 < self.opus_quality <= 1.0:
-            raise ValueError(f"opus_quality must be in (0, 1], got {self.opus_quality}")
-        if not self.opus_kbps > 0:
-            raise ValueError(f"opus_kbps must be > 0, got {self.opus_kbps}")
-        if self.opus_overhead < 0 or self.opus_header_bytes < 0:
-            raise ValueError("opus_overhead and opus_header_bytes must be >= 0")
-        unknown = set(self.exclude_tiers) - _ALLOWED_EXCLUSIONS
-        if unknown:
-            raise ValueError(f"cannot exclude tier(s) {sorted(unknown)}: "
-                             f"only 'opus' and 'original' can be excluded")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CoverageCurve:
-    """Share of listens kept against bytes, along the greedy order.
-
-    Forced bytes (packed tracks and popularity pins) come first, drawn as one straight
-    segment from (0, 0); then the free steps in greedy order. The planner knows the curve
-    exactly at every histogram-bin edge (bins are 0.5 % wide in efficiency); the
-    ``points`` evenly spaced samples interpolate linearly between those edges, so between
-    edges they can exceed the integer greedy by at most one step. ``opus_bytes`` and
-    ``original_bytes`` split ``bytes`` by tier at each point.
-    """
-
-    bytes: NDArray[np.float64]
-    listens_share: NDArray[np.float64]
-    value_share: NDArray[np.float64]
-    opus_bytes: NDArray[np.float64]
-    original_bytes: NDArray[np.float64]
-    fixed_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlanTotals:
-    """Figures of a plan; listens are float sums, bytes exact integers.
-
-    ``value`` is quality-weighted listens (Opus counts ``opus_quality``), ``value_bound``
-    the LP-relaxation optimum, an upper bound on any plan's value. ``marginal_value_per_gb``
-    is the value per GB (10⁹ bytes) of the next step the budget could not buy (0 when
-    everything fits): what adding storage would bring.
-    """
-
-    budget: int
-    used_bytes: int
-    full_bytes: int
-    bytes_by_tier: dict[str, int]
-    tracks_by_tier: dict[str, int]
-    listens_total: float
-    listens_covered: float
-    value: float
-    value_bound: float
-    listens_missing: float
-    marginal_value_per_gb: float
-    estimated_listens_tracks: int
-    packed_bytes: int
-    pinned_bytes: int
-    pinned_tracks: int
-
-    @property
-    def listens_share(self) -> float:
-        """Share of all listens whose track is kept in some tier."""
-        return self.listens_covered / self.listens_total if self.listens_total else 0.0
-
-    @property
-    def value_share(self) -> float:
-        """Quality-weighted share of all listens."""
-        return self.value / self.listens_total if self.listens_total else 0.0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class PlanResult:
-    """Per-track tiers (:class:`Tier` codes) and planned bytes, totals and coverage curve.
-
-    ``group_representative[g]`` is the index of the track that stands for ISRC group ``g``
-    (-1 when no member has a source), or ``None`` without groups.
-    """
-
-    tier: NDArray[np.uint8]
-    planned_size: NDArray[np.unsignedinteger[Any]]
-    group_representative: NDArray[np.int32] | None
-    totals: PlanTotals
-    curve: CoverageCurve
-    options: PlanOptions
-
-
-def estimate_listens(popularity: NDArray[Any]) -> NDArray[np.float32]:
-    """Estimate listens from popularity 0–100 as ``10 ** (popularity / 20) - 1``.
-
-    Popularity scores are roughly logarithmic in recent plays; this model gives 0 listens at
-    popularity 0, ×10 listens per 20 points, ~10⁵ at 100. It is strictly increasing on
-    [0, 100] (values outside are clipped). Only ratios matter to the plan, so mixing
-    estimates with real counts of another scale should be avoided.
-    """
-    pop = np.asarray(popularity)
-    if pop.dtype.kind in "iu":
-        listens: NDArray[np.float32] = _LISTENS_BY_POPULARITY[np.clip(pop, 0, 100)]
-        return listens
-    clipped = np.clip(pop.astype(np.float64), 0.0, 100.0)
-    return (np.power(10.0, clipped / 20.0) - 1.0).astype(np.float32)
-
-
-_LISTENS_BY_POPULARITY = (np.power(10.0, np.arange(101) / 20.0) - 1.0).astype(np.float32)
-
-
-def estimate_opus_size(
-    duration_s: NDArray[Any],
-    kbps: float = 75.0,
-    *,
-    overhead: float = OPUS_OGG_OVERHEAD,
-    header_bytes: int = OPUS_HEADER_BYTES,
-) -> NDArray[np.int64]:
-    """Estimate Ogg Opus file sizes in bytes; 0 where the duration is unknown.
-
-    ``bytes = header_bytes + ceil(duration_s × kbps × 1000 / 8 × (1 + overhead))``: the audio
-    payload at the target bitrate, Ogg framing (:data:`OPUS_OGG_OVERHEAD`) and the fixed
-    header and tag pages (:data:`OPUS_HEADER_BYTES`).
-    """
-    return _opus_bytes(np.asarray(duration_s), kbps, overhead, header_bytes).astype(np.int64)
-
-
-def _opus_bytes(
-    duration: NDArray[Any], kbps: float, overhead: float, header: int
-) -> NDArray[np.float64]:
-    d = duration.astype(np.float64)
-    size = np.ceil(d * (kbps * 125.0 * (1.0 + overhead))) + header
-    return np.where(np.isfinite(d) & (d > 0), size, 0.0)
 
 
 _T = TypeVar("_T")
@@ -346,8 +114,9 @@ class _Work:
             return np.zeros(len(duration))
         return _opus_bytes(duration, o.opus_kbps, o.opus_overhead, o.opus_header_bytes)
 
-    def kept_sizes(self, index: slice | NDArray[np.intp],
-                   tier: NDArray[np.uint8]) -> NDArray[np.float64]:
+    def kept_sizes(
+        self, index: slice | NDArray[np.intp], tier: NDArray[np.uint8]
+    ) -> NDArray[np.float64]:
         """Bytes of the tracks at ``index`` (a chunk or a few indices) in their ``tier``."""
         t = self.tracks
         o = self.options
@@ -355,8 +124,9 @@ class _Work:
         original = np.flatnonzero(tier == Tier.ORIGINAL)
         size[original] = np.maximum(t.original_size[index][original], 0)
         opus = np.flatnonzero(tier == Tier.OPUS)
-        size[opus] = _opus_bytes(t.duration_s[index][opus], o.opus_kbps, o.opus_overhead,
-                                 o.opus_header_bytes)
+        size[opus] = _opus_bytes(
+            t.duration_s[index][opus], o.opus_kbps, o.opus_overhead, o.opus_header_bytes
+        )
         if t.packed_size is not None and t.packed is not None:
             pk = t.packed[index] & ((tier == Tier.ORIGINAL) | (tier == Tier.OPUS))
             size[pk] = t.packed_size[index][pk]
@@ -378,8 +148,13 @@ class _Steps:
     bin: NDArray[np.intp]
 
 
-def _steps(work: _Work, item: NDArray[np.intp], value: NDArray[Any],
-           original: NDArray[Any], duration: NDArray[Any]) -> _Steps:
+def _steps(
+    work: _Work,
+    item: NDArray[np.intp],
+    value: NDArray[Any],
+    original: NDArray[Any],
+    duration: NDArray[Any],
+) -> _Steps:
     """Cut the upper convex hull of each item's choices into steps.
 
     Opus is on the hull when it is cheaper per value than the original:
@@ -410,8 +185,12 @@ def _steps(work: _Work, item: NDArray[np.intp], value: NDArray[Any],
         value=gain,
         cover=np.concatenate([v, np.zeros(int(two.sum()))]),
         opus_delta=np.concatenate([np.where(first_opus, so, 0.0), -so[two]]),
-        tier=np.concatenate([np.where(first_opus, np.uint8(Tier.OPUS), np.uint8(Tier.ORIGINAL)),
-                             np.full(int(two.sum()), Tier.ORIGINAL, np.uint8)]),
+        tier=np.concatenate(
+            [
+                np.where(first_opus, np.uint8(Tier.OPUS), np.uint8(Tier.ORIGINAL)),
+                np.full(int(two.sum()), Tier.ORIGINAL, np.uint8),
+            ]
+        ),
         eff=eff,
         # For non-negative floats the IEEE bit pattern orders like the value: the top bits
         # of the float32 are a log-spaced bin (128 per power of two), no logarithm needed.
@@ -422,8 +201,13 @@ def _steps(work: _Work, item: NDArray[np.intp], value: NDArray[Any],
 def _chunk_steps(work: _Work, start: int, stop: int, tier: NDArray[np.uint8]) -> _Steps:
     free = np.flatnonzero(tier == _FREE)
     t = work.tracks
-    return _steps(work, free + start, work.values[start:stop][free],
-                  t.original_size[start:stop][free], t.duration_s[start:stop][free])
+    return _steps(
+        work,
+        free + start,
+        work.values[start:stop][free],
+        t.original_size[start:stop][free],
+        t.duration_s[start:stop][free],
+    )
 
 
 @dataclass(eq=False)
@@ -447,9 +231,17 @@ class _Histogram:
     def add(self, other: _Histogram) -> None:
         for name in ("size", "value", "cover", "opus"):
             getattr(self, name).__iadd__(getattr(other, name))
-        for name in ("listens_total", "listens_missing", "fixed_opus", "fixed_original",
-                     "fixed_cover", "fixed_value", "packed_bytes", "pinned_bytes",
-                     "pinned_tracks"):
+        for name in (
+            "listens_total",
+            "listens_missing",
+            "fixed_opus",
+            "fixed_original",
+            "fixed_cover",
+            "fixed_value",
+            "packed_bytes",
+            "pinned_bytes",
+            "pinned_tracks",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -461,8 +253,7 @@ def _histogram_chunk(work: _Work, start: int, stop: int) -> _Histogram:
     h.listens_total = float(listens.sum())
     h.listens_missing = float(listens[Tier.MISSING])
     h.fixed_cover = float(listens[Tier.OPUS] + listens[Tier.ORIGINAL])
-    h.fixed_value = float(listens[Tier.ORIGINAL]
-                          + work.options.opus_quality * listens[Tier.OPUS])
+    h.fixed_value = float(listens[Tier.ORIGINAL] + work.options.opus_quality * listens[Tier.OPUS])
     kept = np.flatnonzero((t == Tier.OPUS) | (t == Tier.ORIGINAL))  # packed or pinned
     if len(kept):
         kept_tier = t[kept]
@@ -478,8 +269,12 @@ def _histogram_chunk(work: _Work, start: int, stop: int) -> _Histogram:
         h.pinned_bytes = float(size[pinned].sum())
         h.pinned_tracks = int(np.count_nonzero(pinned))
     s = _chunk_steps(work, start, stop, t)
-    for name, weights in (("size", s.size), ("value", s.value), ("cover", s.cover),
-                          ("opus", s.opus_delta)):
+    for name, weights in (
+        ("size", s.size),
+        ("value", s.value),
+        ("cover", s.cover),
+        ("opus", s.opus_delta),
+    ):
         setattr(h, name, np.bincount(s.bin, weights=weights, minlength=_NBINS))
     return h
 
@@ -507,17 +302,24 @@ def plan_tiers(
     if pin is not None and "original" in options.exclude_tiers:
         raise PlanInfeasible(
             f"tracks with popularity >= {pin:g} are pinned to their original, but the "
-            "'original' tier is excluded: drop one of the two settings")
+            "'original' tier is excluded: drop one of the two settings"
+        )
     if pin is not None and tracks.popularity is None:
         raise ValueError("min_original_popularity needs the popularity column")
     n = len(tracks)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     values, estimated = _item_values(tracks, chunk_size)
-    work = _Work(tracks=tracks, options=options, values=values,
-                 tier=np.empty(n, dtype=np.uint8), chunk=chunk_size, workers=max(1, workers),
-                 opus_allowed="opus" not in options.exclude_tiers,
-                 original_allowed="original" not in options.exclude_tiers)
+    work = _Work(
+        tracks=tracks,
+        options=options,
+        values=values,
+        tier=np.empty(n, dtype=np.uint8),
+        chunk=chunk_size,
+        workers=max(1, workers),
+        opus_allowed="opus" not in options.exclude_tiers,
+        original_allowed="original" not in options.exclude_tiers,
+    )
     representative = _prepare(work)
 
     hist = _Histogram()
@@ -530,13 +332,16 @@ def plan_tiers(
         if hist.packed_bytes:
             needs.append(f"packed tracks need {format_size(round(hist.packed_bytes))}")
         if hist.pinned_tracks:
-            needs.append(f"{hist.pinned_tracks} originals pinned by popularity >= {pin:g} "
-                         f"need {format_size(round(hist.pinned_bytes))}")
+            needs.append(
+                f"{hist.pinned_tracks} originals pinned by popularity >= {pin:g} "
+                f"need {format_size(round(hist.pinned_bytes))}"
+            )
         raise PlanInfeasible(
             f"the budget of {format_size(options.budget)} is {format_size(short)} "
             f"({short} bytes) short: {' and '.join(needs)}; raise the budget"
             + (" or min_original_popularity" if hist.pinned_tracks else ""),
-            shortfall=short)
+            shortfall=short,
+        )
 
     # Bins in decreasing efficiency; the threshold bin is the first one that overflows.
     free_budget = float(options.budget - fixed)
@@ -557,25 +362,30 @@ def plan_tiers(
     del values, work.values
     bucket_items = np.concatenate([b[0] for b in bucket] or [np.zeros(0, np.intp)])
     bucket_values = np.concatenate([b[1] for b in bucket] or [np.zeros(0, np.float32)])
-    taken, split_eff, split_size = _resolve_bucket(work, bucket_items, bucket_values,
-                                                   threshold, free_budget - spent_above,
-                                                   planned)
+    taken, split_eff, split_size = _resolve_bucket(
+        work, bucket_items, bucket_values, threshold, free_budget - spent_above, planned
+    )
 
     opus_bytes = hist.fixed_opus + float(hist.opus[above].sum()) + taken["opus"]
     total_bytes = fixed + float(hist.size[above].sum()) + taken["size"]
     value = hist.fixed_value + float(hist.value[above].sum()) + taken["value"]
     counts = np.zeros(len(Tier), dtype=np.int64)
     for part_counts in work.map(
-            lambda a, b: np.bincount(work.tier[a:b], minlength=len(Tier))[: len(Tier)]):
+        lambda a, b: np.bincount(work.tier[a:b], minlength=len(Tier))[: len(Tier)]
+    ):
         counts += part_counts
     remaining = free_budget - spent_above - taken["size"]
     totals = PlanTotals(
         budget=options.budget,
         used_bytes=round(total_bytes),
         full_bytes=round(fixed + float(hist.size.sum())),
-        bytes_by_tier={"metadata": 0, "opus": round(opus_bytes),
-                       "original": round(total_bytes - opus_bytes), "duplicate": 0,
-                       "missing": 0},
+        bytes_by_tier={
+            "metadata": 0,
+            "opus": round(opus_bytes),
+            "original": round(total_bytes - opus_bytes),
+            "duplicate": 0,
+            "missing": 0,
+        },
         tracks_by_tier={name: int(c) for name, c in zip(_TIER_NAMES, counts, strict=True)},
         listens_total=hist.listens_total,
         listens_covered=hist.fixed_cover + float(hist.cover[above].sum()) + taken["cover"],
@@ -588,9 +398,14 @@ def plan_tiers(
         pinned_bytes=round(hist.pinned_bytes),
         pinned_tracks=hist.pinned_tracks,
     )
-    return PlanResult(tier=work.tier, planned_size=planned,
-                      group_representative=representative, totals=totals,
-                      curve=_curve(hist, fixed, curve_points), options=options)
+    return PlanResult(
+        tier=work.tier,
+        planned_size=planned,
+        group_representative=representative,
+        totals=totals,
+        curve=_curve(hist, fixed, curve_points),
+        options=options,
+    )
 
 
 def _prepare(work: _Work) -> NDArray[np.int32] | None:
@@ -614,25 +429,27 @@ def _item_values(tracks: TrackArrays, chunk: int) -> tuple[NDArray[np.float32], 
             raise ValueError("give listens or popularity (or both)")
         out = np.empty(n, dtype=np.float32)
         for a in range(0, n, chunk):
-            out[a:a + chunk] = estimate_listens(pop[a:a + chunk])
+            out[a : a + chunk] = estimate_listens(pop[a : a + chunk])
         return out, n
     unknown = 0
     for a in range(0, n, chunk):
-        part = listens[a:a + chunk]
+        part = listens[a : a + chunk]
         unknown += len(part) - int(np.count_nonzero(np.isfinite(part) & (part >= 0)))
     if unknown and pop is None:
-        raise ValueError(f"{unknown} tracks have no listen count (NaN or negative) and no "
-                         "popularity column was given to estimate them")
+        raise ValueError(
+            f"{unknown} tracks have no listen count (NaN or negative) and no "
+            "popularity column was given to estimate them"
+        )
     if not unknown and listens.dtype == np.float32 and tracks.group is None:
         return listens, 0
     out = np.empty(n, dtype=np.float32)
     for a in range(0, n, chunk):
-        part = listens[a:a + chunk]
+        part = listens[a : a + chunk]
         known = np.isfinite(part) & (part >= 0)
         if pop is None or known.all():
-            out[a:a + chunk] = part
+            out[a : a + chunk] = part
         else:
-            out[a:a + chunk] = np.where(known, part, estimate_listens(pop[a:a + chunk]))
+            out[a : a + chunk] = np.where(known, part, estimate_listens(pop[a : a + chunk]))
     return out, unknown
 
 
@@ -688,21 +505,23 @@ def _group_tables(work: _Work) -> _Groups | None:
         cand = size > 0
         if t.packed is not None:
             cand &= ~t.packed[a:b][members]
-        np.maximum.at(best, gm[cand], _rank_key(np.minimum(size[cand], 2**32 - 1),
-                                                 members[cand] + a))
+        np.maximum.at(
+            best, gm[cand], _rank_key(np.minimum(size[cand], 2**32 - 1), members[cand] + a)
+        )
     if t.packed is not None and t.packed_tier is not None:
         published = np.zeros(n_groups, dtype=np.uint64)
         for a, b in work.ranges():
             g, tier = group[a:b], t.packed_tier[a:b]
-            members = np.flatnonzero((g >= 0) & t.packed[a:b]
-                                     & ((tier == Tier.OPUS) | (tier == Tier.ORIGINAL)))
+            members = np.flatnonzero(
+                (g >= 0) & t.packed[a:b] & ((tier == Tier.OPUS) | (tier == Tier.ORIGINAL))
+            )
             np.maximum.at(published, g[members], _rank_key(tier[members], members + a))
         best = np.where(published > 0, published, best)
         del published
     representative = np.empty(n_groups, dtype=np.int32)
     for a in range(0, n_groups, work.chunk):
-        key = best[a:a + work.chunk]
-        representative[a:a + work.chunk] = np.where(key > 0, (_LOW32 - (key & _LOW32)), -1)
+        key = best[a : a + work.chunk]
+        representative[a : a + work.chunk] = np.where(key > 0, (_LOW32 - (key & _LOW32)), -1)
     return _Groups(representative=representative, listens=listens, popularity=popularity)
 
 
@@ -740,8 +559,11 @@ def _prepare_chunk(work: _Work, start: int, stop: int, groups: _Groups | None) -
     else:
         np.copyto(tier, np.uint8(Tier.MISSING), where=~has_source)
     if o.min_original_popularity is not None and pop is not None:
-        np.copyto(tier, np.uint8(Tier.ORIGINAL),
-                  where=(tier == _FREE) & (pop >= o.min_original_popularity))
+        np.copyto(
+            tier,
+            np.uint8(Tier.ORIGINAL),
+            where=(tier == _FREE) & (pop >= o.min_original_popularity),
+        )
     if not work.original_allowed:
         no_opus = work.opus(t.duration_s[start:stop]) == 0
         np.copyto(tier, np.uint8(Tier.METADATA), where=(tier == _FREE) & no_opus)
@@ -749,17 +571,23 @@ def _prepare_chunk(work: _Work, start: int, stop: int, groups: _Groups | None) -
         pk = t.packed[start:stop]
         if pk.any():
             packed_tier = t.packed_tier[start:stop][pk]
-            bad = (packed_tier != Tier.METADATA) & (packed_tier != Tier.OPUS) & (
-                packed_tier != Tier.ORIGINAL)
+            bad = (
+                (packed_tier != Tier.METADATA)
+                & (packed_tier != Tier.OPUS)
+                & (packed_tier != Tier.ORIGINAL)
+            )
             if bad.any():
-                raise ValueError(f"packed_tier must be 0, 1 or 2 for packed tracks; track "
-                                 f"{start + int(np.flatnonzero(pk)[np.argmax(bad)])} has "
-                                 f"{int(packed_tier[np.argmax(bad)])}")
+                raise ValueError(
+                    f"packed_tier must be 0, 1 or 2 for packed tracks; track "
+                    f"{start + int(np.flatnonzero(pk)[np.argmax(bad)])} has "
+                    f"{int(packed_tier[np.argmax(bad)])}"
+                )
             tier[pk] = packed_tier
 
 
-def _assign_chunk(work: _Work, start: int, stop: int, threshold: int,
-                  planned: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+def _assign_chunk(
+    work: _Work, start: int, stop: int, threshold: int, planned: NDArray[Any]
+) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
     """Buy every step above the threshold bin; return the items with a step inside it and
     their listens (``planned`` may overwrite ``work.values``)."""
     tier = work.tier[start:stop]
@@ -776,9 +604,14 @@ def _assign_chunk(work: _Work, start: int, stop: int, threshold: int,
     return bucket, bucket_values
 
 
-def _resolve_bucket(work: _Work, items: NDArray[np.intp], values: NDArray[np.float32],
-                    threshold: int, room: float,
-                    planned: NDArray[Any]) -> tuple[dict[str, float], float, float]:
+def _resolve_bucket(
+    work: _Work,
+    items: NDArray[np.intp],
+    values: NDArray[np.float32],
+    threshold: int,
+    room: float,
+    planned: NDArray[Any],
+) -> tuple[dict[str, float], float, float]:
     """Sort the threshold bin's steps and buy the longest prefix that fits in ``room``.
 
     Returns the bought sums, and the efficiency and size of the first step not bought.
@@ -794,8 +627,12 @@ def _resolve_bucket(work: _Work, items: NDArray[np.intp], values: NDArray[np.flo
     fits = np.cumsum(size) <= room
     n_taken = int(np.count_nonzero(fits))  # sizes are positive: ``fits`` is a prefix
     chosen = order[:n_taken]
-    for name, array in (("size", s.size), ("value", s.value), ("cover", s.cover),
-                        ("opus", s.opus_delta)):
+    for name, array in (
+        ("size", s.size),
+        ("value", s.value),
+        ("cover", s.cover),
+        ("opus", s.opus_delta),
+    ):
         taken[name] = float(array[keep][chosen].sum())
     item, tier = s.item[keep][chosen], s.tier[keep][chosen]
     first = ~s.second[keep][chosen]
@@ -814,12 +651,15 @@ def _curve(hist: _Histogram, fixed: int, points: int) -> CoverageCurve:
     nonempty = np.flatnonzero(hist.size > 0)[::-1]
     total = hist.listens_total or 1.0
     edges_bytes = np.concatenate([[0.0, fixed], fixed + np.cumsum(hist.size[nonempty])])
-    cover = np.concatenate([[0.0, hist.fixed_cover],
-                            hist.fixed_cover + np.cumsum(hist.cover[nonempty])])
-    value = np.concatenate([[0.0, hist.fixed_value],
-                            hist.fixed_value + np.cumsum(hist.value[nonempty])])
-    opus = np.concatenate([[0.0, hist.fixed_opus],
-                           hist.fixed_opus + np.cumsum(hist.opus[nonempty])])
+    cover = np.concatenate(
+        [[0.0, hist.fixed_cover], hist.fixed_cover + np.cumsum(hist.cover[nonempty])]
+    )
+    value = np.concatenate(
+        [[0.0, hist.fixed_value], hist.fixed_value + np.cumsum(hist.value[nonempty])]
+    )
+    opus = np.concatenate(
+        [[0.0, hist.fixed_opus], hist.fixed_opus + np.cumsum(hist.opus[nonempty])]
+    )
     original = edges_bytes - opus
     x = np.linspace(0.0, float(edges_bytes[-1]), points)
     return CoverageCurve(
@@ -835,15 +675,17 @@ def _curve(hist: _Histogram, fixed: int, points: int) -> CoverageCurve:
 def _size_dtype(tracks: TrackArrays, options: PlanOptions) -> type[np.unsignedinteger[Any]]:
     """uint32 when every planned size fits (always for sane audio), else uint64."""
     limit = 2**32 - 1
-    arrays = [tracks.original_size] + ([tracks.packed_size] if tracks.packed_size is not None
-                                       else [])
+    arrays = [tracks.original_size] + (
+        [tracks.packed_size] if tracks.packed_size is not None else []
+    )
     for array in arrays:
         if array.dtype.itemsize > 4 and len(array) and int(array.max()) > limit:
             return np.uint64
     if len(tracks.duration_s):
         longest = float(np.fmax.reduce(tracks.duration_s))  # fmax skips NaN
-        opus = _opus_bytes(np.array([longest]), options.opus_kbps, options.opus_overhead,
-                           options.opus_header_bytes)[0]
+        opus = _opus_bytes(
+            np.array([longest]), options.opus_kbps, options.opus_overhead, options.opus_header_bytes
+        )[0]
         if math.isfinite(opus) and opus > limit:
             return np.uint64
     return np.uint32

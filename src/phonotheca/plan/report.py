@@ -33,8 +33,9 @@ def render_table(result: PlanResult) -> str:
     for name in _TIER_ROWS:
         size = format_size(t.bytes_by_tier[name]) if t.bytes_by_tier[name] else "-"
         lines.append(f"{name:<10} {t.tracks_by_tier[name]:>14,} {size:>10}")
-    lines.append(f"{'total':<10} {sum(t.tracks_by_tier.values()):>14,} "
-                 f"{format_size(t.used_bytes):>10}")
+    lines.append(
+        f"{'total':<10} {sum(t.tracks_by_tier.values()):>14,} {format_size(t.used_bytes):>10}"
+    )
     lines += [
         "",
         f"listens covered           {_percent(t.listens_share)} "
@@ -47,11 +48,14 @@ def render_table(result: PlanResult) -> str:
         "per extra GB",
     ]
     if t.packed_bytes or t.pinned_tracks:
-        lines.append(f"forced first              {format_size(t.packed_bytes)} packed, "
-                     f"{format_size(t.pinned_bytes)} in {t.pinned_tracks:,} pinned originals")
+        lines.append(
+            f"forced first              {format_size(t.packed_bytes)} packed, "
+            f"{format_size(t.pinned_bytes)} in {t.pinned_tracks:,} pinned originals"
+        )
     if t.estimated_listens_tracks:
-        lines.append(f"listens estimated         from popularity for "
-                     f"{t.estimated_listens_tracks:,} tracks")
+        lines.append(
+            f"listens estimated         from popularity for {t.estimated_listens_tracks:,} tracks"
+        )
     else:
         lines.append("listens estimated         no (all tracks have listen counts)")
     return "\n".join(lines) + "\n"
@@ -135,20 +139,38 @@ def plot_coverage(result: PlanResult, path: str | Path) -> None:
     for end in range(1, len(opus_stretch) + 1):
         if end == len(opus_stretch) or opus_stretch[end] != opus_stretch[start]:
             tier = "opus" if opus_stretch[start] else "original"
-            ax.fill_between(x[start:end + 1], 0, y[start:end + 1], color=_TIER_COLOURS[tier],
-                            alpha=0.25, linewidth=0)
+            ax.fill_between(
+                x[start : end + 1],
+                0,
+                y[start : end + 1],
+                color=_TIER_COLOURS[tier],
+                alpha=0.25,
+                linewidth=0,
+            )
             start = end
     ax.plot(x, y, color="black", linewidth=1.5, label="listens covered")
-    ax.plot(x, 100 * c.value_share, color="black", linewidth=1, linestyle="--",
-            label="quality-weighted")
-    ax.axvline(t.budget / scale, color="#d62728", linewidth=1.2,
-               label=f"budget {format_size(t.budget)}: {_percent(t.listens_share)} of listens")
+    ax.plot(
+        x, 100 * c.value_share, color="black", linewidth=1, linestyle="--", label="quality-weighted"
+    )
+    ax.axvline(
+        t.budget / scale,
+        color="#d62728",
+        linewidth=1.2,
+        label=f"budget {format_size(t.budget)}: {_percent(t.listens_share)} of listens",
+    )
     if c.fixed_bytes:
-        ax.axvline(c.fixed_bytes / scale, color="grey", linewidth=1, linestyle=":",
-                   label=f"packed and pinned {format_size(c.fixed_bytes)}")
+        ax.axvline(
+            c.fixed_bytes / scale,
+            color="grey",
+            linewidth=1,
+            linestyle=":",
+            label=f"packed and pinned {format_size(c.fixed_bytes)}",
+        )
     handles, _ = ax.get_legend_handles_labels()
-    handles += [Patch(color=_TIER_COLOURS[name], alpha=0.25, label=f"bytes spent on {name}")
-                for name in ("opus", "original")]
+    handles += [
+        Patch(color=_TIER_COLOURS[name], alpha=0.25, label=f"bytes spent on {name}")
+        for name in ("opus", "original")
+    ]
     ax.legend(handles=handles, loc="lower right")
     ax.set_xlim(0, max(float(x[-1]) if len(x) else 0.0, t.budget / scale) or 1.0)
     ax.set_ylim(0, 100)

@@ -47,8 +47,9 @@ def parse_size(text: str) -> int:
     multiplier = _UNITS.get(unit)
     if multiplier is None:
         valid = ", ".join(("B", *_DECIMAL_NAMES[1:], *_BINARY_NAMES[1:]))
-        raise ValueError(f"invalid size {text!r}: unknown unit {match['unit']!r} (valid: {valid}); "
-                         f"{_EXAMPLES}")
+        raise ValueError(
+            f"invalid size {text!r}: unknown unit {match['unit']!r} (valid: {valid}); {_EXAMPLES}"
+        )
     with localcontext() as context:
         context.prec = len(match["number"]) + 20  # exact: the default 28 digits round
         try:
