@@ -179,3 +179,28 @@ def test_shuffle_on_an_empty_catalog(archive: Archive) -> None:
     conn = archive.connect(readonly=True)
     assert shuffle(conn, 5) == []
     assert search(conn, "anything") == []
+
+
+@pytest.mark.parametrize("scan", [2048, 3], ids=["walk", "fallback"])
+def test_long_prefixes_match_like_the_plain_query(
+    archive: Archive, write_jsonl: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, scan: int
+) -> None:
+    words = ["love", "lovely", "loved", "lover", "lost", "long", "lovf", "Lövé", "night"]
+    rng = random.Random(3)
+    recs = [
+        track(i, title=" ".join(rng.sample(words, 2)), popularity=rng.randint(0, 100))
+        for i in range(400)
+    ]
+    load(archive, write_jsonl("p.jsonl", recs))
+    monkeypatch.setattr(search_mod, "LONG_PREFIX_SCAN", scan)
+    conn = archive.connect(readonly=True)
+    for text in ("love", "lovel", "lover", "night love", "LOVÉ", "lovf", "lovz", "long"):
+        plain = [
+            r[0]
+            for r in conn.execute(
+                f"{search_mod._MATCH_SQL} LIMIT 50", (fts_query(text),)
+            )
+        ]
+        assert search_mod.search_keys(conn, text, 50) == plain, text
+        assert search_mod.search_keys(conn, text, 5, offset=3) == plain[3:8], text
+    conn.close()

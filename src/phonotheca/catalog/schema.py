@@ -205,7 +205,7 @@ _V1 = """
             duration_ms INTEGER,
             chromaprint TEXT,                 -- acoustic fingerprint, when one was computed
             status      TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok', 'missing', 'error')),
-            match       TEXT,                 -- how it was matched: mbid, isrc, name, fingerprint, new
+            match       TEXT,      -- how it was matched: mbid, isrc, name, fingerprint, new
             error       TEXT,
             scanned_at  TEXT
         );

@@ -116,7 +116,7 @@ def synth() -> None:
 
 # Command modules register themselves on the groups above.
 from phonotheca.cli import catalog as _catalog  # noqa: E402, F401
-from phonotheca.cli import plan as _plan  # noqa: E402, F401
-from phonotheca.cli import synth as _synth  # noqa: E402, F401
-from phonotheca.cli import sources as _sources  # noqa: E402, F401
 from phonotheca.cli import files as _files  # noqa: E402, F401
+from phonotheca.cli import plan as _plan  # noqa: E402, F401
+from phonotheca.cli import sources as _sources  # noqa: E402, F401
+from phonotheca.cli import synth as _synth  # noqa: E402, F401

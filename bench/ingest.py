@@ -1,0 +1,107 @@
+"""Import speed and memory: ``phonotheca import jsonl`` of a synthetic catalog, end to end.
+
+Baseline, measured in the same run on the same file: the same tracks as flat rows
+(id, title, artists, album, isrc, duration, popularity, listens), decoded beforehand
+and not timed, inserted with one ``executemany`` into a bare SQLite table, then an index
+on ISRC and an FTS5 rebuild over title, artists and album.
+
+Targets (issue 2): >= 150 k tracks/s and >= 0.8x the baseline at 2 M tracks; peak RSS
+<= 1.5 GB, not growing with N (run with --tracks 2000000 --tracks 10000000).
+
+    .venv/bin/python bench/ingest.py [--tracks N ...] [--workdir DIR] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_WORKDIR, phonotheca_cmd, run_measured, synthetic_catalog
+
+BASELINE = r"""
+import sqlite3, sys, time, msgspec, zstandard
+src, db = sys.argv[1], sys.argv[2]
+with open(src, "rb") as f:
+    data = zstandard.ZstdDecompressor().stream_reader(f).read()
+dec = msgspec.json.Decoder()
+rows = []
+for line in data.splitlines():
+    r = dec.decode(line)
+    rows.append((r["id"], r["title"], " ".join(a["name"] for a in r["artists"]),
+                 (r.get("album") or {}).get("title"), r.get("isrc"), r.get("duration_ms"),
+                 r.get("popularity"), r.get("listens")))
+del data
+conn = sqlite3.connect(db)
+conn.execute("CREATE TABLE t(id TEXT, title TEXT, artists TEXT, album TEXT, isrc TEXT,"
+             " duration_ms INTEGER, popularity INTEGER, listens INTEGER)")
+t0 = time.perf_counter()
+with conn:
+    conn.executemany("INSERT INTO t VALUES (?,?,?,?,?,?,?,?)", rows)
+conn.execute("CREATE INDEX t_isrc ON t(isrc)")
+conn.execute("CREATE VIRTUAL TABLE f USING fts5(title, artists, album, content='t')")
+conn.execute("INSERT INTO f(f) VALUES ('rebuild')")
+conn.commit()
+print(len(rows), time.perf_counter() - t0)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracks", type=int, action="append", help="default: 2,000,000")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--baseline-max",
+        type=int,
+        default=2_000_000,
+        help="run the baseline only up to this many tracks (it holds all rows in memory)",
+    )
+    args = parser.parse_args()
+    sizes = args.tracks or [2_000_000]
+    print(f"{'tracks':>11} {'phonotheca':>14} {'baseline':>14} {'ratio':>6} {'peak RSS':>9}")
+    for n in sizes:
+        src = synthetic_catalog(args.workdir, n)
+        archive = args.workdir / f"ingest-{n}"
+        shutil.rmtree(archive, ignore_errors=True)
+        ours = run_measured(
+            phonotheca_cmd(
+                "import",
+                "jsonl",
+                str(src),
+                "--archive",
+                str(archive),
+                "--workers",
+                str(args.workers),
+                "--json",
+            )
+        )
+        rate = n / ours.seconds
+        base_txt, ratio_txt = "-", "-"
+        if n <= args.baseline_max:
+            db = args.workdir / f"baseline-{n}.sqlite3"
+            db.unlink(missing_ok=True)
+            base = run_measured([sys.executable, "-c", BASELINE, str(src), str(db)])
+            rows, seconds = base.stdout.split()
+            base_rate = int(rows) / float(seconds)
+            base_txt = f"{base_rate:,.0f}/s"
+            ratio_txt = f"{rate / base_rate:.2f}x"
+            db.unlink(missing_ok=True)
+        print(
+            f"{n:>11,} {rate:>12,.0f}/s {base_txt:>14} {ratio_txt:>6}"
+            f" {ours.peak_rss / 1e9:>7.2f} GB   ({ours.seconds:.1f} s)",
+            flush=True,
+        )
+        shutil.rmtree(archive, ignore_errors=True)
+    print("targets: >= 150,000/s, >= 0.80x baseline, peak RSS <= 1.5 GB and flat in N")
+    return 0
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    code = main()
+    print(f"bench/ingest.py done in {time.monotonic() - t0:.0f} s")
+    sys.exit(code)
