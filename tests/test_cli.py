@@ -91,3 +91,19 @@ def test_not_an_archive_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["search", "x", "--archive", str(tmp_path)])
     assert result.exit_code == 1
     assert "not a Phonotheca archive" in result.output and "Traceback" not in result.output
+
+
+def test_every_command_line_in_the_readme_exists() -> None:
+    """Each `phonotheca ...` example in the README names a real command."""
+    import re
+
+    lines = re.findall(r"^phonotheca ([^#\n]+)", (REPO / "README.md").read_text(), re.M)
+    assert len(lines) > 10
+    for line in lines:
+        words = [w for w in line.split() if not w.startswith("-")]
+        cmd: click.Command = main
+        for w in words:
+            if not isinstance(cmd, click.Group) or w not in cmd.commands:
+                break
+            cmd = cmd.commands[w]
+        assert cmd is not main and not isinstance(cmd, click.Group), line

@@ -119,4 +119,4 @@ from phonotheca.cli import catalog as _catalog  # noqa: E402, F401
 from phonotheca.cli import files as _files  # noqa: E402, F401
 from phonotheca.cli import plan as _plan  # noqa: E402, F401
 from phonotheca.cli import sources as _sources  # noqa: E402, F401
-from phonotheca.cli import synth as _synth  # noqa: E402, F401
+from phonotheca.cli import synthetic as _synthetic  # noqa: E402, F401
