@@ -107,3 +107,14 @@ def test_every_command_line_in_the_readme_exists() -> None:
                 break
             cmd = cmd.commands[w]
         assert cmd is not main and not isinstance(cmd, click.Group), line
+
+
+def test_synth_catalog_writes_what_it_says(tmp_path: Path) -> None:
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(
+        main, ["synth", "catalog", "--tracks", "500", "--seed", "3", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["tracks"] == 500 == len(out.read_text().splitlines())
+    assert summary["bytes_written"] == out.stat().st_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -27,10 +28,13 @@ def synth_catalog(out_path: Path, tracks: int, seed: int, as_json: bool) -> None
     with progress_bar(tracks, "tracks") as bar:
         task = bar.add_task("synth catalog", total=tracks)
         summary = write_catalog(
-            out_path, tracks, seed, progress=lambda n: bar.update(task, completed=n)
+            out_path, tracks, seed, progress=lambda n: bar.update(task, advance=n)
         )
-    data = {k: v for k, v in vars(summary).items()}
+    data = asdict(summary)
     if as_json:
         print_json(data)
     else:
-        click.echo(", ".join(f"{k} {v}" for k, v in data.items()))
+        click.echo(
+            f"wrote {summary.tracks:,} tracks, {summary.albums:,} albums, {summary.artists:,}"
+            f" artists to {out_path} ({summary.bytes_written:,} bytes) in {summary.seconds:.1f} s"
+        )
