@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     _run("import", "jsonl", str(catalog), *a)
     _run("stats", *a)
-    for query in ("love", "night lo", "beyonce"):
+    for query in ("love", "night lo", "traume"):  # "traume" finds "Träume"
         _run("search", query, "--limit", "5", *a)
     _run("shuffle", "-n", "5", *a)
     print(f"\ndemo archive ready in {root}/ - try: phonotheca search WORDS --archive {root}")
