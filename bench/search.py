@@ -106,7 +106,11 @@ def main() -> int:
     if not catalog.exists():
         src = synthetic_catalog(args.workdir, args.tracks)
         run = run_measured(phonotheca_cmd("import", "jsonl", str(src), "--archive", str(archive)))
-        print(f"  imported {args.tracks:,} tracks in {run.seconds:.0f} s", flush=True)
+        print(
+            f"  imported {args.tracks:,} tracks in {run.seconds:.0f} s"
+            f" ({args.tracks / run.seconds:,.0f} tracks/s, peak RSS {run.peak_rss / 1e9:.2f} GB)",
+            flush=True,
+        )
     baseline_db = args.workdir / f"search-baseline-{args.tracks}.sqlite3"
     if not baseline_db.exists():
         print(f"  baseline FTS5 built in {build_baseline(baseline_db, catalog):.0f} s", flush=True)
