@@ -115,13 +115,13 @@ def generate(n: int, seed: int, workers: int) -> Catalog:
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(fill, zip(starts, seeds, strict=True)))
-    tracks = TrackArrays(original_size=size, duration_s=duration, listens=listens,
-                         popularity=popularity, group=group)
+    tracks = TrackArrays(
+        original_size=size, duration_s=duration, listens=listens, popularity=popularity, group=group
+    )
     return Catalog(tracks=tracks, listens=listens)
 
 
-def baseline(catalog: Catalog, budgets: list[int],
-             estimated: NDArray[np.float32]) -> list[float]:
+def baseline(catalog: Catalog, budgets: list[int], estimated: NDArray[np.float32]) -> list[float]:
     """Listens covered when originals are kept by decreasing listens until the budget."""
     size = catalog.tracks.original_size
     listens = catalog.listens
@@ -152,13 +152,22 @@ def main() -> None:
 
     clock = time.perf_counter()
     catalog = generate(n, args.seed, args.workers)
-    input_bytes = sum(a.nbytes for a in (catalog.tracks.original_size,
-                                         catalog.tracks.duration_s, catalog.listens,
-                                         catalog.tracks.popularity, catalog.tracks.group)
-                      if a is not None)
+    input_bytes = sum(
+        a.nbytes
+        for a in (
+            catalog.tracks.original_size,
+            catalog.tracks.duration_s,
+            catalog.listens,
+            catalog.tracks.popularity,
+            catalog.tracks.group,
+        )
+        if a is not None
+    )
     full = int(catalog.tracks.original_size.sum(dtype=np.int64))
-    print(f"generate: {time.perf_counter() - clock:6.1f} s, inputs {format_size(input_bytes)}, "
-          f"peak RSS {format_size(peak_rss())}; full size (all originals) {format_size(full)}")
+    print(
+        f"generate: {time.perf_counter() - clock:6.1f} s, inputs {format_size(input_bytes)}, "
+        f"peak RSS {format_size(peak_rss())}; full size (all originals) {format_size(full)}"
+    )
 
     budgets = [int(share * full) for share in SHARES]
     results: list[PlanTotals] = []
@@ -171,13 +180,15 @@ def main() -> None:
         cpu = cpu_seconds() - cpu
         t = result.totals
         scope = "" if resettable else " (process lifetime)"
-        print(f"optimiser @ {format_size(budget):>8}: {seconds:5.1f} s wall, {cpu:5.1f} s CPU "
-              f"(load {os.getloadavg()[0]:.1f}), peak RSS "
-              f"{format_size(peak_rss())}{scope}; covers {100 * t.listens_share:6.2f} % of "
-              f"listens ({100 * t.value_share:.2f} % quality-weighted, bound "
-              f"{100 * t.value_bound / t.listens_total:.2f} %), "
-              f"{t.tracks_by_tier['opus']:,} opus + {t.tracks_by_tier['original']:,} "
-              f"originals")
+        print(
+            f"optimiser @ {format_size(budget):>8}: {seconds:5.1f} s wall, {cpu:5.1f} s CPU "
+            f"(load {os.getloadavg()[0]:.1f}), peak RSS "
+            f"{format_size(peak_rss())}{scope}; covers {100 * t.listens_share:6.2f} % of "
+            f"listens ({100 * t.value_share:.2f} % quality-weighted, bound "
+            f"{100 * t.value_bound / t.listens_total:.2f} %), "
+            f"{t.tracks_by_tier['opus']:,} opus + {t.tracks_by_tier['original']:,} "
+            f"originals"
+        )
         results.append(t)
         del result
     if args.no_baseline:
@@ -189,16 +200,18 @@ def main() -> None:
     popularity = catalog.tracks.popularity
     assert popularity is not None
     for a in range(0, n, CHUNK):
-        estimated[a:a + CHUNK] = estimate_listens(popularity[a:a + CHUNK])
+        estimated[a : a + CHUNK] = estimate_listens(popularity[a : a + CHUNK])
     covered = baseline(catalog, budgets, estimated)
     print(f"baseline (sort by listens, originals only): {time.perf_counter() - clock:6.1f} s")
     total = results[0].listens_total
     for share, budget, totals, base in zip(SHARES, budgets, results, covered, strict=True):
         mine = totals.listens_covered
         ratio = mine / base if base else float("inf")
-        print(f"  budget {100 * share:4.0f} % ({format_size(budget):>8}): optimiser "
-              f"{100 * mine / total:6.2f} % vs baseline {100 * base / total:6.2f} % of listens: "
-              f"+{(mine - base) / 1e6:,.1f} M listens ({ratio:.2f}x)")
+        print(
+            f"  budget {100 * share:4.0f} % ({format_size(budget):>8}): optimiser "
+            f"{100 * mine / total:6.2f} % vs baseline {100 * base / total:6.2f} % of listens: "
+            f"+{(mine - base) / 1e6:,.1f} M listens ({ratio:.2f}x)"
+        )
     sys.stdout.flush()
 
 

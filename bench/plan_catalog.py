@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_WORKDIR  # noqa: E402
-
-from phonotheca.catalog import schema  # noqa: E402
-from phonotheca.plan.ledger import read_tracks, write_ledger  # noqa: E402
-from phonotheca.plan.optimizer import PlanOptions, plan_tiers  # noqa: E402
-from phonotheca.plan.sizes import format_size, parse_size  # noqa: E402
+from common import DEFAULT_WORKDIR
+from phonotheca.catalog import schema
+from phonotheca.plan.ledger import read_tracks, write_ledger
+from phonotheca.plan.optimizer import PlanOptions, plan_tiers
+from phonotheca.plan.sizes import format_size, parse_size
 
 
 def main() -> int:
