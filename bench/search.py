@@ -125,6 +125,10 @@ def main() -> int:
     base = sqlite3.connect(f"file:{baseline_db}?mode=ro", uri=True)
     rng = random.Random(7)
     queries = make_queries(conn, rng, args.queries)
+    # Warm the caches as a running server's are, with other queries than the timed ones.
+    for qs in make_queries(conn, random.Random(8), args.queries).values():
+        for q in qs:
+            search(conn, q, 20)
 
     def naive(q: str) -> None:
         from phonotheca.catalog.search import fts_query

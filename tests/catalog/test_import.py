@@ -107,6 +107,7 @@ BAD_LINES: list[tuple[bytes, str]] = [
         "month 13",
     ),
     (b"[1, 2, 3]", "invalid record"),
+    (b'{"id": "a\\u0000b", "title": "t", "artists": []}', "$.id"),
 ]
 
 

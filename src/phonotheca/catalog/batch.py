@@ -73,6 +73,13 @@ class AlbumRow(msgspec.Struct, array_like=True, frozen=True):
     images: tuple[tuple[str, str | None, int | None, int | None], ...] = ()
     """(kind, url, width, height)"""
     external_ids: tuple[tuple[str, str], ...] = ()
+    # Since schema v2 (MusicBrainz releases):
+    original_release_date: str | None = None
+    """First release of the release group (the album's original date)."""
+    original_release_date_precision: str | None = None
+    catalog_number: str | None = None
+    disambiguation: str | None = None
+    cover_art_count: int | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -109,6 +109,8 @@ class Loader:
         if not artists:
             return
         new, changed = self._split("artists", self._artists, artists)  # type: ignore[arg-type]
+        if changed and self.maintain_search:
+            self._before_artist_change(changed, artists)
         values = [
             (a.name, a.sort_name, a.disambiguation, fp, pid)
             for pid in (*new, *changed)
@@ -142,18 +144,48 @@ class Loader:
                 aliases,
             )
 
+    def _before_artist_change(
+        self, changed: list[str], artists: dict[str, tuple[int, ArtistRow]]
+    ) -> None:
+        """Tracks of an artist whose aliases change leave the search index until re-added:
+        the index holds the aliases of each track's credited artists."""
+        old: dict[str, set[str]] = {pid: set() for pid in changed}
+        for i in range(0, len(changed), 20_000):
+            for pid, name in self.conn.execute(
+                "SELECT ar.public_id, aa.name FROM artists ar"
+                " JOIN artist_aliases aa ON aa.artist_id = ar.id"
+                " WHERE ar.public_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(changed[i : i + 20_000]),),
+            ):
+                old[pid].add(name)
+        realiased = [p for p in changed if old[p] != {a[0] for a in artists[p][1].aliases}]
+        if realiased:
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS reindex(track_id INTEGER PRIMARY KEY)"
+            )
+            where = (
+                "t.id IN (SELECT ta.track_id FROM track_artists ta"
+                " JOIN artists ar ON ar.id = ta.artist_id"
+                " WHERE ar.public_id IN (SELECT value FROM json_each(?)))"
+            )
+            params = (json.dumps(realiased),)
+            unindex_tracks(self.conn, where, params)
+            self.conn.execute(
+                f"INSERT OR IGNORE INTO temp.reindex SELECT t.id FROM tracks t WHERE {where}",
+                params,
+            )
+
     def _genre_ids(self, names: Iterable[str]) -> dict[str, int]:
         missing = list({n for n in names if n not in self._genres})
         if missing:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO genres(name) VALUES (?)", [(n,) for n in missing]
             )
-            for i in range(0, len(missing), 20_000):
-                for name, gid in self.conn.execute(
-                    "SELECT name, id FROM genres WHERE name IN (SELECT value FROM json_each(?))",
-                    (json.dumps(missing[i : i + 20_000]),),
-                ):
-                    self._genres[name] = gid
+            # One lookup per new name (genres are few): any text, NUL included, is bound
+            # as it is, where a JSON list would stop at the first NUL.
+            for name in missing:
+                row = self.conn.execute("SELECT id FROM genres WHERE name = ?", (name,)).fetchone()
+                self._genres[name] = row[0]
         return self._genres
 
     def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]]) -> None:
@@ -180,6 +212,11 @@ class Loader:
                 a.status,
                 a.packaging,
                 a.country,
+                a.original_release_date,
+                a.original_release_date_precision,
+                a.catalog_number,
+                a.disambiguation,
+                a.cover_art_count,
                 fp,
                 pid,
             )
@@ -190,15 +227,19 @@ class Loader:
             self.conn.executemany(
                 "INSERT INTO albums(title, artist_credit, album_type, release_date,"
                 " release_date_precision, label, upc, total_tracks, total_discs, markets,"
-                " status, packaging, country, fingerprint, public_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " status, packaging, country, original_release_date,"
+                " original_release_date_precision, catalog_number, disambiguation,"
+                " cover_art_count, fingerprint, public_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 values[: len(new)],
             )
         if changed:
             self.conn.executemany(
                 "UPDATE albums SET title=?, artist_credit=?, album_type=?, release_date=?,"
                 " release_date_precision=?, label=?, upc=?, total_tracks=?, total_discs=?,"
-                " markets=?, status=?, packaging=?, country=?, fingerprint=? WHERE public_id=?",
+                " markets=?, status=?, packaging=?, country=?, original_release_date=?,"
+                " original_release_date_precision=?, catalog_number=?, disambiguation=?,"
+                " cover_art_count=?, fingerprint=? WHERE public_id=?",
                 values[len(new) :],
             )
             ids = [(p,) for p in changed]
@@ -403,7 +444,8 @@ class Loader:
             self._reindex_pending()
 
     def _reindex_pending(self) -> None:
-        """Re-add tracks taken out of the index because their album was retitled."""
+        """Re-add tracks taken out of the index because their album was retitled or their
+        artists' aliases changed."""
         exists = self.conn.execute(
             "SELECT 1 FROM sqlite_temp_master WHERE name = 'reindex'"
         ).fetchone()

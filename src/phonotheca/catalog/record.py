@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 
 # Limits that keep one hostile line from costing unbounded memory or disk.
 MAX_LINE_BYTES = 1 << 20
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Ids are looked up by value in bulk, so they may hold no control characters.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Name = Annotated[str, msgspec.Meta(max_length=2000)]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 Url = Annotated[str, msgspec.Meta(max_length=4096)]

@@ -250,7 +250,35 @@ _V1 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1]
+# v2: MusicBrainz releases (album fields) and listen counts (docs/FORMAT.md §6, §7).
+_V2 = """
+        ALTER TABLE albums ADD COLUMN original_release_date TEXT;  -- release group's first
+        ALTER TABLE albums ADD COLUMN original_release_date_precision TEXT
+            CHECK(original_release_date_precision IN ('year','month','day'));
+        ALTER TABLE albums ADD COLUMN catalog_number TEXT;
+        ALTER TABLE albums ADD COLUMN disambiguation TEXT;
+        ALTER TABLE albums ADD COLUMN cover_art_count INTEGER;     -- Cover Art Archive images
+
+        ALTER TABLE tracks ADD COLUMN listeners INTEGER;           -- distinct listeners
+        -- imports.id of the listens import that set listens (NULL: the source record's)
+        ALTER TABLE tracks ADD COLUMN listens_import INTEGER;
+        -- 1 when popularity was derived from listens (FORMAT.md §7), NULL when sourced
+        ALTER TABLE tracks ADD COLUMN popularity_derived INTEGER;
+
+        -- A replaced source record brings its own listens and popularity: what a listens
+        -- import set no longer applies (run the listens import again).
+        CREATE TRIGGER tracks_record_replaced AFTER UPDATE OF record_ref ON tracks
+        WHEN new.listens_import IS NOT NULL OR new.popularity_derived IS NOT NULL
+             OR new.listeners IS NOT NULL
+        BEGIN
+            UPDATE tracks SET listens_import = NULL, popularity_derived = NULL,
+                              listeners = NULL
+            WHERE id = new.id;
+        END;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

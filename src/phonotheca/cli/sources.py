@@ -1,1 +1,158 @@
 """Import commands for open metadata: MusicBrainz release documents, listen counts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from phonotheca.catalog.importer import ImportRejected, finish_import
+from phonotheca.cli import (
+    archive_at,
+    archive_option,
+    import_,
+    json_option,
+    print_json,
+    progress_bar,
+    user_errors,
+)
+from phonotheca.sources.listens import ListensSummary, import_listens
+from phonotheca.sources.musicbrainz_import import MusicBrainzSummary, import_musicbrainz
+
+_FILES = click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+
+
+@import_.command("musicbrainz")
+@_FILES
+@archive_option
+@json_option
+@click.option(
+    "--strict", is_flag=True, help="Stop at the first bad document and keep nothing of this import."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Parsing processes beside the writer (0: parse in the writer).",
+)
+def import_musicbrainz_cmd(
+    files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
+) -> None:
+    """Import MusicBrainz release (or recording) documents in WS/2 JSON.
+
+    FILES are MusicBrainz JSON dump archives (release.tar.xz, streamed), files of one
+    document per line (.jsonl, .jsonl.zst, .json.xz) or single documents (.json). A
+    release becomes an album with its tracks and artists; a file of recordings updates
+    the ISRCs of tracks already imported. Bad documents go to ARCHIVE/rejects/; running
+    the same command again resumes an interrupted release import.
+    """
+    archive = archive_at(archive_dir, create=True)
+    conn = archive.connect()
+    summaries: list[MusicBrainzSummary] = []
+    try:
+        with progress_bar(None, "bytes") as bar, user_errors():
+            if strict:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path in files:
+                    task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
+
+                    def advance(done: int, pos: int, size: int, task: Any = task) -> None:
+                        bar.update(task, completed=pos)
+
+                    summaries.append(
+                        import_musicbrainz(
+                            conn,
+                            path,
+                            archive.rejects_dir,
+                            strict=strict,
+                            workers=workers,
+                            progress=advance,
+                        )
+                    )
+                    bar.update(task, completed=path.stat().st_size)
+                if strict:
+                    conn.execute("COMMIT")
+            except ImportRejected as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise click.ClickException(
+                    f"{exc} (--strict: nothing of this import was kept; fix the document or"
+                    " run without --strict to load the rest and collect rejects)"
+                ) from exc
+            except BaseException:
+                if strict and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            task = bar.add_task("search index", total=None)
+            finish_import(conn)
+            bar.update(task, total=1, completed=1)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    if as_json:
+        print_json(
+            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
+        )
+        return
+    for s in summaries:
+        resumed = f" (resumed at document {s.resumed_at_line})" if s.resumed_at_line else ""
+        tracks = "tracks loaded" if s.documents == "release" else "tracks changed"
+        click.echo(
+            f"{s.path}: {s.documents}s read {s.read:,}, loaded {s.loaded:,},"
+            f" rejected {s.rejected:,}; {tracks} {s.tracks:,}, invalid ISRCs"
+            f" {s.invalid_isrc:,}{resumed} in {s.seconds:.1f} s"
+        )
+        if s.rejects_file:
+            click.echo(f"  rejects: {s.rejects_file}")
+
+
+@import_.command("listens")
+@_FILES
+@archive_option
+@json_option
+def import_listens_cmd(files: tuple[Path, ...], archive_dir: Path, as_json: bool) -> None:
+    """Import listen counts per recording (CSV, JSONL or Parquet, optionally .zst).
+
+    Columns: recording_mbid or isrc, listen_count, optionally user_count (as in the
+    ListenBrainz popularity datasets). A row is matched to the catalog by MusicBrainz
+    recording id, else by ISRC; tracks without a popularity get one derived from their
+    listens. Unmatched and bad rows go to ARCHIVE/rejects/. Safe to run again.
+    """
+    archive = archive_at(archive_dir, create=True)
+    conn = archive.connect()
+    summaries: list[ListensSummary] = []
+    t0 = time.monotonic()
+    try:
+        with progress_bar(None, "rows") as bar, user_errors():
+            for path in files:
+                task = bar.add_task(f"import {path.name}", total=None)
+
+                def advance(rows: int, task: Any = task) -> None:
+                    bar.update(task, completed=rows)
+
+                summaries.append(import_listens(conn, path, archive.rejects_dir, progress=advance))
+                bar.update(task, total=summaries[-1].read, completed=summaries[-1].read)
+            finish_import(conn)  # a large file left the search index to rebuild
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    if as_json:
+        print_json(
+            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
+        )
+        return
+    for s in summaries:
+        click.echo(
+            f"{s.path}: rows read {s.read:,}, matched by recording id {s.matched_mbid:,},"
+            f" by ISRC {s.matched_isrc:,}, unmatched {s.unmatched:,}, rejected"
+            f" {s.rejected:,}; tracks updated {s.tracks_updated:,} in {s.seconds:.1f} s"
+        )
+        if s.rejects_file:
+            click.echo(f"  rejects: {s.rejects_file}")
+    click.echo(f"done in {time.monotonic() - t0:.1f} s")
