@@ -31,10 +31,16 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose"; exit 1; fi; \
 	exit $$rc
 
+# Long: builds a 10 M-track catalog (reused by search and plan_catalog) and 256 M-track
+# planner arrays. Each script prints its figures beside a baseline measured in the run.
 bench: install
-	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py --tracks 2000000 --tracks 10000000
 	$(PY) bench/search.py
 	$(PY) bench/plan.py --tracks 256000000
+	$(PY) bench/plan_catalog.py
+	$(PY) bench/musicbrainz.py
+	$(PY) bench/scan.py
+	$(PY) bench/hashing.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -61,8 +61,9 @@ instances = st.integers(1, 7).flatmap(
 )
 
 
-def optimum(size: list[int], opus: list[int], listens: list[float], quality: float,
-            budget: int) -> float:
+def optimum(
+    size: list[int], opus: list[int], listens: list[float], quality: float, budget: int
+) -> float:
     """Exact multiple-choice knapsack by dynamic programming over integer budgets."""
     best = np.zeros(budget + 1)
     for s_orig, s_opus, v in zip(size, opus, listens, strict=True):
@@ -180,11 +181,19 @@ def test_opus_not_on_the_hull_goes_straight_to_original() -> None:
 
 
 def test_isrc_group_is_kept_once_by_its_largest_source() -> None:
-    t = tracks([10, 30, 0, 30, 8], listens=[1.0, 2.0, 3.0, 4.0, 50.0],
-               group=np.array([0, 0, 0, 0, -1], dtype=np.int32))
+    t = tracks(
+        [10, 30, 0, 30, 8],
+        listens=[1.0, 2.0, 3.0, 4.0, 50.0],
+        group=np.array([0, 0, 0, 0, -1], dtype=np.int32),
+    )
     result = plan(t, 1000)
-    assert tiers(result) == [Tier.DUPLICATE, Tier.ORIGINAL, Tier.DUPLICATE, Tier.DUPLICATE,
-                             Tier.ORIGINAL]
+    assert tiers(result) == [
+        Tier.DUPLICATE,
+        Tier.ORIGINAL,
+        Tier.DUPLICATE,
+        Tier.DUPLICATE,
+        Tier.ORIGINAL,
+    ]
     assert result.planned_size.tolist() == [0, 30, 0, 0, 8]
     assert result.group_representative is not None
     assert result.group_representative.tolist() == [1]
@@ -203,11 +212,14 @@ def test_group_value_is_the_sum_of_its_listens() -> None:
 
 
 def test_tracks_without_a_source_are_missing_and_their_listens_reported() -> None:
-    t = tracks([0, -1, 20, 0, 0], [60, 60, 60, 60, 60], [5.0, 6.0, 1.0, 2.0, 3.0],
-               group=np.array([-1, -1, -1, 4, 4]))
+    t = tracks(
+        [0, -1, 20, 0, 0],
+        [60, 60, 60, 60, 60],
+        [5.0, 6.0, 1.0, 2.0, 3.0],
+        group=np.array([-1, -1, -1, 4, 4]),
+    )
     result = plan(t, 10**6)
-    assert tiers(result) == [Tier.MISSING, Tier.MISSING, Tier.ORIGINAL, Tier.MISSING,
-                             Tier.MISSING]
+    assert tiers(result) == [Tier.MISSING, Tier.MISSING, Tier.ORIGINAL, Tier.MISSING, Tier.MISSING]
     assert result.totals.listens_missing == pytest.approx(16.0)
     assert result.totals.listens_share == pytest.approx(1 / 17)
     assert result.group_representative is not None
@@ -239,8 +251,12 @@ def test_pin_shortfall_is_named() -> None:
 
 
 def test_pin_of_a_group_follows_its_most_popular_member() -> None:
-    t = tracks([10, 20, 10], listens=[1.0, 1.0, 100.0], popularity=np.array([99, 0, 0]),
-               group=np.array([3, 3, -1]))
+    t = tracks(
+        [10, 20, 10],
+        listens=[1.0, 1.0, 100.0],
+        popularity=np.array([99, 0, 0]),
+        group=np.array([3, 3, -1]),
+    )
     result = plan(t, 25, min_original_popularity=50)
     assert tiers(result) == [Tier.DUPLICATE, Tier.ORIGINAL, Tier.METADATA]
     assert result.totals.pinned_tracks == 1
@@ -269,8 +285,14 @@ def test_excluded_tiers_are_never_chosen() -> None:
 def test_packed_tracks_keep_their_tier_and_bytes() -> None:
     packed = np.array([True, True, False, False])
     packed_tier = np.array([Tier.OPUS, Tier.ORIGINAL, 0, 0], dtype=np.uint8)
-    t = tracks([40, 40, 40, 40], [10, 10, 10, 10], [0.0, 0.0, 100.0, 50.0], packed=packed,
-               packed_tier=packed_tier, packed_size=np.array([12, 40, 0, 0], dtype=np.uint32))
+    t = tracks(
+        [40, 40, 40, 40],
+        [10, 10, 10, 10],
+        [0.0, 0.0, 100.0, 50.0],
+        packed=packed,
+        packed_tier=packed_tier,
+        packed_size=np.array([12, 40, 0, 0], dtype=np.uint32),
+    )
     result = plan(t, 62)
     # 52 B are packed already; 10 B left buy track 2 as Opus.
     assert tiers(result) == [Tier.OPUS, Tier.ORIGINAL, Tier.OPUS, Tier.METADATA]
@@ -282,15 +304,26 @@ def test_packed_tracks_keep_their_tier_and_bytes() -> None:
 
 
 def test_a_packed_member_represents_its_group() -> None:
-    t = tracks([10, 50], [5, 5], [1.0, 1.0], group=np.array([0, 0]),
-               packed=np.array([True, False]), packed_tier=np.array([Tier.OPUS, 0]))
+    t = tracks(
+        [10, 50],
+        [5, 5],
+        [1.0, 1.0],
+        group=np.array([0, 0]),
+        packed=np.array([True, False]),
+        packed_tier=np.array([Tier.OPUS, 0]),
+    )
     result = plan(t, 1000)
     assert tiers(result) == [Tier.OPUS, Tier.DUPLICATE]
     assert result.totals.listens_covered == pytest.approx(2.0)
     # Of two published copies the original represents the group; both keep their bytes.
-    t = tracks([10, 50, 30], [5, 5, 5], [1.0, 1.0, 1.0], group=np.array([0, 0, 0]),
-               packed=np.array([True, True, False]),
-               packed_tier=np.array([Tier.OPUS, Tier.ORIGINAL, 0]))
+    t = tracks(
+        [10, 50, 30],
+        [5, 5, 5],
+        [1.0, 1.0, 1.0],
+        group=np.array([0, 0, 0]),
+        packed=np.array([True, True, False]),
+        packed_tier=np.array([Tier.OPUS, Tier.ORIGINAL, 0]),
+    )
     result = plan(t, 1000)
     assert tiers(result) == [Tier.OPUS, Tier.ORIGINAL, Tier.DUPLICATE]
     assert result.group_representative is not None
@@ -329,8 +362,11 @@ def test_coverage_curve_runs_from_nothing_to_everything() -> None:
     n = 400
     listens = rng.lognormal(2, 2, n)
     max_step = float(listens.max())
-    t = TrackArrays(original_size=rng.integers(0, 9_000_000, n),
-                    duration_s=rng.uniform(60, 400, n), listens=listens)
+    t = TrackArrays(
+        original_size=rng.integers(0, 9_000_000, n),
+        duration_s=rng.uniform(60, 400, n),
+        listens=listens,
+    )
     result = plan_tiers(t, PlanOptions(budget=200_000_000))
     curve = result.curve
     assert len(curve.bytes) >= 100
@@ -359,8 +395,9 @@ def test_inconsistent_inputs_are_rejected() -> None:
     with pytest.raises(ValueError, match="rows"):
         TrackArrays(original_size=np.zeros(3, np.uint32), duration_s=np.zeros(2))
     with pytest.raises(ValueError, match="together"):
-        TrackArrays(original_size=np.zeros(1, np.uint32), duration_s=np.zeros(1),
-                    packed=np.zeros(1, bool))
+        TrackArrays(
+            original_size=np.zeros(1, np.uint32), duration_s=np.zeros(1), packed=np.zeros(1, bool)
+        )
     with pytest.raises(ValueError, match="opus_quality"):
         PlanOptions(budget=1, opus_quality=1.5)
     with pytest.raises(ValueError, match="give listens or popularity"):

@@ -21,17 +21,32 @@ def result() -> PlanResult:
     popularity = rng.integers(0, 101, n).astype(np.uint8)
     listens = rng.lognormal(3, 2, n).astype(np.float32)
     listens[rng.random(n) < 0.1] = np.nan
-    t = TrackArrays(original_size=size, duration_s=rng.uniform(120, 360, n).astype(np.float32),
-                    listens=listens, popularity=popularity,
-                    group=np.where(rng.random(n) < 0.2, rng.integers(0, 500, n), -1))
+    t = TrackArrays(
+        original_size=size,
+        duration_s=rng.uniform(120, 360, n).astype(np.float32),
+        listens=listens,
+        popularity=popularity,
+        group=np.where(rng.random(n) < 0.2, rng.integers(0, 500, n), -1),
+    )
     return plan_tiers(t, PlanOptions(budget=5_000_000_000, min_original_popularity=99))
 
 
 def test_table_names_every_figure(result: PlanResult) -> None:
     table = render_table(result)
-    for word in ("budget 5 GB", "original", "opus", "metadata", "duplicate", "missing",
-                 "listens covered", "quality-weighted", "without a source",
-                 "extra GB", "pinned originals", "from popularity for"):
+    for word in (
+        "budget 5 GB",
+        "original",
+        "opus",
+        "metadata",
+        "duplicate",
+        "missing",
+        "listens covered",
+        "quality-weighted",
+        "without a source",
+        "extra GB",
+        "pinned originals",
+        "from popularity for",
+    ):
         assert word in table
     missing = result.totals.tracks_by_tier["missing"]
     assert f"{missing:,} tracks" in table

@@ -43,8 +43,16 @@ def test_bad_sizes_name_the_text_and_show_examples(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 B"), (999, "999 B"), (1000, "1 kB"), (1500, "1.5 kB"), (999_499, "999 kB"),
-     (999_500, "1 MB"), (300 * 10**12, "300 TB"), (1234 * 10**15, "1234 PB")],
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1 kB"),
+        (1500, "1.5 kB"),
+        (999_499, "999 kB"),
+        (999_500, "1 MB"),
+        (300 * 10**12, "300 TB"),
+        (1234 * 10**15, "1234 PB"),
+    ],
 )
 def test_format_size(n: int, text: str) -> None:
     assert format_size(n) == text
@@ -62,16 +70,22 @@ def test_format_then_parse_is_within_half_a_percent(n: int, binary: bool) -> Non
     assert abs(parse_size(format_size(n, binary=binary)) - n) <= 0.005 * n
 
 
-@given(st.integers(0, 10**20), st.sampled_from(["", "B", " b", "kB", "KiB", "MB", "mib", "GB",
-                                                 "GiB", "TB", "tib", "PB", "PiB"]))
+@given(
+    st.integers(0, 10**20),
+    st.sampled_from(
+        ["", "B", " b", "kB", "KiB", "MB", "mib", "GB", "GiB", "TB", "tib", "PB", "PiB"]
+    ),
+)
 def test_whole_numbers_of_any_unit(n: int, unit: str) -> None:
     multiplier = parse_size(f"1{unit}")
     assert parse_size(f"{n}{unit}") == n * multiplier
     assert parse_size(f"{n} {unit.upper()}") == n * multiplier
 
 
-@given(st.decimals(0, 10**6, places=3, allow_nan=False, allow_infinity=False),
-       st.sampled_from(["kB", "MiB", "TB"]))
+@given(
+    st.decimals(0, 10**6, places=3, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["kB", "MiB", "TB"]),
+)
 def test_decimals_scale(number: object, unit: str) -> None:
     text = f"{number}{unit}"
     value = parse_size(text)
