@@ -394,10 +394,13 @@ def shuffle(
     are skipped by drawing again, which keeps every track equally likely.
     """
     rng = rng or random.Random()
-    row = conn.execute("SELECT min(id), max(id) FROM tracks").fetchone()
-    if row[0] is None:
+    # Two queries: SQLite answers min() or max() alone from the end of the rowid B-tree,
+    # but scans the whole table for both in one SELECT.
+    lo = conn.execute("SELECT min(id) FROM tracks").fetchone()[0]
+    hi = conn.execute("SELECT max(id) FROM tracks").fetchone()[0]
+    if lo is None or hi is None:
         return []
-    lo, hi = int(row[0]), int(row[1])
+    lo, hi = int(lo), int(hi)
     picked: list[int] = []
     tries = 0
     while len(picked) < n and tries < 100 * n + 100:
