@@ -7,6 +7,7 @@ their own (``cli/catalog.py``, ``cli/plan.py``, ...) that registers them on impo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,65 @@ def progress_bar(total: int | None, unit: str) -> Progress:
         columns.append(MofNCompleteColumn())
     columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     return Progress(*columns, console=err, disable=not err.is_terminal, transient=False)
+
+
+S = TypeVar("S")
+
+
+def run_import(
+    archive_dir: Path,
+    files: tuple[Path, ...],
+    strict: bool,
+    import_one: Callable[..., S],
+    record: str = "line",
+) -> tuple[list[S], float]:
+    """The frame every import command shares: one connection, a progress bar per file,
+    ``--strict`` as one transaction around all files, then the postponed indexes.
+
+    ``import_one(conn, path, rejects_dir, strict=..., progress=...)`` imports one file.
+    Returns the per-file summaries and the seconds spent on the indexes.
+    """
+    from phonotheca.catalog.importer import ImportRejected, finish_import
+
+    archive = archive_at(archive_dir, create=True)
+    conn = archive.connect()
+    summaries: list[S] = []
+    try:
+        with progress_bar(None, "bytes") as bar, user_errors():
+            if strict:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path in files:
+                    task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
+
+                    def advance(done: int, pos: int, size: int, task: Any = task) -> None:
+                        bar.update(task, completed=pos)
+
+                    summaries.append(
+                        import_one(conn, path, archive.rejects_dir, strict=strict, progress=advance)
+                    )
+                    bar.update(task, completed=path.stat().st_size)
+                if strict:
+                    conn.execute("COMMIT")
+            except ImportRejected as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise click.ClickException(
+                    f"{exc} (--strict: nothing of this import was kept; fix the {record} or"
+                    " run without --strict to load the rest and collect rejects)"
+                ) from exc
+            except BaseException:
+                if strict and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            task = bar.add_task("search index", total=None)
+            t0 = time.monotonic()
+            finish_import(conn)
+            bar.update(task, total=1, completed=1)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return summaries, time.monotonic() - t0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from rich.table import Table
 from phonotheca.archive import init_archive
 from phonotheca.catalog import schema
 from phonotheca.catalog.export import catalog_stats, export_jsonl
-from phonotheca.catalog.importer import ImportRejected, finish_import, import_lines
+from phonotheca.catalog.importer import import_lines
 from phonotheca.catalog.search import TrackHit, refresh_search, search, search_is_stale, shuffle
 from phonotheca.cli import (
     archive_at,
@@ -24,7 +25,7 @@ from phonotheca.cli import (
     main,
     out,
     print_json,
-    progress_bar,
+    run_import,
     user_errors,
 )
 
@@ -63,51 +64,9 @@ def import_jsonl(
     Bad lines go to ARCHIVE/rejects/ with their line number and reason and the import
     goes on. Safe to interrupt: running the same command again resumes.
     """
-    archive = archive_at(archive_dir, create=True)
-    conn = archive.connect()
-    summaries = []
-    try:
-        with progress_bar(None, "bytes") as bar, user_errors():
-            if strict:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                for path in files:
-                    task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
-
-                    def advance(lines: int, pos: int, size: int, task: Any = task) -> None:
-                        bar.update(task, completed=pos)
-
-                    summaries.append(
-                        import_lines(
-                            conn,
-                            path,
-                            archive.rejects_dir,
-                            strict=strict,
-                            workers=workers,
-                            progress=advance,
-                        )
-                    )
-                    bar.update(task, completed=path.stat().st_size)
-                if strict:
-                    conn.execute("COMMIT")
-            except ImportRejected as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise click.ClickException(
-                    f"{exc} (--strict: nothing of this import was kept; fix the line or"
-                    " run without --strict to load the rest and collect rejects)"
-                ) from exc
-            except BaseException:
-                if strict and conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            task = bar.add_task("search index", total=None)
-            t0 = time.monotonic()
-            finish_import(conn)
-            bar.update(task, total=1, completed=1)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+    summaries, index_seconds = run_import(
+        archive_dir, files, strict, functools.partial(import_lines, workers=workers)
+    )
     if as_json:
         print_json(
             summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
@@ -121,7 +80,7 @@ def import_jsonl(
         )
         if s.rejects_file:
             click.echo(f"  rejects: {s.rejects_file}")
-    click.echo(f"search index refreshed in {time.monotonic() - t0:.1f} s")
+    click.echo(f"search index refreshed in {index_seconds:.1f} s")
 
 
 @export.command("jsonl")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from phonotheca.catalog.importer import ImportRejected, finish_import
+from phonotheca.catalog.importer import finish_import
 from phonotheca.cli import (
     archive_at,
     archive_option,
@@ -16,10 +17,11 @@ from phonotheca.cli import (
     json_option,
     print_json,
     progress_bar,
+    run_import,
     user_errors,
 )
 from phonotheca.sources.listens import ListensSummary, import_listens
-from phonotheca.sources.musicbrainz_import import MusicBrainzSummary, import_musicbrainz
+from phonotheca.sources.musicbrainz_import import import_musicbrainz
 
 _FILES = click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -51,50 +53,13 @@ def import_musicbrainz_cmd(
     the ISRCs of tracks already imported. Bad documents go to ARCHIVE/rejects/; running
     the same command again resumes an interrupted release import.
     """
-    archive = archive_at(archive_dir, create=True)
-    conn = archive.connect()
-    summaries: list[MusicBrainzSummary] = []
-    try:
-        with progress_bar(None, "bytes") as bar, user_errors():
-            if strict:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                for path in files:
-                    task = bar.add_task(f"import {path.name}", total=path.stat().st_size)
-
-                    def advance(done: int, pos: int, size: int, task: Any = task) -> None:
-                        bar.update(task, completed=pos)
-
-                    summaries.append(
-                        import_musicbrainz(
-                            conn,
-                            path,
-                            archive.rejects_dir,
-                            strict=strict,
-                            workers=workers,
-                            progress=advance,
-                        )
-                    )
-                    bar.update(task, completed=path.stat().st_size)
-                if strict:
-                    conn.execute("COMMIT")
-            except ImportRejected as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise click.ClickException(
-                    f"{exc} (--strict: nothing of this import was kept; fix the document or"
-                    " run without --strict to load the rest and collect rejects)"
-                ) from exc
-            except BaseException:
-                if strict and conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            task = bar.add_task("search index", total=None)
-            finish_import(conn)
-            bar.update(task, total=1, completed=1)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+    summaries, _ = run_import(
+        archive_dir,
+        files,
+        strict,
+        functools.partial(import_musicbrainz, workers=workers),
+        record="document",
+    )
     if as_json:
         print_json(
             summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
