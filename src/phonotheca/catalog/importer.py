@@ -119,7 +119,7 @@ def _batches(
             yield decode_batch(fut.result()), p
 
 
-class _RejectsFile:
+class RejectsFile:
     """Append-only rejects, cut back to the committed length when an import resumes."""
 
     def __init__(self, path: Path, committed: int) -> None:
@@ -152,6 +152,28 @@ class _RejectsFile:
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
+
+
+def save_progress(
+    conn: sqlite3.Connection,
+    import_id: int,
+    lines_done: int,
+    counts: tuple[int, int, int, int, int],
+    rejects: RejectsFile | None,
+) -> None:
+    """Record an import's resume point and counts (read, loaded, rejected, invalid ISRCs,
+    superseded) in the caller's transaction, with the rejects file's committed length."""
+    conn.execute(
+        "UPDATE imports SET lines_done=?, read=?, loaded=?, rejected=?, invalid_isrc=?,"
+        " superseded=?, rejects_file=?, rejects_bytes=? WHERE id=?",
+        (
+            lines_done,
+            *counts,
+            str(rejects.path) if rejects is not None and rejects.size else None,
+            rejects.size if rejects is not None else 0,
+            import_id,
+        ),
+    )
 
 
 def _begin(conn: sqlite3.Connection, outer: bool) -> None:
@@ -220,7 +242,7 @@ def import_lines(
 
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
-    rejects = None if strict else _RejectsFile(rejects_path, rj_bytes)
+    rejects = None if strict else RejectsFile(rejects_path, rj_bytes)
     loader = Loader(conn, import_id, kind)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # see _worker_init
@@ -238,21 +260,12 @@ def import_lines(
                 invalid += batch.invalid_isrc
                 if rejects is not None:
                     rejects.write(path, batch.rejects)
-                conn.execute(
-                    "UPDATE imports SET lines_done=?, read=?, loaded=?, rejected=?,"
-                    " invalid_isrc=?, superseded=?, rejects_file=?, rejects_bytes=?"
-                    " WHERE id=?",
-                    (
-                        batch.last_line,
-                        read,
-                        loaded,
-                        rejected,
-                        invalid,
-                        superseded,
-                        str(rejects_path) if rejects is not None and rejects.size else None,
-                        rejects.size if rejects is not None else 0,
-                        import_id,
-                    ),
+                save_progress(
+                    conn,
+                    import_id,
+                    batch.last_line,
+                    (read, loaded, rejected, invalid, superseded),
+                    rejects,
                 )
             except BaseException:
                 if not strict and conn.in_transaction:

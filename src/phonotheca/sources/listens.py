@@ -32,7 +32,7 @@ import msgspec
 
 from phonotheca.catalog import schema
 from phonotheca.catalog.batch import Reject
-from phonotheca.catalog.importer import _RejectsFile
+from phonotheca.catalog.importer import RejectsFile
 from phonotheca.catalog.isrc import parse_isrc
 from phonotheca.catalog.search import (
     BUCKET_SQL,
@@ -400,7 +400,7 @@ def import_listens(
             search = False
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
-    rejects = _RejectsFile(rejects_path, 0)
+    rejects = RejectsFile(rejects_path, 0)
     s = ListensSummary(str(path), 0, 0, 0, 0, 0, 0, None, 0.0)
     try:
         chunk: list[Row] = []

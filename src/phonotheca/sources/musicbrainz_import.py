@@ -35,8 +35,9 @@ from phonotheca.catalog.batch import Reject
 from phonotheca.catalog.importer import (
     ImportRejected,
     Progress,
-    _RejectsFile,
+    RejectsFile,
     import_lines,
+    save_progress,
 )
 from phonotheca.catalog.record import RecordError
 from phonotheca.sources.jsonl import SourceError, file_fingerprint
@@ -329,7 +330,7 @@ def import_recordings(
         conn.execute("COMMIT")
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
-    rejects = None if strict else _RejectsFile(rejects_path, 0)
+    rejects = None if strict else RejectsFile(rejects_path, 0)
     read = loaded = rejected = invalid = superseded = changed = 0
     try:
         for first, docs, pos in read_documents(path, RECORDINGS_PER_BLOCK):
@@ -373,20 +374,12 @@ def import_recordings(
                 rejected += len(bad)
                 if rejects is not None:
                     rejects.write(path, sorted(bad, key=lambda r: r.line))
-                conn.execute(
-                    "UPDATE imports SET lines_done=?, read=?, loaded=?, rejected=?,"
-                    " invalid_isrc=?, superseded=?, rejects_file=?, rejects_bytes=? WHERE id=?",
-                    (
-                        first + len(docs) - 1,
-                        read,
-                        loaded,
-                        rejected,
-                        invalid,
-                        superseded,
-                        str(rejects_path) if rejects is not None and rejects.size else None,
-                        rejects.size if rejects is not None else 0,
-                        import_id,
-                    ),
+                save_progress(
+                    conn,
+                    import_id,
+                    first + len(docs) - 1,
+                    (read, loaded, rejected, invalid, superseded),
+                    rejects,
                 )
             except BaseException:
                 if not strict and conn.in_transaction:
