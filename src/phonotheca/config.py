@@ -2,22 +2,106 @@
 
 There is no global settings object: commands load :class:`Settings` once and hand
 it to the functions that need it. CLI flags override what the file says.
+
+Every table is optional and every key has a default (docs/FORMAT.md, "Settings").
+Unknown keys in a known table are an error, since a misspelt key must not be
+ignored silently; unknown tables are kept in :attr:`Settings.extra` so that a file
+written for a newer version still loads.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from phonotheca.plan.sizes import parse_size
 
 SETTINGS_FILE = "phonotheca.toml"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_URL = re.compile(r"(https?|udp|wss?)://[^\s]+")
+_WEB_SEED = re.compile(r"https?://[^\s]+/")
+
+GIB = 1 << 30
 
 
 class SettingsError(ValueError):
     """phonotheca.toml is missing a value, has a wrong type, or an unknown key."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """``[build]``: how collections are cut and what fixed values their files carry."""
+
+    bands: tuple[int, ...] = (50, 30, 20, 10, 0)
+    """Lower popularity bounds of the bands, highest first, ending in 0. The default gives
+    bands 50-100, 30-49, 20-29, 10-19 and 0-9; the most popular band is packed first."""
+    collection_size: int = 100 * GIB
+    """Target payload size of one collection (one torrent), in bytes."""
+    volume_size: int = 4 * GIB
+    """Largest tar volume, in bytes (docs/FORMAT.md §9.2)."""
+    date: dt.date = dt.date(2026, 1, 1)
+    """Fixed date of the build: ``Bagging-Date`` and the tar members' mtime (midnight UTC).
+    Never the clock, so that a rebuild gives the same bytes."""
+    torrent_format: str = "v1"
+    """``v1`` (BEP 3) or ``hybrid`` (v1+v2, BEP 52)."""
+    opus_kbps: int | None = None
+    """Opus bitrate when the plan did not record one (the plan's own value wins)."""
+
+    @property
+    def mtime(self) -> int:
+        return int(dt.datetime.combine(self.date, dt.time(), tzinfo=dt.UTC).timestamp())
+
+    def band_of(self, popularity: int | None) -> tuple[int, int]:
+        """The ``(low, high)`` band holding ``popularity`` (None counts as 0)."""
+        p = 0 if popularity is None else popularity
+        high = 100
+        for low in self.bands:
+            if p >= low:
+                return low, high
+            high = low - 1
+        raise AssertionError("bands end in 0")
+
+
+@dataclass(frozen=True)
+class TorrentSettings:
+    """``[torrents]``: what every ``.torrent`` and ``torrents.json`` entry announces."""
+
+    trackers: tuple[tuple[str, ...], ...] = ()
+    """Tracker tiers (BEP 12); in the file, a list of URLs (one tier each) or of lists."""
+    web_seeds: tuple[str, ...] = ()
+    """BEP 19 web seed URLs, each naming the directory that holds the collections
+    and ending in ``/``."""
+    base_url: str | None = None
+    """Where ``torrents/`` is published over HTTP; ``.torrent`` URLs are relative to it."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """``[serve]``: the web server and Subsonic API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_catalog: bool = True
+    """Browsing and search without signing in."""
+    public_audio: bool = False
+    """Streaming and downloading without signing in."""
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """``[mirror]``: the volunteer's BitTorrent session."""
+
+    listen: str = "0.0.0.0:6881"
+    dht: bool = True
+    lsd: bool = True
+    upnp: bool = True
+    natpmp: bool = True
 
 
 @dataclass(frozen=True)
@@ -26,28 +110,186 @@ class Settings:
 
     name: str = "phonotheca"
     """Archive name: the prefix of collection and torrent names (lower case, no spaces)."""
+    build: BuildSettings = field(default_factory=BuildSettings)
+    torrents: TorrentSettings = field(default_factory=TorrentSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
     extra: dict[str, Any] = field(default_factory=dict)
-    """Sections this version does not interpret yet; kept so that a newer file still loads."""
+    """Tables this version does not interpret; kept so that a newer file still loads."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = SETTINGS_FILE) -> Settings:
-        archive = data.get("archive", {})
-        if not isinstance(archive, dict):
-            raise SettingsError(f"{source}: [archive] must be a table")
-        known = {f.name for f in fields(cls)} - {"extra"}
-        unknown = set(archive) - known
-        if unknown:
-            raise SettingsError(
-                f"{source}: unknown key(s) in [archive]: {', '.join(sorted(unknown))}"
-            )
+        archive = _table(data, "archive", source)
+        _no_unknown(archive, {"name"}, "archive", source)
         name = archive.get("name", cls.name)
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise SettingsError(
                 f"{source}: archive.name {name!r} must be 1-64 characters"
                 " of a-z, 0-9, '.', '_', '-'"
             )
-        extra = {k: v for k, v in data.items() if k != "archive"}
-        return cls(name=name, extra=extra)
+        known = {"archive", "build", "torrents", "serve", "mirror"}
+        return cls(
+            name=name,
+            build=_parse(BuildSettings, _table(data, "build", source), "build", source),
+            torrents=_parse(TorrentSettings, _table(data, "torrents", source), "torrents", source),
+            serve=_parse(ServeSettings, _table(data, "serve", source), "serve", source),
+            mirror=_parse(MirrorSettings, _table(data, "mirror", source), "mirror", source),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def _table(data: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{source}: [{key}] must be a table")
+    return table
+
+
+def _no_unknown(table: Mapping[str, Any], known: set[str], name: str, source: str) -> None:
+    unknown = set(table) - known
+    if unknown:
+        raise SettingsError(
+            f"{source}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}"
+            f" (known: {', '.join(sorted(known))})"
+        )
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError('expected a size such as "4GiB" or a number of bytes')
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    if isinstance(value, str):
+        size = parse_size(value)
+        if size <= 0:
+            raise ValueError("must be positive")
+        return size
+    raise ValueError('expected a size such as "4GiB" or a number of bytes')
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _bands(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise ValueError("expected a list of integers, e.g. [50, 30, 20, 10, 0]")
+    bands = tuple(value)
+    if not bands or bands[-1] != 0 or any(not 0 <= b <= 100 for b in bands):
+        raise ValueError("bands are popularity bounds from 100 down to 0 and must end in 0")
+    if any(a <= b for a, b in itertools.pairwise(bands)):
+        raise ValueError("bands must be strictly decreasing")
+    return bands
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    raise ValueError("expected a date such as 2026-01-01")
+
+
+def _torrent_format(value: Any) -> str:
+    if value not in ("v1", "hybrid"):
+        raise ValueError('expected "v1" or "hybrid"')
+    return str(value)
+
+
+def _kbps(value: Any) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 6 <= value <= 510:
+        raise ValueError("expected an Opus bitrate in kbit/s from 6 to 510")
+    return value
+
+
+def _trackers(value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of tracker URLs or of lists of them (tiers)")
+    tiers: list[tuple[str, ...]] = []
+    for tier in value:
+        urls = tier if isinstance(tier, list) else [tier]
+        for url in urls:
+            if not isinstance(url, str) or not _URL.fullmatch(url):
+                raise ValueError(f"{url!r} is not an http(s)://, udp:// or ws(s):// URL")
+        tiers.append(tuple(urls))
+    return tuple(tiers)
+
+
+def _web_seeds(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of URLs")
+    for url in value:
+        if not isinstance(url, str) or not _WEB_SEED.fullmatch(url):
+            raise ValueError(f"{url!r} is not an http(s):// URL ending in '/'")
+    return tuple(value)
+
+
+def _optional_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s]+", value):
+        raise ValueError("expected an http(s):// URL")
+    return value
+
+
+def _host(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a host name or address")
+    return value
+
+
+def _port(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return value
+
+
+def _listen(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^\s]+:\d{1,5}", value):
+        raise ValueError('expected HOST:PORT, e.g. "0.0.0.0:6881"')
+    return value
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "build.bands": _bands,
+    "build.collection_size": _size,
+    "build.volume_size": _size,
+    "build.date": _date,
+    "build.torrent_format": _torrent_format,
+    "build.opus_kbps": _kbps,
+    "torrents.trackers": _trackers,
+    "torrents.web_seeds": _web_seeds,
+    "torrents.base_url": _optional_url,
+    "serve.host": _host,
+    "serve.port": _port,
+    "serve.public_catalog": _bool,
+    "serve.public_audio": _bool,
+    "mirror.listen": _listen,
+    "mirror.dht": _bool,
+    "mirror.lsd": _bool,
+    "mirror.upnp": _bool,
+    "mirror.natpmp": _bool,
+}
+
+T = TypeVar("T")
+
+
+def _parse(cls: type[T], table: dict[str, Any], name: str, source: str) -> T:
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    _no_unknown(table, known, name, source)
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        try:
+            values[key] = _PARSERS[f"{name}.{key}"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {name}.{key} = {raw!r}: {exc}") from None
+    return replace(cls(), **values)  # type: ignore[type-var]
 
 
 def load_settings(archive_dir: Path) -> Settings:

@@ -278,7 +278,43 @@ _V2 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2]
+# v3: the build stage's collections and packed cover images (docs/FORMAT.md §4.6, §9).
+_V3 = """
+        -- One row per collection (one torrent), from the moment its tracks are assigned.
+        CREATE TABLE collections(
+            name           TEXT PRIMARY KEY,   -- <archive>_pop-050-100_0001, _covers_0001
+            kind           TEXT NOT NULL CHECK(kind IN ('audio', 'covers', 'metadata')),
+            band_low       INTEGER,            -- popularity band (audio only)
+            band_high      INTEGER,
+            seq            INTEGER NOT NULL,   -- the number at the end of the name
+            plan_id        INTEGER REFERENCES plans(id),
+            status         TEXT NOT NULL CHECK(status IN ('assigned', 'published')),
+            items          INTEGER NOT NULL,   -- tracks (audio) or images (covers)
+            files          INTEGER,            -- files in the torrent's payload
+            payload_bytes  INTEGER,            -- bytes of the payload (the bag)
+            listens        INTEGER,            -- listens the collection's tracks cover
+            torrent_format TEXT CHECK(torrent_format IN ('v1', 'hybrid')),
+            piece_length   INTEGER,
+            infohash_v1    TEXT,               -- 40 hex digits
+            infohash_v2    TEXT,               -- 64 hex digits (hybrid)
+            built_at       TEXT,               -- when it was published (not in any file)
+            obsolete       INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX ledger_collection ON ledger(collection) WHERE collection IS NOT NULL;
+
+        -- Cover images packed into covers collections, keyed by the blob's sha256.
+        CREATE TABLE packed_images(
+            sha256     TEXT PRIMARY KEY,
+            collection TEXT NOT NULL REFERENCES collections(name),
+            volume     TEXT,
+            offset     INTEGER,
+            length     INTEGER
+        ) WITHOUT ROWID;
+        CREATE INDEX images_blob ON images(blob_sha256) WHERE blob_sha256 IS NOT NULL;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

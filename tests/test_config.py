@@ -1,0 +1,59 @@
+import datetime as dt
+
+import pytest
+
+from phonotheca.config import Settings, SettingsError
+
+
+def test_defaults_and_bands() -> None:
+    s = Settings.from_mapping({})
+    assert s.build.bands == (50, 30, 20, 10, 0)
+    assert s.build.collection_size == 100 << 30
+    assert s.build.band_of(100) == (50, 100)
+    assert s.build.band_of(50) == (50, 100)
+    assert s.build.band_of(49) == (30, 49)
+    assert s.build.band_of(None) == (0, 9)
+    assert s.build.mtime == int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp())
+
+
+def test_tables_parsed() -> None:
+    s = Settings.from_mapping(
+        {
+            "build": {"bands": [60, 0], "collection_size": "5MB", "date": dt.date(2025, 2, 3)},
+            "torrents": {
+                "trackers": ["udp://127.0.0.1:6969/announce", ["http://a/x", "http://b/x"]],
+                "web_seeds": ["http://127.0.0.1:8080/torrents/"],
+            },
+            "serve": {"port": 9000, "public_audio": True},
+            "mirror": {"dht": False},
+            "future": {"x": 1},
+        }
+    )
+    assert s.build.collection_size == 5_000_000
+    assert s.build.band_of(59) == (0, 59)
+    assert s.torrents.trackers == (("udp://127.0.0.1:6969/announce",), ("http://a/x", "http://b/x"))
+    assert s.serve.port == 9000 and s.serve.public_audio
+    assert not s.mirror.dht and s.mirror.lsd
+    assert s.extra == {"future": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"build": {"bandz": [0]}}, "unknown key(s) in [build]: bandz"),
+        ({"build": {"bands": [10, 20, 0]}}, "strictly decreasing"),
+        ({"build": {"bands": [50, 10]}}, "must end in 0"),
+        ({"build": {"volume_size": "lots"}}, "build.volume_size"),
+        ({"build": {"torrent_format": "v2"}}, '"v1" or "hybrid"'),
+        ({"torrents": {"web_seeds": ["http://x/no-slash"]}}, "ending in '/'"),
+        ({"torrents": {"trackers": ["ftp://x"]}}, "not an http(s)://"),
+        ({"serve": {"port": "80"}}, "serve.port"),
+        ({"mirror": {"dht": "no"}}, "true or false"),
+        ({"serve": []}, "[serve] must be a table"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_mapping(data, "x/phonotheca.toml")
+    assert message in str(err.value)
+    assert "x/phonotheca.toml" in str(err.value)
