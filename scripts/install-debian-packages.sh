@@ -5,8 +5,10 @@ set -euo pipefail
 # zstd: tests check that our .zst files read with the reference zstd tool.
 # libchromaprint1: local acoustic fingerprints of scanned audio (phonotheca.audio.fingerprint
 # loads it with ctypes; PCM comes from PyAV, so no fpcalc and no network lookup).
-# mktorrent, transmission-cli, aria2: real BitTorrent tools our torrents must work with.
-PACKAGES=(zstd libchromaprint1 mktorrent transmission-cli aria2 ${PHONOTHECA_EXTRA_DEBIAN_PACKAGES:-})
+# mktorrent, transmission-cli, aria2, opentracker: real BitTorrent tools (peers, a tracker)
+# our torrents must work with. chromium: the browser the web UI tests drive (Playwright).
+# ffmpeg, nginx: baselines the benchmarks measure us against.
+PACKAGES=(zstd libchromaprint1 mktorrent transmission-cli aria2 opentracker chromium ffmpeg nginx ${PHONOTHECA_EXTRA_DEBIAN_PACKAGES:-})
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
