@@ -175,8 +175,13 @@ def synth() -> None:
 
 
 # Command modules register themselves on the groups above.
+from phonotheca.cli import build as _build  # noqa: E402, F401
 from phonotheca.cli import catalog as _catalog  # noqa: E402, F401
 from phonotheca.cli import files as _files  # noqa: E402, F401
+from phonotheca.cli import mirror as _mirror  # noqa: E402, F401
 from phonotheca.cli import plan as _plan  # noqa: E402, F401
+from phonotheca.cli import publish as _publish  # noqa: E402, F401
+from phonotheca.cli import serve as _serve  # noqa: E402, F401
 from phonotheca.cli import sources as _sources  # noqa: E402, F401
 from phonotheca.cli import synthetic as _synthetic  # noqa: E402, F401
+from phonotheca.cli import users as _users  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Commands: build and validate: pack the plan into collections and torrents (issue 5)."""

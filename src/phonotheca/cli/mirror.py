@@ -1,0 +1,1 @@
+"""Commands: mirror, mirror status, verify, fetch (issue 7)."""

@@ -1,0 +1,1 @@
+"""Commands: publish, torrents scrape/health/suggest, serve-files (issue 6)."""
