@@ -16,6 +16,7 @@ from typing import Any
 from phonotheca.catalog import schema
 from phonotheca.config import Settings
 
+
 @dataclass
 class ServeContext:
     """One server's view of its archive(s).
