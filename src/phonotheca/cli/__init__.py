@@ -174,6 +174,14 @@ def synth() -> None:
     """Generate deterministic synthetic data for demos, tests and benchmarks."""
 
 
+# -- torrents ---------------------------------------------------------------------------------
+
+
+@main.group()
+def torrents() -> None:
+    """Inspect published torrents: tracker health, what to seed."""
+
+
 # Command modules register themselves on the groups above.
 from phonotheca.cli import build as _build  # noqa: E402, F401
 from phonotheca.cli import catalog as _catalog  # noqa: E402, F401

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from phonotheca.torrents.listing import (
+    Band,
+    Listing,
+    ListingError,
+    TorrentEntry,
+    Totals,
+    decode_listing,
+    read_listing,
+    resolve_url,
+    write_listing,
+)
+
+
+def _listing() -> Listing:
+    entry = TorrentEntry(
+        name="demo_pop-050-100_0001",
+        collection="demo_pop-050-100_0001",
+        kind="audio",
+        infohash_v1="a" * 40,
+        magnet="magnet:?xt=urn:btih:" + "a" * 40 + "&dn=demo_pop-050-100_0001",
+        torrent_url="torrents/demo_pop-050-100_0001.torrent",
+        size=123,
+        files=5,
+        tracks=2,
+        band=Band(low=50, high=100),
+        listens=10,
+        share_of_listens=0.5,
+        added="2026-01-01",
+    )
+    return Listing(
+        archive="demo",
+        generated_at="2026-11-21T00:00:00Z",
+        totals=Totals(
+            tracks=2, bytes=123, listens_covered=10, listens_total=20, share_of_listens=0.5
+        ),
+        torrents=[entry],
+    )
+
+
+def test_round_trip_and_relative_urls(tmp_path: Path) -> None:
+    path = tmp_path / "torrents.json"
+    write_listing(_listing(), path)
+    back = read_listing(path)
+    assert back == _listing()
+    assert back.torrents[0].health.seeders is None
+    assert resolve_url(path, back, back.torrents[0].torrent_url) == str(
+        tmp_path / "torrents/demo_pop-050-100_0001.torrent"
+    )
+    assert resolve_url("http://127.0.0.1:1/x/torrents.json", back, "torrents/a.torrent") == (
+        "http://127.0.0.1:1/x/torrents/a.torrent"
+    )
+
+
+def test_newer_version_and_garbage_refused(tmp_path: Path) -> None:
+    with pytest.raises(ListingError, match="newer"):
+        decode_listing(
+            b'{"format":"phonotheca-torrents","version":2,"archive":"a","generated_at":"x",'
+            b'"totals":{"tracks":0,"bytes":0,"listens_covered":0,"listens_total":0,'
+            b'"share_of_listens":0},"torrents":[]}'
+        )
+    with pytest.raises(ListingError, match="not a valid"):
+        decode_listing(b"[1, 2]")
+    with pytest.raises(ListingError, match="cannot read"):
+        read_listing(tmp_path / "missing.json")
