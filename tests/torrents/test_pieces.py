@@ -26,11 +26,11 @@ GiB = 1024 * MiB
 @pytest.mark.parametrize(
     ("total", "expected"),
     [
-        (0, 16 * KiB),
-        (1, 16 * KiB),
-        (32 * MiB, 16 * KiB),
-        (32 * MiB + 1, 32 * KiB),
+        (0, 32 * KiB),
+        (1, 32 * KiB),
+        (32 * MiB, 32 * KiB),
         (64 * MiB, 32 * KiB),
+        (64 * MiB + 1, 64 * KiB),
         (512 * MiB, 256 * KiB),
         (1 * GiB, 512 * KiB),
         (2 * GiB, 1 * MiB),
@@ -47,10 +47,10 @@ def test_piece_length_table(total: int, expected: int) -> None:
 @given(st.integers(min_value=0, max_value=1 << 50))
 def test_piece_length_gives_at_most_2048_pieces_unless_capped(total: int) -> None:
     length = piece_length_for(total)
-    assert length & (length - 1) == 0 and 16 * KiB <= length <= 16 * MiB
+    assert length & (length - 1) == 0 and 32 * KiB <= length <= 16 * MiB
     pieces = -(-total // length)
     assert pieces <= 2048 or length == 16 * MiB
-    assert length == 16 * KiB or pieces > 1024
+    assert length == 32 * KiB or pieces > 1024
 
 
 def _reference_root(data: bytes) -> bytes:

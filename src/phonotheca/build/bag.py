@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import msgspec
+
 from phonotheca import __version__
 from phonotheca.build.index import (
     INDEX_FILE,
@@ -162,6 +164,7 @@ def plan_payload(
     info: BagInfo,
     *,
     max_volume_size: int = DEFAULT_VOLUME_SIZE,
+    entry_type: type[msgspec.Struct] = IndexEntry,
 ) -> PayloadPlan:
     """What :func:`pack_collection` will write for these tracks, except hashes.
 
@@ -175,7 +178,8 @@ def plan_payload(
     index_size = 0
     for spec, loc in zip(specs, locations, strict=True):
         member = PackedMember(loc.name, loc.volume, loc.offset, loc.length, _ZERO_SHA256)
-        index_size += len(encode_entry(index_entry(spec.public_id, member, spec.metadata)))
+        entry = index_entry(spec.public_id, member, spec.metadata, entry_type)
+        index_size += len(encode_entry(entry))
     payload_bytes = sum(v.size for v in volumes) + index_size
     payload_files = len(volumes) + 1
     return PayloadPlan(
@@ -184,6 +188,18 @@ def plan_payload(
         f"{payload_bytes}.{payload_files}",
         info.text(payload_bytes, payload_files),
     )
+
+
+def bag_size(collection: str, plan: PayloadPlan) -> int:
+    """Bytes of the whole bag (tag files included) that ``plan`` describes: the torrent's
+    payload size, known before anything is written, so the piece length can be chosen."""
+    payload = [f"{PAYLOAD_DIR}/{v.name}" for v in plan.volumes]
+    payload.append(f"{PAYLOAD_DIR}/{INDEX_FILE}")
+    manifest = sum(64 + 1 + len(_manifest_path(p).encode()) + 1 for p in payload)
+    tags = (BAG_INFO_FILE, BAGIT_FILE, MANIFEST_FILE)
+    tagmanifest = sum(64 + 1 + len(p) + 1 for p in tags)
+    payload_bytes = int(plan.payload_oxum.split(".")[0])
+    return payload_bytes + len(plan.bag_info) + len(BAGIT_TXT) + manifest + tagmanifest
 
 
 def _manifest_path(path: str) -> str:
@@ -254,14 +270,14 @@ def _prepare(bag_dir: Path, collection: str) -> None:
         )
 
 
-def _check_tracks(tracks: Sequence[PackItem]) -> None:
+def _check_tracks(tracks: Sequence[PackItem], entry_type: type[msgspec.Struct]) -> None:
     """Refuse bad tracks before any data is written."""
     seen: set[str] = set()
     for track in tracks:
         if track.public_id in seen:
             raise PackError(f"track {track.public_id} is packed twice")
         seen.add(track.public_id)
-        index_entry(track.public_id, _ZERO_MEMBER, track.metadata)
+        index_entry(track.public_id, _ZERO_MEMBER, track.metadata, entry_type)
         if track.sha256 is not None and not _SHA256.fullmatch(track.sha256):
             raise PackError(
                 f"track {track.public_id}: sha256 {track.sha256!r} is not 64 lower-case hex"
@@ -277,6 +293,7 @@ def pack_collection(
     mtime: int,
     max_volume_size: int = DEFAULT_VOLUME_SIZE,
     sink: ByteSink | None = None,
+    entry_type: type[msgspec.Struct] = IndexEntry,
 ) -> PackedCollection:
     """Pack tracks, in the order given, into the bag ``bag_dir``; return what was written.
 
@@ -291,8 +308,10 @@ def pack_collection(
     """
     check_collection_name(collection)
     tracks = list(items)
-    _check_tracks(tracks)
-    plan = plan_payload(collection, tracks, info, max_volume_size=max_volume_size)
+    _check_tracks(tracks, entry_type)
+    plan = plan_payload(
+        collection, tracks, info, max_volume_size=max_volume_size, entry_type=entry_type
+    )
     _prepare(bag_dir, collection)
     data_dir = bag_dir / PAYLOAD_DIR
     index_path = f"{PAYLOAD_DIR}/{INDEX_FILE}"
@@ -313,6 +332,7 @@ def pack_collection(
                     t.public_id,
                     PackedMember(loc.name, loc.volume, loc.offset, loc.length, t.sha256 or ""),
                     t.metadata,
+                    entry_type,
                 )
                 for t, loc in zip(tracks, locations, strict=True)
             ]
@@ -325,7 +345,7 @@ def pack_collection(
             for track, loc in zip(tracks, locations, strict=True):
                 member = writer.add(track.name, track.size, track.data, track.sha256)
                 assert (member.volume, member.offset) == (loc.volume, loc.offset), "plan drift"
-                packed.append(index_entry(track.public_id, member, track.metadata))
+                packed.append(index_entry(track.public_id, member, track.metadata, entry_type))
         if not early_index:
             entries = packed
             index_file = _write_file(bag_dir, index_path, encode_index(entries), sink)

@@ -52,13 +52,43 @@ class IndexEntry(msgspec.Struct):
     popularity: int | None = None
 
 
+class CoverEntry(msgspec.Struct):
+    """One line of a covers collection's index: an image, keyed by its sha256.
+
+    ``id`` is the image's sha256 too, so that every index has the same first five keys
+    and one validator reads both kinds; ``albums`` are the public ids of the albums that
+    show the image.
+    """
+
+    id: str
+    volume: str
+    offset: int
+    length: int
+    sha256: str
+    mime: str | None = None
+    width: int | None = None
+    height: int | None = None
+    albums: list[str] | None = None
+
+
+COVER_FIELDS = ("mime", "width", "height", "albums")
+
+_FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
+    IndexEntry: METADATA_FIELDS,
+    CoverEntry: COVER_FIELDS,
+}
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(IndexEntry)
 
 
-def index_entry(public_id: str, member: PackedMember, metadata: Mapping[str, object]) -> IndexEntry:
-    """The index line of a packed track, its metadata checked against the field types."""
-    unknown = sorted(set(metadata) - set(METADATA_FIELDS))
+def index_entry(
+    public_id: str,
+    member: PackedMember,
+    metadata: Mapping[str, object],
+    entry_type: type[msgspec.Struct] = IndexEntry,
+) -> IndexEntry:
+    """The index line of a packed track (or, with ``CoverEntry``, image), checked."""
+    unknown = sorted(set(metadata) - set(_FIELDS[entry_type]))
     if unknown:
         raise PackError(f"track {public_id}: unknown index field(s) {', '.join(unknown)}")
     fields: dict[str, object] = {
@@ -70,7 +100,7 @@ def index_entry(public_id: str, member: PackedMember, metadata: Mapping[str, obj
     }
     fields.update(metadata)
     try:
-        return msgspec.convert(fields, IndexEntry)
+        return msgspec.convert(fields, entry_type)  # type: ignore[return-value]
     except msgspec.ValidationError as exc:
         raise PackError(f"track {public_id}: {exc}") from exc
 

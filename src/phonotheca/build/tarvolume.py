@@ -52,7 +52,15 @@ _EOA = 2 * BLOCK
 
 
 class PackError(Exception):
-    """Packing cannot go on: a bad member name or size, a stream of the wrong length."""
+    """Packing cannot go on: a bad member name or size, a stream of the wrong length.
+
+    ``member`` names the member whose data was wrong (changed, short, long), when the
+    error is about one: the caller can set that track aside and pack again.
+    """
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
 
 
 def _padding(n: int, unit: int = BLOCK) -> int:
@@ -397,7 +405,8 @@ class VolumeWriter:
             if sha256 is not None and digest.hexdigest() != sha256:
                 raise PackError(
                     f"{name}: the data's sha256 is {digest.hexdigest()}, not {sha256}"
-                    " (did the source change?)"
+                    " (did the source change?)",
+                    member=name,
                 )
             self._emit(vol, bytes(_padding(size)))
         except BaseException:
@@ -414,12 +423,16 @@ class VolumeWriter:
         while left:
             chunk = stream.read(min(COPY_CHUNK, left))
             if not chunk:
-                raise PackError(f"{name}: the data ended after {size - left} of {size} bytes")
+                raise PackError(
+                    f"{name}: the data ended after {size - left} of {size} bytes", member=name
+                )
             digest.update(chunk)
             self._emit(vol, chunk)
             left -= len(chunk)
         if stream.read(1):
-            raise PackError(f"{name}: the data is longer than its size of {size} bytes")
+            raise PackError(
+                f"{name}: the data is longer than its size of {size} bytes", member=name
+            )
 
     def _emit(self, vol: _OpenVolume, chunk: bytes) -> None:
         if not chunk:

@@ -301,6 +301,8 @@ _V3 = """
             obsolete       INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX ledger_collection ON ledger(collection) WHERE collection IS NOT NULL;
+        -- The duplicates a kept track stands for: their listens count for its collection.
+        CREATE INDEX ledger_duplicate_of ON ledger(duplicate_of) WHERE duplicate_of IS NOT NULL;
 
         -- Cover images packed into covers collections, keyed by the blob's sha256.
         CREATE TABLE packed_images(

@@ -41,8 +41,8 @@ FROM tracks ORDER BY id
 """
 # The best source file of each track that has one: lossless first, then bitrate, size.
 _SOURCES_SQL = """
-SELECT track_id, id, size FROM (
-    SELECT track_id, id, size,
+SELECT track_id, id, size, coalesce(duration_ms, -1) FROM (
+    SELECT track_id, id, size, duration_ms,
            row_number() OVER (PARTITION BY track_id
                               ORDER BY coalesce(lossless, 0) DESC, coalesce(bitrate, 0) DESC,
                                        size DESC, id) AS rn
@@ -114,11 +114,15 @@ def read_tracks(conn: sqlite3.Connection) -> CatalogTracks:
 
     size = np.zeros(n, dtype=np.int64)
     source_id = np.zeros(n, dtype=np.int64)
-    src = _rows(conn, _SOURCES_SQL, 3)
+    src = _rows(conn, _SOURCES_SQL, 4)
     if len(src):
         at = _positions(track_id, src[:, 0])
         source_id[at] = src[:, 1]
         size[at] = src[:, 2]
+        # The Opus file is made from the source: its length, when known, is the one to
+        # estimate from (the catalog's may describe another edit of the recording).
+        known = src[:, 3] >= 0
+        duration[at[known]] = src[known, 3].astype(np.float32) / np.float32(1000)
         if size.max() >= 1 << 32:
             raise ValueError("a source file of 4 GiB or more cannot be planned (uint32 sizes)")
     del src

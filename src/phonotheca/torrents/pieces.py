@@ -27,6 +27,9 @@ from typing import Protocol, Self
 BLOCK_SIZE = 16 * 1024
 """The BitTorrent v2 merkle leaf size."""
 MIN_PIECE_LENGTH = 16 * 1024
+SMALLEST_CHOSEN_PIECE_LENGTH = 32 * 1024
+""":func:`piece_length_for` never picks less: mktorrent (1.1) cannot make 16 KiB pieces,
+and every torrent we choose a piece length for should be reproducible with it."""
 MAX_PIECE_LENGTH = 16 * 1024 * 1024
 TARGET_PIECES = 2048
 """The piece length table doubles the piece length until a torrent has at most this many."""
@@ -50,13 +53,14 @@ class Readable(Protocol):
 def piece_length_for(total_size: int) -> int:
     """The piece length for a payload of ``total_size`` bytes (see docs/FORMAT.md, Torrents).
 
-    The smallest power of two from 16 KiB to 16 MiB that gives at most 2,048 pieces, so a
-    torrent has 1,025–2,048 pieces between 32 MiB and 32 GiB of payload, fewer below (16 KiB
-    pieces) and more above (16 MiB pieces). Always a valid hybrid piece length.
+    The smallest power of two from 32 KiB to 16 MiB that gives at most 2,048 pieces, so a
+    torrent has 1,025–2,048 pieces between 64 MiB and 32 GiB of payload, fewer below (32 KiB
+    pieces, the least mktorrent makes) and more above (16 MiB pieces). Always a valid
+    hybrid piece length.
     """
     if total_size < 0:
         raise ValueError(f"total size must not be negative, got {total_size}")
-    length = MIN_PIECE_LENGTH
+    length = SMALLEST_CHOSEN_PIECE_LENGTH
     while length < MAX_PIECE_LENGTH and total_size > TARGET_PIECES * length:
         length *= 2
     return length
