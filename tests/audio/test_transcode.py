@@ -29,6 +29,7 @@ from phonotheca.audio.transcode import (
     OpusTags,
     Transcoded,
     TranscodeError,
+    encode_opus,
     libopus_version,
     stream_serial,
     transcode_to_opus,
@@ -293,9 +294,11 @@ def test_same_input_gives_same_bytes_in_separate_processes(tmp_path: Path) -> No
         assert hashlib.sha256(dest.read_bytes()).hexdigest() == digests[-1]
     assert digests[0] == digests[1]
     assert (tmp_path / "run0.opus").read_bytes() == (tmp_path / "run1.opus").read_bytes()
-    # And the same as this process makes.
+    # And the same as this process makes, written to a file or kept in memory.
     tags = OpusTags("T", ["A", "B"], "Al", 1, 1, "2001", "USABC0100001", track_id="t:same")
     assert transcode(source, tmp_path / "here.opus", tags=tags).sha256 == digests[0]
+    data, result = encode_opus(source, kbps=75, tags=tags)
+    assert result.sha256 == hashlib.sha256(data).hexdigest() == digests[0]
 
 
 def test_serial_number_comes_from_the_public_id(tmp_path: Path) -> None:

@@ -135,17 +135,22 @@ def transcode_to_opus(source: Path, dest: Path, *, kbps: int, tags: OpusTags) ->
     Raises :class:`TranscodeError` when the source is missing, empty, cut short, not audio
     or does not decode; an error writing ``dest`` is raised as the ``OSError`` it is.
     """
+    data, result = encode_opus(source, kbps=kbps, tags=tags)
+    _write_atomically(Path(dest), data)
+    return result
+
+
+def encode_opus(source: Path, *, kbps: int, tags: OpusTags) -> tuple[bytes, Transcoded]:
+    """The Ogg Opus file's bytes, made in memory, and what they hold (for a caller that
+    writes them somewhere itself, such as straight into a volume). Raises as
+    :func:`transcode_to_opus` does."""
     if not MIN_KBPS <= kbps <= MAX_KBPS:
         raise ValueError(f"Opus bitrate must be {MIN_KBPS} to {MAX_KBPS} kbit/s, got {kbps}")
-    source, dest = Path(source), Path(dest)
-    data, channels, duration_samples = _encode(source, kbps, tags)
-    digest = hashlib.sha256(data).hexdigest()
-    _write_atomically(dest, data)
-    duration_ms = duration_samples * 1000 // OPUS_RATE
-    return Transcoded(
+    data, channels, duration_samples = _encode(Path(source), kbps, tags)
+    return data, Transcoded(
         size=len(data),
-        sha256=digest,
-        duration_ms=duration_ms,
+        sha256=hashlib.sha256(data).hexdigest(),
+        duration_ms=duration_samples * 1000 // OPUS_RATE,
         bitrate=round(len(data) * 8 * OPUS_RATE / max(1, duration_samples)),
         sample_rate=OPUS_RATE,
         channels=channels,

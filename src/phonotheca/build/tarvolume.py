@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
+import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -30,6 +32,7 @@ MAX_NAME_BYTES = 100
 MAX_OCTAL_11 = 8**11 - 1
 """Largest size or mtime an 11-digit octal ustar field holds (8 GiB − 1; year 2242)."""
 MAX_VOLUMES = 9999
+DIGEST_QUEUE = 64
 PARTIAL_SUFFIX = ".partial"
 PAX_HEADER_NAME = b"././@PaxHeader"
 PAYLOAD_DIR = "data"
@@ -321,6 +324,51 @@ class _OpenVolume:
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
+class _DigestThread:
+    """SHA-256 of members and volumes, computed in order on a thread of its own.
+
+    hashlib releases the GIL on large updates, so the writer's thread only reads,
+    writes and feeds the piece hasher while the digests run on another core. Work items
+    run strictly in the order queued; a check of a member's digest is queued after its
+    data, so it sees the whole member.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[
+            tuple[tuple[hashlib._Hash, ...], bytes] | Callable[[], None] | None
+        ] = queue.Queue(maxsize=DIGEST_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="tar-digests", daemon=True)
+        self._thread.start()
+
+    def update(self, digests: tuple[hashlib._Hash, ...], chunk: bytes) -> None:
+        self._queue.put((digests, chunk))
+
+    def call(self, fn: Callable[[], None]) -> None:
+        self._queue.put(fn)
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if callable(item):
+                    item()
+                else:
+                    digests, chunk = item
+                    for d in digests:
+                        d.update(chunk)
+            finally:
+                self._queue.task_done()
+
+
 class VolumeWriter:
     """Writes members, in the order added, into ``<collection>.NNNN.tar`` in ``data_dir``.
 
@@ -350,6 +398,8 @@ class VolumeWriter:
         self._current: _OpenVolume | None = None
         self._names: set[str] = set()
         self._failed = False
+        self._digests = _DigestThread()
+        self._mismatch: list[PackError] = []
 
     def __enter__(self) -> VolumeWriter:
         return self
@@ -394,27 +444,37 @@ class VolumeWriter:
             if isinstance(data, bytes | bytearray | memoryview):
                 view = memoryview(data)
                 for start in range(0, size, COPY_CHUNK):
-                    chunk = bytes(view[start : start + COPY_CHUNK])
-                    digest.update(chunk)
-                    self._emit(vol, chunk)
+                    self._emit(vol, bytes(view[start : start + COPY_CHUNK]), digest)
             elif isinstance(data, Path):
-                with data.open("rb") as stream:
+                with data.open("rb", buffering=0) as stream:
                     self._copy(vol, name, size, stream, digest)
             else:
                 self._copy(vol, name, size, data, digest)
-            if sha256 is not None and digest.hexdigest() != sha256:
-                raise PackError(
-                    f"{name}: the data's sha256 is {digest.hexdigest()}, not {sha256}"
-                    " (did the source change?)",
-                    member=name,
-                )
             self._emit(vol, bytes(_padding(size)))
+            if sha256 is None:
+                self._digests.drain()
+                sha256 = digest.hexdigest()
+            else:
+                self._digests.call(self._checker(name, digest, sha256))
         except BaseException:
             self._failed = True
             self.abort()
             raise
         vol.members += 1
-        return PackedMember(name, vol.name, offset, size, digest.hexdigest())
+        return PackedMember(name, vol.name, offset, size, sha256)
+
+    def _checker(self, name: str, digest: hashlib._Hash, expected: str) -> Callable[[], None]:
+        def check() -> None:
+            if digest.hexdigest() != expected:
+                self._mismatch.append(
+                    PackError(
+                        f"{name}: the data's sha256 is {digest.hexdigest()}, not {expected}"
+                        " (did the source change?)",
+                        member=name,
+                    )
+                )
+
+        return check
 
     def _copy(
         self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
@@ -426,19 +486,18 @@ class VolumeWriter:
                 raise PackError(
                     f"{name}: the data ended after {size - left} of {size} bytes", member=name
                 )
-            digest.update(chunk)
-            self._emit(vol, chunk)
+            self._emit(vol, chunk, digest)
             left -= len(chunk)
         if stream.read(1):
             raise PackError(
                 f"{name}: the data is longer than its size of {size} bytes", member=name
             )
 
-    def _emit(self, vol: _OpenVolume, chunk: bytes) -> None:
+    def _emit(self, vol: _OpenVolume, chunk: bytes, member: hashlib._Hash | None = None) -> None:
         if not chunk:
             return
+        self._digests.update((vol.digest,) if member is None else (member, vol.digest), chunk)
         vol.file.write(chunk)
-        vol.digest.update(chunk)
         vol.used += len(chunk)
         if self.sink is not None:
             self.sink.update(chunk)
@@ -447,8 +506,9 @@ class VolumeWriter:
         name = volume_name(self.collection, len(self.volumes) + 1)
         path = self.data_dir / name
         partial = path.with_name(name + PARTIAL_SUFFIX)
-        # "wb" truncates whatever a killed run left under the .partial name.
-        self._current = _OpenVolume(name, path, partial, partial.open("wb"))
+        # "wb" truncates whatever a killed run left under the .partial name. Unbuffered:
+        # data comes in chunks of a MiB, headers are the only small writes.
+        self._current = _OpenVolume(name, path, partial, partial.open("wb", buffering=0))
         if self.sink is not None:
             self.sink.start_file(f"{PAYLOAD_DIR}/{name}")
         return self._current
@@ -460,7 +520,11 @@ class VolumeWriter:
         self._emit(vol, bytes(end))
         if self.sink is not None:
             self.sink.end_file()
-        vol.file.flush()
+        self._digests.drain()
+        if self._mismatch:
+            self._failed = True
+            self.abort()
+            raise self._mismatch[0]
         os.fsync(vol.file.fileno())
         vol.file.close()
         os.replace(vol.partial, vol.path)
@@ -470,14 +534,18 @@ class VolumeWriter:
 
     def close(self) -> list[VolumeFile]:
         """Finish the open volume (if any) and return every volume written."""
-        if self._current is not None:
-            self._finish()
+        try:
+            if self._current is not None:
+                self._finish()
+        finally:
+            self._digests.close()
         return self.volumes
 
     def abort(self) -> None:
         """Drop the unfinished volume; finished ones stay."""
         vol = self._current
         if vol is not None:
+            self._digests.drain()
             vol.file.close()
             vol.partial.unlink(missing_ok=True)
             self._current = None
