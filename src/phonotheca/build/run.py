@@ -19,6 +19,7 @@ import functools
 import json
 import shutil
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 from phonotheca.archive import Archive
 from phonotheca.build.bag import PackItem
 from phonotheca.build.covers import CoverItem, assigned_covers, pending_covers
-from phonotheca.build.executor import Executor, make_executor, ordered_map
+from phonotheca.build.executor import Executor, TaskFuture, make_executor, ordered_map
 from phonotheca.build.packing import PARTIAL_DIR_SUFFIX, PackJob, PackResult, pack_job
 from phonotheca.build.tarvolume import member_span
 from phonotheca.build.work import Staged, assigned_items, pending_items, stage
@@ -150,6 +151,10 @@ class _Builder:
         ).fetchone()
         self.progress.start(int(total[0]), int(total[1]))
         self.window = max(2, executor.workers * STAGE_WINDOW_PER_WORKER)
+        # Packs in flight: each is mostly I/O and hashing threads; staging of the next
+        # collection goes on beside them.
+        self.packs = max(1, executor.workers // 2)
+        self.packing: deque[tuple[TaskFuture[PackResult], str, int, int, list[Staged]]] = deque()
         stage_fn = functools.partial(stage, staging_dir=str(self.staging_dir))
         for name, low, high in self._assigned("audio"):
             assigned = assigned_items(self.conn, name, self.kbps)
@@ -167,6 +172,7 @@ class _Builder:
                     self._pack_audio(executor, name, low, high, chunk)
         finally:
             reader.close()
+        self._finish_packs(executor)  # covers need every audio collection published
         for name, _, _ in self._assigned("covers"):
             self._pack_covers(executor, name, assigned_covers(self.conn, name, self._blob))
         covers = pending_covers(self.conn, self._blob)
@@ -287,43 +293,58 @@ class _Builder:
     def _pack_audio(
         self, executor: Executor, name: str, low: int, high: int, chunk: list[Staged]
     ) -> None:
-        while chunk:
-            items = [
-                PackItem(
-                    public_id=s.item.public_id,
-                    name=s.name,
-                    size=s.size,
-                    data=Path(s.path or ""),
-                    metadata={
-                        "codec": s.codec,
-                        "bitrate": s.bitrate,
-                        "duration_ms": s.duration_ms,
-                        "tier": s.item.tier,
-                        "title": s.item.title,
-                        "artists": list(s.item.artists),
-                        "album": s.item.album,
-                        "isrc": s.item.isrc,
-                        "popularity": s.item.popularity,
-                    },
-                    sha256=s.sha256,
-                )
-                for s in chunk
-            ]
-            description = f"{self.settings.name}: {len(items)} tracks of popularity {low} to {high}"
-            result = executor.submit(pack_job, self._job(name, items, False, description)).result()
-            if result.failed_id is None:
-                self._publish_audio(result, chunk)
-                return
-            # A source changed under us: set its track aside and pack the rest again.
-            bad = next(s for s in chunk if s.item.public_id == result.failed_id)
-            self._mark_error(bad.item.track_id, "error_source_changed", result.message)
-            chunk = [s for s in chunk if s is not bad]
-            with schema.transaction(self.conn):
-                self.conn.execute(
-                    "UPDATE collections SET items = ?, listens = ? WHERE name = ?",
-                    (len(chunk), self._listens([s.item.track_id for s in chunk]), name),
-                )
-        self._drop_collection(name)
+        """Submit the collection's pack; at most ``self.packs`` run at once."""
+        if not chunk:
+            self._drop_collection(name)
+            return
+        items = [
+            PackItem(
+                public_id=s.item.public_id,
+                name=s.name,
+                size=s.size,
+                data=Path(s.path or ""),
+                metadata={
+                    "codec": s.codec,
+                    "bitrate": s.bitrate,
+                    "duration_ms": s.duration_ms,
+                    "tier": s.item.tier,
+                    "title": s.item.title,
+                    "artists": list(s.item.artists),
+                    "album": s.item.album,
+                    "isrc": s.item.isrc,
+                    "popularity": s.item.popularity,
+                },
+                sha256=s.sha256,
+            )
+            for s in chunk
+        ]
+        description = f"{self.settings.name}: {len(items)} tracks of popularity {low} to {high}"
+        future = executor.submit(pack_job, self._job(name, items, False, description))
+        self.packing.append((future, name, low, high, chunk))
+        while len(self.packing) > self.packs:
+            self._collect_pack(executor)
+
+    def _collect_pack(self, executor: Executor) -> None:
+        """Wait for the oldest pack in flight and record what it published."""
+        future, name, low, high, chunk = self.packing.popleft()
+        result = future.result()
+        if result.failed_id is None:
+            self._publish_audio(result, chunk)
+            return
+        # A source changed under us: set its track aside and pack the rest again.
+        bad = next(s for s in chunk if s.item.public_id == result.failed_id)
+        self._mark_error(bad.item.track_id, "error_source_changed", result.message)
+        rest = [s for s in chunk if s is not bad]
+        with schema.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE collections SET items = ?, listens = ? WHERE name = ?",
+                (len(rest), self._listens([s.item.track_id for s in rest]), name),
+            )
+        self._pack_audio(executor, name, low, high, rest)
+
+    def _finish_packs(self, executor: Executor) -> None:
+        while self.packing:
+            self._collect_pack(executor)
 
     def _job(self, name: str, items: list[PackItem], covers: bool, description: str) -> PackJob:
         build = self.settings.build
