@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from phonotheca.torrents.listing import (
@@ -66,3 +67,19 @@ def test_newer_version_and_garbage_refused(tmp_path: Path) -> None:
         decode_listing(b"[1, 2]")
     with pytest.raises(ListingError, match="cannot read"):
         read_listing(tmp_path / "missing.json")
+
+
+def test_values_out_of_range_refused() -> None:
+    """The model's constraints (also in torrents.schema.json) hold when reading."""
+    good = msgspec.json.encode(_listing())
+    decode_listing(good)
+    for old, new in [
+        (b'"infohash_v1":"' + b"a" * 40, b'"infohash_v1":"' + b"A" * 40),
+        (b'"kind":"audio"', b'"kind":"video"'),
+        (b'"added":"2026-01-01"', b'"added":"January"'),
+        (b'"share_of_listens":0.5', b'"share_of_listens":1.5'),
+        (b'"size":123', b'"size":-1'),
+    ]:
+        assert old in good, old
+        with pytest.raises(ListingError, match="not a valid"):
+            decode_listing(good.replace(old, new, 1))

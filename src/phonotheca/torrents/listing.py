@@ -12,7 +12,7 @@ import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,6 +21,18 @@ VERSION = 1
 LISTING_FILE = "torrents.json"
 
 Kind = Literal["audio", "covers", "metadata"]
+KINDS: tuple[Kind, ...] = ("metadata", "audio", "covers")
+"""The kinds in listing order: the metadata release always comes first."""
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Hex40 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{40}$")]
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Date = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+Timestamp = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+]
+Name = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
 class ListingError(Exception):
@@ -30,59 +42,72 @@ class ListingError(Exception):
 class Health(msgspec.Struct, kw_only=True):
     """What the trackers said last; all null until the first scrape."""
 
-    seeders: int | None = None
-    leechers: int | None = None
-    completed: int | None = None
-    scraped_at: str | None = None
+    seeders: NonNegative | None = None
+    leechers: NonNegative | None = None
+    completed: NonNegative | None = None
+    scraped_at: Timestamp | None = None
     """UTC time of the scrape, ISO 8601 with ``Z``."""
 
 
 class Band(msgspec.Struct, kw_only=True):
-    low: int
-    high: int
+    """The popularity band of an audio collection, bounds included (0-100)."""
+
+    low: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    high: Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 
 class TorrentEntry(msgspec.Struct, kw_only=True):
-    name: str
+    name: Name
     """The torrent's name: its collection directory's name."""
-    collection: str
+    collection: Name
     kind: Kind
-    infohash_v1: str
-    infohash_v2: str | None = None
-    magnet: str
+    infohash_v1: Hex40
+    infohash_v2: Hex64 | None = None
+    """Hybrid (v1+v2) torrents only."""
+    magnet: Annotated[str, msgspec.Meta(pattern="^magnet:[?]xt=urn:btih:[0-9a-f]{40}")]
     torrent_url: str
     """Of the ``.torrent`` file, relative to the listing's ``base_url`` (or to the
     listing's own location when there is none)."""
-    size: int
+    size: NonNegative
     """Payload bytes."""
-    files: int
-    tracks: int
+    files: NonNegative
+    tracks: NonNegative
     """Tracks (audio), images (covers) or tracks described (metadata)."""
     band: Band | None = None
-    listens: int = 0
-    share_of_listens: float = 0.0
-    added: str
-    """Date the torrent was published, ``YYYY-MM-DD``."""
+    listens: NonNegative = 0
+    """Listens of the tracks the torrent holds (audio only)."""
+    share_of_listens: Share = 0.0
+    """``listens`` over all listens of the catalog (the latest plan's total)."""
+    added: Date
+    """Date the torrent was first listed, ``YYYY-MM-DD`` (UTC)."""
     obsolete: bool = False
+    """Superseded (a newer metadata release) or withdrawn: mirrors may drop it."""
     web_seeds: list[str] = msgspec.field(default_factory=list)
+    """BEP 19 URLs: the torrent's own and those of the settings."""
     trackers: list[list[str]] = msgspec.field(default_factory=list)
+    """Tracker tiers (BEP 12): the torrent's own and those of the settings."""
     health: Health = msgspec.field(default_factory=Health)
 
 
 class Totals(msgspec.Struct, kw_only=True):
-    tracks: int
-    bytes: int
-    listens_covered: int
-    listens_total: int
-    share_of_listens: float
+    """Over the listed torrents that are not obsolete."""
+
+    tracks: NonNegative
+    """Tracks held by audio torrents."""
+    bytes: NonNegative
+    """Payload bytes of every torrent."""
+    listens_covered: NonNegative
+    listens_total: NonNegative
+    share_of_listens: Share
 
 
 class Listing(msgspec.Struct, kw_only=True):
     format: str = FORMAT
-    version: int = VERSION
+    version: Annotated[int, msgspec.Meta(ge=1)] = VERSION
     archive: str
-    generated_at: str
+    generated_at: Timestamp
     base_url: str | None = None
+    """URL of the directory holding ``torrents.json`` and ``torrents/``, when published."""
     totals: Totals
     torrents: list[TorrentEntry]
 
@@ -94,19 +119,32 @@ _decoder = msgspec.json.Decoder(Listing)
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
+class _Head(msgspec.Struct):
+    """What is read first: a newer version may change anything else."""
+
+    format: str = FORMAT
+    version: int = VERSION
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
 def decode_listing(data: bytes, source: str = LISTING_FILE) -> Listing:
     try:
-        listing = _decoder.decode(data)
+        head = _head_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise ListingError(f"{source}: not a valid torrents.json: {exc}") from None
-    if listing.format != FORMAT:
-        raise ListingError(f"{source}: format is {listing.format!r}, expected {FORMAT!r}")
-    if listing.version > VERSION:
+    if head.format != FORMAT:
+        raise ListingError(f"{source}: format is {head.format!r}, expected {FORMAT!r}")
+    if head.version > VERSION:
         raise ListingError(
-            f"{source}: torrents.json version {listing.version} is newer than this"
+            f"{source}: torrents.json version {head.version} is newer than this"
             f" phonotheca reads ({VERSION}): upgrade phonotheca"
         )
-    return listing
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ListingError(f"{source}: not a valid torrents.json: {exc}") from None
 
 
 def encode_listing(listing: Listing) -> bytes:
@@ -130,6 +168,23 @@ def read_listing(source: str | Path, *, timeout: float = 30.0) -> Listing:
         except OSError as exc:
             raise ListingError(f"{text}: cannot read torrents.json: {exc.strerror}") from None
     return decode_listing(data, text)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of ``torrents.json``, generated from this model.
+
+    ``torrents.schema.json`` beside this module is this schema, written out for readers
+    in other languages; a test keeps the two equal.
+    """
+    schema: dict[str, Any] = msgspec.json.schema(Listing)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Phonotheca torrents.json, version 1",
+        **schema,
+    }
+
+
+SCHEMA_FILE = Path(__file__).with_name("torrents.schema.json")
 
 
 def write_listing(listing: Listing, path: Path) -> None:

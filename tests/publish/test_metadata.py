@@ -1,0 +1,176 @@
+"""The metadata release: a scrubbed, seekable, compressed catalog in a torrent of its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from phonotheca.torrents import bencode
+from phonotheca.torrents.metadata import (
+    CATALOG_FILE,
+    FORMAT_FILE,
+    format_doc,
+    release_metadata,
+)
+from phonotheca.torrents.seekable import (
+    SeekableError,
+    compress_file,
+    read_frame,
+    read_range,
+    read_seek_table,
+)
+from tests.peers import IMPORT_PATH, SOURCE_DIR, FixtureArchive, build_archive
+
+NOW = dt.datetime(2026, 3, 4, tzinfo=dt.UTC)
+FRAME = 8192
+
+
+@pytest.fixture
+def fixture(tmp_path: Path) -> FixtureArchive:
+    return build_archive(tmp_path / "archive")
+
+
+def _release(fx: FixtureArchive, **kwargs: object):  # type: ignore[no-untyped-def]
+    conn = fx.archive.connect()
+    try:
+        return release_metadata(fx.archive, conn, now=NOW, frame_size=FRAME, **kwargs)  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+def test_release_holds_a_scrubbed_catalog_that_zstd_reads(
+    fixture: FixtureArchive, tmp_path: Path
+) -> None:
+    release = _release(fixture)
+    assert release.created and release.name == "demo_metadata_0001"
+    payload = fixture.archive.torrents_dir / release.name
+    assert sorted(p.name for p in payload.iterdir()) == sorted([CATALOG_FILE, FORMAT_FILE])
+    assert (payload / FORMAT_FILE).read_bytes() == format_doc().read_bytes()
+    # The zstd command line reads the seekable file as a plain one.
+    out = tmp_path / "catalog.sqlite3"
+    subprocess.run(["zstd", "-q", "-d", str(payload / CATALOG_FILE), "-o", str(out)], check=True)
+    raw = out.read_bytes()
+    with open(payload / CATALOG_FILE, "rb") as f:
+        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        assert reader.read() == raw
+    assert raw.startswith(b"SQLite format 3\0")
+    assert SOURCE_DIR.encode() not in raw and IMPORT_PATH.encode() not in raw
+    assert str(fixture.root).encode() not in raw
+    conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        packed = conn.execute("SELECT count(*) FROM ledger WHERE status = 'packed'").fetchone()
+        assert packed == (12,)
+        assert conn.execute("SELECT count(*) FROM tracks").fetchone() == (18,)
+        paths = {row[0] for row in conn.execute("SELECT path FROM source_files")}
+        assert paths == {f"redacted/{n}" for n in range(1, 19)}
+        assert conn.execute(
+            "SELECT count(*) FROM source_files WHERE error IS NOT NULL OR mtime_ns != 0"
+            " OR scanned_at IS NOT NULL"
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT path, rejects_file FROM imports").fetchall() == [("", None)]
+        assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'publish.%'").fetchone() == (
+            0,
+        )
+        # What is kept for mirrors: sizes, hashes and codecs of the files.
+        assert conn.execute("SELECT sum(size) FROM source_files").fetchone() == (18 * 20_000,)
+    finally:
+        conn.close()
+    # The catalog itself is untouched.
+    live = fixture.archive.connect(readonly=True)
+    try:
+        assert live.execute("SELECT path FROM source_files WHERE id = 1").fetchone() == (
+            f"{SOURCE_DIR}/0.opus",
+        )
+    finally:
+        live.close()
+
+
+def test_release_is_seekable(fixture: FixtureArchive, tmp_path: Path) -> None:
+    release = _release(fixture)
+    path = fixture.archive.torrents_dir / release.name / CATALOG_FILE
+    out = tmp_path / "catalog.sqlite3"
+    subprocess.run(["zstd", "-q", "-d", str(path), "-o", str(out)], check=True)
+    whole = out.read_bytes()
+    with open(path, "rb") as f:
+        frames = read_seek_table(f)
+        assert len(frames) == -(-len(whole) // FRAME) > 2
+        assert sum(fr.size for fr in frames) == len(whole)
+        last = frames[-1]
+        # The last frame alone, found through the table: no other frame is read.
+        data = read_frame(f, last)
+        assert data == whole[last.offset :]
+        # A range across a frame boundary.
+        assert read_range(f, FRAME - 100, 300) == whole[FRAME - 100 : FRAME + 200]
+
+
+def test_seek_table_checks(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.write_bytes(bytes(range(256)) * 100)
+    buf = io.BytesIO()
+    frames = compress_file(source, buf, frame_size=1000, threads=2)
+    assert [f.size for f in frames] == [1000] * 25 + [600]
+    buf.seek(0)
+    assert read_seek_table(buf) == frames
+    with pytest.raises(SeekableError, match="no seek table"):
+        read_seek_table(io.BytesIO(zstandard.ZstdCompressor().compress(b"x" * 100)))
+    damaged = bytearray(buf.getvalue())
+    damaged[-20] ^= 0xFF  # a frame size in the table
+    with pytest.raises(SeekableError):
+        read_seek_table(io.BytesIO(bytes(damaged)))
+
+
+def test_unchanged_catalog_makes_no_new_release(fixture: FixtureArchive) -> None:
+    first = _release(fixture)
+    torrent = first.torrent.read_bytes()
+    again = _release(fixture)
+    assert not again.created and again.name == first.name
+    assert first.torrent.read_bytes() == torrent
+    # A change the published catalog does not show (an operator path) makes none either.
+    conn = fixture.archive.connect()
+    conn.execute("UPDATE source_files SET path = path || '.moved', mtime_ns = 5")
+    conn.close()
+    assert not _release(fixture).created
+    # A real change does; the older release is kept on disk and marked obsolete.
+    conn = fixture.archive.connect()
+    conn.execute("UPDATE tracks SET title = 'Renamed' WHERE id = 1")
+    conn.close()
+    second = _release(fixture)
+    assert second.created and second.name == "demo_metadata_0002"
+    assert first.torrent.exists()
+    conn = fixture.archive.connect(readonly=True)
+    rows = conn.execute(
+        "SELECT name, obsolete, items, files FROM collections WHERE kind = 'metadata' ORDER BY seq"
+    ).fetchall()
+    conn.close()
+    assert rows == [("demo_metadata_0001", 1, 18, 2), ("demo_metadata_0002", 0, 18, 2)]
+
+
+def test_crashed_release_is_replaced(fixture: FixtureArchive) -> None:
+    # Left by a run killed after moving its files in but before recording them.
+    stale = fixture.archive.torrents_dir / "demo_metadata_0001"
+    stale.mkdir()
+    (stale / "junk").write_bytes(b"x")
+    release = _release(fixture)
+    assert release.name == "demo_metadata_0001"
+    assert not (stale / "junk").exists()
+    meta = bencode.decode(release.torrent.read_bytes())
+    assert isinstance(meta, dict)
+    info = meta[b"info"]
+    assert isinstance(info, dict) and info[b"name"] == b"demo_metadata_0001"
+    assert list((fixture.archive.work_dir).iterdir()) == []
+
+
+def test_transmission_show_reads_the_metadata_torrent(fixture: FixtureArchive) -> None:
+    release = _release(fixture)
+    shown = subprocess.run(
+        ["transmission-show", str(release.torrent)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "demo_metadata_0001" in shown and CATALOG_FILE in shown

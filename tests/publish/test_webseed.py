@@ -1,0 +1,220 @@
+"""``serve-files``: Range requests as RFC 9110 says, nothing served outside torrents/."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from phonotheca.torrents.webseed import make_server
+from tests.conftest import REPO
+from tests.peers import free_port, wait_until
+
+DATA = bytes(range(256)) * 40  # 10240 bytes
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    root = tmp_path / "archive"
+    (root / "torrents" / "col" / "data").mkdir(parents=True)
+    (root / "torrents" / "col" / "data" / "a.tar").write_bytes(DATA)
+    (root / "torrents" / "col" / "empty").write_bytes(b"")
+    (root / "torrents" / "col.torrent").write_bytes(b"d4:infode")
+    (root / "torrents" / "col" / "data" / "b.tar.partial").write_bytes(b"unfinished")
+    (root / "torrents.json").write_text("{}")
+    (root / "catalog.sqlite3").write_bytes(b"secret")
+    (tmp_path / "outside").write_bytes(b"secret")
+    os.symlink(tmp_path / "outside", root / "torrents" / "col" / "link")
+    os.symlink(tmp_path, root / "torrents" / "dirlink")
+    server = make_server(root, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield root, int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def get(port: int, path: str, method: str = "GET", **headers: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, headers=headers)
+    response = conn.getresponse()
+    response.read_body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+def body(response: http.client.HTTPResponse) -> bytes:
+    return response.read_body  # type: ignore[attr-defined,no-any-return]
+
+
+URL = "/torrents/col/data/a.tar"
+
+
+def test_whole_file_and_head(served: tuple[Path, int]) -> None:
+    _, port = served
+    r = get(port, URL)
+    assert r.status == 200 and body(r) == DATA
+    assert r.headers["Accept-Ranges"] == "bytes"
+    assert r.headers["Content-Length"] == str(len(DATA))
+    assert r.headers["ETag"].startswith('"') and r.headers["Last-Modified"].endswith("GMT")
+    h = get(port, URL, "HEAD")
+    assert h.status == 200 and body(h) == b"" and h.headers["Content-Length"] == str(len(DATA))
+    assert get(port, "/torrents/col.torrent").headers["Content-Type"] == "application/x-bittorrent"
+    assert body(get(port, "/torrents.json")) == b"{}"
+    assert get(port, "/torrents/col/empty").headers["Content-Length"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-0", 0, 0),
+        ("bytes=100-199", 100, 199),
+        ("bytes=10000-", 10000, 10239),
+        ("bytes=-5", 10235, 10239),
+        ("bytes=10200-99999", 10200, 10239),  # clamped to the end
+        ("bytes=-99999", 0, 10239),
+        ("bytes=0-99,100-199", 0, 199),  # adjacent ranges are merged
+    ],
+)
+def test_single_range(served: tuple[Path, int], header: str, first: int, last: int) -> None:
+    _, port = served
+    r = get(port, URL, Range=header)
+    assert r.status == 206
+    assert r.headers["Content-Range"] == f"bytes {first}-{last}/{len(DATA)}"
+    assert body(r) == DATA[first : last + 1]
+    assert r.headers["Content-Length"] == str(last - first + 1)
+
+
+def test_multiple_ranges_are_multipart(served: tuple[Path, int]) -> None:
+    _, port = served
+    r = get(port, URL, Range="bytes=0-9, 5000-5009, -3")
+    assert r.status == 206
+    kind = r.headers["Content-Type"]
+    assert kind.startswith("multipart/byteranges; boundary=")
+    assert int(r.headers["Content-Length"]) == len(body(r))
+    message = BytesParser().parsebytes(b"Content-Type: " + kind.encode() + b"\r\n\r\n" + body(r))
+    parts = [(p["Content-Range"], p.get_payload(decode=True)) for p in message.get_payload()]  # type: ignore[union-attr,index]
+    assert parts == [
+        ("bytes 0-9/10240", DATA[0:10]),
+        ("bytes 5000-5009/10240", DATA[5000:5010]),
+        ("bytes 10237-10239/10240", DATA[10237:]),
+    ]
+
+
+def test_unsatisfiable_and_ignored_ranges(served: tuple[Path, int]) -> None:
+    _, port = served
+    r = get(port, URL, Range="bytes=10240-")
+    assert r.status == 416 and r.headers["Content-Range"] == "bytes */10240"
+    r = get(port, "/torrents/col/empty", Range="bytes=0-0")
+    assert r.status == 416 and r.headers["Content-Range"] == "bytes */0"
+    # Malformed or in another unit: ignored, the whole file is sent.
+    for header in ("bytes=5-1", "bytes=abc", "items=0-1"):
+        r = get(port, URL, Range=header)
+        assert r.status == 200 and body(r) == DATA, header
+
+
+def test_conditional_requests(served: tuple[Path, int]) -> None:
+    _, port = served
+    first = get(port, URL)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    r = get(port, URL, Range="bytes=0-3", **{"If-Range": etag})
+    assert r.status == 206 and body(r) == DATA[:4]
+    r = get(port, URL, Range="bytes=0-3", **{"If-Range": modified})
+    assert r.status == 206
+    r = get(port, URL, Range="bytes=0-3", **{"If-Range": '"other"'})
+    assert r.status == 200 and body(r) == DATA  # changed since: the whole new file
+    assert get(port, URL, **{"If-None-Match": etag}).status == 304
+    assert get(port, URL, **{"If-Modified-Since": modified}).status == 304
+    assert get(port, URL, **{"If-None-Match": '"other"'}).status == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/torrents/../catalog.sqlite3",
+        "/torrents/%2e%2e/catalog.sqlite3",
+        "/torrents/col/..%2f..%2fcatalog.sqlite3",
+        "/torrents/col/%2e%2e%2f%2e%2e%2fcatalog.sqlite3",
+        "/catalog.sqlite3",
+        "/torrents/col/link",
+        "/torrents/dirlink/outside",
+        "/torrents/col/data/b.tar.partial",
+        "/torrents/col/data",
+        "/torrents/",
+        "/torrents//col.torrent",
+        "/torrents/col/data/a.tar%00",
+        "/torrents/col/%ff",
+        "/torrents/col/data/missing",
+        "//etc/passwd",
+    ],
+)
+def test_nothing_outside_torrents(served: tuple[Path, int], path: str) -> None:
+    _, port = served
+    r = get(port, path)
+    assert r.status == 404, path
+    assert b"secret" not in body(r)
+
+
+def test_only_get_and_head(served: tuple[Path, int]) -> None:
+    _, port = served
+    r = get(port, URL, "POST")
+    assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+
+
+def test_keep_alive_serves_several_requests(served: tuple[Path, int]) -> None:
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for first in (0, 4096, 8192):
+            conn.request("GET", URL, headers={"Range": f"bytes={first}-{first + 99}"})
+            response = conn.getresponse()
+            assert response.status == 206 and response.read() == DATA[first : first + 100]
+    finally:
+        conn.close()
+
+
+def test_cli_serve_files(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    (root / "torrents").mkdir(parents=True)
+    (root / "phonotheca.toml").write_text('[archive]\nname = "t"\n')
+    (root / "torrents" / "x.torrent").write_bytes(b"d4:infode")
+    port = free_port()
+    command = [str(REPO / ".venv" / "bin" / "phonotheca"), "serve-files", "--archive", str(root)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def up() -> bool:
+            assert server.poll() is None, "serve-files exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(up, 20, "serve-files listening")
+        r = get(port, "/torrents/x.torrent", Range="bytes=1-4")
+        assert r.status == 206 and body(r) == b"4:in"
+        # The port is taken now: a clear error, not a traceback.
+        busy = subprocess.run([*command, "--port", str(port)], capture_output=True, text=True)
+        assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0
