@@ -1,1 +1,102 @@
 """Commands: serve: the web site, JSON API and Subsonic API (issue 8)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from phonotheca.cli import err, main, user_errors
+from phonotheca.config import load_settings
+
+
+@main.command("serve")
+@click.option(
+    "--archive",
+    "archive_dirs",
+    type=click.Path(file_okay=False, path_type=Path),
+    multiple=True,
+    envvar="PHONOTHECA_ARCHIVE",
+    show_default="current directory, or $PHONOTHECA_ARCHIVE",
+    help="Archive or mirror directory; repeat to serve collections from several disks "
+    "(the catalog and settings are the first one's).",
+)
+@click.option(
+    "--host", default=None, help="Address to listen on  [default: [serve] host, 127.0.0.1]"
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to listen on  [default: [serve] port, 8080]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Server processes; more than one uses several cores (each process opens its own"
+    " catalog connections).",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="IPS",
+    help="Proxies trusted to set X-Forwarded-Proto (e.g. 127.0.0.1 behind nginx); "
+    "sessions get the Secure flag when the original request was https.",
+)
+def serve(
+    archive_dirs: tuple[Path, ...],
+    host: str | None,
+    port: int | None,
+    workers: int,
+    forwarded_allow_ips: str | None,
+) -> None:
+    """Serve the web UI, the JSON API (/api/v1) and the Subsonic API (/rest).
+
+    Plays the tracks whose bytes are here: in a builder's archive the volumes it built,
+    in a mirror the pieces it has verified. Audio needs a signed-in user unless
+    [serve] public_audio is true; add users with 'phonotheca user add'.
+    """
+    import uvicorn
+
+    from phonotheca.serve.app import ROOTS_VARIABLE, create_app
+    from phonotheca.serve.context import ServeContext, check_roots
+    from phonotheca.serve.security import load_key
+    from phonotheca.serve.state import StateStore
+
+    roots = list(archive_dirs) or [Path(".")]
+    with user_errors():
+        check_roots(roots)
+        settings = load_settings(roots[0])
+    ctx = ServeContext(settings=settings, roots=[r.resolve() for r in roots])
+    bind_host = host or settings.serve.host
+    bind_port = settings.serve.port if port is None else port
+    err.print(f"serving {', '.join(str(r) for r in ctx.roots)} on http://{bind_host}:{bind_port}/")
+    options: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": "info",
+        "proxy_headers": forwarded_allow_ips is not None,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "server_header": False,
+    }
+    try:
+        if workers == 1:
+            uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
+        else:
+            # Worker processes build their own app from the roots passed in the environment;
+            # the state database is migrated and the session key made here, once.
+            StateStore(ctx.state_path).close()
+            load_key(ctx.roots[0])
+            os.environ[ROOTS_VARIABLE] = os.pathsep.join(str(r) for r in ctx.roots)
+            uvicorn.run(
+                "phonotheca.serve.app:create_app_from_environment",
+                factory=True,
+                workers=workers,
+                **options,
+            )
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {bind_host}:{bind_port}: {exc}") from exc

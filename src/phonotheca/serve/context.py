@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phonotheca.archive import ArchiveError
 from phonotheca.catalog import schema
 from phonotheca.config import Settings
+
+SERVER_CACHE_KIB = 32 * 1024
+"""SQLite page cache of each of the server's catalog connections."""
 
 
 @dataclass
@@ -50,5 +54,37 @@ class ServeContext:
         conn: sqlite3.Connection | None = getattr(self._local, "catalog", None)
         if conn is None:
             conn = schema.connect(self.catalog_path, readonly=True)
+            # The import's 256 MiB page cache per connection would add up over a
+            # thread pool; the OS page cache is shared by all of them anyway.
+            conn.execute(f"PRAGMA cache_size=-{SERVER_CACHE_KIB}")
             self._local.catalog = conn
         return conn
+
+
+def check_roots(roots: list[Path]) -> None:
+    """Refuse roots that are not directories, or a first root without a catalog."""
+    if not roots:
+        raise ArchiveError("give at least one --archive directory")
+    for root in roots:
+        if not root.is_dir():
+            raise ArchiveError(f"{root} is not a directory (--archive)")
+    catalog = roots[0] / "catalog.sqlite3"
+    if not catalog.is_file():
+        raise ArchiveError(
+            f"{roots[0]} has no catalog.sqlite3: the first --archive must be an archive or a"
+            " mirror that holds the metadata torrent"
+        )
+    conn = schema.connect(catalog, readonly=True)
+    try:
+        version = schema.schema_version(conn)
+    finally:
+        conn.close()
+    if version != schema.SCHEMA_VERSION:
+        raise ArchiveError(
+            f"{catalog} has schema v{version}, this phonotheca reads v{schema.SCHEMA_VERSION}:"
+            + (
+                " run 'phonotheca init' on it to migrate"
+                if version < schema.SCHEMA_VERSION
+                else " upgrade phonotheca"
+            )
+        )

@@ -1,0 +1,118 @@
+"""The JSON API under ``/api/v1``: what the web pages show, for scripts and apps.
+
+Responses are typed (:mod:`phonotheca.serve.models`), so ``/openapi.json`` describes
+them. Reads are public when ``[serve] public_catalog`` is true; otherwise the session
+cookie of a signed-in user is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from phonotheca.catalog.search import MAX_LIMIT
+from phonotheca.serve.browse import Browser
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.models import (
+    Album,
+    Artist,
+    ErrorMessage,
+    SearchResults,
+    ShuffleResults,
+    Stats,
+    TorrentList,
+    Track,
+)
+from phonotheca.serve.overview import Overview
+from phonotheca.serve.security import Sessions
+
+MAX_QUERY_CHARS = 1000
+"""Search text beyond this is cut: no title is that long, and it bounds the work."""
+MAX_SHUFFLE = 100
+MAX_ID_CHARS = 512
+
+PublicId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="public id")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorMessage, "description": "no such id"}
+}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "sign in first"}
+}
+
+
+def _json(model: BaseModel) -> Response:
+    """The model as JSON, serialised once by pydantic's core (FastAPI would validate the
+    returned model again against ``response_model`` first: the same bytes, twice the work)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+def create_router(
+    ctx: ServeContext, sessions: Sessions, browser: Browser, overview: Overview
+) -> APIRouter:
+
+    async def catalog_access(request: Request) -> None:
+        # async: a sync dependency would cost a thread hop on every request.
+        if not ctx.settings.serve.public_catalog and sessions.current_user(request) is None:
+            raise HTTPException(401, "sign in to use the catalog")
+
+    router = APIRouter(
+        prefix="/api/v1",
+        tags=["catalog"],
+        dependencies=[Depends(catalog_access)],
+        responses=UNAUTHORIZED,
+    )
+
+    @router.get("/search", response_model=SearchResults)
+    def search(
+        q: Annotated[str, Query(description="words to find; the last one as a prefix")] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+        offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    ) -> Response:
+        """Tracks whose title, artists or album contain every word, most popular first."""
+        text = q[:MAX_QUERY_CHARS]
+        return _json(
+            SearchResults(
+                query=text, offset=offset, limit=limit, tracks=browser.search(text, limit, offset)
+            )
+        )
+
+    @router.get("/tracks/{track_id:path}", response_model=Track, responses=NOT_FOUND)
+    def track(track_id: PublicId) -> Response:
+        found = browser.track(track_id)
+        if found is None:
+            raise HTTPException(404, "no track with this id")
+        return _json(found)
+
+    @router.get("/albums/{album_id:path}", response_model=Album, responses=NOT_FOUND)
+    def album(album_id: PublicId) -> Response:
+        found = browser.album(album_id)
+        if found is None:
+            raise HTTPException(404, "no album with this id")
+        return _json(found)
+
+    @router.get("/artists/{artist_id:path}", response_model=Artist, responses=NOT_FOUND)
+    def artist(artist_id: PublicId) -> Response:
+        found = browser.artist(artist_id)
+        if found is None:
+            raise HTTPException(404, "no artist with this id")
+        return _json(found)
+
+    @router.get("/shuffle", response_model=ShuffleResults)
+    def shuffle(n: Annotated[int, Query(ge=1, le=MAX_SHUFFLE)] = 20) -> Response:
+        """True shuffle: each track drawn uniformly over the whole catalog."""
+        return _json(ShuffleResults(tracks=browser.shuffle(n)))
+
+    @router.get("/stats", response_model=Stats)
+    def stats() -> Response:
+        return _json(overview.stats())
+
+    @router.get("/torrents", response_model=TorrentList)
+    def torrents() -> Response:
+        """The archive's torrents (from ``torrents.json``) with their health."""
+        return _json(overview.torrents())
+
+    return router

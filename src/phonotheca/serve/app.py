@@ -1,0 +1,123 @@
+"""The server's ASGI application, built by a factory from a :class:`ServeContext`.
+
+``create_app`` attaches the users store and the media library to the context, then
+mounts the web pages, the JSON API (``/api/v1``, described at ``/openapi.json``), the
+audio and cover streams, the static files and the Subsonic API (``/rest``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio.to_thread
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from phonotheca import __version__
+from phonotheca.config import load_settings
+from phonotheca.serve import api, media_routes, pages
+from phonotheca.serve.browse import Browser
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.media import MediaLibrary
+from phonotheca.serve.overview import Overview
+from phonotheca.serve.security import Sessions, load_key
+from phonotheca.serve.state import StateStore
+from phonotheca.serve.subsonic import create_router as create_subsonic_router
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+# No inline scripts or styles anywhere: the strictest policy that the pages need.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self';"
+    " script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none';"
+    " form-action 'self'"
+)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response that lacks them.
+
+    Plain ASGI rather than ``@app.middleware("http")``: the latter copies every body
+    chunk through a memory stream, which would halve the audio streams' throughput.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+HANDLER_THREADS = 4
+"""Threads that run request handlers (catalog queries, file reads) per process. Fewer than
+anyio's default 40 keep the GIL from being passed around a long queue of runnable
+threads: requests wait their turn in order instead, which shortens the latency tail."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
+    yield
+
+
+def create_app(ctx: ServeContext) -> FastAPI:
+    """The whole server for ``ctx``'s roots and settings."""
+    ctx.state = StateStore(ctx.state_path)
+    ctx.media = MediaLibrary(ctx)
+    sessions = Sessions(load_key(ctx.root), ctx.state)
+    app = FastAPI(
+        lifespan=_lifespan,
+        title="Phonotheca",
+        version=__version__,
+        description="Search, browse and stream a Phonotheca music preservation archive.",
+        openapi_url="/openapi.json",
+        docs_url=None,  # the interactive docs page loads scripts from a CDN
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.sessions = sessions
+    browser = Browser(ctx)
+    overview = Overview(ctx)
+    app.include_router(api.create_router(ctx, sessions, browser, overview))
+    app.include_router(media_routes.create_router(ctx, sessions))
+    app.include_router(pages.create_router(ctx, sessions, browser, overview))
+    app.include_router(create_subsonic_router(ctx))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+ROOTS_VARIABLE = "PHONOTHECA_SERVE_ROOTS"
+"""How ``phonotheca serve --workers N`` hands its roots to each worker process."""
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app for the roots in ``$PHONOTHECA_SERVE_ROOTS`` (``os.pathsep``-separated):
+    the factory each uvicorn worker process calls."""
+    roots = [Path(p) for p in os.environ[ROOTS_VARIABLE].split(os.pathsep) if p]
+    return create_app(ServeContext(settings=load_settings(roots[0]), roots=roots))

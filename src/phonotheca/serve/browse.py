@@ -1,0 +1,254 @@
+"""Catalog reads behind the pages and the JSON API: tracks, albums, artists, search, shuffle.
+
+All lookups go by public id through the unique indexes, and every list is bounded, so a
+page costs a few index probes whatever the catalog's size. Search and shuffle are the
+CLI's engine (:mod:`phonotheca.catalog.search`); this module adds credits with artist ids
+and whether this server can play each track.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from phonotheca.catalog import search as engine
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.media import MediaLibrary, TrackMedia
+from phonotheca.serve.models import (
+    Album,
+    AlbumRef,
+    AlbumSummary,
+    Artist,
+    ArtistCredit,
+    Availability,
+    Track,
+    TrackSummary,
+)
+
+MAX_ALBUM_TRACKS = 1000
+MAX_ARTIST_ALBUMS = 200
+ARTIST_TOP_TRACKS = 20
+
+
+def track_url(track_id: str) -> str:
+    return f"/tracks/{quote(track_id, safe='')}"
+
+
+def album_url(album_id: str) -> str:
+    return f"/albums/{quote(album_id, safe='')}"
+
+
+def artist_url(artist_id: str) -> str:
+    return f"/artists/{quote(artist_id, safe='')}"
+
+
+def audio_url(track_id: str) -> str:
+    return f"{track_url(track_id)}/audio"
+
+
+def cover_url(album_id: str) -> str:
+    return f"{album_url(album_id)}/cover"
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _credits(
+    conn: sqlite3.Connection, table: str, key: str, ids: Sequence[int]
+) -> dict[int, list[ArtistCredit]]:
+    """Artists of each track or album, in credit order (``table`` is ours, not user text)."""
+    out: dict[int, list[ArtistCredit]] = {}
+    if not ids:
+        return out
+    for owner, artist_id, name, join in conn.execute(
+        f"SELECT c.{key}, ar.public_id, coalesce(c.credited_as, ar.name), c.join_phrase"
+        f" FROM {table} c JOIN artists ar ON ar.id = c.artist_id"
+        f" WHERE c.{key} IN ({_marks(len(ids))}) ORDER BY c.{key}, c.position",
+        list(ids),
+    ):
+        out.setdefault(owner, []).append(ArtistCredit(id=artist_id, name=name, join_phrase=join))
+    return out
+
+
+_SUMMARY_SQL = """
+    SELECT t.id, t.public_id, t.title, t.artist_credit, a.public_id, a.title, t.disc_number,
+           t.track_number, t.duration_ms, t.isrc, t.popularity, t.listens, t.explicit
+    FROM tracks t LEFT JOIN albums a ON a.id = t.album_id
+"""
+
+
+class Browser:
+    """Builds the API models from the catalog for one server."""
+
+    def __init__(self, ctx: ServeContext) -> None:
+        self.ctx = ctx
+        self.media: MediaLibrary = ctx.media
+
+    def conn(self) -> sqlite3.Connection:
+        return self.ctx.catalog()
+
+    # -- tracks ------------------------------------------------------------------------------
+
+    def _summaries(self, rows: list[tuple[object, ...]]) -> list[TrackSummary]:
+        conn = self.conn()
+        credits = _credits(conn, "track_artists", "track_id", [int(r[0]) for r in rows])  # type: ignore[call-overload]
+        media_of = self.media.locate_many([str(r[1]) for r in rows])
+        out = []
+        for r in rows:
+            public_id = str(r[1])
+            media = media_of.get(public_id)
+            playable = media is not None and media.playable
+            out.append(
+                TrackSummary(
+                    id=public_id,
+                    title=str(r[2]),
+                    artist_credit=str(r[3] or ""),
+                    artists=credits.get(int(r[0]), []),  # type: ignore[call-overload]
+                    album=AlbumRef(id=str(r[4]), title=str(r[5])) if r[4] is not None else None,
+                    disc_number=r[6],  # type: ignore[arg-type]
+                    track_number=r[7],  # type: ignore[arg-type]
+                    duration_ms=r[8],  # type: ignore[arg-type]
+                    isrc=r[9],  # type: ignore[arg-type]
+                    popularity=r[10],  # type: ignore[arg-type]
+                    listens=r[11],  # type: ignore[arg-type]
+                    playable=playable,
+                    audio_url=audio_url(public_id) if playable else None,
+                )
+            )
+        return out
+
+    def tracks_by_public_id(self, public_ids: Sequence[str]) -> list[TrackSummary]:
+        """Summaries in the order given (repeats kept, unknown ids left out)."""
+        unique = list(dict.fromkeys(public_ids))
+        if not unique:
+            return []
+        rows = (
+            self.conn()
+            .execute(f"{_SUMMARY_SQL} WHERE t.public_id IN ({_marks(len(unique))})", unique)
+            .fetchall()
+        )
+        by_id = {s.id: s for s in self._summaries(rows)}
+        return [by_id[p] for p in public_ids if p in by_id]
+
+    def track(self, public_id: str) -> Track | None:
+        row = self.conn().execute(f"{_SUMMARY_SQL} WHERE t.public_id = ?", (public_id,)).fetchone()
+        if row is None:
+            return None
+        (summary,) = self._summaries([row])
+        media = self.media.locate(public_id)
+        album_id = summary.album.id if summary.album else None
+        return Track(
+            **summary.model_dump(),
+            explicit=None if row[12] is None else bool(row[12]),
+            availability=_availability(media),
+            cover_url=cover_url(album_id) if album_id and self.media.cover(album_id) else None,
+        )
+
+    # -- search and shuffle ------------------------------------------------------------------
+
+    def search(self, text: str, limit: int = 20, offset: int = 0) -> list[TrackSummary]:
+        hits = engine.search(self.conn(), text, limit=limit, offset=offset)
+        return self.tracks_by_public_id([h.id for h in hits])
+
+    def shuffle(self, n: int, rng: random.Random | None = None) -> list[TrackSummary]:
+        hits = engine.shuffle(self.conn(), n, rng)
+        return self.tracks_by_public_id([h.id for h in hits])
+
+    # -- albums and artists ------------------------------------------------------------------
+
+    def album(self, public_id: str) -> Album | None:
+        conn = self.conn()
+        row = conn.execute(
+            "SELECT id, public_id, title, artist_credit, release_date, album_type, label, upc,"
+            " catalog_number, country, total_tracks, total_discs FROM albums WHERE public_id = ?",
+            (public_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        track_rows = conn.execute(
+            f"{_SUMMARY_SQL} WHERE t.album_id = ?"
+            " ORDER BY t.disc_number, t.track_number, t.id LIMIT ?",
+            (row[0], MAX_ALBUM_TRACKS),
+        ).fetchall()
+        tracks = self._summaries(track_rows)
+        credits = _credits(conn, "album_artists", "album_id", [row[0]])
+        return Album(
+            id=row[1],
+            title=row[2],
+            artist_credit=row[3] or "",
+            release_date=row[4],
+            album_type=row[5],
+            label=row[6],
+            upc=row[7],
+            catalog_number=row[8],
+            country=row[9],
+            total_tracks=row[10],
+            total_discs=row[11],
+            cover_url=cover_url(row[1]) if self.media.cover(row[1]) else None,
+            artists=credits.get(row[0], []),
+            duration_ms=sum(t.duration_ms or 0 for t in tracks),
+            tracks=tracks,
+        )
+
+    def artist(self, public_id: str) -> Artist | None:
+        conn = self.conn()
+        row = conn.execute(
+            "SELECT id, public_id, name, sort_name, disambiguation FROM artists"
+            " WHERE public_id = ?",
+            (public_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        albums = [
+            AlbumSummary(
+                id=r[0],
+                title=r[1],
+                artist_credit=r[2] or "",
+                release_date=r[3],
+                album_type=r[4],
+                cover_url=cover_url(r[0]) if r[5] else None,
+            )
+            for r in conn.execute(
+                "SELECT a.public_id, a.title, a.artist_credit, a.release_date, a.album_type,"
+                " EXISTS(SELECT 1 FROM images i WHERE i.album_id = a.id"
+                "        AND i.blob_sha256 IS NOT NULL)"
+                " FROM album_artists aa JOIN albums a ON a.id = aa.album_id"
+                " WHERE aa.artist_id = ? GROUP BY a.id"
+                " ORDER BY a.release_date IS NULL, a.release_date, a.title LIMIT ?",
+                (row[0], MAX_ARTIST_ALBUMS),
+            )
+        ]
+        # The artist's most popular tracks: their credits are indexed by artist; a
+        # prolific artist's tracks are sorted here, bounded by the LIMIT's heap.
+        top_rows = conn.execute(
+            f"{_SUMMARY_SQL} WHERE t.id IN (SELECT track_id FROM track_artists"
+            " WHERE artist_id = ?) ORDER BY t.popularity IS NULL, t.popularity DESC,"
+            " t.listens DESC, t.id LIMIT ?",
+            (row[0], ARTIST_TOP_TRACKS),
+        ).fetchall()
+        return Artist(
+            id=row[1],
+            name=row[2],
+            sort_name=row[3],
+            disambiguation=row[4],
+            albums=albums,
+            top_tracks=self._summaries(top_rows),
+        )
+
+
+def _availability(media: TrackMedia | None) -> Availability:
+    if media is None:
+        return Availability(playable=False, reason="not_archived")
+    return Availability(
+        playable=media.playable,
+        reason=media.reason,
+        collection=media.collection,
+        torrent=media.torrent,
+        codec=media.codec,
+        bitrate=media.bitrate,
+        size=media.length or None,
+        content_type=media.content_type if media.collection else None,
+    )

@@ -1,0 +1,355 @@
+"""Where a track's or a cover's bytes are, and whether this archive or mirror holds them.
+
+Every id comes from the URL and is looked up in the catalog; the file to read is then
+built from catalog values only (collection and volume names, checked against their
+formats), under one of the roots' ``torrents/`` directories. So no text a client sends
+ever becomes part of a path.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from phonotheca.blobs import blob_path, sniff_image
+from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.streaming import ByteSlice, content_disposition, etag_of, ranged_response
+
+__all__ = [
+    "ByteSlice",
+    "CoverMedia",
+    "MediaLibrary",
+    "TrackMedia",
+    "content_disposition",
+    "etag_of",
+    "ranged_response",
+]
+
+_COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+CODEC_TYPES: dict[str, tuple[str, str]] = {
+    # codec: (Content-Type, file extension)
+    "opus": ("audio/ogg; codecs=opus", "opus"),
+    "vorbis": ("audio/ogg; codecs=vorbis", "ogg"),
+    "flac": ("audio/flac", "flac"),
+    "mp3": ("audio/mpeg", "mp3"),
+    "aac": ("audio/mp4", "m4a"),
+    "alac": ("audio/mp4", "m4a"),
+    "mp4": ("audio/mp4", "m4a"),
+    "wav": ("audio/wav", "wav"),
+    "pcm": ("audio/wav", "wav"),
+    "aiff": ("audio/aiff", "aiff"),
+    "wavpack": ("audio/x-wavpack", "wv"),
+    "ape": ("audio/x-ape", "ape"),
+}
+OCTET_STREAM = "application/octet-stream"
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, max-age=86400"
+
+# Reasons a track cannot be played here (TrackMedia.reason).
+NOT_ARCHIVED = "not_archived"
+"""Metadata only: the plan did not keep its audio, or it is not built yet."""
+NOT_IN_MIRROR = "not_in_mirror"
+"""Its collection is not on this server's disks."""
+INCOMPLETE = "incomplete"
+"""Its collection is here but the pieces holding this track are not verified yet."""
+
+
+def codec_type(codec: str | None) -> tuple[str, str]:
+    """(Content-Type, extension) for a ledger codec name."""
+    return CODEC_TYPES.get((codec or "").lower(), (OCTET_STREAM, "bin"))
+
+
+def download_name(artist: str, title: str, ext: str) -> str:
+    """``Artist - Title.ext`` with characters file systems refuse replaced."""
+    text = f"{artist} - {title}" if artist else title
+    text = unicodedata.normalize("NFC", text)
+    safe = "".join("_" if c in '/\\:*?"<>|' or ord(c) < 0x20 else c for c in text).strip(" .")
+    return f"{safe[:180] or 'track'}.{ext}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackMedia:
+    """A track's audio: where its bytes are, what they are, and whether they are here."""
+
+    track_id: str
+    """The track's public id."""
+    collection: str | None
+    volume: str | None
+    path: Path | None
+    """The volume file on this server, when the collection is here."""
+    offset: int
+    length: int
+    sha256: str
+    codec: str | None
+    bitrate: int | None
+    content_type: str
+    extension: str
+    title: str
+    artist_credit: str
+    playable: bool
+    reason: str | None
+    """None when playable, else :data:`NOT_ARCHIVED`, :data:`NOT_IN_MIRROR` or
+    :data:`INCOMPLETE`."""
+    torrent: str | None
+    """``<collection>.torrent``: the torrent that holds the file."""
+
+    @property
+    def filename(self) -> str:
+        """The download name, ``Artist - Title.ext``."""
+        return download_name(self.artist_credit, self.title, self.extension)
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.sha256)
+
+    @property
+    def cache_control(self) -> str:
+        # The bytes of a sha256 never change, but access depends on the signed-in user.
+        return PRIVATE
+
+
+@dataclass(frozen=True, slots=True)
+class CoverMedia:
+    """An album's front cover: a blob, or a member of a covers collection's volume."""
+
+    album_id: str
+    path: Path | None
+    offset: int
+    length: int
+    sha256: str
+    content_type: str
+    filename: str | None = None
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.sha256)
+
+    @property
+    def cache_control(self) -> str:
+        return IMMUTABLE
+
+
+_TRACK_SQL = """
+    SELECT t.public_id, t.title, t.artist_credit, l.status, l.collection, l.volume, l.offset,
+           l.length, l.sha256, l.codec, l.bitrate
+    FROM tracks t LEFT JOIN ledger l ON l.track_id = t.id
+"""
+
+_COVER_SQL = """
+    SELECT i.blob_sha256, p.collection, p.volume, p.offset, p.length
+    FROM albums a JOIN images i ON i.album_id = a.id
+    LEFT JOIN packed_images p ON p.sha256 = i.blob_sha256
+    WHERE a.public_id = ? AND i.blob_sha256 IS NOT NULL
+    ORDER BY i.kind != 'front', i.position
+"""
+
+
+class MediaLibrary:
+    """Finds tracks' and covers' bytes under the server's roots."""
+
+    def __init__(self, ctx: ServeContext) -> None:
+        self.ctx = ctx
+        self._mirror = MirrorState()
+
+    # -- tracks ------------------------------------------------------------------------------
+
+    def locate(self, track_public_id: str) -> TrackMedia | None:
+        """The track's media, or None when no track has that id."""
+        row = (
+            self.ctx.catalog()
+            .execute(f"{_TRACK_SQL} WHERE t.public_id = ?", (track_public_id,))
+            .fetchone()
+        )
+        return None if row is None else self._media(row)
+
+    def locate_many(self, track_public_ids: list[str]) -> dict[str, TrackMedia]:
+        """:meth:`locate` for many tracks in one query (unknown ids are left out)."""
+        unique = list(dict.fromkeys(track_public_ids))
+        if not unique:
+            return {}
+        marks = ",".join("?" * len(unique))
+        rows = self.ctx.catalog().execute(f"{_TRACK_SQL} WHERE t.public_id IN ({marks})", unique)
+        return {str(row[0]): self._media(row) for row in rows}
+
+    def _media(self, row: tuple[Any, ...]) -> TrackMedia:
+        (
+            public_id,
+            title,
+            credit,
+            status,
+            collection,
+            volume,
+            offset,
+            length,
+            sha256,
+            codec,
+            bitrate,
+        ) = row
+        track_public_id = str(public_id)
+        content_type, ext = codec_type(codec)
+        packed = (
+            status == "packed"
+            and isinstance(collection, str)
+            and isinstance(volume, str)
+            and _COLLECTION.fullmatch(collection) is not None
+            and _volume_ok(collection, volume)
+            and isinstance(offset, int)
+            and isinstance(length, int)
+            and isinstance(sha256, str)
+            and _SHA256.fullmatch(sha256) is not None
+        )
+        if not packed:
+            return TrackMedia(
+                track_id=track_public_id,
+                collection=None,
+                volume=None,
+                path=None,
+                offset=0,
+                length=0,
+                sha256=sha256 if isinstance(sha256, str) else "",
+                codec=codec,
+                bitrate=bitrate,
+                content_type=content_type,
+                extension=ext,
+                title=title or "",
+                artist_credit=credit or "",
+                playable=False,
+                reason=NOT_ARCHIVED,
+                torrent=None,
+            )
+        path, reason = self._find_volume(collection, volume, offset, length)
+        return TrackMedia(
+            track_id=track_public_id,
+            collection=collection,
+            volume=volume,
+            path=path,
+            offset=offset,
+            length=length,
+            sha256=sha256,
+            codec=codec,
+            bitrate=bitrate,
+            content_type=content_type,
+            extension=ext,
+            title=title or "",
+            artist_credit=credit or "",
+            playable=reason is None,
+            reason=reason,
+            torrent=f"{collection}.torrent",
+        )
+
+    def _find_volume(
+        self, collection: str, volume: str, offset: int, length: int
+    ) -> tuple[Path | None, str | None]:
+        """(volume path, None) when the bytes are here, else (path or None, reason)."""
+        best: tuple[Path | None, str] = (None, NOT_IN_MIRROR)
+        for root in self.ctx.roots:
+            path = root / "torrents" / collection / "data" / volume
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size < offset + length:
+                best = (path, INCOMPLETE)
+                continue
+            if not is_mirror(root) or self._pieces_verified(
+                root, collection, volume, offset, length
+            ):
+                return path, None
+            best = (path, INCOMPLETE)
+        return best
+
+    def _pieces_verified(
+        self, root: Path, collection: str, volume: str, offset: int, length: int
+    ) -> bool:
+        bits = self._mirror.verified(verified_path(root, collection))
+        if bits is None:
+            return False
+        if bits.complete:
+            return True
+        layout = None
+        for candidate in (root, *self.ctx.roots):
+            layout = self._mirror.layout(candidate / "torrents" / f"{collection}.torrent")
+            if layout is not None:
+                break
+        if layout is None or layout.piece_length != bits.piece_length:
+            return False
+        pieces = pieces_of(layout, f"data/{volume}", offset, length)
+        return pieces is not None and all(bits.has(p) for p in pieces)
+
+    # -- covers ------------------------------------------------------------------------------
+
+    def cover(self, album_public_id: str) -> CoverMedia | None:
+        """The album's front cover (else its first image) if this server holds its bytes."""
+        rows = self.ctx.catalog().execute(_COVER_SQL, (album_public_id,)).fetchall()
+        for sha256, collection, volume, offset, length in rows:
+            if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+                continue
+            found = self._blob(album_public_id, sha256)
+            if found is None and isinstance(collection, str) and isinstance(volume, str):
+                found = self._packed_cover(
+                    album_public_id, sha256, collection, volume, offset, length
+                )
+            if found is not None:
+                return found
+        return None
+
+    def _blob(self, album_id: str, sha256: str) -> CoverMedia | None:
+        for root in self.ctx.roots:
+            path = blob_path(root / "blobs", sha256)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            return CoverMedia(album_id, path, 0, size, sha256, _sniff_type(path, 0))
+        return None
+
+    def _packed_cover(
+        self,
+        album_id: str,
+        sha256: str,
+        collection: str,
+        volume: str,
+        offset: object,
+        length: object,
+    ) -> CoverMedia | None:
+        if (
+            _COLLECTION.fullmatch(collection) is None
+            or not _volume_ok(collection, volume)
+            or not isinstance(offset, int)
+            or not isinstance(length, int)
+        ):
+            return None
+        path, reason = self._find_volume(collection, volume, offset, length)
+        if path is None or reason is not None:
+            return None
+        return CoverMedia(album_id, path, offset, length, sha256, _sniff_type(path, offset))
+
+
+def _volume_ok(collection: str, volume: str) -> bool:
+    """A volume name is ``<collection>.NNNN.tar`` (docs/FORMAT.md §9): nothing else is read."""
+    prefix = collection + "."
+    number = volume[len(prefix) : -len(".tar")]
+    return (
+        volume.startswith(prefix)
+        and volume.endswith(".tar")
+        and len(number) == 4
+        and number.isdigit()
+        and number.isascii()
+    )
+
+
+def _sniff_type(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            head = f.read(64)
+    except OSError:
+        return OCTET_STREAM
+    info = sniff_image(head)
+    return info.mime if info is not None else OCTET_STREAM

@@ -1,0 +1,164 @@
+"""What the JSON API returns (and the HTML pages render): typed, so ``/openapi.json`` says it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ArtistCredit(BaseModel):
+    """One artist of a credit, in credit order: ``name`` as credited, then ``join_phrase``
+    (e.g. " feat. ") before the next one."""
+
+    id: str
+    name: str
+    join_phrase: str = ""
+
+
+class AlbumRef(BaseModel):
+    id: str
+    title: str
+
+
+class Availability(BaseModel):
+    """Whether this server can play the track, and which torrent holds its file."""
+
+    playable: bool
+    reason: str | None = Field(
+        default=None, description="not_archived, not_in_mirror or incomplete when not playable"
+    )
+    collection: str | None = None
+    torrent: str | None = Field(
+        default=None, description="file name of the .torrent holding the track"
+    )
+    codec: str | None = None
+    bitrate: int | None = None
+    size: int | None = Field(default=None, description="bytes of the archived file")
+    content_type: str | None = None
+
+
+class TrackSummary(BaseModel):
+    id: str
+    title: str
+    artist_credit: str
+    artists: list[ArtistCredit]
+    album: AlbumRef | None = None
+    disc_number: int | None = None
+    track_number: int | None = None
+    duration_ms: int | None = None
+    isrc: str | None = None
+    popularity: int | None = None
+    listens: int | None = None
+    playable: bool = False
+    audio_url: str | None = Field(
+        default=None, description="where to stream it, when playable here"
+    )
+
+
+class Track(TrackSummary):
+    explicit: bool | None = None
+    availability: Availability
+    cover_url: str | None = None
+
+
+class AlbumSummary(BaseModel):
+    id: str
+    title: str
+    artist_credit: str
+    release_date: str | None = None
+    album_type: str | None = None
+    cover_url: str | None = None
+
+
+class Album(AlbumSummary):
+    artists: list[ArtistCredit]
+    label: str | None = None
+    upc: str | None = None
+    catalog_number: str | None = None
+    country: str | None = None
+    total_tracks: int | None = None
+    total_discs: int | None = None
+    duration_ms: int = 0
+    tracks: list[TrackSummary]
+
+
+class Artist(BaseModel):
+    id: str
+    name: str
+    sort_name: str | None = None
+    disambiguation: str | None = None
+    albums: list[AlbumSummary]
+    top_tracks: list[TrackSummary]
+
+
+class SearchResults(BaseModel):
+    query: str
+    offset: int
+    limit: int
+    tracks: list[TrackSummary]
+
+
+class ShuffleResults(BaseModel):
+    tracks: list[TrackSummary]
+
+
+class CollectionCount(BaseModel):
+    kind: str
+    collections: int
+    items: int
+    bytes: int
+
+
+class Stats(BaseModel):
+    tracks: int
+    albums: int
+    artists: int
+    ledger: dict[str, int] = Field(description="tracks per ledger status")
+    tiers: dict[str, int] = Field(description="packed tracks per tier")
+    collections: list[CollectionCount]
+    playable_collections: int = Field(description="collections present on this server")
+    listens_share: float | None = Field(
+        default=None, description="share of listens the latest plan keeps"
+    )
+    plan_budget: int | None = None
+
+
+class TorrentHealth(BaseModel):
+    seeders: int | None = None
+    leechers: int | None = None
+    completed: int | None = None
+    scraped_at: str | None = None
+    bucket: str = Field(description="'unknown', '<4', '4-10' or '>10' seeders")
+
+
+class TorrentInfo(BaseModel):
+    name: str
+    collection: str
+    kind: str
+    size: int
+    files: int
+    tracks: int
+    band_low: int | None = None
+    band_high: int | None = None
+    listens: int
+    share_of_listens: float
+    added: str
+    obsolete: bool
+    magnet: str
+    torrent_url: str
+    infohash_v1: str
+    health: TorrentHealth
+    here: bool = Field(description="this server holds the collection's files")
+
+
+class TorrentList(BaseModel):
+    archive: str | None = None
+    generated_at: str | None = None
+    total_bytes: int
+    total_tracks: int
+    share_of_listens: float
+    health: dict[str, int] = Field(description="torrents per seeder bucket")
+    torrents: list[TorrentInfo]
+
+
+class ErrorMessage(BaseModel):
+    detail: str

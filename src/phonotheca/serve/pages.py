@@ -1,0 +1,263 @@
+"""The web UI: server-rendered HTML pages (Jinja2, autoescaped), sign-in and sign-out.
+
+Every page works without JavaScript (search is a GET form, tracks have plain audio
+links); ``static/player.js`` adds search as you type, the in-page player with its queue
+and the endless shuffle radio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Path, Query
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from phonotheca import __version__
+from phonotheca.plan.sizes import format_size
+from phonotheca.serve.api import MAX_ID_CHARS, MAX_QUERY_CHARS
+from phonotheca.serve.browse import Browser, album_url, artist_url, audio_url, track_url
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.media_routes import NOT_FOUND_REASONS
+from phonotheca.serve.overview import Overview
+from phonotheca.serve.security import (
+    CSRF_FIELD,
+    Sessions,
+    SessionUser,
+    csrf_token,
+    csrf_valid,
+    safe_next,
+    set_csrf_cookie,
+)
+from phonotheca.serve.seeding import SeedAdvice, seed_advice
+
+TEMPLATES_DIR = FsPath(__file__).parent / "templates"
+PAGE_SIZE = 50
+SHUFFLE_PAGE = 20
+MAX_USERNAME = 64
+MAX_PASSWORD = 1024
+
+
+def duration(ms: int | None) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a duration in milliseconds; empty when unknown."""
+    if ms is None or ms < 0:
+        return ""
+    seconds = round(ms / 1000)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def percent(share: float | None, digits: int = 1) -> str:
+    return "" if share is None else f"{100 * share:.{digits}f} %"
+
+
+def make_environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(duration=duration, size=format_size, percent=percent)
+    env.globals.update(
+        track_url=track_url,
+        album_url=album_url,
+        artist_url=artist_url,
+        audio_url=audio_url,
+        version=__version__,
+        csrf_field=CSRF_FIELD,
+        reasons=NOT_FOUND_REASONS,
+    )
+    return env
+
+
+def create_router(
+    ctx: ServeContext, sessions: Sessions, browser: Browser, overview: Overview
+) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    env = make_environment()
+    serve = ctx.settings.serve
+
+    def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+        user = sessions.current_user(request)
+        html = env.get_template(template).render(
+            request=request,
+            user=user,
+            csrf=csrf_token(request),
+            can_play=serve.public_audio or user is not None,
+            archive_name=ctx.settings.name,
+            **values,
+        )
+        response = HTMLResponse(html, status_code=status)
+        set_csrf_cookie(request, response)
+        return response
+
+    def gate(request: Request) -> Response | None:
+        """A redirect to the sign-in page when browsing needs an account."""
+        if serve.public_catalog or sessions.current_user(request) is not None:
+            return None
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
+
+    def not_found(request: Request, what: str) -> Response:
+        return render(request, "error.html", status=404, title="Not found", message=what)
+
+    @router.get("/", response_class=HTMLResponse)
+    def home(
+        request: Request,
+        q: Annotated[str, Query()] = "",
+        page: Annotated[int, Query(ge=1, le=200)] = 1,
+    ) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        text = q[:MAX_QUERY_CHARS]
+        tracks = browser.search(text, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE) if text else []
+        return render(
+            request,
+            "search.html",
+            q=text,
+            tracks=tracks[:PAGE_SIZE],
+            page=page,
+            more=len(tracks) > PAGE_SIZE,
+        )
+
+    @router.get("/tracks/{track_id:path}", response_class=HTMLResponse)
+    def track_page(
+        request: Request, track_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]
+    ) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        track = browser.track(track_id)
+        if track is None:
+            return not_found(request, "No track has this id.")
+        return render(request, "track.html", track=track, listing=overview.listing())
+
+    @router.get("/albums/{album_id:path}", response_class=HTMLResponse)
+    def album_page(
+        request: Request, album_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]
+    ) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        album = browser.album(album_id)
+        if album is None:
+            return not_found(request, "No album has this id.")
+        return render(request, "album.html", album=album)
+
+    @router.get("/artists/{artist_id:path}", response_class=HTMLResponse)
+    def artist_page(
+        request: Request, artist_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]
+    ) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        artist = browser.artist(artist_id)
+        if artist is None:
+            return not_found(request, "No artist has this id.")
+        return render(request, "artist.html", artist=artist)
+
+    @router.get("/shuffle", response_class=HTMLResponse)
+    def shuffle_page(request: Request) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        return render(request, "shuffle.html", tracks=browser.shuffle(SHUFFLE_PAGE))
+
+    @router.get("/torrents", response_class=HTMLResponse)
+    def torrents_page(
+        request: Request,
+        tb: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+    ) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        advice: SeedAdvice | None = None
+        listing = overview.listing()
+        if tb is not None and listing is not None:
+            advice = seed_advice(listing, int(tb * 1e12))
+        return render(
+            request,
+            "torrents.html",
+            torrents=overview.torrents(),
+            chart=overview.chart(),
+            tb=tb,
+            advice=advice,
+        )
+
+    @router.get("/torrents/{name}.torrent")
+    def torrent_file(request: Request, name: str) -> Response:
+        """A ``.torrent`` listed in ``torrents.json`` (any other name is unknown)."""
+        if (redirect := gate(request)) is not None:
+            return redirect
+        listing = overview.listing()
+        entry = listing.by_name().get(name) if listing else None
+        if entry is not None:
+            for root in ctx.roots:
+                path = root / "torrents" / f"{entry.collection}.torrent"
+                if path.is_file():
+                    return FileResponse(
+                        path,
+                        media_type="application/x-bittorrent",
+                        filename=f"{entry.collection}.torrent",
+                    )
+        return not_found(request, "This server has no such torrent file.")
+
+    @router.get("/stats", response_class=HTMLResponse)
+    def stats_page(request: Request) -> Response:
+        if (redirect := gate(request)) is not None:
+            return redirect
+        return render(request, "stats.html", stats=overview.stats())
+
+    # -- signing in and out ------------------------------------------------------------------
+
+    @router.get("/signin", response_class=HTMLResponse)
+    def signin_form(request: Request, next: Annotated[str, Query()] = "/") -> Response:
+        return render(request, "signin.html", next=safe_next(next), error=None)
+
+    @router.post("/signin", response_class=HTMLResponse)
+    def signin(
+        request: Request,
+        username: Annotated[str, Form(max_length=MAX_USERNAME)],
+        password: Annotated[str, Form(max_length=MAX_PASSWORD)],
+        csrf_token_field: Annotated[str, Form(alias=CSRF_FIELD)] = "",
+        next: Annotated[str, Form()] = "/",
+    ) -> Response:
+        if not csrf_valid(request, csrf_token_field):
+            return render(
+                request,
+                "signin.html",
+                status=403,
+                next=safe_next(next),
+                error="The form expired or came from another site: please try again.",
+            )
+        found = ctx.state.verify_password(username, password) if ctx.state else None
+        if found is None:
+            return render(
+                request,
+                "signin.html",
+                status=401,
+                next=safe_next(next),
+                error="Unknown user name or wrong password.",
+            )
+        response = RedirectResponse(safe_next(next), status_code=303)
+        sessions.sign_in(request, response, SessionUser(int(found.id), str(found.name)))
+        return response
+
+    @router.post("/signout")
+    def signout(
+        request: Request,
+        csrf_token_field: Annotated[str, Form(alias=CSRF_FIELD)] = "",
+    ) -> Response:
+        if not csrf_valid(request, csrf_token_field):
+            return render(
+                request,
+                "error.html",
+                status=403,
+                title="Forbidden",
+                message="The form expired or came from another site: please try again.",
+            )
+        response = RedirectResponse("/", status_code=303)
+        sessions.sign_out(request, response)
+        return response
+
+    return router

@@ -1,0 +1,205 @@
+"""Sign-in sessions and CSRF tokens for the web UI.
+
+A session is a signed cookie (HMAC-SHA256 with the server's key): the user's id and name
+and when it was issued; it is ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the
+request came over https. Each request checks that the user still exists in
+``state.sqlite3``, so deleting a user ends their sessions.
+
+Every state-changing form carries a CSRF token (double submit): a random value in an
+``HttpOnly`` cookie and the same value in a hidden field. A cross-site page can make the
+browser send the cookie but cannot read it to fill in the field. A request whose
+``Origin`` header names another host is refused as well.
+
+The key lives in ``ROOT/session.key`` (32 random bytes, mode 0600, never published);
+when the root is read-only a key is made per process, and sessions end at restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+SESSION_COOKIE = "phonotheca_session"
+CSRF_COOKIE = "phonotheca_csrf"
+CSRF_FIELD = "csrf_token"
+KEY_FILE = "session.key"
+SESSION_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    """The signed-in user as the session names them."""
+
+    id: int
+    name: str
+
+
+def load_key(root: Path) -> bytes:
+    """The server's signing key: read ``ROOT/session.key``, or create it (atomically)."""
+    path = root / KEY_FILE
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    partial = path.with_name(f"{KEY_FILE}.{os.getpid()}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        # Another worker may have won the race: keep whichever key is in place.
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, path)
+        os.unlink(partial)
+        return path.read_bytes()
+    except OSError:
+        return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Sessions:
+    """Signs and checks session cookies and CSRF tokens with one key."""
+
+    def __init__(self, key: bytes, state: Any) -> None:
+        self._key = key
+        self._state = state
+
+    def _sign(self, payload: bytes) -> str:
+        return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
+
+    def encode(self, user: SessionUser, now: float | None = None) -> str:
+        body = json.dumps(
+            {"id": user.id, "name": user.name, "iat": int(now or time.time())},
+            separators=(",", ":"),
+        ).encode()
+        return f"{_b64(body)}.{self._sign(body)}"
+
+    def decode(self, value: str | None, now: float | None = None) -> SessionUser | None:
+        """The user of a valid, unexpired cookie; None for anything else."""
+        if not value or len(value) > 4096 or value.count(".") != 1:
+            return None
+        body_text, signature = value.split(".")
+        try:
+            body = _unb64(body_text)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(self._sign(body), signature):
+            return None
+        try:
+            doc = json.loads(body)
+            user = SessionUser(int(doc["id"]), str(doc["name"]))
+            issued = int(doc["iat"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if (now or time.time()) - issued > SESSION_SECONDS:
+            return None
+        return user
+
+    def current_user(self, request: Request) -> SessionUser | None:
+        """The signed-in user of this request (cached on the request), checked against
+        ``state.sqlite3``."""
+        if "phonotheca_user" in request.scope:
+            found: SessionUser | None = request.scope["phonotheca_user"]
+            return found
+        user = self.decode(request.cookies.get(SESSION_COOKIE))
+        if user is not None and self._state is not None:
+            stored = self._state.get_user(user.name)
+            if stored is None or int(stored.id) != user.id:
+                user = None
+        request.scope["phonotheca_user"] = user
+        return user
+
+    def sign_in(self, request: Request, response: Response, user: SessionUser) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.encode(user),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        # A new session gets a new CSRF token (no fixation of one set before sign-in).
+        set_csrf_cookie(request, response, secrets.token_urlsafe(32))
+
+    def sign_out(self, request: Request, response: Response) -> None:
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+
+
+def csrf_token(request: Request) -> str:
+    """This client's CSRF token (made now if it has none; the page response sets it)."""
+    token = request.cookies.get(CSRF_COOKIE)
+    if not token or len(token) < 32 or len(token) > 128:
+        token = request.scope.get("phonotheca_new_csrf") or secrets.token_urlsafe(32)
+        request.scope["phonotheca_new_csrf"] = token
+    return token
+
+
+def set_csrf_cookie(request: Request, response: Response, token: str | None = None) -> None:
+    """Send the CSRF cookie if this response made a new token (or ``token`` is given)."""
+    value = token or request.scope.get("phonotheca_new_csrf")
+    if value:
+        response.set_cookie(
+            CSRF_COOKIE,
+            value,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
+
+def csrf_valid(request: Request, submitted: str | None) -> bool:
+    """The form's token matches the cookie, and the request did not come from another site."""
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+        return False
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        host = request.headers.get("host", "")
+        if origin.split("://", 1)[-1] != host:
+            return False
+    return True
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to after signing in; anything else (other sites,
+    ``//host``, ``/\\host``, schemes) becomes ``/``."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or target.startswith("/\\")
+        or any(ord(c) < 0x20 for c in target)
+    ):
+        return "/"
+    return target

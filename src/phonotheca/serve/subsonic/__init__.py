@@ -1,0 +1,85 @@
+"""The Subsonic API (1.16.1) with OpenSubsonic extensions, at ``/rest/<method>[.view]``.
+
+Music apps (DSub, Symfonium, Feishin, play:Sub, ...) connect to Phonotheca through it.
+Every call takes its parameters from the query string or a form body (OpenSubsonic
+``formPost``), authenticates (:mod:`.auth`), runs one handler and answers in the
+envelope, as XML, JSON or JSONP (:mod:`.envelope`). The calls are documented by the
+Subsonic and OpenSubsonic specifications, so they stay out of ``/openapi.json``.
+
+Modules: :mod:`.system` (ping, license, extensions, user), :mod:`.browsing` (folders,
+indexes, artists, albums, songs, genres), :mod:`.searching` (search2/3), :mod:`.lists`
+(album lists, random songs, songs by genre), :mod:`.media` (stream, download, cover
+art), :mod:`.annotation` (stars, scrobbles), :mod:`.playlists`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.subsonic import (
+    annotation,
+    browsing,
+    lists,
+    media,
+    playlists,
+    searching,
+    system,
+)
+from phonotheca.serve.subsonic.auth import authenticate
+from phonotheca.serve.subsonic.call import Call, Handler
+from phonotheca.serve.subsonic.envelope import GENERIC, SubsonicError, render
+
+__all__ = ["ENDPOINTS", "create_router"]
+
+ENDPOINTS: dict[str, Handler] = {
+    **system.ENDPOINTS,
+    **browsing.ENDPOINTS,
+    **searching.ENDPOINTS,
+    **lists.ENDPOINTS,
+    **media.ENDPOINTS,
+    **annotation.ENDPOINTS,
+    **playlists.ENDPOINTS,
+}
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def dispatch(
+    ctx: ServeContext, method: str, request: Request, params: Sequence[tuple[str, str]]
+) -> Response:
+    """Authenticate and run one call (on a worker thread: handlers use SQLite)."""
+    name = method.removesuffix(".view")
+    call = Call(ctx, request, params)
+    fmt, callback = call.get("f"), call.get("callback")
+    handler = ENDPOINTS.get(name)
+    try:
+        if handler is None:
+            raise SubsonicError(GENERIC, f"unknown or unsupported method {name!r}", http_status=404)
+        if name not in system.PUBLIC:
+            call.user = authenticate(call)
+        result = handler(call)
+    except SubsonicError as exc:
+        return render(None, fmt, callback, error=exc)
+    if isinstance(result, Response):
+        return result
+    return render(result, fmt, callback)
+
+
+def create_router(ctx: ServeContext) -> APIRouter:
+    """The ``/rest`` routes for ``ctx`` (whose ``state`` and ``media`` must be set)."""
+    router = APIRouter()
+
+    @router.api_route("/rest/{method}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
+    async def rest(method: str, request: Request) -> Response:
+        params = list(request.query_params.multi_items())
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORMS):
+            form = await request.form()
+            params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        return await run_in_threadpool(dispatch, ctx, method, request, params)
+
+    return router

@@ -1,0 +1,130 @@
+"""What users add to the catalog: stars (``star``, ``unstar``, ``getStarred2``) and plays
+(``scrobble``). Stored in ``state.sqlite3`` by public id, so they survive catalog rebuilds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from phonotheca.serve.subsonic import items
+from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items, starred
+from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
+from phonotheca.serve.subsonic.envelope import (
+    GENERIC,
+    MISSING_PARAMETER,
+    NOT_FOUND,
+    Payload,
+    SubsonicError,
+)
+
+_TABLES = {"track": "tracks", "album": "albums", "artist": "artists"}
+
+
+def _targets(call: Call) -> dict[str, list[str]]:
+    """Public ids per kind from ``id`` (any kind), ``albumId`` and ``artistId``; each must
+    exist in the catalog."""
+    wanted: dict[str, list[str]] = {"track": [], "album": [], "artist": []}
+    for raw in call.getall("id"):
+        kind, public_id = split_id(raw)
+        wanted[kind].append(public_id)
+    for raw in call.getall("albumId"):
+        wanted["album"].append(expect_id(raw, "album"))
+    for raw in call.getall("artistId"):
+        wanted["artist"].append(expect_id(raw, "artist"))
+    if not any(wanted.values()):
+        raise SubsonicError(MISSING_PARAMETER, "required parameter 'id', 'albumId' or 'artistId'")
+    for kind, public_ids in wanted.items():
+        known = set(_existing(call, kind, public_ids))
+        missing = [p for p in public_ids if p not in known]
+        if missing:
+            raise SubsonicError(NOT_FOUND, f"no {kind} with id {missing[0]!r} in this catalog")
+    return wanted
+
+
+def _existing(call: Call, kind: str, public_ids: list[str]) -> set[str]:
+    return set(items.lookup(call.conn, _TABLES[kind], public_ids))
+
+
+def star(call: Call) -> Payload:
+    for kind, public_ids in _targets(call).items():
+        if public_ids:
+            call.state.star(call.user_id, kind, public_ids)
+    return {}
+
+
+def unstar(call: Call) -> Payload:
+    for kind, public_ids in _targets(call).items():
+        if public_ids:
+            call.state.unstar(call.user_id, kind, public_ids)
+    return {}
+
+
+def _starred_lists(call: Call) -> tuple[list[Payload], list[Payload], list[Payload]]:
+    conn = call.conn
+    found = []
+    for kind in ("artist", "album", "track"):
+        stars = starred(call, kind, None)  # newest first
+        found.append(items.rowids(conn, _TABLES[kind], list(stars)))
+    return artist_items(call, found[0]), album_items(call, found[1]), song_items(call, found[2])
+
+
+def get_starred2(call: Call) -> Payload:
+    artists, albums, songs = _starred_lists(call)
+    return {"starred2": {"artist": artists, "album": albums, "song": songs}}
+
+
+def get_starred(call: Call) -> Payload:
+    artists, albums, songs = _starred_lists(call)
+    return {
+        "starred": {
+            "artist": [
+                {"id": a["id"], "name": a["name"], "starred": a["starred"]} for a in artists
+            ],
+            "album": [
+                {
+                    "id": a["id"],
+                    "parent": a["artistId"],
+                    "isDir": True,
+                    "title": a["name"],
+                    "album": a["name"],
+                    "artist": a["artist"],
+                    "coverArt": a["coverArt"],
+                    "starred": a["starred"],
+                }
+                for a in albums
+            ],
+            "song": songs,
+        }
+    }
+
+
+def scrobble(call: Call) -> Payload:
+    ids = [expect_id(raw, "track") for raw in call.getall("id")]
+    if not ids:
+        raise SubsonicError(MISSING_PARAMETER, "required parameter 'id' is missing")
+    known = set(_existing(call, "track", ids))
+    missing = [p for p in ids if p not in known]
+    if missing:
+        raise SubsonicError(NOT_FOUND, f"no song with id {missing[0]!r} in this catalog")
+    times = call.getall("time")
+    now = int(time.time() * 1000)
+    plays = []
+    for index, public_id in enumerate(ids):
+        try:
+            at = int(times[index]) if index < len(times) else now
+        except ValueError:
+            raise SubsonicError(
+                GENERIC, f"'time' must be milliseconds since 1970, not {times[index]!r}"
+            ) from None
+        plays.append((public_id, at))
+    call.state.scrobble(call.user_id, plays, submission=call.flag("submission", True))
+    return {}
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "star": star,
+    "unstar": unstar,
+    "getStarred": get_starred,
+    "getStarred2": get_starred2,
+    "scrobble": scrobble,
+}

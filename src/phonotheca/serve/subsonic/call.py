@@ -1,0 +1,131 @@
+"""One Subsonic API call: its parameters (query string and form body), its user, its context.
+
+Parameters may repeat (``id=a&id=b`` for ``star``, ``songId`` for ``createPlaylist``);
+:class:`Call` keeps them all and gives typed accessors whose errors name the parameter.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from phonotheca.serve.subsonic.envelope import (
+    GENERIC,
+    MISSING_PARAMETER,
+    NOT_FOUND,
+    Payload,
+    SubsonicError,
+)
+
+if TYPE_CHECKING:
+    from phonotheca.serve.context import ServeContext
+    from phonotheca.serve.state import StateStore, User
+
+
+@dataclass
+class Call:
+    ctx: ServeContext
+    request: Request
+    params: Sequence[tuple[str, str]]
+    user: User | None = None
+
+    # -- parameters --------------------------------------------------------------------
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.params:
+            if key == name:
+                return value
+        return default
+
+    def getall(self, name: str) -> list[str]:
+        return [value for key, value in self.params if key == name]
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise SubsonicError(MISSING_PARAMETER, f"required parameter '{name}' is missing")
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+    ) -> int | None:
+        """An integer parameter, clamped to [low, high]; ``default`` when absent."""
+        raw = self.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SubsonicError(
+                GENERIC, f"parameter '{name}' must be an integer, not {raw!r}"
+            ) from None
+        if low is not None:
+            value = max(low, value)
+        if high is not None:
+            value = min(high, value)
+        return value
+
+    def count(self, name: str, default: int, high: int) -> int:
+        value = self.integer(name, default, low=0, high=high)
+        assert value is not None
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.get(name)
+        if raw is None or raw == "":
+            return default
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+
+    # -- context -----------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.ctx.catalog()
+
+    @property
+    def state(self) -> StateStore:
+        state: StateStore = self.ctx.state
+        return state
+
+    @property
+    def user_id(self) -> int:
+        assert self.user is not None, "handler needs an authenticated call"
+        return self.user.id
+
+
+Handler = Callable[[Call], Payload | Response]
+"""An endpoint: a payload for the envelope, or a response of its own (bytes)."""
+
+
+# -- ids ---------------------------------------------------------------------------------
+
+PREFIXES = {"ar": "artist", "al": "album", "tr": "track"}
+
+
+def split_id(value: str) -> tuple[str, str]:
+    """``("album", public id)`` from ``al-<public id>``; a bad id is 'not found' (70)."""
+    prefix, sep, public_id = value.partition("-")
+    kind = PREFIXES.get(prefix)
+    if not sep or kind is None or not public_id:
+        raise SubsonicError(
+            NOT_FOUND, f"no item with id {value!r} (ids look like ar-..., al-... or tr-...)"
+        )
+    return kind, public_id
+
+
+def expect_id(value: str, kind: str) -> str:
+    """The public id in ``value``, which must be of ``kind``."""
+    got, public_id = split_id(value)
+    if got != kind:
+        raise SubsonicError(NOT_FOUND, f"{value!r} is not the id of a {kind}")
+    return public_id

@@ -1,0 +1,258 @@
+"""Lists: ``getAlbumList2`` (and the folder-style ``getAlbumList``), random songs, genres.
+
+Random picks use the catalog's true shuffle (:func:`phonotheca.catalog.search.shuffle`):
+uniform over the whole catalog in O(1) per pick, whatever its size. With a genre or year
+filter, picks that do not pass are drawn again a bounded number of times; a filter so
+narrow that drawing rarely hits it falls back to SQLite choosing at random among the
+matching tracks (a scan of the matches, which is then small enough).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from phonotheca.catalog import search
+from phonotheca.serve.subsonic import items
+from phonotheca.serve.subsonic.browsing import album_items, song_items, starred
+from phonotheca.serve.subsonic.call import Call, Handler
+from phonotheca.serve.subsonic.envelope import (
+    GENERIC,
+    MISSING_PARAMETER,
+    NOT_FOUND,
+    Payload,
+    SubsonicError,
+)
+
+MAX_LIST = 500
+LIST_TYPES = (
+    "random",
+    "newest",
+    "alphabeticalByName",
+    "alphabeticalByArtist",
+    "byYear",
+    "byGenre",
+    "frequent",
+    "recent",
+    "starred",
+    "highest",
+)
+# A track's genres are its own, or its album's when it has none.
+IN_GENRE = """(t.id IN (SELECT track_id FROM track_genres WHERE genre_id = :genre)
+    OR (t.album_id IN (SELECT album_id FROM album_genres WHERE genre_id = :genre)
+        AND NOT EXISTS (SELECT 1 FROM track_genres x WHERE x.track_id = t.id)))"""
+
+
+def genre_id(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM genres WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT id FROM genres WHERE lower(name) = lower(?) LIMIT 1", (name,)
+        ).fetchone()
+    if row is None:
+        raise SubsonicError(NOT_FOUND, f"no genre {name!r}: see getGenres")
+    return int(row[0])
+
+
+def _random_albums(conn: sqlite3.Connection, size: int) -> list[int]:
+    """``size`` distinct albums drawn uniformly (rowids are dense, so picks are O(1))."""
+    lo = conn.execute("SELECT min(id) FROM albums").fetchone()[0]
+    hi = conn.execute("SELECT max(id) FROM albums").fetchone()[0]
+    if lo is None:
+        return []
+    total = (
+        conn.execute("SELECT count(*) FROM albums").fetchone()[0] if hi - lo < 4 * size else None
+    )
+    want = min(size, total) if total is not None else size
+    rng = random.Random()
+    picked: dict[int, None] = {}
+    tries = 0
+    while len(picked) < want and tries < 50 * want + 100:
+        tries += 1
+        aid = rng.randint(lo, hi)
+        if (
+            aid not in picked
+            and conn.execute("SELECT 1 FROM albums WHERE id = ?", (aid,)).fetchone()
+        ):
+            picked[aid] = None
+    return list(picked)
+
+
+def _by_plays(call: Call, order: str) -> list[int]:
+    """Albums of the user's scrobbled tracks, by play count or by the last play."""
+    plays = call.state.play_counts(call.user_id)
+    if not plays:
+        return []
+    ids = items.track_rowids(call.conn, [p[0] for p in plays])
+    album_of = dict(
+        items.rows_in(call.conn, "SELECT id, album_id FROM tracks WHERE id IN ({ids})", ids)
+    )
+    rowid = dict(
+        items.rows_in(call.conn, "SELECT public_id, id FROM tracks WHERE id IN ({ids})", ids)
+    )
+    score: dict[int, tuple[int, int]] = {}
+    for track, count, last in plays:
+        album = album_of.get(rowid.get(track, -1))
+        if album is None:
+            continue
+        plays_so_far, last_so_far = score.get(album, (0, 0))
+        score[album] = (plays_so_far + count, max(last_so_far, last))
+    index = 0 if order == "frequent" else 1
+    return sorted(score, key=lambda a: (-score[a][index], a))
+
+
+def _album_ids(call: Call, kind: str, size: int, offset: int) -> list[int]:
+    conn = call.conn
+    if kind == "random":
+        return _random_albums(conn, size)
+    if kind in ("frequent", "recent"):
+        return _by_plays(call, kind)[offset : offset + size]
+    if kind == "starred":
+        stars = starred(call, "album", None)
+        pids = sorted(stars, key=lambda p: stars[p], reverse=True)[offset : offset + size]
+        return items.rowids(conn, "albums", pids)
+    if kind == "highest":
+        return []  # no ratings in Phonotheca
+    order = {
+        "newest": "a.id DESC",
+        "alphabeticalByName": "a.title COLLATE NOCASE, a.id",
+        "alphabeticalByArtist": "a.artist_credit COLLATE NOCASE, a.title COLLATE NOCASE, a.id",
+    }
+    params: dict[str, object] = {"size": size, "offset": offset}
+    where = "1"
+    if kind in order:
+        sort = order[kind]
+    elif kind == "byYear":
+        low = call.integer("fromYear")
+        high = call.integer("toYear")
+        if low is None or high is None:
+            raise SubsonicError(MISSING_PARAMETER, "byYear needs 'fromYear' and 'toYear'")
+        params.update(low=min(low, high), high=max(low, high))
+        where = "CAST(substr(a.release_date, 1, 4) AS INTEGER) BETWEEN :low AND :high"
+        # fromYear > toYear lists newest first, as the Subsonic docs say.
+        sort = "a.release_date DESC, a.id" if low > high else "a.release_date, a.id"
+    elif kind == "byGenre":
+        params["genre"] = genre_id(conn, call.require("genre"))
+        where = "a.id IN (SELECT album_id FROM album_genres WHERE genre_id = :genre)"
+        sort = "a.title COLLATE NOCASE, a.id"
+    else:
+        raise SubsonicError(
+            GENERIC, f"unknown album list type {kind!r}: use one of {', '.join(LIST_TYPES)}"
+        )
+    rows = conn.execute(
+        f"SELECT a.id FROM albums a WHERE {where} ORDER BY {sort} LIMIT :size OFFSET :offset",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
+def _album_list(call: Call) -> list[Payload]:
+    kind = call.require("type")
+    size = call.count("size", 10, MAX_LIST)
+    offset = call.count("offset", 0, 1 << 40)
+    return album_items(call, _album_ids(call, kind, size, offset))
+
+
+def get_album_list2(call: Call) -> Payload:
+    return {"albumList2": {"album": _album_list(call)}}
+
+
+def get_album_list(call: Call) -> Payload:
+    return {
+        "albumList": {
+            "album": [
+                {
+                    "id": a["id"],
+                    "parent": a["artistId"],
+                    "isDir": True,
+                    "title": a["name"],
+                    "album": a["name"],
+                    "artist": a["artist"],
+                    "year": a["year"],
+                    "genre": a["genre"],
+                    "coverArt": a["coverArt"],
+                    "starred": a["starred"],
+                }
+                for a in _album_list(call)
+            ]
+        }
+    }
+
+
+def _filters(call: Call) -> tuple[str, dict[str, object]]:
+    conn = call.conn
+    where = ["1"]
+    params: dict[str, object] = {}
+    genre = call.get("genre")
+    if genre:
+        params["genre"] = genre_id(conn, genre)
+        where.append(IN_GENRE)
+    low, high = call.integer("fromYear"), call.integer("toYear")
+    year = "CAST(substr(a.release_date, 1, 4) AS INTEGER)"
+    if low is not None:
+        where.append(f"{year} >= :low")
+        params["low"] = low
+    if high is not None:
+        where.append(f"{year} <= :high")
+        params["high"] = high
+    return " AND ".join(where), params
+
+
+def get_random_songs(call: Call) -> Payload:
+    size = call.count("size", 10, MAX_LIST)
+    conn = call.conn
+    where, params = _filters(call)
+    if not params:
+        drawn = list(
+            dict.fromkeys(items.track_rowids(conn, [h.id for h in search.shuffle(conn, size)]))
+        )
+        # Draws are with replacement; top up the rare repeat.
+        for _ in range(3):
+            if len(drawn) >= size:
+                break
+            extra = items.track_rowids(conn, [h.id for h in search.shuffle(conn, size)])
+            drawn = list(dict.fromkeys([*drawn, *extra]))[:size]
+        return {"randomSongs": {"song": song_items(call, drawn[:size])}}
+    picked: list[int] = []
+    sql = "SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE t.id IN ({})"
+    for _ in range(8):
+        if len(picked) >= size:
+            break
+        draw = items.track_rowids(conn, [h.id for h in search.shuffle(conn, max(64, 4 * size))])
+        passing = {
+            r[0]
+            for r in conn.execute(
+                # rowids from the catalog itself: integers, safe to inline
+                sql.format(",".join(str(int(t)) for t in draw) or "NULL") + f" AND {where}",
+                params,
+            )
+        }
+        picked = list(dict.fromkeys([*picked, *(t for t in draw if t in passing)]))
+    if len(picked) < size:
+        rows = conn.execute(
+            f"SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE {where}"
+            " ORDER BY random() LIMIT :size",
+            {**params, "size": size},
+        )
+        picked = list(dict.fromkeys([*picked, *(r[0] for r in rows)]))
+    return {"randomSongs": {"song": song_items(call, picked[:size])}}
+
+
+def get_songs_by_genre(call: Call) -> Payload:
+    conn = call.conn
+    genre = genre_id(conn, call.require("genre"))
+    count = call.count("count", 10, MAX_LIST)
+    offset = call.count("offset", 0, 1 << 40)
+    rows = conn.execute(
+        f"SELECT t.id FROM tracks t WHERE {IN_GENRE} ORDER BY t.id LIMIT :count OFFSET :offset",
+        {"genre": genre, "count": count, "offset": offset},
+    )
+    return {"songsByGenre": {"song": song_items(call, [r[0] for r in rows])}}
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "getAlbumList": get_album_list,
+    "getAlbumList2": get_album_list2,
+    "getRandomSongs": get_random_songs,
+    "getSongsByGenre": get_songs_by_genre,
+}

@@ -1,0 +1,87 @@
+"""Bytes: ``stream``, ``download`` and ``getCoverArt``.
+
+Audio is served as stored (``format=raw`` whatever the client asks: Phonotheca does not
+transcode), straight from its tar volume with Range, HEAD and ETag support
+(:func:`phonotheca.serve.media.ranged_response`). A track whose bytes this server does
+not hold is error 70, with a message naming the torrent that has it, so that a user
+knows what to fetch. Covers are served at their stored size (``size`` is ignored).
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from phonotheca.serve.media import (
+    INCOMPLETE,
+    NOT_ARCHIVED,
+    CoverMedia,
+    MediaLibrary,
+    TrackMedia,
+    ranged_response,
+)
+from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
+from phonotheca.serve.subsonic.envelope import NOT_FOUND, SubsonicError
+
+
+def _library(call: Call) -> MediaLibrary:
+    library: MediaLibrary = call.ctx.media
+    return library
+
+
+def _why_not(media: TrackMedia) -> str:
+    if media.reason == NOT_ARCHIVED:
+        return f"track {media.track_id!r} has no archived audio (metadata only): nothing to stream"
+    if media.reason == INCOMPLETE:
+        return (
+            f"track {media.track_id!r} is in torrent {media.torrent}, whose pieces holding it"
+            " are not downloaded and verified on this mirror yet"
+        )
+    return (
+        f"track {media.track_id!r} is not on this mirror: it is in torrent {media.torrent}"
+        " (mirror that collection to play it here)"
+    )
+
+
+def _track(call: Call) -> TrackMedia:
+    public_id = expect_id(call.require("id"), "track")
+    media = _library(call).locate(public_id)
+    if media is None:
+        raise SubsonicError(NOT_FOUND, f"no song with id {public_id!r} in this catalog")
+    if not media.playable or media.path is None:
+        raise SubsonicError(NOT_FOUND, _why_not(media))
+    return media
+
+
+def stream(call: Call) -> Response:
+    return ranged_response(call.request, _track(call))
+
+
+def download(call: Call) -> Response:
+    return ranged_response(call.request, _track(call), attachment=True)
+
+
+def _album_of_track(call: Call, public_id: str) -> str | None:
+    row = call.conn.execute(
+        "SELECT a.public_id FROM tracks t JOIN albums a ON a.id = t.album_id WHERE t.public_id = ?",
+        (public_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def get_cover_art(call: Call) -> Response:
+    raw = call.require("id")
+    kind, public_id = split_id(raw)
+    album = public_id if kind == "album" else None
+    if kind == "track":
+        album = _album_of_track(call, public_id)
+    cover: CoverMedia | None = _library(call).cover(album) if album is not None else None
+    if cover is None or cover.path is None:
+        raise SubsonicError(NOT_FOUND, f"no cover art for {raw!r} on this server")
+    return ranged_response(call.request, cover)
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "stream": stream,
+    "download": download,
+    "getCoverArt": get_cover_art,
+}
