@@ -106,6 +106,8 @@ def test_every_command_line_in_the_readme_exists() -> None:
             if not isinstance(cmd, click.Group) or w not in cmd.commands:
                 break
             cmd = cmd.commands[w]
+        if isinstance(cmd, click.Group) and getattr(cmd, "default_command", None):
+            cmd = cmd.commands[cmd.default_command]  # `mirror DIR` runs `mirror run DIR`
         assert cmd is not main and not isinstance(cmd, click.Group), line
 
 

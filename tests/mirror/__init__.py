@@ -1,0 +1,1 @@
+"""Tests of the mirror: choosing, downloading and seeding, resume, verify, fetch."""

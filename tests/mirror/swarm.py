@@ -1,0 +1,351 @@
+"""A small published archive and a local swarm for the mirror tests (127.0.0.1 only).
+
+``publish_archive`` packs real collections (bags of tar volumes) with the build library,
+makes their torrents and writes ``torrents.json``; ``Tracker`` runs Debian's opentracker
+with the torrents whitelisted; ``Seeder`` is a libtorrent session seeding the archive;
+``RangeServer`` is a Range-capable HTTP server for web seeds (BEP 19).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.server
+import os
+import random
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+import zstandard
+
+from phonotheca.build import BagInfo, PackItem, member_name, pack_collection
+from phonotheca.httprange import RangeNotSatisfiable, parse_ranges
+from phonotheca.torrents import make_torrent
+from phonotheca.torrents.listing import (
+    Band,
+    Health,
+    Listing,
+    TorrentEntry,
+    Totals,
+    write_listing,
+)
+
+ARCHIVE = "demo"
+PIECE = 16 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Published:
+    root: Path
+    """The publisher's archive directory (torrents/ and torrents.json)."""
+    listing: Path
+    entries: dict[str, TorrentEntry]
+    tracks: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    """Track id -> (collection, data)."""
+
+    @property
+    def torrents(self) -> Path:
+        return self.root / "torrents"
+
+
+def _catalog_zst(path: Path, rows: int) -> None:
+    """A tiny catalog.sqlite3 compressed as several zstd frames (like the seekable format)."""
+    db = path.with_name("catalog.tmp.sqlite3")
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE tracks(public_id TEXT PRIMARY KEY, title TEXT)")
+    conn.executemany(
+        "INSERT INTO tracks VALUES (?, ?)", [(f"t:{i}", f"Song {i}") for i in range(rows)]
+    )
+    conn.commit()
+    conn.close()
+    data = db.read_bytes()
+    db.unlink()
+    frames = [data[i : i + 8192] for i in range(0, len(data), 8192)]
+    compressor = zstandard.ZstdCompressor()
+    path.write_bytes(b"".join(compressor.compress(f) for f in frames))
+
+
+def publish_archive(
+    root: Path,
+    *,
+    collections: Sequence[tuple[str, int, int]] = (("pop-050-100_0001", 6, 30_000),),
+    trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    metadata: bool = True,
+    seed: int = 1,
+    piece_length: int = PIECE,
+) -> Published:
+    """Pack ``(suffix, tracks, bytes per track)`` collections and publish their torrents."""
+    rng = random.Random(seed)
+    torrents_dir = root / "torrents"
+    torrents_dir.mkdir(parents=True, exist_ok=True)
+    published = Published(root, root / "torrents.json", {})
+    specs: list[tuple[str, str, Path, int, int]] = []  # name, kind, dir, tracks, listens
+    for suffix, count, size in collections:
+        name = f"{ARCHIVE}_{suffix}"
+        items = []
+        for i in range(count):
+            track_id = f"{ARCHIVE}:track:{name}:{i}"
+            data = rng.randbytes(size + rng.randrange(size // 2))
+            published.tracks[track_id] = (name, data)
+            items.append(
+                PackItem(
+                    public_id=track_id,
+                    name=member_name(track_id, "opus"),
+                    size=len(data),
+                    data=data,
+                    metadata={"codec": "opus", "tier": "opus", "title": f"Song {i}"},
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        pack_collection(
+            torrents_dir / name,
+            name,
+            items,
+            info=BagInfo(bagging_date=dt.date(2026, 1, 1)),
+            mtime=1767225600,
+            max_volume_size=count * size // 2 + 20_480,
+        )
+        specs.append((name, "audio", torrents_dir / name, count, 1000 * count))
+    if metadata:
+        name = f"{ARCHIVE}_metadata_0001"
+        meta_dir = torrents_dir / name
+        meta_dir.mkdir()
+        _catalog_zst(meta_dir / "catalog.sqlite3.zst", 500)
+        (meta_dir / "FORMAT.md").write_text("# formats\n")
+        specs.insert(0, (name, "metadata", meta_dir, 500, 0))
+    entries = []
+    for name, kind, directory, count, listens in specs:
+        torrent = make_torrent(
+            directory,
+            piece_length=piece_length,
+            trackers=list(trackers),
+            web_seeds=list(web_seeds),
+            output=torrents_dir / f"{name}.torrent",
+        )
+        entries.append(
+            TorrentEntry(
+                name=name,
+                collection=name,
+                kind=kind,  # type: ignore[arg-type]
+                infohash_v1=torrent.infohash_v1,
+                magnet=torrent.magnet,
+                torrent_url=f"torrents/{name}.torrent",
+                size=torrent.total_size,
+                files=len(torrent.files),
+                tracks=count,
+                band=Band(low=50, high=100) if kind == "audio" else None,
+                listens=listens,
+                added="2026-01-01",
+                web_seeds=list(web_seeds),
+                trackers=[list(trackers)] if trackers else [],
+                health=Health(seeders=1),
+            )
+        )
+    published.entries = {e.name: e for e in entries}
+    write_listing(listing_of(entries), published.listing)
+    return published
+
+
+def listing_of(entries: Sequence[TorrentEntry]) -> Listing:
+    return Listing(
+        archive=ARCHIVE,
+        generated_at="2026-01-01T00:00:00Z",
+        totals=Totals(
+            tracks=sum(e.tracks for e in entries),
+            bytes=sum(e.size for e in entries),
+            listens_covered=sum(e.listens for e in entries),
+            listens_total=sum(e.listens for e in entries),
+            share_of_listens=1.0,
+        ),
+        torrents=list(entries),
+    )
+
+
+def local_session_settings(port: int = 0) -> dict[str, Any]:
+    return {
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "dht_bootstrap_nodes": "",
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": 0,
+    }
+
+
+MIRROR_TOML = """[mirror]
+listen = "127.0.0.1:{port}"
+dht = false
+lsd = false
+upnp = false
+natpmp = false
+"""
+
+
+class Tracker:
+    """Debian's opentracker on 127.0.0.1, whitelisting the given infohashes."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/announce"
+
+    def start(self, infohashes: Sequence[str]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "whitelist").write_text("".join(h + "\n" for h in infohashes))
+        # It drops to user nobody, who must be able to read its directory and whitelist.
+        self.workdir.chmod(0o755)
+        (self.workdir / "whitelist").chmod(0o644)
+        # It chroots into -d; the whitelist path is read inside it.
+        self.process = subprocess.Popen(
+            [
+                "opentracker",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-P",
+                str(self.port),
+                "-d",
+                str(self.workdir),
+                "-w",
+                "whitelist",
+                "-u",
+                "nobody",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("opentracker did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+class Seeder:
+    """A libtorrent session seeding published torrents from their archive."""
+
+    def __init__(self) -> None:
+        self.session = lt.session(local_session_settings())
+        self.handles: dict[str, lt.torrent_handle] = {}
+
+    @property
+    def port(self) -> int:
+        return int(self.session.listen_port())
+
+    def seed(self, published: Published, names: Sequence[str] | None = None) -> None:
+        for name in names or list(published.entries):
+            params = lt.add_torrent_params()
+            params.ti = lt.torrent_info(str(published.torrents / f"{name}.torrent"))
+            params.save_path = str(published.torrents)
+            self.handles[name] = self.session.add_torrent(params)
+        deadline = time.monotonic() + 30
+        while not all(h.status().is_seeding for h in self.handles.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the seeder did not check its files in time")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for h in self.handles.values():
+            self.session.remove_torrent(h)
+        self.handles.clear()
+        del self.session
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    root: Path
+    served: list[int]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        from urllib.parse import unquote
+
+        path = self.root / unquote(self.path.split("?", 1)[0].lstrip("/"))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        try:
+            ranges = parse_ranges(self.headers.get("Range"), size)
+        except RangeNotSatisfiable as exc:
+            self.send_response(416)
+            self.send_header("Content-Range", exc.content_range)
+            self.end_headers()
+            return
+        with open(path, "rb") as f:
+            if ranges is None:
+                body = f.read()
+                self.send_response(200)
+            else:
+                r = ranges[0]
+                f.seek(r.first)
+                body = f.read(r.length)
+                self.send_response(206)
+                self.send_header("Content-Range", r.content_range(size))
+        self.served.append(len(body))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class RangeServer:
+    """Serves a directory over HTTP with single-range support (enough for libtorrent)."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        handler = type("Handler", (_RangeHandler,), {"root": root, "served": []})
+        self.handler = handler
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def bytes_served(self) -> int:
+        return sum(self.handler.served)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PHONOTHECA_ARCHIVE", None)
+    return env
