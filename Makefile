@@ -41,6 +41,11 @@ bench: install
 	$(PY) bench/musicbrainz.py
 	$(PY) bench/scan.py
 	$(PY) bench/hashing.py
+	$(PY) bench/build.py
+	$(PY) bench/transcode.py
+	$(PY) bench/serve.py
+	$(PY) bench/fetch.py
+	$(PY) bench/resume.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
