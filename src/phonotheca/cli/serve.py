@@ -61,9 +61,11 @@ def serve(
     [serve] public_audio is true; add users with 'phonotheca user add'.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from phonotheca.serve.app import ROOTS_VARIABLE, create_app
     from phonotheca.serve.context import ServeContext, check_roots
+    from phonotheca.serve.listener import TcpConfig
     from phonotheca.serve.security import load_key
     from phonotheca.serve.state import StateStore
 
@@ -92,11 +94,12 @@ def serve(
             StateStore(ctx.state_path).close()
             load_key(ctx.roots[0])
             os.environ[ROOTS_VARIABLE] = os.pathsep.join(str(r) for r in ctx.roots)
-            uvicorn.run(
+            config = TcpConfig(
                 "phonotheca.serve.app:create_app_from_environment",
                 factory=True,
                 workers=workers,
                 **options,
             )
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {bind_host}:{bind_port}: {exc}") from exc

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,12 +29,19 @@ from phonotheca.serve.models import (
     Track,
 )
 from phonotheca.serve.overview import Overview
+from phonotheca.serve.search_results import search_json
 from phonotheca.serve.security import Sessions
 
 MAX_QUERY_CHARS = 1000
 """Search text beyond this is cut: no title is that long, and it bounds the work."""
 MAX_SHUFFLE = 100
 MAX_ID_CHARS = 512
+INLINE_SEARCH_ROWS = 100
+"""A search page up to this many rows (limit + offset) is answered on the event loop
+itself: it costs about 0.3 ms, and handing it to a worker thread and back cost more
+than that in CPU (measured at 10 M tracks under 16 concurrent clients: 0.82 ms of
+server CPU per request inline, 1.38 ms through the thread pool). Larger pages, which
+could hold the loop for tens of milliseconds, still go to a thread."""
 
 PublicId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="public id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -67,18 +75,20 @@ def create_router(
     )
 
     @router.get("/search", response_model=SearchResults)
-    def search(
+    async def search(
         q: Annotated[str, Query(description="words to find; the last one as a prefix")] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
         offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     ) -> Response:
         """Tracks whose title, artists or album contain every word, most popular first."""
+        # The hot path: encoded straight from catalog rows (search_results), not through
+        # the pydantic models, which stay the documented shape (response_model).
         text = q[:MAX_QUERY_CHARS]
-        return _json(
-            SearchResults(
-                query=text, offset=offset, limit=limit, tracks=browser.search(text, limit, offset)
-            )
-        )
+        if limit + offset <= INLINE_SEARCH_ROWS:
+            body = search_json(ctx, text, limit, offset)
+        else:
+            body = await run_in_threadpool(search_json, ctx, text, limit, offset)
+        return Response(body, media_type="application/json")
 
     @router.get("/tracks/{track_id:path}", response_model=Track, responses=NOT_FOUND)
     def track(track_id: PublicId) -> Response:

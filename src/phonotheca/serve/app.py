@@ -102,10 +102,12 @@ def create_app(ctx: ServeContext) -> FastAPI:
     app.state.sessions = sessions
     browser = Browser(ctx)
     overview = Overview(ctx)
+    # Routes are matched in order: the busiest (search, Subsonic) first. No path of the
+    # later routers starts with /api/v1/ or /rest/, so the order changes no answer.
     app.include_router(api.create_router(ctx, sessions, browser, overview))
+    app.include_router(create_subsonic_router(ctx))
     app.include_router(media_routes.create_router(ctx, sessions))
     app.include_router(pages.create_router(ctx, sessions, browser, overview))
-    app.include_router(create_subsonic_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(SecurityHeaders)

@@ -80,6 +80,9 @@ def create_router(ctx: ServeContext) -> APIRouter:
         if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORMS):
             form = await request.form()
             params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        if searching.runs_inline(method, params):
+            # A page of search-as-you-type songs costs less than the hop to a thread.
+            return dispatch(ctx, method, request, params)
         return await run_in_threadpool(dispatch, ctx, method, request, params)
 
     return router

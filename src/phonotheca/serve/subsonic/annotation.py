@@ -80,19 +80,7 @@ def get_starred(call: Call) -> Payload:
             "artist": [
                 {"id": a["id"], "name": a["name"], "starred": a["starred"]} for a in artists
             ],
-            "album": [
-                {
-                    "id": a["id"],
-                    "parent": a["artistId"],
-                    "isDir": True,
-                    "title": a["name"],
-                    "album": a["name"],
-                    "artist": a["artist"],
-                    "coverArt": a["coverArt"],
-                    "starred": a["starred"],
-                }
-                for a in albums
-            ],
+            "album": [items.album_as_child(a, ("coverArt", "starred")) for a in albums],
             "song": songs,
         }
     }

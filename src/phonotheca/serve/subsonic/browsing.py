@@ -123,24 +123,11 @@ def get_music_directory(call: Call) -> Payload:
         artist_id = _rowid(call, "artists", public_id, "artist")
         name = conn.execute("SELECT name FROM artists WHERE id = ?", (artist_id,)).fetchone()[0]
         children = []
+        keys = ("year", "genre", "coverArt", "duration", "starred")
         for album in album_items(call, items.artist_album_ids(conn, artist_id)):
-            children.append(
-                {
-                    "id": album["id"],
-                    "parent": f"ar-{public_id}",
-                    "isDir": True,
-                    "title": album["name"],
-                    "album": album["name"],
-                    "artist": album["artist"],
-                    "year": album["year"],
-                    "genre": album["genre"],
-                    "coverArt": album["coverArt"],
-                    "duration": album["duration"],
-                    "starred": album["starred"],
-                    "albumId": album["id"],
-                    "artistId": album["artistId"],
-                }
-            )
+            child = items.album_as_child(album, keys, parent=f"ar-{public_id}")
+            child.update(albumId=album["id"], artistId=album["artistId"])
+            children.append(child)
         return {"directory": {"id": f"ar-{public_id}", "name": name, "child": children}}
     if kind == "album":
         album_id = _rowid(call, "albums", public_id, "album")

@@ -319,6 +319,21 @@ def albums(
     return out
 
 
+def album_as_child(album: Payload, keys: Sequence[str], parent: str | None = None) -> Payload:
+    """An album in the folder-shaped form older endpoints use (a directory ``child``:
+    getAlbumList, search2, getStarred, getMusicDirectory), with ``keys`` of ``album``."""
+    child: Payload = {
+        "id": album["id"],
+        "parent": parent or album["artistId"],
+        "isDir": True,
+        "title": album["name"],
+        "album": album["name"],
+        "artist": album["artist"],
+    }
+    child.update({key: album[key] for key in keys})
+    return child
+
+
 def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
     return [
         r[0]

@@ -161,18 +161,7 @@ def get_album_list(call: Call) -> Payload:
     return {
         "albumList": {
             "album": [
-                {
-                    "id": a["id"],
-                    "parent": a["artistId"],
-                    "isDir": True,
-                    "title": a["name"],
-                    "album": a["name"],
-                    "artist": a["artist"],
-                    "year": a["year"],
-                    "genre": a["genre"],
-                    "coverArt": a["coverArt"],
-                    "starred": a["starred"],
-                }
+                items.album_as_child(a, ("year", "genre", "coverArt", "starred"))
                 for a in _album_list(call)
             ]
         }
