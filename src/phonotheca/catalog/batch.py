@@ -12,7 +12,10 @@ writer turns indexes into rowids by adding the batch's first rowid in SQL.
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
+from collections.abc import Callable
+from typing import cast
 
 import msgspec
 
@@ -124,6 +127,54 @@ class Batch(msgspec.Struct, array_like=True):
     rejects: list[Reject] = []
     invalid_isrc: int = 0
     superseded: int = 0
+    image: bytes = b""
+    """When not empty: ``tracks``, ``credits``, ``genres`` and ``external_ids`` moved into
+    a serialized SQLite database (:func:`stage_rows`), and those lists are empty."""
+    image_tracks: int = 0
+    """The number of tracks in ``image``."""
+
+    @property
+    def track_count(self) -> int:
+        return self.image_tracks if self.image else len(self.tracks)
+
+
+# Python's sqlite3 binds int, float and str directly but passes any other value, None
+# included, through its adapter protocol, which for None ends in two failed attribute
+# lookups (~0.25 us each). Rows are full of None (a MusicBrainz track binds six), so None
+# gets an adapter of its own: a dict hit and a C call returning None, bound as NULL.
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
+
+# The tables of a batch image, columns c1..cN in tuple order; a track's rowid is its
+# index in the batch plus one (the tables are filled in order, from empty).
+STAGE_TABLES = {"tracks": 15, "credits": 5, "genres": 2, "external_ids": 3}
+
+
+def stage_rows(batch: Batch) -> Batch:
+    """Move a batch's track rows and links into an in-memory SQLite database, serialized.
+
+    A worker process does this, so the writer moves each table into the catalog with
+    one ``INSERT ... SELECT`` (the database attached) and no Python per row: binding
+    rows one by one, and decoding them before, were half of the writer's time.
+    """
+    if batch.image:
+        return batch
+    db = sqlite3.connect(":memory:")
+    try:
+        db.isolation_level = None
+        db.execute("BEGIN")
+        for table, width in STAGE_TABLES.items():
+            columns = ", ".join(f"c{i}" for i in range(1, width + 1))
+            db.execute(f"CREATE TABLE {table}({columns})")
+            db.executemany(
+                f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", getattr(batch, table)
+            )
+        db.execute("COMMIT")
+        image = db.serialize()
+    finally:
+        db.close()
+    batch.image, batch.image_tracks = image, len(batch.tracks)
+    batch.tracks, batch.credits, batch.genres, batch.external_ids = [], [], [], []
+    return batch
 
 
 _batch_decoder = msgspec.msgpack.Decoder(Batch)

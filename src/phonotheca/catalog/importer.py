@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from phonotheca.catalog import schema
-from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch
+from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
 from phonotheca.catalog.search import mark_search_stale, refresh_search
 from phonotheca.sources.jsonl import file_fingerprint, iter_line_blocks, prepare_lines
@@ -86,7 +86,8 @@ def _worker_init() -> None:
 
 
 def _worker_prepare(prepare: Prepare, first_line: int, lines: list[bytes]) -> bytes:
-    return encode_batch(prepare(first_line, lines))
+    # Staged here, in parallel, so that the writer binds no track row itself.
+    return encode_batch(stage_rows(prepare(first_line, lines)))
 
 
 # -- the writer side ------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Write :class:`~phonotheca.catalog.batch.Batch` rows into the catalog, set-wise.
 
 The writer is the one process an import cannot parallelise, so it does as little
-Python per row as possible: batch tuples are bound as they are, public ids become
-rowids inside SQL (``? + base`` for the batch's new tracks, a primary-key subquery
-for albums and artists), and a batch of new tracks is one ``executemany``. Ids that
-already exist take a slower per-id path. Artists and albums, about a tenth of the
-rows, go through bounded caches. The search index is maintained in the same
-transaction. Callers own the transaction, so a batch and the import's progress
-commit together.
-"""
+Python per row as possible. A batch's tracks and their links arrive as a SQLite image
+built by the worker that parsed them (:func:`~phonotheca.catalog.batch.stage_rows`):
+attached, each table moves with one ``INSERT ... SELECT``, public ids becoming rowids
+inside SQL (``rowid + base`` for the batch's new tracks, a primary-key subquery for
+albums and artists). Ids that already exist take a slower per-id path. Artists and
+albums, about a tenth of the rows, go through bounded caches. The search index is
+maintained in the same transaction. Callers own the transaction, so a batch and the
+import's progress commit together."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from phonotheca.catalog.batch import RECORD_REF_LINES, AlbumRow, ArtistRow, Batch, TrackTuple
+from phonotheca.catalog.batch import (
+    RECORD_REF_LINES,
+    STAGE_TABLES,
+    AlbumRow,
+    ArtistRow,
+    Batch,
+    TrackTuple,
+    stage_rows,
+)
 from phonotheca.catalog.search import index_tracks, search_is_stale, unindex_tracks
 from phonotheca.sources.jsonl import newer_or_same
 
@@ -31,6 +39,10 @@ _TRACK_COLUMNS = (
 )
 _ALBUM_ID = "(SELECT id FROM albums WHERE public_id = ?)"
 _ARTIST_ID = "(SELECT id FROM artists WHERE public_id = ?)"
+_ALBUM_OF_C1 = "(SELECT id FROM albums WHERE public_id = c1)"
+_ARTIST_OF_C3 = "(SELECT id FROM artists WHERE public_id = c3)"
+STAGE = "phonotheca_stage"
+"""The schema name of the attached in-memory database that holds a batch's image."""
 
 
 @dataclass
@@ -71,6 +83,9 @@ class Loader:
         self._artists: dict[str, int] = {}  # public id -> fingerprint last written
         self._albums: dict[str, int] = {}
         self._genres: dict[str, int] = {}
+        self._images = 0  # batch images attached so far
+        if STAGE not in {row[1] for row in conn.execute("PRAGMA database_list")}:
+            conn.execute(f"ATTACH ':memory:' AS {STAGE}")
         # A bulk load marks the index stale and rebuilds it once at the end; otherwise
         # each batch keeps it current.
         self.maintain_search = not search_is_stale(conn)
@@ -256,28 +271,30 @@ class Loader:
             genres += [(pid, genre_ids[g]) for g in dict.fromkeys(a.genres)]
             images += [(pid, pos, *img) for pos, img in enumerate(a.images)]
             ext += [(pid, s, v) for s, v in a.external_ids]
-        self.conn.executemany(
-            "INSERT INTO album_artists(album_id, position, artist_id, credited_as, join_phrase)"
-            f" VALUES ({_ALBUM_ID}, ?, {_ARTIST_ID}, ?, ?)",
+        self._insert_staged(
+            "INSERT INTO album_artists(album_id, position, artist_id, credited_as, join_phrase)",
+            f"{_ALBUM_OF_C1}, c2, {_ARTIST_OF_C3}, c4, c5",
             credits,
+            5,
         )
-        if genres:
-            self.conn.executemany(
-                f"INSERT OR IGNORE INTO album_genres(album_id, genre_id) VALUES ({_ALBUM_ID}, ?)",
-                genres,
-            )
-        if images:
-            self.conn.executemany(
-                "INSERT INTO images(album_id, position, kind, url, width, height)"
-                f" VALUES ({_ALBUM_ID},?,?,?,?,?)",
-                images,
-            )
-        if ext:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
-                f" VALUES ('album', {_ALBUM_ID}, ?, ?)",
-                ext,
-            )
+        self._insert_staged(
+            "INSERT OR IGNORE INTO album_genres(album_id, genre_id)",
+            f"{_ALBUM_OF_C1}, c2",
+            genres,
+            2,
+        )
+        self._insert_staged(
+            "INSERT INTO images(album_id, position, kind, url, width, height)",
+            f"{_ALBUM_OF_C1}, c2, c3, c4, c5, c6",
+            images,
+            6,
+        )
+        self._insert_staged(
+            "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)",
+            f"'album', {_ALBUM_OF_C1}, c2, c3",
+            ext,
+            3,
+        )
 
     def _before_album_change(
         self, changed: list[str], albums: dict[str, tuple[int, AlbumRow]]
@@ -318,55 +335,98 @@ class Loader:
     # -- tracks -------------------------------------------------------------------------
 
     def _write_tracks(self, batch: Batch, chunk_base: int) -> WriteResult:
-        tracks = batch.tracks
-        result = WriteResult(loaded=len(tracks) + batch.superseded, superseded=batch.superseded)
-        if not tracks:
+        count = batch.track_count
+        result = WriteResult(loaded=count + batch.superseded, superseded=batch.superseded)
+        if not count:
             if self.maintain_search:
                 self._reindex_pending()
             return result
+        stage = self._attach_image(batch)
         base = _next_id(self.conn, "tracks")
         self.conn.execute("SAVEPOINT tracks")
         try:
-            self.conn.executemany(
-                f"INSERT INTO tracks(id, {_TRACK_COLUMNS}) VALUES"
-                f" (?, ?,?,?,{_ALBUM_ID},?,?,?,?,?,?,?,?,?,?,? + {chunk_base * RECORD_REF_LINES})",
-                [(base + i, *t) for i, t in enumerate(tracks)],
+            self.conn.execute(
+                f"INSERT INTO tracks(id, {_TRACK_COLUMNS}) SELECT rowid - 1 + {base},"
+                " c1, c2, c3, (SELECT id FROM albums WHERE public_id = c4), c5, c6, c7, c8,"
+                f" c9, c10, c11, c12, c13, c14, c15 + {chunk_base * RECORD_REF_LINES}"
+                f" FROM {stage}tracks ORDER BY rowid"
             )
         except sqlite3.IntegrityError:
             # Some ids exist already: the rare path, done per id.
             self.conn.execute("ROLLBACK TO tracks")
             self.conn.execute("RELEASE tracks")
-            self._upsert_tracks(batch, chunk_base, result)
+            self._upsert_tracks(self._staged_rows(batch, stage), chunk_base, result)
             return result
         self.conn.execute("RELEASE tracks")
-        self._insert_links(batch, base)
+        self._insert_links(stage, base)
         if self.maintain_search:
-            index_tracks(self.conn, "t.id BETWEEN ? AND ?", (base, base + len(tracks) - 1))
+            index_tracks(self.conn, "t.id BETWEEN ? AND ?", (base, base + count - 1))
             self._reindex_pending()
         return result
 
-    def _insert_links(self, batch: Batch, base: int) -> None:
-        """Credits, genres and external ids of a batch's tracks; track ``i`` has rowid
-        ``base + i`` (the per-id path passes rowids in place of indexes, and base 0)."""
-        self.conn.executemany(
+    def _attach_image(self, batch: Batch) -> str:
+        """Make a batch's track rows and links the tables of the attached stage database
+        (a worker staged them, else this process does, see :func:`stage_rows`); return
+        the prefix of its tables for the SQL that reads them.
+
+        Every image has the same schema, so SQLite would not re-prepare a statement
+        compiled against an earlier one, and such a statement reads stale pages (seen:
+        wrong counts). The prefix carries a comment numbering the images: the text of
+        each statement differs, so none is reused from the statement cache.
+        """
+        self.conn.deserialize(stage_rows(batch).image, name=STAGE)
+        self._images += 1
+        return f"/* image {self._images} */ {STAGE}."
+
+    def _staged_rows(self, batch: Batch, stage: str) -> Batch:
+        """The attached image's rows as lists again (for the per-id path)."""
+        out = Batch(first_line=batch.first_line, last_line=batch.last_line, chunks=batch.chunks)
+        for table, width in STAGE_TABLES.items():
+            columns = ", ".join(f"c{i}" for i in range(1, width + 1))
+            rows = self.conn.execute(f"SELECT {columns} FROM {stage}{table} ORDER BY rowid")
+            setattr(out, table, rows.fetchall())
+        return out
+
+    def _insert_links(self, stage: str, base: int) -> None:
+        """Credits, genres and external ids of the attached image's tracks; track ``i``
+        has rowid ``base + i`` (the per-id path stages rowids in place of indexes, base 0).
+        """
+        self.conn.execute(
             "INSERT INTO track_artists(track_id, position, artist_id, credited_as, join_phrase)"
-            f" VALUES (? + {base}, ?, {_ARTIST_ID}, ?, ?)",
-            batch.credits,
+            f" SELECT c1 + {base}, c2, {_ARTIST_OF_C3}, c4, c5 FROM {stage}credits"
+            " ORDER BY rowid"
         )
-        genres = batch.genres
-        if genres:
-            ids = self._genre_ids(g for _, g in genres)
-            self.conn.executemany(
-                f"INSERT OR IGNORE INTO track_genres(track_id, genre_id) VALUES (? + {base}, ?)",
-                [(i, ids[g]) for i, g in genres],
+        if self.conn.execute(f"SELECT 1 FROM {stage}genres LIMIT 1").fetchone():
+            self._genre_ids(g for (g,) in self.conn.execute(f"SELECT c2 FROM {stage}genres"))
+            self.conn.execute(
+                "INSERT OR IGNORE INTO track_genres(track_id, genre_id) SELECT c1 + "
+                f"{base}, (SELECT id FROM genres WHERE name = c2) FROM {stage}genres"
+                " ORDER BY rowid"
             )
-        ext = batch.external_ids
-        if ext:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
-                f" VALUES ('track', ? + {base}, ?, ?)",
-                ext,
-            )
+        self.conn.execute(
+            "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
+            f" SELECT 'track', c1 + {base}, c2, c3 FROM {stage}external_ids ORDER BY rowid"
+        )
+
+    def _insert_staged(
+        self, insert: str, select: str, rows: Sequence[tuple[object, ...]], width: int
+    ) -> None:
+        """``insert SELECT select`` over ``rows``, staged in a temporary table whose
+        columns are ``c1`` .. ``c<width>``, in order (so later rows meet earlier ones as
+        they would row by row).
+
+        Row by row, every row of a WITHOUT ROWID table is a statement that opens its
+        cursors and seeks from the root; an ``executemany`` into a plain temporary table
+        and one set-wise insert cost half as much (850k external ids: 2.8 s, 1.4 s).
+        """
+        if not rows:
+            return
+        table = f"temp.stage{width}"
+        columns = ", ".join(f"c{i}" for i in range(1, width + 1))
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage{width}({columns})")
+        self.conn.execute(f"DELETE FROM {table}")
+        self.conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
+        self.conn.execute(f"{insert} SELECT {select} FROM {table} ORDER BY rowid")
 
     def _upsert_tracks(self, batch: Batch, chunk_base: int, result: WriteResult) -> None:
         tracks: list[TrackTuple] = batch.tracks
@@ -433,7 +493,7 @@ class Loader:
             genres=[(rowid[g[0]], g[1]) for g in batch.genres if g[0] in rowid],
             external_ids=[(rowid[e[0]], *e[1:]) for e in batch.external_ids if e[0] in rowid],
         )
-        self._insert_links(relinked, 0)
+        self._insert_links(self._attach_image(relinked), 0)
         if self.maintain_search:
             if done:
                 index_tracks(
