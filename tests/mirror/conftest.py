@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +54,19 @@ def mirror_dir(tmp_path: Path) -> Path:
     return d
 
 
-def mirror_once(directory: Path, listing: Path, budget: int = 10**7, timeout: float = 60) -> None:
-    """Run the mirror library in a thread until everything it chose is seeding, then stop."""
+def mirror_until(
+    directory: Path,
+    listing: Path,
+    done: Callable[[MirrorStatus], bool],
+    *,
+    budget: int = 10**7,
+    timeout: float = 60,
+    save_interval: float = 10.0,
+    on_event: Callable[[str], None] | None = None,
+    statuses: list[MirrorStatus] | None = None,
+) -> MirrorStatus:
+    """Run the mirror library in a thread until ``done(status)``, then stop it gracefully;
+    returns the status that satisfied ``done``."""
     from phonotheca.config import load_settings
     from phonotheca.mirror.run import plan_mirror, run_mirror, save_options
     from phonotheca.mirror.session import SessionOptions
@@ -67,21 +78,34 @@ def mirror_once(directory: Path, listing: Path, budget: int = 10**7, timeout: fl
     save_options(
         mirror, {"torrents": str(listing), "budget": str(budget), "listen": settings.mirror.listen}
     )
+    options = SessionOptions.from_settings(settings.mirror, save_interval=save_interval)
     stop = threading.Event()
-    seen: list[bool] = []
+    seen: list[MirrorStatus] = []
 
     def on_status(status: MirrorStatus) -> None:
-        if status.torrents and all(t.state == "seeding" for t in status.torrents):
-            seen.append(True)
+        if statuses is not None:
+            statuses.append(status)
+        if not seen and status.state == "running" and done(status):
+            seen.append(status)
             stop.set()
 
     thread = threading.Thread(
         target=run_mirror,
-        args=(plan, SessionOptions.from_settings(settings.mirror), stop),
-        kwargs={"on_status": on_status},
+        args=(plan, options, stop),
+        kwargs={"on_status": on_status, "on_event": on_event},
     )
     thread.start()
     thread.join(timeout)
     stop.set()
     thread.join(10)
-    assert seen, "the mirror did not complete in time"
+    assert seen, f"the mirror did not get there in {timeout} s: {statuses}"
+    return seen[0]
+
+
+def all_seeding(status: MirrorStatus) -> bool:
+    return bool(status.torrents) and all(t.state == "seeding" for t in status.torrents)
+
+
+def mirror_once(directory: Path, listing: Path, budget: int = 10**7, timeout: float = 60) -> None:
+    """Run the mirror library until everything it chose is seeding, then stop."""
+    mirror_until(directory, listing, all_seeding, budget=budget, timeout=timeout)

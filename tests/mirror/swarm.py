@@ -256,7 +256,7 @@ class Seeder:
     """A libtorrent session seeding published torrents from their archive."""
 
     def __init__(self) -> None:
-        self.session = lt.session(local_session_settings())
+        self.session = lt.session(local_session_settings())  # type: ignore[call-overload]
         self.handles: dict[str, lt.torrent_handle] = {}
 
     @property
@@ -285,6 +285,8 @@ class Seeder:
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     root: Path
     served: list[int]
+    rate: list[int]
+    """Bytes per second each reply is sent at (one element; 0 is unlimited)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -314,18 +316,28 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
                 body = f.read(r.length)
                 self.send_response(206)
                 self.send_header("Content-Range", r.content_range(size))
-        self.served.append(len(body))
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
-        self.wfile.write(body)
+        step = 4096
+        for i in range(0, len(body), step):
+            chunk = body[i : i + step]
+            try:
+                self.wfile.write(chunk)
+            except OSError:  # the client went away (e.g. killed)
+                return
+            self.served.append(len(chunk))
+            if self.rate[0]:
+                time.sleep(len(chunk) / self.rate[0])
 
 
 class RangeServer:
     """Serves a directory over HTTP with single-range support (enough for libtorrent)."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
-        handler = type("Handler", (_RangeHandler,), {"root": root, "served": []})
+    def __init__(self, root: Path, port: int | None = None, rate: int = 0) -> None:
+        handler: type[_RangeHandler] = type(
+            "Handler", (_RangeHandler,), {"root": root, "served": [], "rate": [rate]}
+        )
         self.handler = handler
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0), handler)
         self.server.daemon_threads = True
@@ -338,7 +350,12 @@ class RangeServer:
 
     @property
     def bytes_served(self) -> int:
+        """Payload bytes written to clients so far."""
         return sum(self.handler.served)
+
+    def set_rate(self, rate: int) -> None:
+        """Send at most ``rate`` bytes per second per reply from now on (0: unlimited)."""
+        self.handler.rate[0] = rate
 
     def close(self) -> None:
         self.server.shutdown()

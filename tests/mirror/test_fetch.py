@@ -95,8 +95,11 @@ def test_fetch_from_web_seed_alone_with_a_catalog(tmp_path: Path, in_tmp: Path) 
         )
         assert out.read_bytes() == data
         assert isinstance(report["downloaded"], int)
-        assert report["downloaded"] <= _bound(bag, len(data), 1)
-        assert server.bytes_served <= _bound(bag, len(data), 1)
+        # One 16 KiB block of slack: libtorrent repeats a web seed request it timed out on
+        # (seen about once in eight runs on a loaded machine, a few hundred bytes over).
+        slack = 16 * 1024
+        assert report["downloaded"] <= _bound(bag, len(data), 1) + slack
+        assert server.bytes_served <= _bound(bag, len(data), 1) + slack
     finally:
         server.close()
 

@@ -151,9 +151,9 @@ def test_disk_full_is_a_clear_error_and_keeps_verified_data(
                 upnp=False,
                 natpmp=False,
                 max_down=400_000,
+                save_interval=0.3,
             ),
             on_event=events.append,
-            verified_interval=0.3,
         )
         # Slow enough to record progress before the disk fills (local peers are exempt from
         # rate limits unless told otherwise).

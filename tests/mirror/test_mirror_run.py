@@ -94,6 +94,11 @@ def test_mirror_downloads_seeds_and_resumes_without_rehash(swarm: Swarm, tmp_pat
     try:
         report = wait_seeding(directory, proc, 3)
         assert report["running"] and report["pid"] == proc.pid
+        # The status can say "seeding" a moment before the completion is handled and the
+        # metadata torrent's catalog unpacked: wait for it before stopping.
+        deadline = time.monotonic() + TIMEOUT
+        while not (directory / "catalog.sqlite3").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         stderr = stop(proc)
     finally:
         proc.kill()

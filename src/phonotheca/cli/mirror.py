@@ -167,6 +167,12 @@ def _status_table(status: Any) -> Table:
 @click.option("--max-up", help="Upload limit per second, e.g. 10MB (default: none).")
 @click.option("--max-down", help="Download limit per second, e.g. 10MB (default: none).")
 @click.option("--seed", type=int, hidden=True, help="Seed of the random tie-break.")
+@click.option(
+    "--save-interval",
+    type=click.FloatRange(min=0.1),
+    hidden=True,
+    help="Seconds between saves of download progress (default 10).",
+)
 @click.option("--yes", is_flag=True, help="Drop torrents that no longer fit without asking.")
 def mirror_run(
     directory: Path,
@@ -177,6 +183,7 @@ def mirror_run(
     max_up: str | None,
     max_down: str | None,
     seed: int | None,
+    save_interval: float | None,
     yes: bool,
 ) -> None:
     """Choose torrents as `torrents suggest` does, then download and seed them in DIRECTORY.
@@ -192,7 +199,7 @@ def mirror_run(
         save_options,
         saved_options,
     )
-    from phonotheca.mirror.session import SessionOptions
+    from phonotheca.mirror.session import SAVE_INTERVAL, SessionOptions
 
     mirror = MirrorDir(directory)
     last = saved_options(mirror)
@@ -230,6 +237,7 @@ def mirror_run(
         listen=listen,
         max_up=_rate(max_up, "--max-up"),
         max_down=_rate(max_down, "--max-down"),
+        save_interval=save_interval or SAVE_INTERVAL,
     )
     with mirror_errors():
         check_space(mirror, plan)
@@ -269,7 +277,7 @@ def mirror_run(
                 options,
                 stop,
                 on_status=on_status,
-                on_event=lambda message: err.print(message),
+                on_event=_say,
             )
     finally:
         if live is not None:
@@ -299,8 +307,23 @@ def mirror_status(directory: Path, as_json: bool) -> None:
     if not report["running"] and status.state != "stopped":
         err.print("  it stopped without saying so (killed or crashed); start it again to resume")
     err.print(_status_table(status))
+    for t in status.torrents:
+        for down in t.trackers_down:
+            _say(
+                f"  {t.name}: tracker {down.url} unreachable since {down.since}"
+                f" ({down.error}, {down.failures} failure(s)); still retrying, web seeds and"
+                " known peers in use",
+                style="yellow",
+            )
+        if t.hash_failures:
+            banned = f"; banned: {', '.join(t.banned_peers)}" if t.banned_peers else ""
+            _say(
+                f"  {t.name}: {t.hash_failures} piece(s) received with bad data,"
+                f" thrown away and downloaded again{banned}",
+                style="yellow",
+            )
     for event in status.events[-5:]:
-        err.print(f"  {event}")
+        _say(f"  {event}")
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -317,7 +340,7 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
     Names corrupted pieces with the files and tracks they hold. Exits non-zero when a
     problem remains.
     """
-    from phonotheca.mirror.repair import repair_pieces
+    from phonotheca.mirror.repair import RepairTarget, repair_pieces
     from phonotheca.mirror.session import SessionOptions
     from phonotheca.mirror.state import MirrorLock
     from phonotheca.mirror.verify import CollectionReport, verify_collection
@@ -341,15 +364,17 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
 
         results = check_all("verify")
         repaired: dict[str, bool] = {}
-        bad = {n: good for n, (r, good) in results.items() if r.corrupted}
+        bad = {
+            n: RepairTarget(good, [b.piece for b in r.corrupted])
+            for n, (r, good) in results.items()
+            if r.corrupted
+        }
         if repair and bad:
             with mirror_errors():
                 settings = load_settings(directory)
             last = _saved(mirror)
             options = SessionOptions.from_settings(settings.mirror, listen=last.get("listen"))
-            repaired = repair_pieces(
-                mirror, bad, options, timeout=timeout, on_event=lambda m: err.print(m)
-            )
+            repaired = repair_pieces(mirror, bad, options, timeout=timeout, on_event=_say)
             results = check_all("verify again")
     finally:
         lock.release()
@@ -376,6 +401,12 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
     if not all(r.ok for r in reports):
         hint = "" if repair else "; run again with --repair to fetch the bad pieces"
         raise click.ClickException(f"{directory}: problems remain{hint}")
+
+
+def _say(message: str, style: str | None = None) -> None:
+    """One event on the console: a whole line (grep-able), no rich markup (IPv6 peers
+    are written ``[::1]:6881``)."""
+    err.print(message, style=style, soft_wrap=True, markup=False, highlight=False)
 
 
 def _saved(mirror: MirrorDir) -> dict[str, Any]:

@@ -84,7 +84,9 @@ class _Fetcher:
         self.session = make_session(options)
         # Between the index and the track the torrent is "finished" for a moment: keep
         # the connections to seeds open instead of dropping them as redundant.
-        self.session.apply_settings({"close_redundant_connections": False})
+        # A fetch is short: a peer that dropped or refused a connection is tried again
+        # after 2 s rather than libtorrent's default minute.
+        self.session.apply_settings({"close_redundant_connections": False, "min_reconnect_time": 2})
         self.workdir = workdir
         self.deadline = time.monotonic() + timeout
         self.torrents: list[_Torrent] = []

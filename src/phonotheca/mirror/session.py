@@ -1,10 +1,13 @@
 """The mirror's libtorrent session: download and seed torrents until told to stop.
 
-Crash safety: resume data is saved every :data:`RESUME_INTERVAL` seconds for torrents that
-changed, at once when a torrent completes, and for all on a graceful stop; every state
-file is written atomically. A restart loads the resume data and trusts the pieces it
-lists, so complete data is not hashed again; a ``kill -9`` loses at most the pieces
-downloaded since the last save, which are fetched again.
+Crash safety: every :data:`SAVE_INTERVAL` seconds, a torrent that got new pieces has its
+resume data saved and its verified-piece bitfield rewritten; resume data is also saved
+every :data:`RESUME_INTERVAL` seconds for any other change (upload counters), at once when
+a torrent completes, and for all on a graceful stop; every state file is written
+atomically. A restart loads the resume data and trusts the pieces it lists, so verified
+data is not hashed again; a ``kill -9`` loses at most the pieces downloaded in the last
+``SAVE_INTERVAL`` seconds, which are fetched again. Without resume data (killed before
+the first save) libtorrent hashes the files on disk and keeps every good piece.
 """
 
 from __future__ import annotations
@@ -21,24 +24,20 @@ from typing import Any
 import libtorrent as lt
 
 from phonotheca.config import MirrorSettings
+from phonotheca.mirror import alerts
+from phonotheca.mirror.alerts import WATCHED, SwarmHealth
 from phonotheca.mirror.state import MirrorDir, atomic_write, utc_now, write_verified
-from phonotheca.mirror.status import MirrorStatus, TorrentStatus, write_status
+from phonotheca.mirror.status import MirrorStatus, TorrentStatus, TrackerStatus, write_status
 
 RESUME_INTERVAL = 60.0
-"""Seconds between saves of resume data for torrents that changed."""
+"""Seconds between saves of resume data for torrents that changed in any way."""
 STATUS_INTERVAL = 2.0
 """Seconds between rewrites of the status file."""
-VERIFIED_INTERVAL = 10.0
-"""Seconds between rewrites of a downloading torrent's verified-piece bitfield."""
+SAVE_INTERVAL = 10.0
+"""Seconds between saves (resume data and verified bitfield) of a downloading torrent:
+the most download progress a ``kill -9`` can lose."""
 STOP_TIMEOUT = 4.0
 """Seconds a graceful stop waits for libtorrent to hand over resume data."""
-
-_ALERTS = (
-    lt.alert_category.error
-    | lt.alert_category.status
-    | lt.alert_category.storage
-    | lt.alert_category.tracker
-)
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,8 @@ class SessionOptions:
     max_up: int = 0
     """Bytes per second; 0 is unlimited."""
     max_down: int = 0
+    save_interval: float = SAVE_INTERVAL
+    """Seconds between saves of download progress (see :data:`SAVE_INTERVAL`)."""
 
     @classmethod
     def from_settings(
@@ -62,6 +63,7 @@ class SessionOptions:
         listen: str | None = None,
         max_up: int = 0,
         max_down: int = 0,
+        save_interval: float = SAVE_INTERVAL,
     ) -> SessionOptions:
         return cls(
             listen=listen or settings.listen,
@@ -71,6 +73,7 @@ class SessionOptions:
             natpmp=settings.natpmp,
             max_up=max_up,
             max_down=max_down,
+            save_interval=save_interval,
         )
 
 
@@ -84,7 +87,7 @@ def session_settings(options: SessionOptions) -> dict[str, Any]:
         "enable_natpmp": options.natpmp,
         "upload_rate_limit": options.max_up,
         "download_rate_limit": options.max_down,
-        "alert_mask": int(_ALERTS),
+        "alert_mask": int(WATCHED),
         # Several peers behind one address (a LAN, or 127.0.0.1 in tests) must all connect.
         "allow_multiple_connections_per_ip": True,
         # A mirror seeds everything it holds, not five torrents at a time.
@@ -121,8 +124,11 @@ class Held:
     error: str | None = None
     verified_count: int = -1
     verified_at: float = 0.0
+    saved_pieces: int = -1
+    """Pieces held when its resume data was last asked for (-1: not yet)."""
     completed: bool = False
     """Whether :meth:`MirrorSession._complete` ran for it in this session."""
+    health: SwarmHealth = field(default_factory=SwarmHealth)
 
 
 @dataclass
@@ -140,7 +146,6 @@ class MirrorSession:
     on_event: Callable[[str], None] | None = None
     started_at: str = field(default_factory=utc_now)
     _pending_resume: set[str] = field(default_factory=set)
-    verified_interval: float = VERIFIED_INTERVAL
     _write_failed: bool = False
     _by_hash: dict[str, str] = field(default_factory=dict)
 
@@ -162,12 +167,17 @@ class MirrorSession:
                 self.event(f"{name}: resume data unreadable, checking the files instead")
         if params is None:
             params = lt.add_torrent_params()
+        # A mirror wants every piece, whatever priorities an earlier session left behind.
+        params.piece_priorities = []
+        params.file_priorities = []
         params.ti = ti
         params.save_path = str(self.mirror.torrents)
         if web_seeds:
             params.url_seeds = sorted(set(params.url_seeds) | set(web_seeds))
         handle = self.session.add_torrent(params)
         held = Held(name, kind, handle, ti.piece_length(), ti.num_pieces(), ti.total_size())
+        if resume.exists():
+            held.saved_pieces = sum(params.have_pieces)
         self.held[name] = held
         self._by_hash[infohash(handle)] = name
         return held
@@ -209,7 +219,7 @@ class MirrorSession:
                 if next_resume:
                     self.save_resume(only_changed=True)
                 next_resume = now + RESUME_INTERVAL
-            self._write_verified(force=False)
+            self._save_progress(now)
             if now >= next_status:
                 self._check_completed()
                 self._write_status("running", on_status)
@@ -232,7 +242,7 @@ class MirrorSession:
             self.event(
                 f"resume data not saved in time for: {', '.join(sorted(self._pending_resume))}"
             )
-        self._write_verified(force=True)
+        self._write_verified()
         self._write_status("stopped", on_status)
 
     def save_resume(self, *, only_changed: bool) -> None:
@@ -242,8 +252,26 @@ class MirrorSession:
                 continue
             if only_changed and not handle.need_save_resume_data():
                 continue
-            handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
-            self._pending_resume.add(held.name)
+            self._save_one(held)
+
+    def _save_one(self, held: Held) -> None:
+        """Ask for resume data (written when its alert comes) with the pieces held now."""
+        held.saved_pieces = held.handle.status(0).num_pieces
+        held.handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
+        self._pending_resume.add(held.name)
+
+    def _save_progress(self, now: float) -> None:
+        """Every ``save_interval``: torrents with new pieces get their resume data and
+        verified bitfield saved, so a ``kill -9`` loses at most that much progress."""
+        for held in self.held.values():
+            if now - held.verified_at < self.options.save_interval or held.completed:
+                continue
+            pieces = held.handle.status(0).num_pieces
+            if pieces != held.verified_count:
+                self._keep(self._write_one_verified, held)
+            if pieces != held.saved_pieces and held.name not in self._pending_resume:
+                self._save_one(held)
+            held.verified_at = now
 
     def _name(self, alert: Any) -> str | None:
         try:
@@ -252,6 +280,8 @@ class MirrorSession:
             return None
 
     def _handle_alerts(self) -> None:
+        failed: dict[str, list[int]] = {}
+        now = time.monotonic()
         for alert in self.session.pop_alerts():
             name = self._name(alert) if hasattr(alert, "handle") else None
             if isinstance(alert, lt.save_resume_data_alert):
@@ -272,26 +302,33 @@ class MirrorSession:
                     self.held[name].checks += 1
             elif isinstance(alert, lt.file_error_alert):
                 self._file_error(name, alert)
-            elif isinstance(alert, lt.hash_failed_alert):
-                self.event(
-                    f"{name}: piece {alert.piece_index} failed its hash check (a peer or web"
-                    " seed sent bad data); it is downloaded again, verified data is untouched"
-                )
-            elif isinstance(alert, lt.tracker_error_alert):
-                self.event(
-                    f"{name}: tracker {alert.tracker_url()} unreachable ({alert.error.message()});"
-                    " other trackers, web seeds and known peers keep working"
-                )
+            elif isinstance(alert, lt.tracker_error_alert) and name in self.held:
+                self._say(alerts.tracker_error(name, self.held[name].health, alert))
+            elif isinstance(alert, lt.tracker_reply_alert) and name in self.held:
+                self._say(alerts.tracker_reply(name, self.held[name].health, alert))
+            elif isinstance(alert, lt.hash_failed_alert) and name in self.held:
+                # Named after the whole batch: the ban of the peer that sent it comes
+                # next to it (before or after).
+                failed.setdefault(name, []).append(int(alert.piece_index))
+            elif isinstance(alert, lt.peer_ban_alert) and name in self.held:
+                alerts.peer_banned(self.held[name].health, alerts.endpoint(alert), now)
             elif isinstance(alert, lt.torrent_error_alert):
                 self.event(f"{name}: {alert.error.message()}")
+        for name, pieces in failed.items():
+            self.event(alerts.hash_failed(name, self.held[name].health, pieces))
+        for held in self.held.values():
+            self._say(alerts.lone_bans(held.name, held.health, now))
+
+    def _say(self, message: str | None) -> None:
+        if message is not None:
+            self.event(message)
 
     def _complete(self, held: Held) -> None:
         """A torrent has every piece: save its state now, and let the owner act on it."""
         if held.completed:
             return
         held.completed = True
-        held.handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
-        self._pending_resume.add(held.name)
+        self._save_one(held)
         self._keep(self._write_one_verified, held)
         if held.kind != "metadata" or self.on_complete is None:
             self.event(f"{held.name}: complete, seeding")
@@ -330,13 +367,9 @@ class MirrorSession:
         held.verified_count = sum(have)
         held.verified_at = time.monotonic()
 
-    def _write_verified(self, *, force: bool) -> None:
-        now = time.monotonic()
+    def _write_verified(self) -> None:
         for held in self.held.values():
-            if not force and now - held.verified_at < self.verified_interval:
-                continue
-            if force or held.handle.status(0).num_pieces != held.verified_count:
-                self._keep(self._write_one_verified, held)
+            self._keep(self._write_one_verified, held)
 
     def snapshot(self, state: str) -> MirrorStatus:
         torrents = []
@@ -362,6 +395,12 @@ class MirrorSession:
                     ratio=s.all_time_upload / held.size if held.size else None,
                     checks=held.checks,
                     error=error,
+                    trackers_down=[
+                        TrackerStatus(url=t.url, error=t.error, failures=t.failures, since=t.since)
+                        for t in held.health.trackers_down.values()
+                    ],
+                    hash_failures=held.health.hash_failures,
+                    banned_peers=list(held.health.banned),
                 )
             )
         return MirrorStatus(

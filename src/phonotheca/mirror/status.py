@@ -15,6 +15,17 @@ import msgspec
 from phonotheca.mirror.state import MirrorDir, atomic_write, running_pid
 
 
+class TrackerStatus(msgspec.Struct, kw_only=True):
+    """A tracker that does not answer (the mirror keeps retrying it)."""
+
+    url: str
+    error: str
+    failures: int
+    """Failed announces in a row."""
+    since: str
+    """When it was first found down (UTC ISO 8601)."""
+
+
 class TorrentStatus(msgspec.Struct, kw_only=True):
     name: str
     kind: str
@@ -37,6 +48,11 @@ class TorrentStatus(msgspec.Struct, kw_only=True):
     checks: int = 0
     """Times libtorrent entered checking_files since the mirror started (re-hashing)."""
     error: str | None = None
+    trackers_down: list[TrackerStatus] = msgspec.field(default_factory=list)
+    hash_failures: int = 0
+    """Pieces received with bad data since the mirror started (thrown away, fetched again)."""
+    banned_peers: list[str] = msgspec.field(default_factory=list)
+    """``ip:port`` of peers banned for sending bad data."""
 
 
 class MirrorStatus(msgspec.Struct, kw_only=True):
