@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -38,6 +39,10 @@ SAVE_INTERVAL = 10.0
 the most download progress a ``kill -9`` can lose."""
 STOP_TIMEOUT = 4.0
 """Seconds a graceful stop waits for libtorrent to hand over resume data."""
+
+
+DISK_FULL_MARGIN = 1 << 20
+"""Free bytes under which a file error is taken for a full disk."""
 
 
 @dataclass(frozen=True)
@@ -341,10 +346,22 @@ class MirrorSession:
             if not held.completed and held.handle.status(0).is_finished:
                 self._complete(held)
 
+    def _disk_full(self, code: int) -> bool:
+        """ENOSPC, or an error a full disk causes indirectly: a directory that could not be
+        created makes libtorrent's open fail with ENOENT."""
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if code not in (errno.ENOENT, errno.EIO):
+            return False
+        try:
+            return shutil.disk_usage(self.mirror.root).free < DISK_FULL_MARGIN
+        except OSError:
+            return False
+
     def _file_error(self, name: str | None, alert: Any) -> None:
         code = alert.error.value()
         path = alert.filename()
-        if code == errno.ENOSPC:
+        if self._disk_full(code):
             message = (
                 f"{name}: disk full while writing {path}; the torrent is paused and what is"
                 f" already verified is kept. Free space on {self.mirror.root} or lower --budget,"
