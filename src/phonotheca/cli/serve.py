@@ -35,8 +35,8 @@ from phonotheca.config import load_settings
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=1,
-    show_default=True,
+    default=lambda: os.cpu_count() or 1,
+    show_default="number of CPUs",
     help="Server processes; more than one uses several cores (each process opens its own"
     " catalog connections).",
 )
