@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -43,6 +42,7 @@ from phonotheca.audio.oggopus import (
     opus_tags_packet,
     replace_headers,
 )
+from phonotheca.durable import write_atomically
 
 MIN_KBPS, MAX_KBPS = 6, 510
 """libopus' range of bitrates (kbit/s)."""
@@ -136,7 +136,7 @@ def transcode_to_opus(source: Path, dest: Path, *, kbps: int, tags: OpusTags) ->
     or does not decode; an error writing ``dest`` is raised as the ``OSError`` it is.
     """
     data, result = encode_opus(source, kbps=kbps, tags=tags)
-    _write_atomically(Path(dest), data)
+    write_atomically(Path(dest), data)
     return result
 
 
@@ -318,22 +318,3 @@ def _ffmpeg_reason(exc: Exception) -> str:
     """FFmpeg's message without the file name PyAV appends (the caller names the file)."""
     strerror = getattr(exc, "strerror", None)
     return str(strerror) if strerror else str(exc)
-
-
-def _write_atomically(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(dest)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -39,8 +39,8 @@ from phonotheca.build.tarvolume import (
     VolumeFile,
     VolumeWriter,
     plan_volumes,
-    sync_directory,
 )
+from phonotheca.durable import sync_directory
 
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 BAGIT_FILE = "bagit.txt"

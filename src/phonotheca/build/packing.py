@@ -16,7 +16,8 @@ from pathlib import Path
 
 from phonotheca.build.bag import BagInfo, PackItem, bag_size, pack_collection, plan_payload
 from phonotheca.build.index import CoverEntry, IndexEntry
-from phonotheca.build.tarvolume import PackError, sync_directory
+from phonotheca.build.tarvolume import PackError
+from phonotheca.durable import sync_directory
 from phonotheca.torrents.make import assemble_torrent, write_torrent
 from phonotheca.torrents.pieces import PieceHasher, piece_length_for
 

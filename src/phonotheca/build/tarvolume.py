@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from phonotheca.durable import sync_directory
+
 BLOCK = 512
 """Tar block size: headers, data and padding come in 512-byte blocks."""
 RECORD = 20 * BLOCK
@@ -302,15 +304,6 @@ def plan_volumes(
 def check_volume_size(max_volume_size: int) -> None:
     if max_volume_size < RECORD:
         raise PackError(f"the volume size must be at least {RECORD} bytes")
-
-
-def sync_directory(path: Path) -> None:
-    """fsync a directory so that renames in it survive a power cut."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass

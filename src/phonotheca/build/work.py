@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from phonotheca.build.tarvolume import member_name
+from phonotheca.durable import write_atomically
 
 HASH_CHUNK = 1 << 20
 
@@ -200,7 +201,7 @@ def _stage_opus(item: WorkItem, staging_dir: Path, source_sha256: str) -> Staged
             result.duration_ms,
             result.bitrate,
         )
-        _write_atomic(sidecar, msgspec.json.encode(done))
+        write_atomically(sidecar, msgspec.json.encode(done), unique=True)
     return Staged(
         item,
         path=str(dest),
@@ -222,15 +223,6 @@ def _read_sidecar(sidecar: Path, dest: Path) -> _StagedOpus | None:
     except (OSError, msgspec.DecodeError):
         pass
     return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
 
 
 _ITEM_SQL = """

@@ -24,10 +24,11 @@ import libtorrent as lt
 
 from phonotheca.build.index import IndexEntry, read_index
 from phonotheca.build.tarvolume import BLOCK, PAYLOAD_DIR, member_name
+from phonotheca.durable import write_atomically
 from phonotheca.mirror.layout import INDEX_PATH, TorrentLayout, read_layout
 from phonotheca.mirror.session import SessionOptions, make_session
 from phonotheca.mirror.sources import torrent_data
-from phonotheca.mirror.state import MirrorError, atomic_write
+from phonotheca.mirror.state import MirrorError
 from phonotheca.torrents.listing import Listing, TorrentEntry, read_listing
 
 CODEC_EXTENSIONS = {"opus": "opus", "vorbis": "ogg", "flac": "flac", "mp3": "mp3", "aac": "m4a"}
@@ -240,7 +241,7 @@ def fetch_track(
                 " bad data that passed the piece hash, or the torrent is damaged); not written"
             )
         target = out / member_name(track_id, _extension(header, line)) if out.is_dir() else out
-        atomic_write(target, data)
+        write_atomically(target, data)
         return FetchResult(
             track_id=track_id,
             collection=torrent.entry.collection,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import libtorrent as lt
 
+from phonotheca.durable import write_atomically
 from phonotheca.mirror.session import SessionOptions, make_session
-from phonotheca.mirror.state import MirrorDir, atomic_write
+from phonotheca.mirror.state import MirrorDir
 from phonotheca.torrents.listing import ListingError, read_listing
 
 DEFAULT = 4
@@ -115,7 +116,7 @@ def repair_pieces(
                     params = alert.params
                     params.piece_priorities = []
                     params.flags &= ~lt.torrent_flags.paused
-                    atomic_write(mirror.resume_file(owner), lt.write_resume_data_buf(params))
+                    write_atomically(mirror.resume_file(owner), lt.write_resume_data_buf(params))
     for name in handles:
         done.setdefault(name, False)
     return done

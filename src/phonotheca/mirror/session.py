@@ -25,9 +25,10 @@ from typing import Any
 import libtorrent as lt
 
 from phonotheca.config import MirrorSettings
+from phonotheca.durable import write_atomically
 from phonotheca.mirror import alerts
 from phonotheca.mirror.alerts import WATCHED, SwarmHealth
-from phonotheca.mirror.state import MirrorDir, atomic_write, utc_now, write_verified
+from phonotheca.mirror.state import MirrorDir, utc_now, write_verified
 from phonotheca.mirror.status import MirrorStatus, TorrentStatus, TrackerStatus, write_status
 
 RESUME_INTERVAL = 60.0
@@ -293,7 +294,7 @@ class MirrorSession:
                 if name is not None:
                     self._pending_resume.discard(name)
                     self._keep(
-                        atomic_write,
+                        write_atomically,
                         self.mirror.resume_file(name),
                         lt.write_resume_data_buf(alert.params),
                     )

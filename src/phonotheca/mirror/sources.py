@@ -12,7 +12,8 @@ from pathlib import Path
 
 import libtorrent as lt
 
-from phonotheca.mirror.state import MirrorDir, MirrorError, atomic_write
+from phonotheca.durable import write_atomically
+from phonotheca.mirror.state import MirrorDir, MirrorError
 from phonotheca.torrents.listing import (
     Listing,
     TorrentEntry,
@@ -26,7 +27,7 @@ def load_listing(source: str, mirror: MirrorDir | None = None) -> Listing:
     """Read ``torrents.json``; with ``mirror``, keep a copy there (``DIR/torrents.json``)."""
     listing = read_listing(source)
     if mirror is not None:
-        atomic_write(mirror.listing, encode_listing(listing))
+        write_atomically(mirror.listing, encode_listing(listing))
     return listing
 
 
@@ -78,5 +79,5 @@ def torrent_data(
             " the listing and the .torrent files are out of step, ask the publisher"
         )
     if mirror is not None:
-        atomic_write(mirror.torrent_file(entry.name), data)
+        write_atomically(mirror.torrent_file(entry.name), data)
     return data

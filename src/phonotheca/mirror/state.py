@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from phonotheca.durable import write_atomically
 from phonotheca.torrents.listing import LISTING_FILE
 
 STATE_DIR = ".mirror"
@@ -38,23 +39,8 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via ``<path>.partial``, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError:
-        partial.unlink(missing_ok=True)  # the old file stays as it was
-        raise
-    os.replace(partial, path)
-
-
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1).encode() + b"\n")
+    write_atomically(path, json.dumps(data, ensure_ascii=False, indent=1).encode() + b"\n")
 
 
 def read_json(path: Path) -> Any:

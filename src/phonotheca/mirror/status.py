@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 
-from phonotheca.mirror.state import MirrorDir, atomic_write, running_pid
+from phonotheca.durable import write_atomically
+from phonotheca.mirror.state import MirrorDir, running_pid
 
 
 class TrackerStatus(msgspec.Struct, kw_only=True):
@@ -81,7 +82,7 @@ _decoder = msgspec.json.Decoder(MirrorStatus)
 
 
 def write_status(mirror: MirrorDir, status: MirrorStatus) -> None:
-    atomic_write(mirror.status_file, msgspec.json.format(_encoder.encode(status), indent=1))
+    write_atomically(mirror.status_file, msgspec.json.format(_encoder.encode(status), indent=1))
 
 
 def read_status(mirror: MirrorDir) -> MirrorStatus | None:

@@ -73,11 +73,16 @@ def _credits(
     return out
 
 
-_SUMMARY_SQL = """
-    SELECT t.id, t.public_id, t.title, t.artist_credit, a.public_id, a.title, t.disc_number,
-           t.track_number, t.duration_ms, t.isrc, t.popularity, t.listens, t.explicit
-    FROM tracks t LEFT JOIN albums a ON a.id = t.album_id
+_SUMMARY_COLUMNS = """
+    t.id, t.public_id, t.title, t.artist_credit, a.public_id, a.title, t.disc_number,
+    t.track_number, t.duration_ms, t.isrc, t.popularity, t.listens, t.explicit
 """
+_SUMMARY_SQL = f"SELECT {_SUMMARY_COLUMNS} FROM tracks t LEFT JOIN albums a ON a.id = t.album_id"
+# The same columns for search hits, by their rank keys (the key last).
+_HITS_SQL = (
+    f"SELECT {_SUMMARY_COLUMNS}, r.key FROM search_rank r JOIN tracks t ON t.id = r.track_id"
+    " LEFT JOIN albums a ON a.id = t.album_id WHERE r.key IN ({marks})"
+)
 
 
 class Browser:
@@ -150,8 +155,13 @@ class Browser:
     # -- search and shuffle ------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 20, offset: int = 0) -> list[TrackSummary]:
-        hits = engine.search(self.conn(), text, limit=limit, offset=offset)
-        return self.tracks_by_public_id([h.id for h in hits])
+        """Most popular matches first; the hits' rows read once, by rank key."""
+        conn = self.conn()
+        keys = engine.search_keys(conn, text, limit, offset)
+        if not keys:
+            return []
+        by_key = {r[-1]: r for r in conn.execute(_HITS_SQL.format(marks=_marks(len(keys))), keys)}
+        return self._summaries([by_key[k] for k in keys if k in by_key])
 
     def shuffle(self, n: int, rng: random.Random | None = None) -> list[TrackSummary]:
         hits = engine.shuffle(self.conn(), n, rng)

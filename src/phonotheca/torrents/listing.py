@@ -8,13 +8,14 @@ a newer major ``version``.
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from phonotheca.durable import write_atomically
 
 FORMAT = "phonotheca-torrents"
 VERSION = 1
@@ -189,12 +190,7 @@ SCHEMA_FILE = Path(__file__).with_name("torrents.schema.json")
 
 def write_listing(listing: Listing, path: Path) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        f.write(encode_listing(listing))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    write_atomically(path, encode_listing(listing))
 
 
 def resolve_url(listing_source: str | Path, listing: Listing, relative: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
+from phonotheca.durable import write_atomically
 from phonotheca.torrents import bencode
 from phonotheca.torrents.pieces import (
     PAD_DIRECTORY,
@@ -234,15 +235,4 @@ def make_torrent(
 
 def write_torrent(torrent: Torrent, path: Path) -> None:
     """Write ``torrent.data`` to ``path`` atomically: ``<path>.partial``, fsync, rename."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        f.write(torrent.data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(Path(path), torrent.data)

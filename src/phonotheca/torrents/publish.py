@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import sqlite3
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phonotheca.archive import Archive
+from phonotheca.durable import write_atomically
 from phonotheca.torrents import bencode
 from phonotheca.torrents.listing import (
     KINDS,
@@ -264,12 +264,7 @@ def whitelist_lines(listing: Listing) -> list[str]:
 
 def write_whitelist(listing: Listing, path: Path) -> None:
     """Write the whitelist atomically (opentracker may reload it at any moment)."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="ascii") as f:
-        f.write("".join(f"{line}\n" for line in whitelist_lines(listing)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    write_atomically(path, "".join(f"{line}\n" for line in whitelist_lines(listing)).encode())
 
 
 def publish(

@@ -1,0 +1,45 @@
+"""Files that survive a crash: written whole or not at all, renames that stick.
+
+Every small file Phonotheca writes (sidecars, listings, ``.torrent`` files, mirror state)
+goes through :func:`write_atomically`: a reader, or a run after ``kill -9`` or a power
+cut, sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+def sync_directory(path: Path) -> None:
+    """fsync a directory so that renames in it survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, *, unique: bool = False) -> None:
+    """Write ``data`` to ``path``: ``<name>.partial``, fsync, rename, fsync the directory.
+
+    The parent directory is created when missing. On failure (disk full, ...) the partial
+    file is removed and ``path`` is left as it was. With ``unique``, the partial file's
+    name carries the process and thread, for files that several writers may produce at
+    once (the last rename wins; each wrote the whole file).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = f".{os.getpid()}.{threading.get_ident()}.partial" if unique else ".partial"
+    partial = path.with_name(path.name + suffix)
+    try:
+        with open(partial, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
