@@ -69,7 +69,7 @@ class RecordingSink:
         self.order.append(path)
         self.files[path] = bytearray()
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview, *, stable: bool = False) -> None:
         assert self.current is not None
         self.files[self.current] += data
 

@@ -6,6 +6,13 @@ its name is not printable ASCII or longer than 100 bytes, or its size needs more
 octal digits. Every byte written to a volume goes to an optional byte sink, so a piece
 hasher sees each file as it is written, and volumes appear under their final name only
 once complete (``<name>.partial``, fsync, rename).
+
+A member read from a file is copied inside the kernel (:mod:`phonotheca.build.filecopy`)
+in windows of :data:`COPY_WINDOW` bytes; each window is then hashed through a read-only
+mapping of the volume, so the digests cover exactly the bytes the volume holds. The
+member and volume SHA-256 run on two threads of their own, and the piece hasher's
+threads hash the same mapped pages: on two cores the three hashes of each byte run side
+by side while the next window is copied.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from phonotheca.build.filecopy import copy_range, map_range, start_writeback
 from phonotheca.durable import sync_directory
 
 BLOCK = 512
@@ -29,6 +37,10 @@ RECORD = 20 * BLOCK
 """Volumes are padded to a multiple of the POSIX default record (blocking factor 20)."""
 DEFAULT_VOLUME_SIZE = 4 * 2**30
 COPY_CHUNK = 2**20
+COPY_WINDOW = 32 * 2**20
+"""Bytes of a member copied in the kernel, then mapped and hashed, at a time."""
+KERNEL_COPY_MIN = 256 * 2**10
+"""Members smaller than this are copied through a buffer: a mapping would cost more."""
 MAX_NAME_BYTES = 100
 """The ustar name field; :func:`member_name` stays within it so pax headers are rare."""
 MAX_OCTAL_11 = 8**11 - 1
@@ -42,11 +54,13 @@ PAYLOAD_DIR = "data"
 
 class ByteSink(Protocol):
     """Sees every file of a bag as it is written: ``start_file(path)`` (relative to the bag,
-    ``/``-separated), ``update(chunk)`` for each chunk in order, ``end_file()``. The
-    torrents' ``PieceHasher`` is one."""
+    ``/``-separated), ``update(chunk)`` for each chunk in order, ``end_file()``. A chunk
+    passed with ``stable=True`` is a read-only mapping of finished volume bytes, which the
+    sink may keep and read later instead of copying. The torrents' ``PieceHasher`` is
+    one."""
 
     def start_file(self, path: str) -> None: ...
-    def update(self, data: bytes) -> None: ...
+    def update(self, data: bytes | memoryview, *, stable: bool = False) -> None: ...
     def end_file(self) -> None: ...
 
 
@@ -318,23 +332,23 @@ class _OpenVolume:
 
 
 class _DigestThread:
-    """SHA-256 of members and volumes, computed in order on a thread of its own.
+    """Digests computed in order on a thread of its own (one for volumes, one for members).
 
-    hashlib releases the GIL on large updates, so the writer's thread only reads,
-    writes and feeds the piece hasher while the digests run on another core. Work items
-    run strictly in the order queued; a check of a member's digest is queued after its
-    data, so it sees the whole member.
+    hashlib releases the GIL on large updates, so the writer's thread only copies and
+    feeds the piece hasher while the digests run on other cores. Work items run strictly
+    in the order queued; a check of a member's digest is queued after its data, so it
+    sees the whole member.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self._queue: queue.Queue[
-            tuple[tuple[hashlib._Hash, ...], bytes] | Callable[[], None] | None
+            tuple[hashlib._Hash, bytes | memoryview] | Callable[[], None] | None
         ] = queue.Queue(maxsize=DIGEST_QUEUE)
-        self._thread = threading.Thread(target=self._run, name="tar-digests", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def update(self, digests: tuple[hashlib._Hash, ...], chunk: bytes) -> None:
-        self._queue.put((digests, chunk))
+    def update(self, digest: hashlib._Hash, chunk: bytes | memoryview) -> None:
+        self._queue.put((digest, chunk))
 
     def call(self, fn: Callable[[], None]) -> None:
         self._queue.put(fn)
@@ -343,8 +357,9 @@ class _DigestThread:
         self._queue.join()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def _run(self) -> None:
         while True:
@@ -355,9 +370,9 @@ class _DigestThread:
                 if callable(item):
                     item()
                 else:
-                    digests, chunk = item
-                    for d in digests:
-                        d.update(chunk)
+                    digest, chunk = item
+                    digest.update(chunk)
+                    del item, chunk  # a mapped window is unmapped once nobody holds it
             finally:
                 self._queue.task_done()
 
@@ -391,7 +406,8 @@ class VolumeWriter:
         self._current: _OpenVolume | None = None
         self._names: set[str] = set()
         self._failed = False
-        self._digests = _DigestThread()
+        self._volume_digests = _DigestThread("tar-volume-digest")
+        self._member_digests = _DigestThread("tar-member-digest")
         self._mismatch: list[PackError] = []
 
     def __enter__(self) -> VolumeWriter:
@@ -401,7 +417,10 @@ class VolumeWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            try:
+                self.abort()
+            finally:
+                self._stop_threads()
 
     def add(
         self, name: str, size: int, data: bytes | BinaryIO | Path, sha256: str | None = None
@@ -440,15 +459,18 @@ class VolumeWriter:
                     self._emit(vol, bytes(view[start : start + COPY_CHUNK]), digest)
             elif isinstance(data, Path):
                 with data.open("rb", buffering=0) as stream:
-                    self._copy(vol, name, size, stream, digest)
+                    if size < KERNEL_COPY_MIN or not self._copy_in_kernel(
+                        vol, name, size, stream, digest
+                    ):
+                        self._copy(vol, name, size, stream, digest)
             else:
                 self._copy(vol, name, size, data, digest)
             self._emit(vol, bytes(_padding(size)))
             if sha256 is None:
-                self._digests.drain()
+                self._member_digests.drain()
                 sha256 = digest.hexdigest()
             else:
-                self._digests.call(self._checker(name, digest, sha256))
+                self._member_digests.call(self._checker(name, digest, sha256))
         except BaseException:
             self._failed = True
             self.abort()
@@ -486,22 +508,67 @@ class VolumeWriter:
                 f"{name}: the data is longer than its size of {size} bytes", member=name
             )
 
+    def _copy_in_kernel(
+        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
+    ) -> bool:
+        """Copy a member's data with :func:`copy_range`, then hash it from the volume;
+        False (nothing copied) where the kernel cannot copy between the two files."""
+        src, dst = stream.fileno(), vol.file.fileno()
+        left = size
+        while left:
+            start = vol.used
+            want = min(COPY_WINDOW, left)
+            done = 0
+            while done < want:
+                n = copy_range(src, dst, want - done)
+                if n is None:
+                    if left == size and done == 0:
+                        return False
+                    raise PackError(f"{name}: the kernel stopped copying", member=name)
+                if n == 0:
+                    raise PackError(
+                        f"{name}: the data ended after {size - left + done} of {size} bytes",
+                        member=name,
+                    )
+                done += n
+            window = map_range(dst, start, want)
+            self._volume_digests.update(vol.digest, window)
+            self._member_digests.update(digest, window)
+            vol.used += want
+            if self.sink is not None:
+                self.sink.update(window, stable=True)
+            del window
+            start_writeback(dst, start, want)
+            left -= want
+        if os.pread(src, 1, size):
+            raise PackError(
+                f"{name}: the data is longer than its size of {size} bytes", member=name
+            )
+        return True
+
     def _emit(self, vol: _OpenVolume, chunk: bytes, member: hashlib._Hash | None = None) -> None:
         if not chunk:
             return
-        self._digests.update((vol.digest,) if member is None else (member, vol.digest), chunk)
+        self._volume_digests.update(vol.digest, chunk)
+        if member is not None:
+            self._member_digests.update(member, chunk)
         vol.file.write(chunk)
         vol.used += len(chunk)
         if self.sink is not None:
             self.sink.update(chunk)
 
+    def _drain(self) -> None:
+        self._volume_digests.drain()
+        self._member_digests.drain()
+
     def _open(self) -> _OpenVolume:
         name = volume_name(self.collection, len(self.volumes) + 1)
         path = self.data_dir / name
         partial = path.with_name(name + PARTIAL_SUFFIX)
-        # "wb" truncates whatever a killed run left under the .partial name. Unbuffered:
-        # data comes in chunks of a MiB, headers are the only small writes.
-        self._current = _OpenVolume(name, path, partial, partial.open("wb", buffering=0))
+        # "w+b" truncates whatever a killed run left under the .partial name, and opens for
+        # reading too, so copied windows can be mapped. Unbuffered: data comes in chunks
+        # of a MiB or more, headers are the only small writes.
+        self._current = _OpenVolume(name, path, partial, partial.open("w+b", buffering=0))
         if self.sink is not None:
             self.sink.start_file(f"{PAYLOAD_DIR}/{name}")
         return self._current
@@ -513,7 +580,7 @@ class VolumeWriter:
         self._emit(vol, bytes(end))
         if self.sink is not None:
             self.sink.end_file()
-        self._digests.drain()
+        self._drain()
         if self._mismatch:
             self._failed = True
             self.abort()
@@ -531,14 +598,18 @@ class VolumeWriter:
             if self._current is not None:
                 self._finish()
         finally:
-            self._digests.close()
+            self._stop_threads()
         return self.volumes
+
+    def _stop_threads(self) -> None:
+        self._volume_digests.close()
+        self._member_digests.close()
 
     def abort(self) -> None:
         """Drop the unfinished volume; finished ones stay."""
         vol = self._current
         if vol is not None:
-            self._digests.drain()
+            self._drain()
             vol.file.close()
             vol.partial.unlink(missing_ok=True)
             self._current = None

@@ -225,8 +225,9 @@ class PieceHasher:
 
     Pieces are hashed in batches of 1 MiB (or one piece, if larger), so that small pieces do
     not cost a thread hand-over each. Other data is copied into a batch buffer, but ``bytes``
-    given to :meth:`update` (which cannot change) are hashed where they are, in the whole
-    batches they hold: write a track's data in one call and it is never copied.
+    given to :meth:`update` (which cannot change), or data passed as ``stable``, are hashed
+    where they are, in the whole batches they hold: write a track's data in one call and it
+    is never copied.
     """
 
     def __init__(self, piece_length: int, *, hybrid: bool = False, workers: int = 2) -> None:
@@ -300,12 +301,17 @@ class PieceHasher:
         self._current = _OpenFile(parts)
         self._files.append(self._current)
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        """Add the next bytes of the current file."""
+    def update(self, data: bytes | bytearray | memoryview, *, stable: bool = False) -> None:
+        """Add the next bytes of the current file.
+
+        ``stable``: the caller promises the data will not change before :meth:`finish`
+        (``bytes`` never do; a read-only mapping of a finished file region does not), so
+        whole batches in it are hashed where they are, without a copy.
+        """
         self._require_file()
         view = memoryview(data).cast("B")
-        if isinstance(data, bytes):
-            # bytes cannot change under the workers: the whole batches in them need no copy.
+        if stable or isinstance(data, bytes):
+            # Data that cannot change under the workers: whole batches need no copy.
             open_piece = self._fill - self._piece_start
             head = self.piece_length - open_piece if open_piece else 0
             if len(view) - head >= self._batch_length:

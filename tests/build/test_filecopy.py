@@ -1,0 +1,184 @@
+"""Members copied inside the kernel and hashed through a mapping of the volume: the same
+bytes, digests and piece hashes as the buffered copy, the same errors, and a fallback
+where the kernel cannot copy."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from phonotheca.build import PackError, VolumeWriter, filecopy, tarvolume
+from phonotheca.build.tarvolume import PackedMember
+from phonotheca.torrents import PieceHasher
+from tests.build import MTIME, RecordingSink, audio
+
+# Members larger than the kernel-copy threshold, several windows each, starting at
+# offsets that are not page aligned (a 512-byte header comes first).
+SIZES = [300_000, 700_001, 1_500_000, 5]
+WINDOW = 256 * 1024
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> list[Path]:
+    paths = []
+    for i, size in enumerate(SIZES):
+        path = tmp_path / f"src{i}.flac"
+        path.write_bytes(audio(40 + i, size))
+        paths.append(path)
+    return paths
+
+
+def pack(
+    out: Path, sources: list[Path], *, hybrid: bool = False
+) -> tuple[bytes, bytes, list[PackedMember]]:
+    """Pack the sources into one volume; return its bytes, the piece hashes and the members."""
+    out.mkdir()
+    sink = RecordingSink()
+    hasher = PieceHasher(64 * 1024, hybrid=hybrid)
+
+    class Both:
+        def start_file(self, path: str) -> None:
+            sink.start_file(path)
+            hasher.start_file(path)
+
+        def update(self, data: bytes | memoryview, *, stable: bool = False) -> None:
+            sink.update(data, stable=stable)
+            hasher.update(data, stable=stable)
+
+        def end_file(self) -> None:
+            sink.end_file()
+            hasher.end_file()
+
+    with VolumeWriter(out, "k", mtime=MTIME, sink=Both()) as writer:
+        members = [
+            writer.add(f"{p.stem}.flac", p.stat().st_size, p, sha256=_sha(p)) for p in sources
+        ]
+    [volume] = writer.volumes
+    raw = (out / volume.name).read_bytes()
+    assert bytes(sink.files[f"data/{volume.name}"]) == raw
+    assert volume.sha256 == hashlib.sha256(raw).hexdigest()
+    pieces = hasher.finish()
+    v2 = b"".join((f.pieces_root or b"") + f.piece_layer for f in pieces.files)
+    return raw, pieces.pieces + v2, members
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_kernel_copy_gives_the_buffered_bytes_and_hashes(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch, hybrid: bool
+) -> None:
+    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+    calls: list[int] = []
+    real_copy = filecopy.copy_range
+
+    def counting(src: int, dst: int, count: int) -> int | None:
+        calls.append(count)
+        return real_copy(src, dst, count)
+
+    monkeypatch.setattr(tarvolume, "copy_range", counting)
+    kernel = pack(tmp_path / "kernel", sources, hybrid=hybrid)
+    assert calls, "the members over the threshold went through the kernel copy"
+    assert max(calls) <= WINDOW
+    monkeypatch.setattr(tarvolume, "KERNEL_COPY_MIN", 1 << 62)
+    calls.clear()
+    buffered = pack(tmp_path / "buffered", sources, hybrid=hybrid)
+    assert calls == []
+    assert kernel == buffered
+    raw, _, members = kernel
+    for path, member in zip(sources, members, strict=True):
+        assert raw[member.offset : member.offset + member.length] == path.read_bytes()
+        assert member.sha256 == _sha(path)
+
+
+def test_where_the_kernel_cannot_copy_the_buffered_path_takes_over(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = pack(tmp_path / "buffered", sources)
+    monkeypatch.setattr(tarvolume, "copy_range", lambda src, dst, count: None)
+    assert pack(tmp_path / "fallback", sources) == expected
+
+
+def test_copy_range_falls_back_to_sendfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unsupported(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    monkeypatch.setattr(filecopy._Methods, "copy_file_range", True)
+    monkeypatch.setattr(filecopy._Methods, "sendfile", True)
+    data = audio(7, 100_000)
+    (tmp_path / "a").write_bytes(data)
+    with open(tmp_path / "a", "rb") as src, open(tmp_path / "b", "wb") as dst:
+        src.seek(1000)
+        dst.write(b"head")
+        dst.flush()
+        copied = 0
+        while n := filecopy.copy_range(src.fileno(), dst.fileno(), 50_000):
+            copied += n
+        assert src.tell() == len(data)
+    assert copied == len(data) - 1000
+    assert (tmp_path / "b").read_bytes() == b"head" + data[1000:]
+    assert filecopy._Methods.copy_file_range is False  # not tried again
+    monkeypatch.setattr(os, "sendfile", unsupported)
+    with open(tmp_path / "a", "rb") as src, open(tmp_path / "c", "wb") as dst:
+        assert filecopy.copy_range(src.fileno(), dst.fileno(), 10) is None
+
+
+@pytest.mark.parametrize("actual", [299_999, 300_001])
+def test_a_source_of_another_size_fails_its_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, actual: int
+) -> None:
+    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+    source = tmp_path / "src.flac"
+    source.write_bytes(audio(3, actual))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(PackError) as caught, VolumeWriter(out, "t", mtime=MTIME) as writer:
+        writer.add("a.flac", 300_000, source)
+    assert caught.value.member == "a.flac"
+    assert "ended after" in str(caught.value) or "longer than" in str(caught.value)
+    assert list(out.iterdir()) == []
+
+
+def test_a_changed_source_is_caught_by_the_member_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+    source = tmp_path / "src.flac"
+    source.write_bytes(audio(3, 600_000))
+    out = tmp_path / "out"
+    out.mkdir()
+    with (
+        pytest.raises(PackError, match="did the source change") as caught,
+        VolumeWriter(out, "t", mtime=MTIME) as writer,
+    ):
+        writer.add("a.flac", 600_000, source, sha256=hashlib.sha256(b"other").hexdigest())
+    assert caught.value.member == "a.flac"
+    assert list(out.iterdir()) == []
+
+
+def test_map_range_views_unaligned_offsets(tmp_path: Path) -> None:
+    data = audio(5, 3 * 4096 + 77)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        for offset, length in ((0, len(data)), (513, 5000), (4096, 1), (4095, 4098)):
+            view = filecopy.map_range(f.fileno(), offset, length)
+            assert bytes(view) == data[offset : offset + length]
+            assert view.readonly
+            view.release()
+
+
+def test_start_writeback_accepts_any_range(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10_000)
+    with open(path, "rb+") as f:
+        filecopy.start_writeback(f.fileno(), 0, 10_000)
+        filecopy.start_writeback(f.fileno(), 4096, 0)
+    assert path.read_bytes() == b"x" * 10_000
