@@ -133,6 +133,11 @@ def test_rebuild_gives_the_same_answers(catalog: Archive) -> None:
     before = {q: ids(catalog, q) for q in ("wish", "cafe", "pink", "w", "the album")}
     conn = catalog.connect()
     rebuild_search(conn)
+    # The rebuild writes one segment: terms are held in memory up to FTS_HASH_SIZE.
+    hashsize = conn.execute(
+        f"SELECT v FROM {search_mod.FTS_TABLE}_config WHERE k = 'hashsize'"
+    ).fetchone()
+    assert hashsize == (search_mod.FTS_HASH_SIZE,)
     conn.close()
     assert {q: ids(catalog, q) for q in before} == before
 
