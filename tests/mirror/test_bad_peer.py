@@ -8,8 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from phonotheca.build import validate_collection
 from phonotheca.config import load_settings
+from phonotheca.mirror import session as session_mod
 from phonotheca.mirror.layout import read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.status import MirrorStatus, read_status
@@ -27,7 +30,9 @@ def _wait(what: str, predicate: object, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_bad_data_from_a_peer_is_thrown_away_and_the_peer_banned(tmp_path: Path) -> None:
+def test_bad_data_from_a_peer_is_thrown_away_and_the_peer_banned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     published = publish_archive(
         tmp_path / "publisher", collections=(("pop-050-100_0001", 6, 30_000),), metadata=False
     )
@@ -46,6 +51,20 @@ def test_bad_data_from_a_peer_is_thrown_away_and_the_peer_banned(tmp_path: Path)
     statuses: list[MirrorStatus] = []
     bad, good = Seeder(), Seeder()
     checked: dict[str, object] = {}
+    # Each verified bitfield is written only once the payload it vouches for is fsynced.
+    order: list[tuple[str, str]] = []
+    real_sync, real_write = session_mod.sync_files, session_mod.write_verified
+
+    def sync(root: Path) -> int:
+        order.append(("sync", root.name))
+        return real_sync(root)
+
+    def write(mirror: MirrorDir, name: str, piece_length: int, have: list[bool]) -> None:
+        order.append(("write", name))
+        real_write(mirror, name, piece_length, have)
+
+    monkeypatch.setattr(session_mod, "sync_files", sync)
+    monkeypatch.setattr(session_mod, "write_verified", write)
 
     def swarm_script() -> None:
         """The bad peer connects first and alone; the good one once it is banned."""
@@ -114,3 +133,5 @@ def test_bad_data_from_a_peer_is_thrown_away_and_the_peer_banned(tmp_path: Path)
     ).read_bytes()
     assert all(hash_pieces(bag, layout))
     assert read_verified(mirror, NAME) == [True] * layout.num_pieces
+    writes = [i for i, step in enumerate(order) if step == ("write", NAME)]
+    assert writes and all(order[i - 1] == ("sync", NAME) for i in writes), order

@@ -25,7 +25,7 @@ from typing import Any
 import libtorrent as lt
 
 from phonotheca.config import MirrorSettings
-from phonotheca.durable import write_atomically
+from phonotheca.durable import sync_files, write_atomically
 from phonotheca.mirror import alerts
 from phonotheca.mirror.alerts import WATCHED, SwarmHealth
 from phonotheca.mirror.state import MirrorDir, utc_now, write_verified
@@ -381,6 +381,10 @@ class MirrorSession:
         have = list(status.pieces)
         if len(have) != held.num_pieces:  # still checking: nothing known yet
             return
+        # The pieces the bitfield calls good must be on the disk before it says so: after
+        # a power cut a piece still in the page cache would read as zeros, yet count as
+        # verified. (A kill -9 loses nothing: the page cache outlives the process.)
+        sync_files(self.mirror.payload(held.name))
         write_verified(self.mirror, held.name, held.piece_length, have)
         held.verified_count = sum(have)
         held.verified_at = time.monotonic()
