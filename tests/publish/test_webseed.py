@@ -211,7 +211,9 @@ def test_cli_serve_files(tmp_path: Path) -> None:
         busy = subprocess.run([*command, "--port", str(port)], capture_output=True, text=True)
         assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
     finally:
-        server.send_signal(signal.SIGINT)
+        # SIGTERM, as a service manager sends: a shell that runs the tests in the
+        # background starts them with SIGINT ignored, and Python then keeps it so.
+        server.send_signal(signal.SIGTERM)
         try:
             server.wait(10)
         except subprocess.TimeoutExpired:

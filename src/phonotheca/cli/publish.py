@@ -133,9 +133,15 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
     """Serve torrents/ and torrents.json over HTTP: a BEP 19 web seed.
 
     Answers Range requests as BitTorrent clients need; never serves anything outside
-    torrents/, symbolic links or unfinished (*.partial) files. Stop with Ctrl-C.
+    torrents/, symbolic links or unfinished (*.partial) files. Stop with Ctrl-C or
+    SIGTERM (exit status 0).
     """
+    import signal
+
     from phonotheca.torrents.webseed import make_server
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
     archive = archive_at(archive_dir)
     try:
@@ -144,6 +150,8 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     bound_port = server.server_address[1]
     err.print(f"serving {archive.torrents_dir} at http://{host}:{bound_port}/torrents/")
+    # A service manager stops us with SIGTERM: end as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
