@@ -27,10 +27,12 @@ def synthetic_catalog(workdir: Path, tracks: int, seed: int = 1) -> Path:
     return path
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc)."""
+def _tree(pid: int) -> dict[int, tuple[int, float]]:
+    """(resident bytes, CPU seconds so far) of a process and each descendant, by pid,
+    from /proc."""
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -41,13 +43,14 @@ def _tree_rss(pid: int) -> int:
             continue
         p = int(entry)
         children.setdefault(int(fields[1]), []).append(p)
-        rss[p] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [pid]
+        stats[p] = (int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
+    out: dict[int, tuple[int, float]] = {}
+    todo = [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        out[p] = stats.get(p, (0, 0.0))
         todo += children.get(p, [])
-    return total
+    return out
 
 
 @dataclass
@@ -56,19 +59,26 @@ class Run:
     peak_rss: int
     """Peak of the summed RSS of the command and its children, sampled every 50 ms."""
     stdout: str
+    cpu_seconds: float = 0.0
+    """CPU seconds (user + system) of the command and its children, as last sampled."""
 
 
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Run:
-    """Run ``cmd``, returning its wall time and the peak memory of its process tree."""
+    """Run ``cmd``, returning its wall time, the peak memory and the CPU time of its
+    process tree."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
+    cpu: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            tree = _tree(proc.pid)
+            peak = max(peak, sum(rss for rss, _ in tree.values()))
+            for p, (_, seconds) in tree.items():
+                cpu[p] = max(cpu.get(p, 0.0), seconds)
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -80,7 +90,7 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     if proc.returncode != 0:
         sys.stderr.write(err)
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return Run(seconds, peak, out)
+    return Run(seconds, peak, out, sum(cpu.values()))
 
 
 def phonotheca_cmd(*args: str) -> list[str]:

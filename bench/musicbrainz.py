@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -93,55 +90,6 @@ def write_releases(path: Path, releases: int) -> int:
     return tracks
 
 
-def _cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) so far of a process and its descendants, by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    out: dict[int, float] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        out[p] = cpu.get(p, 0.0)
-        todo += children.get(p, [])
-    return out
-
-
-def run_with_cpu(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the process tree sampled every 50 ms, stdout)."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: dict[int, float] = {}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            for p, seconds in _cpu_seconds(proc.pid).items():
-                seen[p] = max(seen.get(p, 0.0), seconds)
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    wall = time.monotonic() - t0
-    stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        sys.stderr.write(err)
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return wall, sum(seen.values()), out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--releases", type=int, default=200_000)
@@ -175,11 +123,9 @@ def main() -> int:
             str(workers),
             "--json",
         )
-        if workers == args.workers:
-            rss = run_measured(cmd).peak_rss
-            shutil.rmtree(archive, ignore_errors=True)
-        wall, cpu, out = run_with_cpu(cmd)
-        summary = json.loads(out)
+        run = run_measured(cmd)
+        wall, cpu, rss = run.seconds, run.cpu_seconds, run.peak_rss
+        summary = json.loads(run.stdout)
         assert summary["loaded"] == args.releases and summary["tracks"] == tracks, summary
         label = f"import, --workers {workers}"
         print(
@@ -188,8 +134,9 @@ def main() -> int:
             + (f" {rss / 1e9:>7.2f} GB" if workers == args.workers else "")
         )
         shutil.rmtree(archive, ignore_errors=True)
-    _, base_cpu, base_out = run_with_cpu([sys.executable, "-c", BASELINE, str(src)])
-    n, _, seconds = base_out.split()
+    base = run_measured([sys.executable, "-c", BASELINE, str(src)])
+    base_cpu = base.cpu_seconds
+    n, _, seconds = base.stdout.split()
     print(
         f"{'baseline: decode only':>26} {int(n) / float(seconds):>11,.0f}"
         f" {tracks / float(seconds):>10,.0f} {float(seconds):>8.1f} {base_cpu:>7.1f}"

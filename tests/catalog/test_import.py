@@ -12,32 +12,18 @@ import zstandard
 
 from phonotheca.archive import Archive
 from phonotheca.catalog.export import catalog_stats, iter_export_lines
-from phonotheca.catalog.importer import ImportRejected, finish_import, import_lines
+from phonotheca.catalog.importer import ImportRejected, ImportSummary, import_lines
 from phonotheca.catalog.search import search
+from tests.catalog import import_files
 from tests.conftest import track
 
 WriteJsonl = Callable[..., Path]
 
 
-def load(archive: Archive, *paths: Path, strict: bool = False, workers: int = 0):  # type: ignore[no-untyped-def]
-    conn = archive.connect()
-    try:
-        if strict:
-            conn.execute("BEGIN IMMEDIATE")
-        out = [
-            import_lines(conn, p, archive.rejects_dir, strict=strict, workers=workers)
-            for p in paths
-        ]
-        if strict:
-            conn.execute("COMMIT")
-        finish_import(conn)
-        return out
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
+def load(
+    archive: Archive, *paths: Path, strict: bool = False, workers: int = 0
+) -> list[ImportSummary]:
+    return import_files(archive, import_lines, paths, strict=strict, workers=workers)
 
 
 def rows(archive: Archive, sql: str) -> list[tuple[object, ...]]:

@@ -15,9 +15,9 @@ from tests.mirror.swarm import (
     Published,
     Seeder,
     Tracker,
-    free_port,
     publish_archive,
 )
+from tests.peers import free_port
 
 
 @dataclass

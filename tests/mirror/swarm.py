@@ -37,15 +37,10 @@ from phonotheca.torrents.listing import (
     Totals,
     write_listing,
 )
+from tests.peers import local_session
 
 ARCHIVE = "demo"
 PIECE = 16 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -176,19 +171,6 @@ def listing_of(entries: Sequence[TorrentEntry]) -> Listing:
     )
 
 
-def local_session_settings(port: int = 0) -> dict[str, Any]:
-    return {
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "dht_bootstrap_nodes": "",
-        "listen_interfaces": f"127.0.0.1:{port}",
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": 0,
-    }
-
-
 MIRROR_TOML = """[mirror]
 listen = "127.0.0.1:{port}"
 dht = false
@@ -256,7 +238,7 @@ class Seeder:
     """A libtorrent session seeding published torrents from their archive."""
 
     def __init__(self) -> None:
-        self.session = lt.session(local_session_settings())  # type: ignore[call-overload]
+        self.session = local_session()
         self.handles: dict[str, lt.torrent_handle] = {}
 
     @property

@@ -14,7 +14,8 @@ from phonotheca.build import read_index
 from phonotheca.build.tarvolume import BLOCK
 from phonotheca.cli import main
 from tests.mirror.conftest import Swarm
-from tests.mirror.swarm import MIRROR_TOML, PIECE, RangeServer, free_port, publish_archive
+from tests.mirror.swarm import MIRROR_TOML, PIECE, RangeServer, publish_archive
+from tests.peers import free_port
 
 TRACK = "demo:track:demo_pop-050-100_0001:3"
 NAME = "demo_pop-050-100_0001"

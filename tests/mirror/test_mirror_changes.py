@@ -22,8 +22,9 @@ from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.verify import hash_pieces, verify_collection
 from phonotheca.torrents.listing import read_listing, write_listing
 from tests.mirror.conftest import Swarm, mirror_dir, mirror_once
-from tests.mirror.swarm import Seeder, Tracker, free_port, publish_archive
+from tests.mirror.swarm import Seeder, Tracker, publish_archive
 from tests.mirror.test_mirror_run import start, wait_seeding
+from tests.peers import free_port
 
 OLD = "demo_pop-030-049_0001"
 KEPT = "demo_pop-050-100_0001"

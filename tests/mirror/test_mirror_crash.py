@@ -19,8 +19,9 @@ from phonotheca.mirror.layout import read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.verify import hash_pieces
 from tests.mirror.conftest import mirror_dir
-from tests.mirror.swarm import PIECE, RangeServer, free_port, publish_archive, run_env
+from tests.mirror.swarm import PIECE, RangeServer, publish_archive, run_env
 from tests.mirror.test_mirror_run import PHONOTHECA, start, status, stop, wait_seeding
+from tests.peers import free_port
 
 NAME = "demo_pop-050-100_0001"
 RATE = 30_000

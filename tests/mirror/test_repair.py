@@ -16,7 +16,8 @@ from phonotheca.mirror.layout import TorrentLayout, read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.status import MirrorStatus
 from tests.mirror.conftest import mirror_dir, mirror_once, mirror_until
-from tests.mirror.swarm import RangeServer, free_port, publish_archive
+from tests.mirror.swarm import RangeServer, publish_archive
+from tests.peers import free_port
 
 NAME = "demo_pop-050-100_0001"
 

@@ -20,12 +20,13 @@ from click.testing import CliRunner
 
 from phonotheca.archive import Archive
 from phonotheca.catalog.export import iter_export_lines
-from phonotheca.catalog.importer import ImportRejected, finish_import
+from phonotheca.catalog.importer import ImportRejected
 from phonotheca.catalog.record import TrackRecord
 from phonotheca.catalog.search import rebuild_search, search
 from phonotheca.cli import main
 from phonotheca.sources.musicbrainz import parse_recording, prepare_releases
 from phonotheca.sources.musicbrainz_import import MusicBrainzSummary, import_musicbrainz
+from tests.catalog import import_files
 from tests.conftest import SHARED
 
 FIXTURES = SHARED / "testdata" / "musicbrainz"
@@ -54,24 +55,7 @@ def jsonl(tmp_path: Path, name: str, docs: list[Doc | bytes]) -> Path:
 def load(
     archive: Archive, *paths: Path, strict: bool = False, workers: int = 0
 ) -> list[MusicBrainzSummary]:
-    conn = archive.connect()
-    try:
-        if strict:
-            conn.execute("BEGIN IMMEDIATE")
-        out = [
-            import_musicbrainz(conn, p, archive.rejects_dir, strict=strict, workers=workers)
-            for p in paths
-        ]
-        if strict:
-            conn.execute("COMMIT")
-        finish_import(conn)
-        return out
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
+    return import_files(archive, import_musicbrainz, paths, strict=strict, workers=workers)
 
 
 def rows(archive: Archive, sql: str, *params: object) -> list[tuple[Any, ...]]:

@@ -26,7 +26,6 @@ _UNSUPPORTED = frozenset(
     {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ETXTBSY, errno.EBADF}
 )
 _SYNC_FILE_RANGE_WRITE = 2
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class _Methods:
@@ -68,7 +67,7 @@ def map_range(fd: int, offset: int, length: int) -> memoryview:
     mapped = mmap.mmap(
         fd,
         offset + length - start,
-        flags=mmap.MAP_SHARED | _MAP_POPULATE,
+        flags=mmap.MAP_SHARED,
         prot=mmap.PROT_READ,
         offset=start,
     )

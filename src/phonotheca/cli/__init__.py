@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,8 +67,27 @@ def archive_at(archive_dir: Path, create: bool = False) -> Archive:
         return open_archive(archive_dir, create=create)
 
 
+def workers_option(f: F) -> F:
+    """``--workers``: parsing processes of an import."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(0, 64),
+        default=2,
+        show_default=True,
+        help="Parsing processes beside the writer (0: parse in the writer).",
+    )(f)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def print_summaries_json(summaries: Sequence[Any]) -> None:
+    """One import's summary as an object; several as a list (each has ``to_json()``)."""
+    if len(summaries) == 1:
+        print_json(summaries[0].to_json())
+    else:
+        print_json([s.to_json() for s in summaries])
 
 
 def progress_bar(total: int | None, unit: str) -> Progress:

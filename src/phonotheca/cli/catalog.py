@@ -25,8 +25,10 @@ from phonotheca.cli import (
     main,
     out,
     print_json,
+    print_summaries_json,
     run_import,
     user_errors,
+    workers_option,
 )
 
 
@@ -49,13 +51,7 @@ def init(directory: Path, name: str | None) -> None:
 @click.option(
     "--strict", is_flag=True, help="Stop at the first bad line and keep nothing of this import."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 64),
-    default=2,
-    show_default=True,
-    help="Parsing processes beside the writer (0: parse in the writer).",
-)
+@workers_option
 def import_jsonl(
     files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
 ) -> None:
@@ -68,9 +64,7 @@ def import_jsonl(
         archive_dir, files, strict, functools.partial(import_lines, workers=workers)
     )
     if as_json:
-        print_json(
-            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
-        )
+        print_summaries_json(summaries)
         return
     for s in summaries:
         resumed = f" (resumed at line {s.resumed_at_line})" if s.resumed_at_line else ""

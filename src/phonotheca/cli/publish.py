@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,8 +137,6 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
     torrents/, symbolic links or unfinished (*.partial) files. Stop with Ctrl-C or
     SIGTERM (exit status 0).
     """
-    import signal
-
     from phonotheca.torrents.webseed import make_server
 
     def stop(signum: int, frame: object) -> None:

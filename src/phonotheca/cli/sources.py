@@ -15,10 +15,11 @@ from phonotheca.cli import (
     archive_option,
     import_,
     json_option,
-    print_json,
+    print_summaries_json,
     progress_bar,
     run_import,
     user_errors,
+    workers_option,
 )
 from phonotheca.sources.listens import ListensSummary, import_listens
 from phonotheca.sources.musicbrainz_import import import_musicbrainz
@@ -35,13 +36,7 @@ _FILES = click.argument(
 @click.option(
     "--strict", is_flag=True, help="Stop at the first bad document and keep nothing of this import."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 64),
-    default=2,
-    show_default=True,
-    help="Parsing processes beside the writer (0: parse in the writer).",
-)
+@workers_option
 def import_musicbrainz_cmd(
     files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
 ) -> None:
@@ -61,9 +56,7 @@ def import_musicbrainz_cmd(
         record="document",
     )
     if as_json:
-        print_json(
-            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
-        )
+        print_summaries_json(summaries)
         return
     for s in summaries:
         resumed = f" (resumed at document {s.resumed_at_line})" if s.resumed_at_line else ""
@@ -108,9 +101,7 @@ def import_listens_cmd(files: tuple[Path, ...], archive_dir: Path, as_json: bool
     finally:
         conn.close()
     if as_json:
-        print_json(
-            summaries[0].to_json() if len(summaries) == 1 else [s.to_json() for s in summaries]
-        )
+        print_summaries_json(summaries)
         return
     for s in summaries:
         click.echo(

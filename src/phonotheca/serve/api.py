@@ -58,6 +58,13 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
+def _found(model: BaseModel | None, what: str) -> Response:
+    """:func:`_json` of what a lookup found, else 404 naming what was not."""
+    if model is None:
+        raise HTTPException(404, f"no {what} with this id")
+    return _json(model)
+
+
 def create_router(
     ctx: ServeContext, sessions: Sessions, browser: Browser, overview: Overview
 ) -> APIRouter:
@@ -92,24 +99,15 @@ def create_router(
 
     @router.get("/tracks/{track_id:path}", response_model=Track, responses=NOT_FOUND)
     def track(track_id: PublicId) -> Response:
-        found = browser.track(track_id)
-        if found is None:
-            raise HTTPException(404, "no track with this id")
-        return _json(found)
+        return _found(browser.track(track_id), "track")
 
     @router.get("/albums/{album_id:path}", response_model=Album, responses=NOT_FOUND)
     def album(album_id: PublicId) -> Response:
-        found = browser.album(album_id)
-        if found is None:
-            raise HTTPException(404, "no album with this id")
-        return _json(found)
+        return _found(browser.album(album_id), "album")
 
     @router.get("/artists/{artist_id:path}", response_model=Artist, responses=NOT_FOUND)
     def artist(artist_id: PublicId) -> Response:
-        found = browser.artist(artist_id)
-        if found is None:
-            raise HTTPException(404, "no artist with this id")
-        return _json(found)
+        return _found(browser.artist(artist_id), "artist")
 
     @router.get("/shuffle", response_model=ShuffleResults)
     def shuffle(n: Annotated[int, Query(ge=1, le=MAX_SHUFFLE)] = 20) -> Response:

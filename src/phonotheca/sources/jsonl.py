@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import msgspec
 import zstandard
@@ -68,6 +68,31 @@ def file_fingerprint(path: Path) -> str:
     return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
+def bounded_lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes]:
+    """The lines of a binary stream, read :data:`BLOCK` bytes at a time.
+
+    A line longer than ``max_bytes`` is cut just past that length (so it will be
+    rejected) and the rest of it skipped: one hostile line never costs more memory.
+    """
+    tail = b""
+    overlong = False  # inside a line that was already cut
+    while block := stream.read(BLOCK):
+        parts = block.split(b"\n") if overlong else (tail + block).split(b"\n")
+        if overlong:
+            if len(parts) == 1:
+                continue
+            del parts[0]
+            overlong = False
+        tail = parts.pop()
+        if len(tail) > max_bytes:
+            parts.append(tail[: max_bytes + 1])
+            tail = b""
+            overlong = True
+        yield from parts
+    if tail:
+        yield tail
+
+
 def iter_line_blocks(
     path: Path, lines_per_block: int, skip_lines: int = 0
 ) -> Iterator[tuple[int, list[bytes], int]]:
@@ -81,37 +106,17 @@ def iter_line_blocks(
     with stream, raw:
         line_no = 0
         pending: list[bytes] = []
-        tail = b""
-        overlong = False  # inside a line that was already cut
-        while True:
-            try:
-                block = stream.read(BLOCK)
-            except zstandard.ZstdError as exc:
-                raise SourceError(f"{path}: not a valid zstd stream ({exc})") from exc
-            if not block:
-                break
-            parts = block.split(b"\n") if overlong else (tail + block).split(b"\n")
-            if overlong:
-                if len(parts) == 1:
-                    continue
-                del parts[0]
-                overlong = False
-            tail = parts.pop()
-            if len(tail) > MAX_LINE_BYTES:
-                parts.append(tail[: MAX_LINE_BYTES + 1])
-                tail = b""
-                overlong = True
-            for line in parts:
+        try:
+            for line in bounded_lines(stream, MAX_LINE_BYTES):
                 line_no += 1
-                if line_no > skip_lines:
-                    pending.append(line)
-                    if len(pending) >= lines_per_block:
-                        yield line_no - len(pending) + 1, pending, raw.tell()
-                        pending = []
-        if tail:
-            line_no += 1
-            if line_no > skip_lines:
-                pending.append(tail)
+                if line_no <= skip_lines:
+                    continue
+                pending.append(line)
+                if len(pending) >= lines_per_block:
+                    yield line_no - len(pending) + 1, pending, raw.tell()
+                    pending = []
+        except zstandard.ZstdError as exc:
+            raise SourceError(f"{path}: not a valid zstd stream ({exc})") from exc
         if pending:
             yield line_no - len(pending) + 1, pending, raw.tell()
 

@@ -40,7 +40,7 @@ from phonotheca.catalog.importer import (
     save_progress,
 )
 from phonotheca.catalog.record import RecordError
-from phonotheca.sources.jsonl import SourceError, file_fingerprint
+from phonotheca.sources.jsonl import BLOCK, SourceError, bounded_lines, file_fingerprint
 from phonotheca.sources.musicbrainz import (
     MAX_DOCUMENT_BYTES,
     DocumentKind,
@@ -49,7 +49,6 @@ from phonotheca.sources.musicbrainz import (
     prepare_releases,
 )
 
-BLOCK = 1 << 22
 BLOCK_BYTES = 8 << 20
 """A block of documents ends after this many bytes whatever the number of documents asked
 for: a batch in flight stays bounded (a release document is ~10 KiB, not a JSONL line)."""
@@ -116,27 +115,6 @@ def open_input(path: Path) -> Iterator[_Input]:
             raise SourceError(f"{path}: cannot decompress ({exc})") from exc
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a stream; a line longer than MAX_DOCUMENT_BYTES is cut (and rejected)."""
-    tail = b""
-    overlong = False  # inside a line that was already cut
-    while block := stream.read(BLOCK):
-        parts = block.split(b"\n") if overlong else (tail + block).split(b"\n")
-        if overlong:
-            if len(parts) == 1:
-                continue
-            del parts[0]
-            overlong = False
-        tail = parts.pop()
-        if len(tail) > MAX_DOCUMENT_BYTES:
-            parts.append(tail[: MAX_DOCUMENT_BYTES + 1])
-            tail = b""
-            overlong = True
-        yield from parts
-    if tail:
-        yield tail
-
-
 def read_documents(
     path: Path, lines_per_block: int, skip_lines: int = 0
 ) -> Generator[tuple[int, list[bytes], int], None, None]:
@@ -153,7 +131,7 @@ def read_documents(
         pending: list[bytes] = []
         size = 0
         number = 0
-        for line in _lines(source.stream):
+        for line in bounded_lines(source.stream, MAX_DOCUMENT_BYTES):
             number += 1
             if number <= skip_lines:
                 continue
