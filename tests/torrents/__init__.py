@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import libtorrent as lt
 
@@ -44,21 +43,6 @@ def make_tree(root: Path, sizes: dict[str, int], seed: int = 1) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rng.randbytes(size))
     return root
-
-
-def local_session(port: int = 0) -> lt.session:
-    """A libtorrent session that talks to nobody but 127.0.0.1 (see notes/INTEROP.md)."""
-    settings: dict[str, Any] = {
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "dht_bootstrap_nodes": "",
-        "listen_interfaces": f"127.0.0.1:{port}",
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": 0,
-    }
-    return lt.session(settings)  # type: ignore[call-overload,no-any-return]
 
 
 def libtorrent_make(directory: Path, piece_length: int, *, hybrid: bool) -> bytes:

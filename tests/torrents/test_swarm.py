@@ -9,7 +9,8 @@ import libtorrent as lt
 import pytest
 
 from phonotheca.torrents import make_torrent
-from tests.torrents import SIZES, local_session, make_tree
+from tests.peers import local_session
+from tests.torrents import SIZES, make_tree
 
 TIMEOUT = 60.0
 

@@ -7,7 +7,7 @@ operator's source paths), so nothing about users ever goes in here.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -367,20 +367,26 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"catalog schema v{version} is newer than this phonotheca (v{SCHEMA_VERSION}): "
             "upgrade phonotheca"
         )
-    for number in range(version + 1, SCHEMA_VERSION + 1):
+    apply_migrations(conn, MIGRATIONS, version)
+    ensure_indexes(conn)
+    return SCHEMA_VERSION
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[str], version: int) -> None:
+    """Run ``migrations[version:]`` in order, each in its own transaction that also sets
+    ``PRAGMA user_version`` to its number (migration ``n`` is ``migrations[n - 1]``)."""
+    for number in range(version + 1, len(migrations) + 1):
         # executescript() would commit an open transaction first, so the script
         # carries its own BEGIN and COMMIT.
         try:
             conn.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
+                f"BEGIN IMMEDIATE;\n{migrations[number - 1]}\n"
                 f"PRAGMA user_version={number};\nCOMMIT;"
             )
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    ensure_indexes(conn)
-    return SCHEMA_VERSION
 
 
 def ensure_indexes(conn: sqlite3.Connection) -> None:

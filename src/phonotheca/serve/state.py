@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from phonotheca.catalog.schema import apply_migrations
+
 STAR_KINDS = ("track", "album", "artist")
 _NAME = re.compile(r"[^\s/:][^/:]{0,63}")
 # scrypt cost: 16 MiB of memory and ~50 ms per check on one core (RFC 7914's interactive
@@ -227,16 +229,7 @@ class StateStore:
                 f"{self.path} has state schema v{version}, newer than this phonotheca"
                 f" (v{SCHEMA_VERSION}): upgrade phonotheca"
             )
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            try:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
-                    f"PRAGMA user_version={number};\nCOMMIT;"
-                )
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        apply_migrations(conn, MIGRATIONS, version)
 
     # -- users -------------------------------------------------------------------------
 
