@@ -4,6 +4,7 @@ where the kernel cannot copy."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -182,3 +183,80 @@ def test_start_writeback_accepts_any_range(tmp_path: Path) -> None:
         filecopy.start_writeback(f.fileno(), 0, 10_000)
         filecopy.start_writeback(f.fileno(), 4096, 0)
     assert path.read_bytes() == b"x" * 10_000
+
+
+def test_preallocate_reserves_blocks_that_read_as_zeros(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    path = tmp_path / "f"
+    path.write_bytes(b"head")
+    with open(path, "rb+") as f:
+        filecopy.preallocate(f.fileno(), 4, 1 << 20)
+        filecopy.preallocate(f.fileno(), 0, 0)  # nothing to reserve
+    if not filecopy._Methods.fallocate:
+        pytest.skip("this filesystem cannot preallocate")
+    assert path.stat().st_size == 4 + (1 << 20)
+    assert path.stat().st_blocks * 512 >= 1 << 20, "the blocks are reserved, not a hole"
+    assert path.read_bytes() == b"head" + bytes(1 << 20)
+
+
+class _FailingFallocate:
+    """Stands in for the C library's fallocate, failing with ``err`` as it would."""
+
+    def __init__(self, err: int) -> None:
+        self.err = err
+        self.calls: list[tuple[int, int, int, int]] = []
+
+    def __call__(self, fd: int, mode: int, offset: int, length: int) -> int:
+        self.calls.append((fd, mode, offset, length))
+        ctypes.set_errno(self.err)
+        return -1
+
+
+def test_preallocate_is_a_hint_where_unsupported_and_stops_asking(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = pack(tmp_path / "plain", sources)
+    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    unsupported = _FailingFallocate(errno.EOPNOTSUPP)
+    monkeypatch.setattr(filecopy, "_fallocate", unsupported)
+    assert pack(tmp_path / "unsupported", sources) == expected
+    assert len(unsupported.calls) == 1, "asked once, then never again"
+    assert filecopy._Methods.fallocate is False
+
+
+def test_a_full_disk_fails_the_volume_before_copying(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    monkeypatch.setattr(filecopy, "_fallocate", _FailingFallocate(errno.ENOSPC))
+    out = tmp_path / "out"
+    out.mkdir()
+    with (
+        pytest.raises(OSError, match="No space left") as caught,
+        VolumeWriter(out, "k", mtime=MTIME) as writer,
+    ):
+        writer.add("a.flac", sources[0].stat().st_size, sources[0])
+    assert caught.value.errno == errno.ENOSPC
+    assert list(out.iterdir()) == [], "the unfinished volume is gone"
+
+
+def test_preallocated_and_plain_volumes_are_identical(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    reserved: list[tuple[int, int]] = []
+    real = filecopy.preallocate
+
+    def recording(fd: int, offset: int, length: int) -> None:
+        reserved.append((offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(tarvolume, "preallocate", recording)
+    with_reservation = pack(tmp_path / "reserved", sources)
+    assert reserved and all(length <= WINDOW for _, length in reserved)
+    monkeypatch.setattr(tarvolume, "preallocate", lambda fd, offset, length: None)
+    assert pack(tmp_path / "plain", sources) == with_reservation

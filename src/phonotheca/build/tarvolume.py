@@ -8,8 +8,9 @@ hasher sees each file as it is written, and volumes appear under their final nam
 once complete (``<name>.partial``, fsync, rename).
 
 A member read from a file is copied inside the kernel (:mod:`phonotheca.build.filecopy`)
-in windows of :data:`COPY_WINDOW` bytes; each window is then hashed through a read-only
-mapping of the volume, so the digests cover exactly the bytes the volume holds. The
+in windows of :data:`COPY_WINDOW` bytes, each preallocated first; each window is then
+hashed through a read-only mapping of the volume, so the digests cover exactly the bytes
+the volume holds. The
 member and volume SHA-256 run on two threads of their own, and the piece hasher's
 threads hash the same mapped pages: on two cores the three hashes of each byte run side
 by side while the next window is copied.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from phonotheca.build.filecopy import copy_range, map_range, start_writeback
+from phonotheca.build.filecopy import copy_range, map_range, preallocate, start_writeback
 from phonotheca.durable import sync_directory
 
 BLOCK = 512
@@ -518,6 +519,7 @@ class VolumeWriter:
         while left:
             start = vol.used
             want = min(COPY_WINDOW, left)
+            preallocate(dst, start, want)
             done = 0
             while done < want:
                 n = copy_range(src, dst, want - done)
