@@ -234,3 +234,55 @@ def test_worker_processes_give_the_same_result(
     s2 = scan(pooled, lib, workers=2)
     assert catalog_state(alone, lib) == catalog_state(pooled, lib)
     assert (s1.created, s1.errors, s1.blobs_stored) == (s2.created, s2.errors, s2.blobs_stored)
+
+
+def test_a_newer_album_record_keeps_the_covers_found_in_files(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """Cover art linked from files belongs to the archive, not to the album's source
+    record: a newer record of the album replaces the record's own images only."""
+    album = {
+        "id": "test:album:0",
+        "title": "Album 0",
+        "artists": [{"id": "test:artist:1", "name": "Artist 1"}],
+        "images": [{"url": "https://img.example/a.jpg", "kind": "front"}],
+    }
+    load_catalog(archive, tmp_path, [record(1, isrc="GBXUX9827811", album=album)])
+    make_audio(tmp_path / "lib" / "1", "flac", tags=FULL, picture=cover(3))
+    assert scan(archive, tmp_path / "lib").images_linked == 1
+    sha = hashlib.sha256(cover(3)).hexdigest()
+
+    def images() -> list[tuple[object, ...]]:
+        conn = archive.connect(readonly=True)
+        try:
+            return conn.execute(
+                "SELECT i.position, i.url, i.blob_sha256 FROM images i"
+                " JOIN albums a ON a.id = i.album_id WHERE a.public_id = 'test:album:0'"
+                " ORDER BY i.position"
+            ).fetchall()
+        finally:
+            conn.close()
+
+    assert images() == [(0, "https://img.example/a.jpg", None), (1, blob_url_of(sha), sha)]
+    newer = dict(
+        album,
+        title="Album 0 (remastered)",
+        images=[
+            {"url": "https://img.example/b.jpg", "kind": "front"},
+            {"url": "https://img.example/c.jpg", "kind": "back"},
+        ],
+    )
+    load_catalog(
+        archive,
+        tmp_path,
+        [record(1, isrc="GBXUX9827811", album=newer, updated_at="2030-01-01T00:00:00Z")],
+    )
+    assert images() == [
+        (0, "https://img.example/b.jpg", None),
+        (1, "https://img.example/c.jpg", None),
+        (2, blob_url_of(sha), sha),
+    ]
+
+
+def blob_url_of(sha: str) -> str:
+    return f"blobs/{sha[:2]}/{sha[2:4]}/{sha}"

@@ -261,8 +261,12 @@ class Loader:
                 values[len(new) :],
             )
             ids = [(p,) for p in changed]
-            for table in ("album_artists", "album_genres", "images"):
+            for table in ("album_artists", "album_genres"):
                 self.conn.executemany(f"DELETE FROM {table} WHERE album_id = {_ALBUM_ID}", ids)
+            # Cover art found in audio files (blobs) is the archive's, not the record's.
+            self.conn.executemany(
+                f"DELETE FROM images WHERE album_id = {_ALBUM_ID} AND blob_sha256 IS NULL", ids
+            )
             self.conn.executemany(
                 f"DELETE FROM external_ids WHERE entity='album' AND entity_id = {_ALBUM_ID}", ids
             )
@@ -297,6 +301,22 @@ class Loader:
             f"'album', {_ALBUM_OF_C1}, c2, c3",
             ext,
             3,
+        )
+        if changed:
+            self._renumber_blob_images(changed)
+
+    def _renumber_blob_images(self, albums: list[str]) -> None:
+        """Put the albums' cover art from files after the record's images again, in the
+        order it was linked (by rowid: positions change as the statement runs)."""
+        self.conn.execute(
+            "UPDATE images SET position ="
+            " (SELECT count(*) FROM images s"
+            "  WHERE s.album_id = images.album_id AND s.blob_sha256 IS NULL)"
+            " + (SELECT count(*) FROM images b WHERE b.album_id = images.album_id"
+            "    AND b.blob_sha256 IS NOT NULL AND b.id < images.id)"
+            " WHERE blob_sha256 IS NOT NULL AND album_id IN"
+            " (SELECT id FROM albums WHERE public_id IN (SELECT value FROM json_each(?)))",
+            (json.dumps(albums),),
         )
 
     def _before_album_change(
