@@ -278,3 +278,20 @@ def test_several_roots(built_archive: Path, tmp_path: Path) -> None:
             else:
                 assert r.status_code == 200, e["collection"]
                 assert r.headers["etag"] == f'"{e["sha256"]}"'
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client, built_archive: Path) -> None:
+    conn = _catalog(built_archive)
+    (album_id,) = conn.execute("SELECT public_id FROM albums LIMIT 1").fetchone()
+    conn.close()
+    for path in ("/", f"/albums/{quote(album_id, safe='')}", "/api/v1/stats", "/openapi.json"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        for name in ("content-type", "content-length", "content-security-policy"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    assert client.head("/albums/no-such-album").status_code == 404
+    static = client.head("/static/style.css")
+    assert static.status_code == 200 and static.content == b""
+    # A route that takes no GET still refuses HEAD.
+    assert client.head("/signout").status_code == 405

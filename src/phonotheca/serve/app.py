@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,6 +73,37 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HeadAsGet:
+    """Answers ``HEAD`` wherever ``GET`` is answered (RFC 9110 §9.3.2): the same status
+    and headers, no body. Link checkers, monitors and ``curl -I`` ask pages with HEAD,
+    and FastAPI's routes would say 405.
+
+    A route that declares HEAD itself (the audio and cover streams, which then skip
+    reading the file) and the static files keep their own answer.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def _answers_head(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD" or self._answers_head(scope):
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 HANDLER_THREADS = 4
 """Threads that run request handlers (catalog queries, file reads) per process. Fewer than
 anyio's default 40 keep the GIL from being passed around a long queue of runnable
@@ -110,6 +142,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
     app.include_router(pages.create_router(ctx, sessions, browser, overview))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_middleware(HeadAsGet, routes=app.router.routes)
     app.add_middleware(SecurityHeaders)
     return app
 
