@@ -24,7 +24,7 @@ def test_tables_parsed() -> None:
                 "trackers": ["udp://127.0.0.1:6969/announce", ["http://a/x", "http://b/x"]],
                 "web_seeds": ["http://127.0.0.1:8080/torrents/"],
             },
-            "serve": {"port": 9000, "public_audio": True},
+            "serve": {"port": 9000, "public_audio": True, "signin_failures": 5},
             "mirror": {"dht": False},
             "future": {"x": 1},
         }
@@ -33,6 +33,7 @@ def test_tables_parsed() -> None:
     assert s.build.band_of(59) == (0, 59)
     assert s.torrents.trackers == (("udp://127.0.0.1:6969/announce",), ("http://a/x", "http://b/x"))
     assert s.serve.port == 9000 and s.serve.public_audio
+    assert (s.serve.signin_failures, s.serve.signin_window) == (5, 600)
     assert not s.mirror.dht and s.mirror.lsd
     assert s.extra == {"future": {"x": 1}}
 
@@ -48,6 +49,8 @@ def test_tables_parsed() -> None:
         ({"torrents": {"web_seeds": ["http://x/no-slash"]}}, "ending in '/'"),
         ({"torrents": {"trackers": ["ftp://x"]}}, "not an http(s)://"),
         ({"serve": {"port": "80"}}, "serve.port"),
+        ({"serve": {"signin_failures": 0}}, "serve.signin_failures"),
+        ({"serve": {"signin_window": True}}, "at least 1"),
         ({"mirror": {"dht": "no"}}, "true or false"),
         ({"serve": []}, "[serve] must be a table"),
     ],

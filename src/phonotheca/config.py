@@ -91,6 +91,11 @@ class ServeSettings:
     """Browsing and search without signing in."""
     public_audio: bool = False
     """Streaming and downloading without signing in."""
+    signin_failures: int = 10
+    """Failed sign-ins allowed from one client address per ``signin_window`` seconds;
+    further attempts get 429 until the oldest failure is that old (each server process
+    counts its own)."""
+    signin_window: int = 600
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,12 @@ def _port(value: Any) -> int:
     return value
 
 
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
 def _listen(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[^\s]+:\d{1,5}", value):
         raise ValueError('expected HOST:PORT, e.g. "0.0.0.0:6881"')
@@ -270,6 +281,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.port": _port,
     "serve.public_catalog": _bool,
     "serve.public_audio": _bool,
+    "serve.signin_failures": _count,
+    "serve.signin_window": _count,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

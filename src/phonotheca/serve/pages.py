@@ -27,6 +27,7 @@ from phonotheca.serve.security import (
     CSRF_FIELD,
     Sessions,
     SessionUser,
+    SignInThrottle,
     csrf_token,
     csrf_valid,
     safe_next,
@@ -55,6 +56,11 @@ def percent(share: float | None, digits: int = 1) -> str:
     return "" if share is None else f"{100 * share:.{digits}f} %"
 
 
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
 def make_environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
@@ -81,6 +87,7 @@ def create_router(
     router = APIRouter(include_in_schema=False)
     env = make_environment()
     serve = ctx.settings.serve
+    throttle = SignInThrottle(serve.signin_failures, serve.signin_window)
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
         user = sessions.current_user(request)
@@ -230,8 +237,21 @@ def create_router(
                 next=safe_next(next),
                 error="The form expired or came from another site: please try again.",
             )
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            response = render(
+                request,
+                "signin.html",
+                status=429,
+                next=safe_next(next),
+                error=f"Too many failed sign-ins from your address: try again in {_minutes(wait)}.",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         found = ctx.state.verify_password(username, password) if ctx.state else None
         if found is None:
+            throttle.failed(address)
             return render(
                 request,
                 "signin.html",

@@ -10,6 +10,11 @@ Every state-changing form carries a CSRF token (double submit): a random value i
 browser send the cookie but cannot read it to fill in the field. A request whose
 ``Origin`` header names another host is refused as well.
 
+Failed sign-ins are counted per client address (:class:`SignInThrottle`): past the
+limit, the form answers 429 without checking the password, so guessing is slow and
+cannot keep the CPU busy with scrypt. Per address, not per user name: counting per name
+would let anyone lock a user out.
+
 The key lives in ``ROOT/session.key`` (32 random bytes, mode 0600, never published);
 when the root is read-only a key is made per process, and sessions end at restart.
 """
@@ -23,7 +28,10 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,3 +211,59 @@ def safe_next(target: str | None) -> str:
     ):
         return "/"
     return target
+
+
+class SignInThrottle:
+    """Counts failed sign-ins per client address in a sliding window.
+
+    Memory is bounded: at most ``max_addresses`` addresses are tracked, the one that
+    failed least recently is forgotten first. Thread-safe (handlers run in threads).
+    """
+
+    def __init__(
+        self,
+        failures: int,
+        window: float,
+        *,
+        max_addresses: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.window = window
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        times = self._failed.get(address)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failed[address]
+            return None
+        return times
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(address, now)
+            if times is None or len(times) < self.failures:
+                return None
+            return max(1, int(times[0] + self.window - now + 0.999))
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = self._clock()
+            times = self._recent(address, now)
+            if times is None:
+                times = self._failed[address] = deque()
+            times.append(now)
+            while len(times) > self.failures:
+                times.popleft()
+            self._failed.move_to_end(address)
+            while len(self._failed) > self.max_addresses:
+                self._failed.popitem(last=False)

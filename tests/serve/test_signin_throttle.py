@@ -1,0 +1,64 @@
+"""Failed sign-ins are limited per client address; the limit forgets old failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from phonotheca.serve.security import SignInThrottle
+from tests.serve.conftest import PASSWORD, USER, LiveServer, csrf_from, make_app
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_throttle_counts_failures_per_address_in_a_sliding_window() -> None:
+    clock = Clock()
+    throttle = SignInThrottle(3, 60, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after("10.0.0.1") is None
+        throttle.failed("10.0.0.1")
+        clock.now += 10
+    assert throttle.retry_after("10.0.0.1") == 30  # the first failure leaves the window then
+    assert throttle.retry_after("10.0.0.2") is None, "other addresses are not affected"
+    clock.now += 30
+    assert throttle.retry_after("10.0.0.1") is None
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 10
+
+
+def test_the_throttle_forgets_the_least_recent_address_past_its_bound() -> None:
+    throttle = SignInThrottle(1, 60, max_addresses=2, clock=Clock())
+    for address in ("a", "b", "c"):
+        throttle.failed(address)
+    assert throttle.retry_after("a") is None
+    assert throttle.retry_after("b") is not None and throttle.retry_after("c") is not None
+
+
+def _sign_in(client: httpx.Client, password: str) -> httpx.Response:
+    token = csrf_from(client.get("/signin").text)
+    return client.post(
+        "/signin",
+        data={"username": USER, "password": password, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+
+
+def test_the_sign_in_form_refuses_guessing_after_the_limit(built_archive: Path) -> None:
+    app = make_app(built_archive, signin_failures=3, signin_window=3600)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _sign_in(client, PASSWORD).status_code == 303, "successes are not counted"
+        client.cookies.clear()
+        for _ in range(3):
+            assert _sign_in(client, "wrong").status_code == 401
+        refused = _sign_in(client, PASSWORD)  # even the right password: it is not checked
+        assert refused.status_code == 429
+        assert 3500 < int(refused.headers["Retry-After"]) <= 3600
+        assert "Too many failed sign-ins" in refused.text and "60 minutes" in refused.text
+        assert client.get("/").status_code == 200, "browsing goes on"
