@@ -75,7 +75,7 @@ class TrackHit:
 
 # The artists column: the printed credit, then the aliases of the credited artists, so
 # "Floyd" or "ピンク・フロイド" finds Pink Floyd. Whatever changes an alias must unindex
-# the artist's tracks first (the loader does, see Loader._before_artist_change): a
+# the artist's tracks first (the loader does, see EntityWriter._before_artist_change): a
 # contentless index forgets a row only when told the text it indexed. With
 # detail='none' only the set of words counts, not their order.
 ARTISTS_SQL = (
