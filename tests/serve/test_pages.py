@@ -143,6 +143,24 @@ def test_shuffle_draws_from_the_whole_catalog(client: httpx.Client) -> None:
     assert client.get("/shuffle").status_code == 200
 
 
+def test_a_playable_shuffle_draws_among_the_tracks_this_server_plays(
+    client: httpx.Client, built_archive: Path
+) -> None:
+    playable = {str(e["id"]) for e in packed_tracks(built_archive)}
+    catalog = _catalog(built_archive)
+    (total,) = catalog.execute("SELECT count(*) FROM tracks").fetchone()
+    catalog.close()
+    assert 0 < len(playable) < total / 5, "the archive plays only a few of its tracks"
+    seen: set[str] = set()
+    for _ in range(5):
+        tracks = client.get("/api/v1/shuffle", params={"n": 50, "playable": "true"}).json()
+        assert len(tracks["tracks"]) == 50
+        assert all(t["playable"] for t in tracks["tracks"])
+        seen.update(t["id"] for t in tracks["tracks"])
+    assert seen <= playable
+    assert len(seen) > len(playable) / 2, "drawn across all of them, not a few"
+
+
 def test_stats(client: httpx.Client, built_archive: Path) -> None:
     stats = client.get("/api/v1/stats").json()
     conn = _catalog(built_archive)

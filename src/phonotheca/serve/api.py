@@ -110,9 +110,14 @@ def create_router(
         return _found(browser.artist(artist_id), "artist")
 
     @router.get("/shuffle", response_model=ShuffleResults)
-    def shuffle(n: Annotated[int, Query(ge=1, le=MAX_SHUFFLE)] = 20) -> Response:
-        """True shuffle: each track drawn uniformly over the whole catalog."""
-        return _json(ShuffleResults(tracks=browser.shuffle(n)))
+    def shuffle(
+        n: Annotated[int, Query(ge=1, le=MAX_SHUFFLE)] = 20,
+        playable: Annotated[bool, Query()] = False,
+    ) -> Response:
+        """True shuffle: each track drawn uniformly over the whole catalog, or with
+        ``playable=true`` over the tracks this server can play (then fewer than ``n``
+        when this mirror holds few of them)."""
+        return _json(ShuffleResults(tracks=browser.shuffle(n, playable=playable)))
 
     @router.get("/stats", response_model=Stats)
     def stats() -> Response:

@@ -30,6 +30,11 @@ from phonotheca.serve.models import (
 MAX_ALBUM_TRACKS = 1000
 MAX_ARTIST_ALBUMS = 200
 ARTIST_TOP_TRACKS = 20
+SHUFFLE_ROUND = 100
+PLAYABLE_DRAWS = 2000
+"""Draws a playable shuffle makes at most: enough to fill a radio's 50 tracks when 1 track
+in 20 plays here; a mirror holding less gets fewer per request (the radio asks again
+as its queue runs low)."""
 
 
 def track_url(track_id: str) -> str:
@@ -163,9 +168,24 @@ class Browser:
         by_key = {r[-1]: r for r in conn.execute(_HITS_SQL.format(marks=_marks(len(keys))), keys)}
         return self._summaries([by_key[k] for k in keys if k in by_key])
 
-    def shuffle(self, n: int, rng: random.Random | None = None) -> list[TrackSummary]:
-        hits = engine.shuffle(self.conn(), n, rng)
-        return self.tracks_by_public_id([h.id for h in hits])
+    def shuffle(
+        self, n: int, rng: random.Random | None = None, *, playable: bool = False
+    ) -> list[TrackSummary]:
+        """``n`` tracks drawn uniformly over the catalog; with ``playable``, over the tracks
+        this server can play: draws that are not playable here are dropped, which keeps
+        the others equally likely. A mirror holding few of the catalog's tracks may get
+        fewer than ``n`` after :data:`PLAYABLE_DRAWS` draws (none when it holds none)."""
+        if not playable:
+            hits = engine.shuffle(self.conn(), n, rng)
+            return self.tracks_by_public_id([h.id for h in hits])
+        rng = rng or random.Random()
+        found: list[TrackSummary] = []
+        for _ in range(PLAYABLE_DRAWS // SHUFFLE_ROUND):
+            hits = engine.shuffle(self.conn(), SHUFFLE_ROUND, rng)
+            found += [t for t in self.tracks_by_public_id([h.id for h in hits]) if t.playable]
+            if len(found) >= n:
+                break
+        return found[:n]
 
     # -- albums and artists ------------------------------------------------------------------
 

@@ -73,7 +73,7 @@
   function moreRadio() {
     if (fetching) return;
     fetching = true;
-    fetch("/api/v1/shuffle?n=50", { credentials: "same-origin" })
+    fetch("/api/v1/shuffle?n=50&playable=true", { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : { tracks: [] }; })
       .then(function (data) {
         const start = queue.length;
