@@ -142,19 +142,11 @@ class EntityWriter:
                 old[pid].add(name)
         realiased = [p for p in changed if old[p] != {a[0] for a in artists[p][1].aliases}]
         if realiased:
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS reindex(track_id INTEGER PRIMARY KEY)"
-            )
-            where = (
+            self._set_aside(
                 "t.id IN (SELECT ta.track_id FROM track_artists ta"
                 " JOIN artists ar ON ar.id = ta.artist_id"
-                " WHERE ar.public_id IN (SELECT value FROM json_each(?)))"
-            )
-            params = (json.dumps(realiased),)
-            unindex_tracks(self.conn, where, params)
-            self.conn.execute(
-                f"INSERT OR IGNORE INTO temp.reindex SELECT t.id FROM tracks t WHERE {where}",
-                params,
+                " WHERE ar.public_id IN (SELECT value FROM json_each(?)))",
+                realiased,
             )
 
     def genre_ids(self, names: Iterable[str]) -> dict[str, int]:
@@ -293,19 +285,22 @@ class EntityWriter:
             if title != albums[str(pid)][1].title
         ]
         if retitled:
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS reindex(track_id INTEGER PRIMARY KEY)"
-            )
-            where = (
+            self._set_aside(
                 "t.album_id IN (SELECT id FROM albums WHERE public_id IN"
-                " (SELECT value FROM json_each(?)))"
+                " (SELECT value FROM json_each(?)))",
+                retitled,
             )
-            params = (json.dumps(retitled),)
-            unindex_tracks(self.conn, where, params)
-            self.conn.execute(
-                f"INSERT OR IGNORE INTO temp.reindex SELECT t.id FROM tracks t WHERE {where}",
-                params,
-            )
+
+    def _set_aside(self, where: str, public_ids: list[str]) -> None:
+        """Take the tracks ``where`` selects (its one parameter: the JSON list of
+        ``public_ids``) out of the search index, into ``temp.reindex`` until the loader
+        adds them again."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS reindex(track_id INTEGER PRIMARY KEY)")
+        params = (json.dumps(public_ids),)
+        unindex_tracks(self.conn, where, params)
+        self.conn.execute(
+            f"INSERT OR IGNORE INTO temp.reindex SELECT t.id FROM tracks t WHERE {where}", params
+        )
 
     def _insert_staged(
         self, insert: str, select: str, rows: Sequence[tuple[object, ...]], width: int
