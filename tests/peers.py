@@ -105,6 +105,16 @@ def run_opentracker(directory: Path, infohashes: Sequence[str] = ()) -> Iterator
     if infohashes or not whitelist.exists():
         whitelist.write_text("".join(f"{h}\n" for h in infohashes))
     port = free_port()
+    process = start_opentracker(directory, port)
+    try:
+        yield Opentracker(directory, port, process)
+    finally:
+        stop_process(process)
+
+
+def start_opentracker(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start opentracker on 127.0.0.1:``port`` in whitelist mode (``directory/whitelist``,
+    read inside its chroot) and return once it accepts connections."""
     process = subprocess.Popen(
         # -u: the user it drops to after the chroot; "nobody" exists everywhere.
         [
@@ -125,26 +135,32 @@ def run_opentracker(directory: Path, infohashes: Sequence[str] = ()) -> Iterator
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
 
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"opentracker exited with {process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            except OSError:
-                return False
-            return True
-
-        wait_until(listening, 10, "opentracker listening")
-        yield Opentracker(directory, port, process)
-    finally:
-        process.terminate()
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"opentracker exited with {process.returncode}")
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(listening, 10, "opentracker listening")
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child and reap it; kill it if it takes more than 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # -- libtorrent ------------------------------------------------------------------------------

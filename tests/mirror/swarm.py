@@ -13,7 +13,6 @@ import hashlib
 import http.server
 import os
 import random
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -37,7 +36,7 @@ from phonotheca.torrents.listing import (
     Totals,
     write_listing,
 )
-from tests.peers import local_session
+from tests.peers import local_session, start_opentracker, stop_process
 
 ARCHIVE = "demo"
 PIECE = 16 * 1024
@@ -198,39 +197,11 @@ class Tracker:
         # It drops to user nobody, who must be able to read its directory and whitelist.
         self.workdir.chmod(0o755)
         (self.workdir / "whitelist").chmod(0o644)
-        # It chroots into -d; the whitelist path is read inside it.
-        self.process = subprocess.Popen(
-            [
-                "opentracker",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-P",
-                str(self.port),
-                "-d",
-                str(self.workdir),
-                "-w",
-                "whitelist",
-                "-u",
-                "nobody",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("opentracker did not start")
+        self.process = start_opentracker(self.workdir, self.port)
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+            stop_process(self.process)
             self.process = None
 
 

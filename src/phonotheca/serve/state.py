@@ -30,12 +30,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from phonotheca.catalog.schema import apply_migrations
+from phonotheca.catalog.schema import apply_migrations, transaction
 
 STAR_KINDS = ("track", "album", "artist")
 _NAME = re.compile(r"[^\s/:][^/:]{0,63}")
@@ -204,16 +204,8 @@ class StateStore:
             self._local.conn = conn
         return conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn())
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
