@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_WORKDIR
-from tests.mirror.swarm import Seeder, TorrentEntry, Tracker, free_port, listing_of, write_listing
+from tests.mirror.swarm import Seeder, TorrentEntry, Tracker, listing_of, write_listing
+from tests.peers import free_port
 
 from phonotheca.build import BagInfo, PackItem, member_name, pack_collection, read_index
 from phonotheca.build.tarvolume import BLOCK
