@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phonotheca.catalog.batch import (
@@ -24,6 +25,7 @@ from phonotheca.catalog.batch import (
     stage_rows,
 )
 from phonotheca.catalog.entities import ALBUM_ID, ARTIST_OF_C3, EntityWriter, lookup
+from phonotheca.catalog.records import cut_chunks
 from phonotheca.catalog.search import index_tracks, search_is_stale, unindex_tracks
 from phonotheca.sources.jsonl import newer_or_same
 
@@ -184,11 +186,8 @@ class Loader:
                 replace.append(i)
             else:
                 result.superseded += 1
-        # Chunks whose every line was unchanged or older are not needed.
-        used = {(tracks[i][14] or 0) // RECORD_REF_LINES for i in (*new, *replace)}
-        unused = [(chunk_base + c,) for c in range(len(batch.chunks)) if c not in used]
-        if unused:
-            self.conn.executemany("DELETE FROM source_chunks WHERE id = ?", unused)
+        if batch.chunks:
+            tracks = self._keep_loaded_lines(batch.chunks, chunk_base, tracks, (*new, *replace))
         if new:
             self.conn.executemany(
                 f"INSERT INTO tracks(id, {_TRACK_COLUMNS}) VALUES"
@@ -233,6 +232,31 @@ class Loader:
                     (json.dumps([rowid[i] for i in done]),),
                 )
             self._reindex_pending()
+
+    def _keep_loaded_lines(
+        self,
+        chunks: list[bytes],
+        chunk_base: int,
+        tracks: list[TrackTuple],
+        loaded: Sequence[int],
+    ) -> list[TrackTuple]:
+        """Store only the source lines of the tracks loaded: a re-imported file's chunk
+        where a few records changed keeps those few (records.cut_chunks). Returns the
+        tracks with their record refs moved to match."""
+        kept, moved = cut_chunks(chunks, [t[14] for t in tracks], [tracks[i][14] for i in loaded])
+        dropped = [(chunk_base + c,) for c, data in enumerate(kept) if data is None]
+        if dropped:
+            self.conn.executemany("DELETE FROM source_chunks WHERE id = ?", dropped)
+        cut = [
+            (data, chunk_base + c)
+            for c, (data, whole) in enumerate(zip(kept, chunks, strict=True))
+            if data is not None and data is not whole
+        ]
+        if cut:
+            self.conn.executemany("UPDATE source_chunks SET data = ? WHERE id = ?", cut)
+        if not moved:
+            return tracks
+        return [(*t[:14], moved[t[14]]) if t[14] in moved else t for t in tracks]
 
     def _reindex_pending(self) -> None:
         """Re-add tracks taken out of the index because their album was retitled or their

@@ -316,7 +316,23 @@ _V3 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3]
+# v4: `phonotheca compact` moves source lines between chunks, which rewrites record_ref
+# without a new record: the reset of listens applies to a new record only.
+_V4 = """
+        DROP TRIGGER tracks_record_replaced;
+        CREATE TRIGGER tracks_record_replaced AFTER UPDATE OF record_ref ON tracks
+        WHEN old.fingerprint IS NOT new.fingerprint
+             AND (new.listens_import IS NOT NULL OR new.popularity_derived IS NOT NULL
+                  OR new.listeners IS NOT NULL)
+        BEGIN
+            UPDATE tracks SET listens_import = NULL, popularity_derived = NULL,
+                              listeners = NULL
+            WHERE id = new.id;
+        END;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,7 +1,9 @@
-"""Catalog commands: init, import jsonl, export jsonl, search, shuffle, stats, reindex."""
+"""Catalog commands: init, import jsonl, export jsonl, search, shuffle, stats, reindex,
+compact."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ import click
 from rich.table import Table
 
 from phonotheca.archive import init_archive
-from phonotheca.catalog import schema
+from phonotheca.catalog import records, schema
 from phonotheca.catalog.export import catalog_stats, export_jsonl
 from phonotheca.catalog.importer import import_lines
 from phonotheca.catalog.search import TrackHit, refresh_search, search, search_is_stale, shuffle
@@ -26,6 +28,7 @@ from phonotheca.cli import (
     out,
     print_json,
     print_summaries_json,
+    progress_bar,
     run_import,
     user_errors,
     workers_option,
@@ -211,3 +214,65 @@ def reindex(archive_dir: Path) -> None:
     finally:
         conn.close()
     click.echo(f"search index rebuilt in {time.monotonic() - t0:.1f} s")
+
+
+@main.command()
+@archive_option
+@click.option(
+    "--vacuum",
+    is_flag=True,
+    help="Then give the freed space back to the filesystem (SQLite VACUUM: needs free disk"
+    " as large as the catalog). Without it, later imports reuse the space.",
+)
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Rewrite every chunk that holds a replaced record, not only those that are mostly"
+    " replaced records (say before 'phonotheca publish').",
+)
+@json_option
+def compact(archive_dir: Path, vacuum: bool, every: bool, as_json: bool) -> None:
+    """Drop the source records that newer ones replaced.
+
+    Each imported line is kept for export; when a track takes a newer record, its old
+    line stays behind. This drops the chunks of old lines no track uses, and rewrites
+    those that are over a quarter old lines (all that hold one, with --all) and the
+    small ones a re-import leaves. Tracks, search and export are unchanged. Safe to
+    interrupt and to run beside an import; run it after re-importing updated dumps.
+    """
+    archive = archive_at(archive_dir)
+    with user_errors():
+        conn = archive.connect()
+        read = archive.connect(readonly=True)
+    try:
+        with progress_bar(None, "chunks") as bar:
+            task = bar.add_task("compact source records")
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = records.compact(conn, read, every=every, vacuum=vacuum, progress=progress)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        read.close()
+        conn.close()
+    if as_json:
+        print_json(dataclasses.asdict(summary))
+        return
+    mb = 1e6
+    click.echo(
+        f"source records: {summary.chunks_before:,} chunks ({summary.bytes_before / mb:,.1f} MB)"
+        f" -> {summary.chunks_after:,} ({summary.bytes_after / mb:,.1f} MB);"
+        f" {summary.lines_dropped:,} replaced records dropped,"
+        f" {summary.lines_moved:,} moved out of {summary.chunks_rewritten:,} sparse or small"
+        " chunks"
+    )
+    if summary.dangling:
+        click.echo(
+            f"warning: {summary.dangling:,} tracks point at source records that are missing"
+            " (was the catalog changed by another tool?)",
+            err=True,
+        )
+    if not vacuum and summary.bytes_after < summary.bytes_before:
+        click.echo("freed pages are reused by later imports (--vacuum gives them back now)")

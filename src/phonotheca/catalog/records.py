@@ -1,0 +1,328 @@
+"""Source records kept in zstd chunks (docs/FORMAT.md §4.3): repacking and compaction.
+
+Each loaded line is kept in ``source_chunks``, and ``tracks.record_ref`` points at it
+(``chunk id × 1024 + line``). A line stops being needed when its track takes a newer
+record. Two things keep that from piling up:
+
+- an import keeps only the lines it loads: a chunk of a re-imported file in which only a
+  few records changed is cut down to those records before it is stored
+  (:func:`cut_chunks`), so re-importing a dump stores what changed, not the whole dump again;
+- ``phonotheca compact`` (:func:`compact`) drops the chunks no track points at any more,
+  and rewrites those whose live lines fell below :data:`SPARSE` of their lines or that
+  are small (a re-import's changed records), merging each import's into full chunks and
+  carrying each track's pointer along.
+
+Compaction moves lines, never changes them: export gives the same output before and
+after, and a track's listens and popularity stay as they were (schema v4's trigger
+reacts to a new record, not to a record that moved).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import zstandard
+
+from phonotheca.catalog.batch import RECORD_REF_LINES
+from phonotheca.catalog.schema import transaction
+
+LEVEL = 1
+"""zstd level of repacked chunks: the importers' level (speed over a few % of size)."""
+FRAME_LINES = 1000
+"""Most lines in a chunk written here (the JSONL importer's chunk)."""
+FRAME_BYTES = 1 << 20
+"""A chunk written here is closed once it holds this many bytes of lines (MusicBrainz
+documents are ~10 KiB: its importer writes 100 to a chunk)."""
+SPARSE = 0.75
+"""A chunk with fewer live lines than this fraction of its lines is rewritten."""
+SMALL_BYTES = FRAME_BYTES // 8
+"""Chunks holding fewer bytes of lines are merged with others of their import (a
+re-import stores each changed record in a small chunk of its batch; zstd does better
+on a few hundred lines than on a few)."""
+GROUP_LINES = int(os.environ.get("PHONOTHECA_TEST_COMPACT_GROUP", "20000"))
+"""Lines gathered before their full chunks are written, in one transaction (at most
+this many dead chunks are dropped in one, too)."""
+
+
+def split_lines(dctx: zstandard.ZstdDecompressor, data: bytes) -> list[bytes]:
+    """The lines of one chunk (they never contain a newline: each is one JSON text)."""
+    return dctx.decompress(data).split(b"\n")
+
+
+def repack(
+    dctx: zstandard.ZstdDecompressor,
+    cctx: zstandard.ZstdCompressor,
+    data: bytes,
+    keep: Sequence[int],
+) -> bytes:
+    """The chunk holding only lines ``keep`` (indexes, in this order) of chunk ``data``."""
+    lines = split_lines(dctx, data)
+    return cctx.compress(b"\n".join(lines[i] for i in keep))
+
+
+def cut_chunks(
+    chunks: list[bytes], refs: Sequence[int | None], used: Sequence[int | None]
+) -> tuple[list[bytes | None], dict[int, int]]:
+    """Cut a batch's chunks down to the lines its loaded tracks point at.
+
+    ``refs`` are the record refs (``chunk index × 1024 + line``, relative to the batch)
+    of every track in the batch, so each line of a chunk appears there at least once;
+    ``used`` those of the tracks that are loaded. Returns the chunks to store (None for
+    one no loaded track needs) and how the used refs move: ``{old: new}``, only for refs
+    that change.
+    """
+    lines: dict[int, set[int]] = {}
+    for ref in refs:
+        if ref is not None:
+            lines.setdefault(ref // RECORD_REF_LINES, set()).add(ref % RECORD_REF_LINES)
+    keep: dict[int, set[int]] = {}
+    for ref in used:
+        if ref is not None:
+            keep.setdefault(ref // RECORD_REF_LINES, set()).add(ref % RECORD_REF_LINES)
+    out: list[bytes | None] = []
+    moved: dict[int, int] = {}
+    dctx = cctx = None
+    for c, data in enumerate(chunks):
+        wanted = keep.get(c)
+        if not wanted:
+            out.append(None)
+            continue
+        if len(wanted) == len(lines.get(c, ())):
+            out.append(data)
+            continue
+        order = sorted(wanted)
+        dctx = dctx or zstandard.ZstdDecompressor()
+        cctx = cctx or zstandard.ZstdCompressor(level=LEVEL)
+        out.append(repack(dctx, cctx, data, order))
+        base = c * RECORD_REF_LINES
+        for new, old in enumerate(order):
+            if new != old:
+                moved[base + old] = base + new
+    return out, moved
+
+
+# -- compaction -----------------------------------------------------------------------
+
+
+@dataclass
+class CompactSummary:
+    """What ``phonotheca compact`` did (``--json``)."""
+
+    chunks_before: int = 0
+    chunks_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    lines_dropped: int = 0
+    """Source records no track pointed at any more."""
+    lines_moved: int = 0
+    chunks_dropped: int = 0
+    """Chunks with no live line, deleted."""
+    chunks_rewritten: int = 0
+    """Sparse or small chunks whose live lines were moved into new chunks."""
+    dangling: int = 0
+    """Tracks pointing at a chunk that does not exist (left as they are)."""
+    vacuumed: bool = False
+
+
+@dataclass
+class _Pending:
+    """Live lines gathered from sparse or small chunks of one (import, kind), not yet
+    written."""
+
+    import_id: int
+    kind: str
+    lines: list[bytes] = field(default_factory=list)
+    tracks: list[list[tuple[int, int]]] = field(default_factory=list)
+    """Per line: (track id, its current record_ref) of every track pointing at it."""
+    origin: list[int] = field(default_factory=list)
+    """Per line: the chunk it comes from."""
+    sources: dict[int, int] = field(default_factory=dict)
+    """Chunk id -> its dead lines, for every chunk with lines here."""
+    written: bool = False
+
+
+class _Compactor:
+    def __init__(self, conn: sqlite3.Connection, summary: CompactSummary, sparse: float) -> None:
+        self.conn = conn
+        self.summary = summary
+        self.sparse = sparse
+        self.cctx = zstandard.ZstdCompressor(level=LEVEL)
+        self.pending: dict[tuple[int, str], _Pending] = {}
+        self.dead: list[int] = []
+
+    def chunk(
+        self,
+        chunk_id: int,
+        import_id: int,
+        kind: str,
+        lines: list[bytes],
+        live: dict[int, list[tuple[int, int]]],
+    ) -> None:
+        if not live:
+            self.summary.chunks_dropped += 1
+            self.summary.lines_dropped += len(lines)
+            self.dead.append(chunk_id)
+            if len(self.dead) >= GROUP_LINES:
+                self.flush_dead()
+            return
+        sparse = len(live) < self.sparse * len(lines)
+        if not sparse and sum(map(len, lines)) >= SMALL_BYTES:
+            return
+        key = (import_id, kind)
+        p = self.pending.setdefault(key, _Pending(import_id, kind))
+        for line in sorted(live):
+            p.lines.append(lines[line])
+            p.tracks.append(live[line])
+            p.origin.append(chunk_id)
+        p.sources[chunk_id] = len(lines) - len(live)
+        if len(p.lines) >= GROUP_LINES:
+            self.write(key, final=False)
+
+    def _frames(self, p: _Pending, final: bool) -> list[tuple[int, int]]:
+        """(start, end) of the chunks to write: each full (FRAME_LINES or FRAME_BYTES),
+        and the last one whatever its size when ``final``."""
+        frames = []
+        start = 0
+        while start < len(p.lines):
+            end, size = start, 0
+            while end < len(p.lines) and end - start < FRAME_LINES and size < FRAME_BYTES:
+                size += len(p.lines[end])
+                end += 1
+            full = end - start == FRAME_LINES or size >= FRAME_BYTES
+            if full or final:
+                frames.append((start, end))
+            start = end
+        return frames
+
+    def write(self, key: tuple[int, str], *, final: bool) -> None:
+        """Store a group's lines in new chunks (all of them when ``final``, else the
+        full chunks), point their tracks there, and drop the chunks whose lines all moved
+        and the dead chunks found so far: one transaction."""
+        p = self.pending[key]
+        if final:
+            del self.pending[key]
+            if not p.written and len(p.sources) == 1 and not next(iter(p.sources.values())):
+                return  # one small chunk and nothing to merge it with: leave it be
+        frames = self._frames(p, final)
+        if not frames:
+            return
+        cut = frames[-1][1]
+        moved = set(p.origin[:cut])
+        done = sorted(moved.difference(p.origin[cut:]))
+        with transaction(self.conn):
+            base = int(
+                self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM source_chunks").fetchone()[
+                    0
+                ]
+            )
+            rows: list[tuple[int, int, str, bytes]] = []
+            moves: list[tuple[int, int, int]] = []
+            for chunk_id, (start, end) in enumerate(frames, base):
+                data = self.cctx.compress(b"\n".join(p.lines[start:end]))
+                rows.append((chunk_id, p.import_id, p.kind, data))
+                for line in range(start, end):
+                    ref = chunk_id * RECORD_REF_LINES + line - start
+                    moves += [(ref, track, old) for track, old in p.tracks[line]]
+            self.conn.executemany(
+                "INSERT INTO source_chunks(id, import_id, kind, data) VALUES (?,?,?,?)", rows
+            )
+            # A track that took a newer record meanwhile (an import running beside us)
+            # keeps it: only pointers still at the old place move.
+            self.conn.executemany(
+                "UPDATE tracks SET record_ref = ? WHERE id = ? AND record_ref = ?", moves
+            )
+            self._delete([*done, *self.dead])
+            self.dead = []
+        self.summary.lines_moved += cut
+        self.summary.chunks_rewritten += len(done)
+        self.summary.lines_dropped += sum(p.sources.pop(c) for c in done)
+        del p.lines[:cut], p.tracks[:cut], p.origin[:cut]
+        p.written = True
+
+    def flush_dead(self) -> None:
+        if self.dead:
+            with transaction(self.conn):
+                self._delete(self.dead)
+            self.dead = []
+
+    def _delete(self, ids: list[int]) -> None:
+        self.conn.executemany("DELETE FROM source_chunks WHERE id = ?", [(i,) for i in ids])
+
+    def finish(self) -> None:
+        for key in sorted(self.pending):
+            self.write(key, final=True)
+        self.flush_dead()
+
+
+def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    count, size = conn.execute(
+        "SELECT count(*), coalesce(sum(length(data)), 0) FROM source_chunks"
+    ).fetchone()
+    return int(count), int(size)
+
+
+def compact(
+    conn: sqlite3.Connection,
+    read: sqlite3.Connection,
+    *,
+    every: bool = False,
+    vacuum: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompactSummary:
+    """Drop source records no track points at and rewrite sparse chunks (see module).
+
+    ``read`` (a second connection to the same catalog) reads one snapshot while ``conn``
+    writes, one transaction per :data:`GROUP_LINES` lines moved: killed at any moment
+    the catalog is consistent, and a re-run finishes the work. An import may run
+    meanwhile. ``every`` rewrites every chunk holding a dead line, not only those
+    below :data:`SPARSE` (leaving no replaced record, say before publishing the
+    catalog). ``progress(done, total)`` counts the chunks read. ``vacuum`` then
+    returns the freed pages to the filesystem (SQLite ``VACUUM``: needs as much free
+    disk as the catalog takes, and a while on a large one); without it they are reused
+    by later imports.
+    """
+    summary = CompactSummary()
+    read.execute("BEGIN")  # one snapshot for both queries below
+    refs = rows = None
+    try:
+        summary.chunks_before, summary.bytes_before = _totals(read)
+        refs = read.execute(
+            "SELECT record_ref, id FROM tracks WHERE record_ref IS NOT NULL ORDER BY record_ref"
+        )
+        ref = refs.fetchone()
+        work = _Compactor(conn, summary, 1.0 if every else SPARSE)
+        dctx = zstandard.ZstdDecompressor()
+        rows = read.execute("SELECT id, import_id, kind, data FROM source_chunks ORDER BY id")
+        for done, (chunk_id, import_id, kind, data) in enumerate(rows, 1):
+            first = chunk_id * RECORD_REF_LINES
+            while ref is not None and ref[0] < first:  # a track pointing at no chunk
+                summary.dangling += 1
+                ref = refs.fetchone()
+            lines = split_lines(dctx, data)
+            live: dict[int, list[tuple[int, int]]] = {}
+            while ref is not None and ref[0] < first + RECORD_REF_LINES:
+                if ref[0] - first < len(lines):
+                    live.setdefault(ref[0] - first, []).append((ref[1], ref[0]))
+                else:  # past the chunk's last line
+                    summary.dangling += 1
+                ref = refs.fetchone()
+            work.chunk(chunk_id, import_id, kind, lines, live)
+            if progress is not None:
+                progress(done, summary.chunks_before)
+        while ref is not None:
+            summary.dangling += 1
+            ref = refs.fetchone()
+    finally:
+        for cursor in (refs, rows):
+            if cursor is not None:
+                cursor.close()
+        read.execute("COMMIT")
+    work.finish()
+    if vacuum:
+        conn.execute("VACUUM")
+        summary.vacuumed = True
+    summary.chunks_after, summary.bytes_after = _totals(conn)
+    return summary
