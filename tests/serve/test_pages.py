@@ -161,6 +161,27 @@ def test_a_playable_shuffle_draws_among_the_tracks_this_server_plays(
     assert len(seen) > len(playable) / 2, "drawn across all of them, not a few"
 
 
+def test_playable_draws_are_uniform_across_collections_of_different_sizes(
+    client: httpx.Client, built_archive: Path
+) -> None:
+    entries = packed_tracks(built_archive)
+    sizes = {}
+    for e in entries:
+        sizes[e["collection"]] = sizes.get(e["collection"], 0) + 1
+    assert len(set(sizes.values())) > 1, "the collections should differ in size"
+    counts = dict.fromkeys((str(e["id"]) for e in entries), 0)
+    rounds = 60
+    for _ in range(rounds):
+        for t in client.get("/api/v1/shuffle", params={"n": 100, "playable": "true"}).json()[
+            "tracks"
+        ]:
+            counts[t["id"]] += 1
+    expected = rounds * 100 / len(counts)
+    # Binomial spread is ~sqrt(expected); a track of a small collection drawn as often as
+    # one of a large collection is the point (weighting collections equally would not be).
+    assert all(abs(c - expected) < 7 * expected**0.5 for c in counts.values()), counts
+
+
 def test_stats(client: httpx.Client, built_archive: Path) -> None:
     stats = client.get("/api/v1/stats").json()
     conn = _catalog(built_archive)
@@ -272,6 +293,42 @@ def test_mirror_plays_only_verified_pieces(built_archive: Path, tmp_path: Path) 
         page = c.get(f"/tracks/{quote(str(other['id']), safe='')}")
         assert "Not in this mirror" in page.text
         assert f"{collection}.torrent" in page.text
+
+
+@pytest.mark.filterwarnings("ignore:files\\(\\) is deprecated:DeprecationWarning")
+def test_a_mirror_s_playable_shuffle_draws_only_its_verified_tracks(
+    built_archive: Path, tmp_path: Path
+) -> None:
+    """A mirror holding a few of the catalog's tracks: one collection in part, one whole,
+    the others not verified. The radio's draws are those tracks, each of them."""
+    root = _mirror(built_archive, tmp_path / "mirror")
+    by_collection: dict[str, list[dict[str, object]]] = {}
+    for e in packed_tracks(root):
+        by_collection.setdefault(str(e["collection"]), []).append(e)
+    names = sorted(by_collection, key=lambda n: -len(by_collection[n]))
+    partial, whole = names[0], names[1]
+    chosen = by_collection[partial][0]
+    _write_verified(root, partial, _pieces(root, chosen))
+    _write_verified(root, whole, set(), complete=True)
+    with (
+        LiveServer(make_app(root, public_audio=True)) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        playable = {
+            str(e["id"])
+            for e in packed_tracks(root)
+            if c.get(f"/api/v1/tracks/{quote(str(e['id']), safe='')}").json()["availability"][
+                "playable"
+            ]
+        }
+        assert str(chosen["id"]) in playable
+        assert len(playable) < len(packed_tracks(root))  # some are not verified
+        seen: set[str] = set()
+        for _ in range(4):
+            tracks = c.get("/api/v1/shuffle", params={"n": 50, "playable": "true"}).json()
+            assert len(tracks["tracks"]) == 50
+            seen.update(t["id"] for t in tracks["tracks"])
+        assert seen == playable
 
 
 def test_several_roots(built_archive: Path, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ run every test here.
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
 import libsonic
 import pytest
@@ -152,14 +154,46 @@ def test_search3_empty_query_pages_through_everything(
     assert len(albums["album"]) == total_albums and not albums.get("song")
 
 
-def test_random_songs(sonic: libsonic.Connection, archive_fixture: Fixture) -> None:
+def test_random_songs_are_drawn_among_the_songs_this_server_plays(
+    sonic: libsonic.Connection, archive_fixture: Fixture
+) -> None:
+    present = {f"tr-{p.public_id}" for p in archive_fixture.present}
     songs = sonic.getRandomSongs(size=5)["randomSongs"]["song"]
     assert len(songs) == 5 and len({s["id"] for s in songs}) == 5
-    genre = sonic.getGenres()["genres"]["genre"][0]["value"]
+    seen: set[str] = set()
+    for _ in range(6):
+        songs = sonic.getRandomSongs(size=len(present) + 10)["randomSongs"]["song"]
+        ids = [s["id"] for s in songs]
+        assert len(ids) == len(set(ids)) and set(ids) <= present
+        seen.update(ids)
+    assert seen == present  # never the 30 tracks without audio, nor the absent torrent's
+    by_genre: dict[str, set[str]] = {}
+    for song_id in present:
+        for g in sonic.getSong(song_id)["song"].get("genres", []):
+            by_genre.setdefault(g["name"], set()).add(song_id)
+    genre, holders = max(by_genre.items(), key=lambda kv: (len(kv[1]), kv[0]))
     same = sonic.getRandomSongs(size=3, genre=genre)["randomSongs"]["song"]
-    assert len(same) == 3 and all(genre in [g["name"] for g in s["genres"]] for s in same)
+    assert len(same) == min(3, len(holders))
+    assert {s["id"] for s in same} <= holders
     years = sonic.getRandomSongs(size=50, fromYear=2000, toYear=2030)["randomSongs"]["song"]
-    assert all(2000 <= s["year"] <= 2030 for s in years)
+    assert all(2000 <= s["year"] <= 2030 and s["id"] in present for s in years)
+
+
+def test_random_songs_of_a_server_without_audio_come_from_the_catalog(
+    tmp_path: Path, archive_fixture: Fixture
+) -> None:
+    assert len(archive_fixture.present) < 20
+    root = tmp_path / "metadata-only"
+    shutil.copytree(archive_fixture.root, root, ignore=shutil.ignore_patterns("torrents"))
+    server = LiveServer(root)
+    server.start()
+    try:
+        creds = archive_fixture.creds
+        sonic = connect(server, creds.user, creds.password, legacy=False)
+        songs = sonic.getRandomSongs(size=20)["randomSongs"]["song"]
+        assert len({s["id"] for s in songs}) == 20  # more than it could play with audio
+    finally:
+        server.stop()
 
 
 def test_stream_returns_the_packed_bytes(

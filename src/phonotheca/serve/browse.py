@@ -30,11 +30,6 @@ from phonotheca.serve.models import (
 MAX_ALBUM_TRACKS = 1000
 MAX_ARTIST_ALBUMS = 200
 ARTIST_TOP_TRACKS = 20
-SHUFFLE_ROUND = 100
-PLAYABLE_DRAWS = 2000
-"""Draws a playable shuffle makes at most: enough to fill a radio's 50 tracks when 1 track
-in 20 plays here; a mirror holding less gets fewer per request (the radio asks again
-as its queue runs low)."""
 
 
 def track_url(track_id: str) -> str:
@@ -143,6 +138,17 @@ class Browser:
         by_id = {s.id: s for s in self._summaries(rows)}
         return [by_id[p] for p in public_ids if p in by_id]
 
+    def tracks_by_rowid(self, rowids: Sequence[int]) -> list[TrackSummary]:
+        """:meth:`tracks_by_public_id` for catalog rowids."""
+        unique = list(dict.fromkeys(rowids))
+        if not unique:
+            return []
+        marks = _marks(len(unique))
+        public = dict(
+            self.conn().execute(f"SELECT id, public_id FROM tracks WHERE id IN ({marks})", unique)
+        )
+        return self.tracks_by_public_id([public[r] for r in rowids if r in public])
+
     def track(self, public_id: str) -> Track | None:
         row = self.conn().execute(f"{_SUMMARY_SQL} WHERE t.public_id = ?", (public_id,)).fetchone()
         if row is None:
@@ -172,20 +178,12 @@ class Browser:
         self, n: int, rng: random.Random | None = None, *, playable: bool = False
     ) -> list[TrackSummary]:
         """``n`` tracks drawn uniformly over the catalog; with ``playable``, over the tracks
-        this server can play: draws that are not playable here are dropped, which keeps
-        the others equally likely. A mirror holding few of the catalog's tracks may get
-        fewer than ``n`` after :data:`PLAYABLE_DRAWS` draws (none when it holds none)."""
+        this server can play (:mod:`phonotheca.serve.playable`): fewer, or none, when it
+        holds few or none."""
         if not playable:
             hits = engine.shuffle(self.conn(), n, rng)
             return self.tracks_by_public_id([h.id for h in hits])
-        rng = rng or random.Random()
-        found: list[TrackSummary] = []
-        for _ in range(PLAYABLE_DRAWS // SHUFFLE_ROUND):
-            hits = engine.shuffle(self.conn(), SHUFFLE_ROUND, rng)
-            found += [t for t in self.tracks_by_public_id([h.id for h in hits]) if t.playable]
-            if len(found) >= n:
-                break
-        return found[:n]
+        return self.tracks_by_rowid(self.media.sampler.draw(n, rng) or [])
 
     # -- albums and artists ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 from phonotheca.blobs import blob_path, sniff_image
 from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.playable import PlayableSampler
 from phonotheca.serve.streaming import ByteSlice, content_disposition, etag_of, ranged_response
 
 __all__ = [
@@ -135,11 +136,12 @@ class CoverMedia:
         return IMMUTABLE
 
 
-_TRACK_SQL = """
-    SELECT t.public_id, t.title, t.artist_credit, l.status, l.collection, l.volume, l.offset,
-           l.length, l.sha256, l.codec, l.bitrate
+_TRACK_FROM = """
+    t.public_id, t.title, t.artist_credit, l.status, l.collection, l.volume, l.offset,
+    l.length, l.sha256, l.codec, l.bitrate
     FROM tracks t LEFT JOIN ledger l ON l.track_id = t.id
 """
+_TRACK_SQL = f"SELECT {_TRACK_FROM}"
 
 _COVER_SQL = """
     SELECT i.blob_sha256, p.collection, p.volume, p.offset, p.length
@@ -156,6 +158,7 @@ class MediaLibrary:
     def __init__(self, ctx: ServeContext) -> None:
         self.ctx = ctx
         self._mirror = MirrorState()
+        self.sampler = PlayableSampler(self)
 
     # -- tracks ------------------------------------------------------------------------------
 
@@ -176,6 +179,21 @@ class MediaLibrary:
         marks = ",".join("?" * len(unique))
         rows = self.ctx.catalog().execute(f"{_TRACK_SQL} WHERE t.public_id IN ({marks})", unique)
         return {str(row[0]): self._media(row) for row in rows}
+
+    def playable_rowids(self, rowids: list[int]) -> set[int]:
+        """The tracks among ``rowids`` (catalog rowids) whose bytes this server holds."""
+        unique = list(dict.fromkeys(rowids))
+        if not unique:
+            return set()
+        marks = ",".join("?" * len(unique))
+        rows = self.ctx.catalog().execute(
+            f"SELECT t.id, {_TRACK_FROM} WHERE t.id IN ({marks})", unique
+        )
+        return {int(row[0]) for row in rows if self._media(row[1:]).playable}
+
+    @staticmethod
+    def valid_collection(name: str) -> bool:
+        return _COLLECTION.fullmatch(name) is not None
 
     def _media(self, row: tuple[Any, ...]) -> TrackMedia:
         (

@@ -1,7 +1,9 @@
 """Lists: ``getAlbumList2`` (and the folder-style ``getAlbumList``), random songs, genres.
 
-Random picks use the catalog's true shuffle (:func:`phonotheca.catalog.search.shuffle`):
-uniform over the whole catalog in O(1) per pick, whatever its size. With a genre or year
+Random songs are for playing: they are drawn uniformly among the tracks this server can
+stream (:mod:`phonotheca.serve.playable`), and over the whole catalog with the catalog's
+true shuffle (:func:`phonotheca.catalog.search.shuffle`, O(1) per pick) only when it
+holds no audio at all. Album lists stay over the whole catalog. With a genre or year
 filter, picks that do not pass are drawn again a bounded number of times; a filter so
 narrow that drawing rarely hits it falls back to SQLite choosing at random among the
 matching tracks (a scan of the matches, which is then small enough).
@@ -187,44 +189,79 @@ def _filters(call: Call) -> tuple[str, dict[str, object]]:
     return " AND ".join(where), params
 
 
+def _random_tracks(call: Call, n: int) -> tuple[list[int], bool]:
+    """Up to ``n`` different tracks drawn uniformly among those this server plays, or
+    over the catalog when it holds no audio; and which of the two it was."""
+    playable = call.ctx.media.sampler.distinct(n)
+    if playable is not None:
+        return playable, True
+    conn = call.conn
+    drawn = list(dict.fromkeys(items.track_rowids(conn, [h.id for h in search.shuffle(conn, n)])))
+    for _ in range(3):  # draws are with replacement: top up the rare repeat
+        if len(drawn) >= n:
+            break
+        extra = items.track_rowids(conn, [h.id for h in search.shuffle(conn, n)])
+        drawn = list(dict.fromkeys([*drawn, *extra]))
+    return drawn[:n], False
+
+
 def get_random_songs(call: Call) -> Payload:
     size = call.count("size", 10, MAX_LIST)
     conn = call.conn
     where, params = _filters(call)
     if not params:
-        drawn = list(
-            dict.fromkeys(items.track_rowids(conn, [h.id for h in search.shuffle(conn, size)]))
-        )
-        # Draws are with replacement; top up the rare repeat.
-        for _ in range(3):
-            if len(drawn) >= size:
-                break
-            extra = items.track_rowids(conn, [h.id for h in search.shuffle(conn, size)])
-            drawn = list(dict.fromkeys([*drawn, *extra]))[:size]
-        return {"randomSongs": {"song": song_items(call, drawn[:size])}}
+        drawn, _ = _random_tracks(call, size)
+        return {"randomSongs": {"song": song_items(call, drawn)}}
     picked: list[int] = []
     sql = "SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE t.id IN ({})"
+    playable = True
     for _ in range(8):
         if len(picked) >= size:
             break
-        draw = items.track_rowids(conn, [h.id for h in search.shuffle(conn, max(64, 4 * size))])
+        draw, playable = _random_tracks(call, max(64, 4 * size))
+        if not draw:
+            break
         passing = {
             r[0]
             for r in conn.execute(
                 # rowids from the catalog itself: integers, safe to inline
-                sql.format(",".join(str(int(t)) for t in draw) or "NULL") + f" AND {where}",
+                sql.format(",".join(str(int(t)) for t in draw)) + f" AND {where}",
                 params,
             )
         }
         picked = list(dict.fromkeys([*picked, *(t for t in draw if t in passing)]))
     if len(picked) < size:
-        rows = conn.execute(
+        picked = list(
+            dict.fromkeys([*picked, *_random_matches(call, where, params, size, playable)])
+        )
+    return {"randomSongs": {"song": song_items(call, picked[:size])}}
+
+
+def _random_matches(
+    call: Call, where: str, params: dict[str, object], size: int, playable: bool
+) -> list[int]:
+    """SQLite's random choice among every matching track (the playable ones when
+    ``playable``): a scan of the matches, for filters too narrow to hit by drawing."""
+    if not playable:
+        rows = call.conn.execute(
             f"SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE {where}"
             " ORDER BY random() LIMIT :size",
             {**params, "size": size},
         )
-        picked = list(dict.fromkeys([*picked, *(r[0] for r in rows)]))
-    return {"randomSongs": {"song": song_items(call, picked[:size])}}
+        return [r[0] for r in rows]
+    media = call.ctx.media
+    held = media.sampler.candidates().names
+    marks = ",".join(f":c{i}" for i in range(len(held)))
+    rows = call.conn.execute(
+        "SELECT t.id FROM ledger l JOIN tracks t ON t.id = l.track_id"
+        " LEFT JOIN albums a ON a.id = t.album_id"
+        f" WHERE l.status = 'packed' AND l.collection IN ({marks}) AND {where}"
+        " ORDER BY random() LIMIT :size",
+        {**params, **{f"c{i}": c for i, c in enumerate(held)}, "size": 4 * size},
+    )
+    found = [int(r[0]) for r in rows]
+    ok = media.playable_rowids(found)
+    return [t for t in found if t in ok]
 
 
 def get_songs_by_genre(call: Call) -> Payload:

@@ -1,0 +1,142 @@
+"""Uniform random tracks among those this server can play, however few of the catalog's.
+
+A mirror may hold a fraction of a percent of the catalog: drawing over the whole catalog
+and keeping the playable draws finds almost none. Instead, the draws are over the
+tracks of the collections present here (a collection directory under a root's
+``torrents/``; in a mirror, one with a verified-pieces file), which the ledger lists:
+
+1. pick a collection with probability proportional to its packed tracks;
+2. pick one of its tracks uniformly (the ``ledger_collection`` index, in track order);
+3. keep it when its bytes are here (:meth:`MediaLibrary.locate_many`), else draw again.
+
+Steps 1 and 2 make every candidate equally likely, step 3 drops the unplayable ones
+(pieces a mirror has not verified yet) without changing the odds of the others, so each
+kept draw is uniform over the playable tracks. Candidates are listed again every
+:data:`HELD_TTL` seconds, as a mirror adds collections.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from phonotheca.serve.availability import is_mirror, verified_path
+
+if TYPE_CHECKING:
+    from phonotheca.serve.media import MediaLibrary
+
+HELD_TTL = 30.0
+"""Seconds a listing of the collections present is reused."""
+MAX_DRAWS = 2000
+"""Draws per request at most (a mirror with few verified pieces may yield fewer tracks)."""
+ROUND = 64
+"""Candidates checked for playability together (one query)."""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Collections present here and how many packed tracks each lists."""
+
+    names: tuple[str, ...]
+    ends: tuple[int, ...]
+    """Running total of tracks: collection ``i`` owns draws in ``[ends[i-1], ends[i])``."""
+
+    @property
+    def total(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def locate(self, draw: int) -> tuple[str, int]:
+        """The collection and the position within it of draw ``draw`` (< total)."""
+        i = bisect.bisect_right(self.ends, draw)
+        return self.names[i], draw - (self.ends[i - 1] if i else 0)
+
+
+class PlayableSampler:
+    def __init__(self, library: MediaLibrary, ttl: float = HELD_TTL) -> None:
+        self.library = library
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Candidates] | None = None
+
+    def candidates(self) -> Candidates:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.ttl:
+                self._cached = (now, self._list())
+            return self._cached[1]
+
+    def _list(self) -> Candidates:
+        present: set[str] = set()
+        for root in self.library.ctx.roots:
+            mirror = is_mirror(root)
+            try:
+                entries = list((root / "torrents").iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if (
+                    self.library.valid_collection(name)
+                    and (entry / "data").is_dir()
+                    and (not mirror or verified_path(root, name).is_file())
+                ):
+                    present.add(name)
+        names: list[str] = []
+        counts: list[int] = []
+        conn = self.library.ctx.catalog()
+        for name in sorted(present):
+            (count,) = conn.execute(
+                "SELECT count(*) FROM ledger INDEXED BY ledger_collection"
+                " WHERE collection = ? AND status = 'packed'",
+                (name,),
+            ).fetchone()
+            if count:
+                names.append(name)
+                counts.append(int(count))
+        return Candidates(tuple(names), tuple(itertools.accumulate(counts)))
+
+    def draw(self, n: int, rng: random.Random | None = None) -> list[int] | None:
+        """Track rowids of ``n`` independent uniform draws over the playable tracks (so
+        repeats may occur); fewer when :data:`MAX_DRAWS` candidates did not give ``n``.
+        None when this server holds no collection at all."""
+        rng = rng or random.Random()
+        held = self.candidates()
+        if not held.total:
+            return None
+        conn = self.library.ctx.catalog()
+        found: list[int] = []
+        drawn = 0
+        while len(found) < n and drawn < MAX_DRAWS:
+            want = min(ROUND, MAX_DRAWS - drawn, 2 * (n - len(found)) + 4)
+            drawn += want
+            picks: list[int] = []
+            for _ in range(want):
+                name, position = held.locate(rng.randrange(held.total))
+                row = conn.execute(
+                    "SELECT track_id FROM ledger INDEXED BY ledger_collection"
+                    " WHERE collection = ? AND status = 'packed'"
+                    " ORDER BY track_id LIMIT 1 OFFSET ?",
+                    (name, position),
+                ).fetchone()
+                if row is not None:  # the ledger changed since the listing: draw again
+                    picks.append(int(row[0]))
+            playable = self.library.playable_rowids(picks)
+            found += [p for p in picks if p in playable]
+        return found[:n]
+
+    def distinct(self, n: int, rng: random.Random | None = None) -> list[int] | None:
+        """Up to ``n`` different playable tracks, uniformly drawn (for lists)."""
+        seen: dict[int, None] = {}
+        for _ in range(4):
+            got = self.draw(n - len(seen), rng)
+            if got is None:
+                return None
+            seen.update(dict.fromkeys(got))
+            if len(seen) >= n or not got:
+                break
+        return list(seen)[:n]
