@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 
 from phonotheca.serve.security import SignInThrottle
-from tests.serve.conftest import PASSWORD, USER, LiveServer, csrf_from, make_app
+from phonotheca.serve.state import StateStore
+from tests.serve.conftest import PASSWORD, USER, LiveServer, copy_archive, csrf_from, make_app
 
 
 class Clock:
@@ -41,6 +42,46 @@ def test_the_throttle_forgets_the_least_recent_address_past_its_bound() -> None:
     assert throttle.retry_after("b") is not None and throttle.retry_after("c") is not None
 
 
+def test_server_processes_share_one_count_through_the_state_store(tmp_path: Path) -> None:
+    """Each worker process has its own StateStore on the same file: 3 failures spread
+    over two of them reach a limit of 3, and a restarted process still knows them."""
+    clock = Clock()
+    path = tmp_path / "state.sqlite3"
+    first, second = StateStore(path), StateStore(path)
+    a = SignInThrottle(3, 60, store=first, clock=clock)
+    b = SignInThrottle(3, 60, store=second, clock=clock)
+    a.failed("10.0.0.1")
+    b.failed("10.0.0.1")
+    assert a.retry_after("10.0.0.1") is None and b.retry_after("10.0.0.1") is None
+    clock.now += 5
+    a.failed("10.0.0.1")
+    assert b.retry_after("10.0.0.1") == 55
+    first.close()
+    restarted = SignInThrottle(3, 60, store=StateStore(path), clock=clock)
+    assert restarted.retry_after("10.0.0.1") == 55
+    clock.now += 55
+    assert restarted.retry_after("10.0.0.1") is None
+
+
+def test_stored_failures_stay_bounded(tmp_path: Path) -> None:
+    clock = Clock()
+    store = StateStore(tmp_path / "state.sqlite3")
+    throttle = SignInThrottle(2, 60, store=store, max_addresses=3, clock=clock)
+    for _ in range(5):  # an address keeps only its latest 2
+        throttle.failed("a")
+        clock.now += 1
+    assert store.read().execute("SELECT count(*) FROM signin_failures").fetchone() == (2,)
+    for address in ("b", "c", "d"):  # past 3 addresses x 2 rows, the oldest rows go
+        throttle.failed(address)
+        throttle.failed(address)
+        clock.now += 1
+    rows = store.read().execute("SELECT address FROM signin_failures").fetchall()
+    assert sorted(r[0] for r in rows) == ["b", "b", "c", "c", "d", "d"]
+    clock.now += 61
+    throttle.failed("e")  # failures older than the window go
+    assert store.read().execute("SELECT address FROM signin_failures").fetchall() == [("e",)]
+
+
 def _sign_in(client: httpx.Client, password: str) -> httpx.Response:
     token = csrf_from(client.get("/signin").text)
     return client.post(
@@ -50,8 +91,17 @@ def _sign_in(client: httpx.Client, password: str) -> httpx.Response:
     )
 
 
-def test_the_sign_in_form_refuses_guessing_after_the_limit(built_archive: Path) -> None:
-    app = make_app(built_archive, signin_failures=3, signin_window=3600)
+def test_the_sign_in_form_refuses_guessing_after_the_limit(
+    built_archive: Path, tmp_path: Path
+) -> None:
+    # Failures are kept in state.sqlite3, and other tests sign in wrongly too: a copy,
+    # without them.
+    root = copy_archive(built_archive, tmp_path / "arc")
+    store = StateStore(root / "state.sqlite3")
+    with store.write() as conn:
+        conn.execute("DELETE FROM signin_failures")
+    store.close()
+    app = make_app(root, signin_failures=3, signin_window=3600)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         assert _sign_in(client, PASSWORD).status_code == 303, "successes are not counted"
         client.cookies.clear()

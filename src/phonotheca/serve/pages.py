@@ -87,7 +87,7 @@ def create_router(
     router = APIRouter(include_in_schema=False)
     env = make_environment()
     serve = ctx.settings.serve
-    throttle = SignInThrottle(serve.signin_failures, serve.signin_window)
+    throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
         user = sessions.current_user(request)

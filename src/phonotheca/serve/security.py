@@ -10,10 +10,11 @@ Every state-changing form carries a CSRF token (double submit): a random value i
 browser send the cookie but cannot read it to fill in the field. A request whose
 ``Origin`` header names another host is refused as well.
 
-Failed sign-ins are counted per client address (:class:`SignInThrottle`): past the
-limit, the form answers 429 without checking the password, so guessing is slow and
-cannot keep the CPU busy with scrypt. Per address, not per user name: counting per name
-would let anyone lock a user out.
+Failed sign-ins are counted per client address (:class:`SignInThrottle`), in
+``state.sqlite3`` so that every server process counts against the same limit: past it,
+the form answers 429 without checking the password, so guessing is slow and cannot keep
+the CPU busy with scrypt. Per address, not per user name: counting per name would let
+anyone lock a user out.
 
 The key lives in ``ROOT/session.key`` (32 random bytes, mode 0600, never published);
 when the root is read-only a key is made per process, and sessions end at restart.
@@ -26,18 +27,21 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
+import sqlite3
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from phonotheca.serve.state import SIGNIN_FAILURES_SQL, StateStore
 
 SESSION_COOKIE = "phonotheca_session"
 CSRF_COOKIE = "phonotheca_csrf"
@@ -216,8 +220,12 @@ def safe_next(target: str | None) -> str:
 class SignInThrottle:
     """Counts failed sign-ins per client address in a sliding window.
 
-    Memory is bounded: at most ``max_addresses`` addresses are tracked, the one that
-    failed least recently is forgotten first. Thread-safe (handlers run in threads).
+    Failures are rows of the ``signin_failures`` table of ``state.sqlite3`` (``store``),
+    so every server process (``serve --workers N``) counts against one limit, and a
+    restart does not reset it; a server without a state store keeps them in memory.
+    Bounded: rows older than the window go, each address keeps its latest
+    ``failures``, and past ``max_addresses × failures`` rows the oldest go first.
+    The clock is wall time, which processes share.
     """
 
     def __init__(
@@ -225,45 +233,65 @@ class SignInThrottle:
         failures: int,
         window: float,
         *,
+        store: StateStore | None = None,
         max_addresses: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.failures = failures
         self.window = window
-        self.max_addresses = max_addresses
+        self.max_rows = max_addresses * failures
         self._clock = clock
         self._lock = threading.Lock()
-        self._failed: OrderedDict[str, deque[float]] = OrderedDict()
+        self._store = store
+        self._memory: sqlite3.Connection | None = None
+        if store is None:
+            self._memory = sqlite3.connect(":memory:", check_same_thread=False)
+            self._memory.isolation_level = None
+            self._memory.executescript(SIGNIN_FAILURES_SQL)
 
-    def _recent(self, address: str, now: float) -> deque[float] | None:
-        times = self._failed.get(address)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failed[address]
-            return None
-        return times
+    @contextlib.contextmanager
+    def _db(self, write: bool) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._store is None:
+                assert self._memory is not None
+                yield self._memory
+            elif write:
+                with self._store.write() as conn:
+                    yield conn
+            else:
+                yield self._store.read()
 
     def retry_after(self, address: str) -> int | None:
         """Seconds until ``address`` may try again, or None when it may now."""
-        with self._lock:
-            now = self._clock()
-            times = self._recent(address, now)
-            if times is None or len(times) < self.failures:
-                return None
-            return max(1, int(times[0] + self.window - now + 0.999))
+        now = self._clock()
+        with self._db(write=False) as conn:
+            times = [
+                at
+                for (at,) in conn.execute(
+                    "SELECT at FROM signin_failures WHERE address = ? AND at > ?"
+                    " ORDER BY at DESC LIMIT ?",
+                    (address, now - self.window, self.failures),
+                )
+            ]
+        if len(times) < self.failures:
+            return None
+        return max(1, math.ceil(float(times[-1]) + self.window - now))
 
     def failed(self, address: str) -> None:
-        with self._lock:
-            now = self._clock()
-            times = self._recent(address, now)
-            if times is None:
-                times = self._failed[address] = deque()
-            times.append(now)
-            while len(times) > self.failures:
-                times.popleft()
-            self._failed.move_to_end(address)
-            while len(self._failed) > self.max_addresses:
-                self._failed.popitem(last=False)
+        now = self._clock()
+        with self._db(write=True) as conn:
+            conn.execute("INSERT INTO signin_failures(address, at) VALUES (?, ?)", (address, now))
+            conn.execute("DELETE FROM signin_failures WHERE at <= ?", (now - self.window,))
+            conn.execute(
+                "DELETE FROM signin_failures WHERE address = ? AND rowid NOT IN"
+                " (SELECT rowid FROM signin_failures WHERE address = ?"
+                "  ORDER BY at DESC, rowid DESC LIMIT ?)",
+                (address, address, self.failures),
+            )
+            (rows,) = conn.execute("SELECT count(*) FROM signin_failures").fetchone()
+            if rows > self.max_rows:
+                conn.execute(
+                    "DELETE FROM signin_failures WHERE rowid IN"
+                    " (SELECT rowid FROM signin_failures ORDER BY at, rowid LIMIT ?)",
+                    (rows - self.max_rows,),
+                )

@@ -92,7 +92,16 @@ _V1 = """
         PRIMARY KEY(playlist_id, position)
     ) WITHOUT ROWID;
 """
-MIGRATIONS = [_V1]
+SIGNIN_FAILURES_SQL = """
+    -- Failed sign-ins per client address, shared by the server's processes (security.py).
+    CREATE TABLE signin_failures(
+        address TEXT NOT NULL,
+        at      REAL NOT NULL           -- Unix time
+    );
+    CREATE INDEX signin_failures_address ON signin_failures(address, at);
+    CREATE INDEX signin_failures_at ON signin_failures(at);
+"""
+MIGRATIONS = [_V1, SIGNIN_FAILURES_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -206,6 +215,10 @@ class StateStore:
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return transaction(self._conn())
+
+    # For the tables other modules keep here (security.SignInThrottle's).
+    read = _conn
+    write = _write
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
