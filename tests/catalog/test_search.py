@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phonotheca.archive import Archive
@@ -206,3 +206,49 @@ def test_long_prefixes_match_like_the_plain_query(
         assert search_mod.search_keys(conn, text, 50) == plain, text
         assert search_mod.search_keys(conn, text, 5, offset=3) == plain[3:8], text
     conn.close()
+
+
+@pytest.fixture
+def compat_catalog(archive: Archive, write_jsonl: Callable[..., Path]) -> Archive:
+    """Titles whose characters a compatibility decomposition (NFKD) would change, which
+    the index's tokenizer keeps as they are."""
+    titles = ["안녕하세요 세상", "L¼öeÌúÊ", "ﬁnale ﬁxed", "Ｆｕｌｌ ｗｉｄｔｈ", "x² y³ zⁿ"]
+    recs = [track(i, title=t, popularity=50 - i) for i, t in enumerate(titles)]
+    load(archive, write_jsonl("c.jsonl", recs))
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("안", ["0"]),
+        ("안녕", ["0"]),  # 2 syllables, 5 jamo: was looked up by its jamo and never found
+        ("안녕하세", ["0"]),
+        ("세상", ["0"]),
+        ("l¼oe", ["1"]),  # was "l1⁄4": two tokens, a phrase query, an error
+        ("L¼öeÌúÊ", ["1"]),
+        ("ﬁnal", ["2"]),
+        ("ﬁxed", ["2"]),
+        ("ｆｕｌｌ ｗｉｄ", ["3"]),
+        ("x²", ["4"]),
+    ],
+)
+def test_characters_nfkd_would_change_are_searched_as_indexed(
+    compat_catalog: Archive, text: str, expected: list[str]
+) -> None:
+    assert ids(compat_catalog, text) == expected
+
+
+_COMPAT = "¼½²ⁿﬁﬂＡｚ안녕하한글äöÌİıßẞ⁄·-’ "
+
+
+@given(st.text(alphabet=st.sampled_from(_COMPAT) | st.characters(), max_size=12))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_text_searches_without_error(compat_catalog: Archive, text: str) -> None:
+    conn = compat_catalog.connect(readonly=True)
+    try:
+        search_mod.search_keys(conn, text, 10)
+    finally:
+        conn.close()

@@ -247,9 +247,16 @@ def _match(words: list[str], prefix: str | None) -> str:
 
 def fold(text: str) -> str:
     """Lower case without diacritics, as the ``unicode61 remove_diacritics 2`` tokenizer
-    sees text."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    sees text.
+
+    Only combining marks go: the decomposition is canonical (NFD) and what is left is
+    composed again (NFC). A compatibility decomposition (NFKD) would change what the
+    tokenizer keeps as it is: "¼" would become "1⁄4", two tokens, and a Hangul syllable
+    its jamo, which the index does not hold.
+    """
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare)
 
 
 _HIT_SQL = """
@@ -331,7 +338,10 @@ def _long_prefix(
     candidates do not hold enough matches the prefix is rare among them, which is
     when the plain query is cheap: return None and let the caller run it.
     """
-    cursor = conn.execute(_MATCH_SQL, (_match(words, prefix[:_PREFIX_INDEX_MAX]),))
+    head = prefix[:_PREFIX_INDEX_MAX]
+    if not _TOKEN.fullmatch(head):
+        return None  # not one token as the index sees it: let the plain query answer
+    cursor = conn.execute(_MATCH_SQL, (_match(words, head),))
     found: list[int] = []
     scanned = 0
     while len(found) < need:
