@@ -1,16 +1,19 @@
 """Bytes: ``stream``, ``download`` and ``getCoverArt``.
 
-Audio is served as stored (``format=raw`` whatever the client asks: Phonotheca does not
-transcode), straight from its tar volume with Range, HEAD and ETag support
-(:func:`phonotheca.serve.media.ranged_response`). A track whose bytes this server does
-not hold is error 70, with a message naming the torrent that has it, so that a user
-knows what to fetch. Covers are served at their stored size (``size`` is ignored).
+Audio is served as stored, straight from its tar volume with Range, HEAD and ETag
+support (:func:`phonotheca.serve.media.ranged_response`), unless ``stream`` asks for a
+lower ``maxBitRate`` or another ``format``: then it is re-encoded as it is sent
+(:mod:`phonotheca.serve.transcode`). ``download`` always sends the stored file. A
+track whose bytes this server does not hold is error 70, with a message naming the
+torrent that has it, so that a user knows what to fetch. Covers are served at their
+stored size (``size`` is ignored).
 """
 
 from __future__ import annotations
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from phonotheca.serve import transcode
 from phonotheca.serve.media import (
     INCOMPLETE,
     NOT_ARCHIVED,
@@ -20,7 +23,7 @@ from phonotheca.serve.media import (
     ranged_response,
 )
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
-from phonotheca.serve.subsonic.envelope import NOT_FOUND, SubsonicError
+from phonotheca.serve.subsonic.envelope import GENERIC, NOT_FOUND, SubsonicError
 
 
 def _library(call: Call) -> MediaLibrary:
@@ -53,7 +56,23 @@ def _track(call: Call) -> TrackMedia:
 
 
 def stream(call: Call) -> Response:
-    return ranged_response(call.request, _track(call))
+    media = _track(call)
+    target = transcode.choose(
+        media.codec, media.bitrate, call.get("format"), call.integer("maxBitRate", low=0)
+    )
+    if target is None:
+        return ranged_response(call.request, media)
+    headers = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
+    if call.request.method == "HEAD":
+        return Response(media_type=target.content_type, headers=headers)
+    assert media.path is not None  # _track checked
+    try:
+        live = transcode.LiveTranscode(media.path, media.offset, media.length, target)
+    except transcode.TranscodeError as exc:
+        raise SubsonicError(
+            GENERIC, f"track {media.track_id!r} cannot be transcoded: {exc}"
+        ) from exc
+    return StreamingResponse(iter(live), media_type=target.content_type, headers=headers)
 
 
 def download(call: Call) -> Response:
