@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from phonotheca.catalog.export import iter_export_lines
 from phonotheca.catalog.schema import MIGRATIONS, apply_migrations
 from phonotheca.cli import main
 from tests.catalog.test_import import WriteJsonl, load
-from tests.catalog.test_roundtrip import logical_dump
+from tests.catalog.test_roundtrip import kill_at_progress, logical_dump
 from tests.conftest import track
 from tests.sources.test_listens import csv_file, listens
 from tests.sources.test_musicbrainz import FIXTURES, fixture, jsonl
@@ -297,19 +295,9 @@ def test_kill_9_and_rerun_equals_an_uninterrupted_compaction(
 
     # Small groups: many transactions to be killed between and inside.
     env = dict(os.environ, PHONOTHECA_TEST_COMPACT_GROUP="200")
-    kills = 0
-    for at_least in (1, 5, 15):
-        proc = subprocess.Popen(
-            _compact_cmd(victim), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _new_chunks(victim, top) >= at_least:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                break
-            time.sleep(0.002)
-        proc.wait()
+    kills = kill_at_progress(
+        _compact_cmd(victim), env, lambda: _new_chunks(victim, top), (1, 5, 15), poll=0.002
+    )
     assert kills >= 2, "the compaction finished before it could be killed"
     done = subprocess.run(_compact_cmd(victim), env=env, check=True, capture_output=True)
     assert json.loads(done.stdout)["dangling"] == 0

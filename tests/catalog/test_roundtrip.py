@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,29 @@ def _lines_done(archive: Path) -> int:
     return int(row[0] or 0)
 
 
+def kill_at_progress(
+    cmd: list[str],
+    env: dict[str, str],
+    progress: Callable[[], int],
+    points: tuple[int, ...],
+    poll: float = 0.01,
+) -> int:
+    """Run ``cmd`` once per point and kill -9 it once ``progress()`` reaches the point;
+    the number of runs that were killed (not finished first)."""
+    kills = 0
+    for at_least in points:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if progress() >= at_least:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(poll)
+        proc.wait()
+    return kills
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bulk", [False, True], ids=["incremental", "bulk"])
 def test_kill_9_and_rerun_equals_an_uninterrupted_import(
@@ -129,23 +153,10 @@ def test_kill_9_and_rerun_equals_an_uninterrupted_import(
         PHONOTHECA_TEST_BATCH_LINES="1000",
         PHONOTHECA_TEST_BULK_MIN_BYTES="0" if bulk else str(1 << 40),
     )
-    kills = 0
     # Kill at three points of progress, read from the victim's own catalog.
-    for at_least in (1000, 6000, 12000):
-        proc = subprocess.Popen(
-            _import_cmd(victim, synthetic),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _lines_done(victim) >= at_least:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                break
-            time.sleep(0.01)
-        proc.wait()
+    kills = kill_at_progress(
+        _import_cmd(victim, synthetic), env, lambda: _lines_done(victim), (1000, 6000, 12000)
+    )
     assert kills >= 2, "the import finished before it could be killed"
     done = subprocess.run(
         _import_cmd(victim, synthetic), env=env, check=True, capture_output=True, text=True
