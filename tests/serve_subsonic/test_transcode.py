@@ -90,9 +90,11 @@ def test_opus_when_asked(sonic: libsonic.Connection, archive_fixture: Fixture) -
     _, _, ms = _stored(archive_fixture.root, packed)
     response = sonic.stream(f"tr-{packed.public_id}", maxBitRate=48, tformat="opus")
     assert response.headers["Content-Type"] == "audio/ogg; codecs=opus"
-    container, decoder, seconds = _decode(response.read())
+    body = response.read()
+    container, decoder, seconds = _decode(body)
     assert (container, decoder) == ("ogg", "opus")
     assert abs(seconds - ms / 1000) < 0.1
+    assert len(body) * 8 / seconds < 48_000 * 1.15  # constrained VBR, Ogg pages included
 
 
 def test_the_stored_file_when_it_fits_or_raw_is_asked(

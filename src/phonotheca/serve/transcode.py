@@ -197,7 +197,11 @@ class LiveTranscode:
         sink = _Sink()
         with av.open(sink, "w", format=muxer_name) as muxer:
             ost: Any = muxer.add_stream(
-                encoder, rate=out_rate, layout="mono" if channels == 1 else "stereo"
+                encoder,
+                rate=out_rate,
+                layout="mono" if channels == 1 else "stereo",
+                # Opus VBR runs 20-25 % over its target on dense audio: a limit is a limit.
+                options={"vbr": "constrained"} if self.target.format == "opus" else {},
             )
             ost.bit_rate = self.target.kbps * 1000
             time_base = Fraction(1, rate)
