@@ -3,8 +3,9 @@
 ``<archive>_metadata_<seq:04d>/`` holds ``catalog.sqlite3.zst`` (a seekable zstd file,
 :mod:`phonotheca.torrents.seekable`) and ``FORMAT.md``, the specification a reader needs.
 The catalog is copied with SQLite's backup API (a consistent snapshot while imports may
-run), scrubbed of everything that is only the operator's (:data:`SCRUB`), and VACUUMed so
-nothing scrubbed survives in free pages. A release is immutable: a new one is made only
+run), scrubbed of everything that is only the operator's (:data:`SCRUB`), rid of the
+source records newer ones replaced (:func:`phonotheca.catalog.records.compact`), and
+VACUUMed so nothing scrubbed survives in free pages. A release is immutable: a new one is made only
 when the scrubbed content differs from the last release's (:func:`content_hash`), and the
 older one is then marked obsolete.
 """
@@ -24,7 +25,7 @@ import msgspec
 
 import phonotheca
 from phonotheca.archive import Archive
-from phonotheca.catalog import schema
+from phonotheca.catalog import records, schema
 from phonotheca.catalog.search import FTS_TABLE
 from phonotheca.torrents.make import Torrent, make_torrent, write_torrent
 from phonotheca.torrents.seekable import FRAME_SIZE, compress_file
@@ -97,7 +98,8 @@ def format_doc() -> Path:
 
 
 def snapshot_catalog(catalog_path: Path, dest: Path) -> None:
-    """A consistent, scrubbed, VACUUMed copy of the catalog at ``dest`` (rollback journal)."""
+    """A consistent, scrubbed, compacted (``phonotheca compact --all``), VACUUMed copy of
+    the catalog at ``dest`` (rollback journal)."""
     source = schema.connect(catalog_path, readonly=True)
     target = sqlite3.connect(dest)
     try:
@@ -109,6 +111,16 @@ def snapshot_catalog(catalog_path: Path, dest: Path) -> None:
         for _, sql in SCRUB:
             target.execute(sql)
         target.execute("COMMIT")
+        # Source records that newer ones replaced are of no use to a reader: gone, and
+        # the rest packed tight (deterministic, so an unchanged catalog hashes alike).
+        target.execute("PRAGMA journal_mode=WAL")  # compact reads while it writes
+        read = sqlite3.connect(f"{dest.resolve().as_uri()}?mode=ro", uri=True)
+        read.isolation_level = None
+        try:
+            records.compact(target, read, every=True)
+        finally:
+            read.close()
+        target.execute("PRAGMA journal_mode=DELETE")
         target.execute("VACUUM")
     finally:
         target.close()
