@@ -14,6 +14,8 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+from phonotheca.durable import sync_directory
+
 BLOCK = 1 << 20
 
 
@@ -25,14 +27,6 @@ def blob_path(blobs_dir: Path, sha256: str) -> Path:
 def blob_url(sha256: str) -> str:
     """The blob's path relative to the archive root (what ``images.url`` holds for it)."""
     return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def store_blob(blobs_dir: Path, data: bytes) -> tuple[str, bool]:
@@ -48,7 +42,7 @@ def store_blob(blobs_dir: Path, data: bytes) -> tuple[str, bool]:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(final)
-    _fsync_dir(final.parent)
+    sync_directory(final.parent)
     return sha, True
 
 

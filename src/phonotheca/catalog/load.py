@@ -26,6 +26,7 @@ from phonotheca.catalog.batch import (
 )
 from phonotheca.catalog.entities import ALBUM_ID, ARTIST_OF_C3, EntityWriter, lookup
 from phonotheca.catalog.records import cut_chunks
+from phonotheca.catalog.schema import next_id
 from phonotheca.catalog.search import index_tracks, search_is_stale, unindex_tracks
 from phonotheca.sources.jsonl import newer_or_same
 
@@ -44,10 +45,6 @@ class WriteResult:
     superseded: int = 0
     """Records older (``updated_at``) than another record of their id, or replaced by
     a later line of the same import."""
-
-
-def _next_id(conn: sqlite3.Connection, table: str) -> int:
-    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
 
 
 class Loader:
@@ -76,7 +73,7 @@ class Loader:
     def _write_chunks(self, chunks: list[bytes]) -> int:
         if not chunks:
             return 0
-        base = _next_id(self.conn, "source_chunks")
+        base = next_id(self.conn, "source_chunks")
         self.conn.executemany(
             "INSERT INTO source_chunks(id, import_id, kind, data) VALUES (?,?,?,?)",
             [(base + i, self.import_id, self.kind, c) for i, c in enumerate(chunks)],
@@ -93,7 +90,7 @@ class Loader:
                 self._reindex_pending()
             return result
         stage = self._attach_image(batch)
-        base = _next_id(self.conn, "tracks")
+        base = next_id(self.conn, "tracks")
         self.conn.execute("SAVEPOINT tracks")
         try:
             self.conn.execute(
@@ -169,15 +166,15 @@ class Loader:
                 self.conn, "tracks", "id, updated_at, fingerprint", [t[0] for t in tracks]
             )
         }
-        next_id = _next_id(self.conn, "tracks")
+        fresh = next_id(self.conn, "tracks")
         rowid: dict[int, int] = {}  # batch index -> rowid
         new: list[int] = []
         replace: list[int] = []
         for i, t in enumerate(tracks):
             hit = found.get(t[0])
             if hit is None:
-                rowid[i] = next_id
-                next_id += 1
+                rowid[i] = fresh
+                fresh += 1
                 new.append(i)
             elif hit[2] == t[13]:
                 pass  # the very record the catalog holds: nothing to do

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import zstandard
 
 from phonotheca.catalog.batch import RECORD_REF_LINES
-from phonotheca.catalog.schema import transaction
+from phonotheca.catalog.schema import next_id, transaction
 
 LEVEL = 1
 """zstd level of repacked chunks: the importers' level (speed over a few % of size)."""
@@ -213,11 +213,7 @@ class _Compactor:
         moved = set(p.origin[:cut])
         done = sorted(moved.difference(p.origin[cut:]))
         with transaction(self.conn):
-            base = int(
-                self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM source_chunks").fetchone()[
-                    0
-                ]
-            )
+            base = next_id(self.conn, "source_chunks")
             rows: list[tuple[int, int, str, bytes]] = []
             moves: list[tuple[int, int, int]] = []
             for chunk_id, (start, end) in enumerate(frames, base):

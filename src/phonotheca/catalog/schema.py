@@ -371,6 +371,11 @@ def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[s
     conn.execute("COMMIT")
 
 
+def next_id(conn: sqlite3.Connection, table: str) -> int:
+    """The id after the largest in ``table`` (1 when empty): where a batch's rows start."""
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 

@@ -143,11 +143,13 @@ class Browser:
         unique = list(dict.fromkeys(rowids))
         if not unique:
             return []
-        marks = _marks(len(unique))
-        public = dict(
-            self.conn().execute(f"SELECT id, public_id FROM tracks WHERE id IN ({marks})", unique)
+        rows = (
+            self.conn()
+            .execute(f"{_SUMMARY_SQL} WHERE t.id IN ({_marks(len(unique))})", unique)
+            .fetchall()
         )
-        return self.tracks_by_public_id([public[r] for r in rowids if r in public])
+        by_rowid = {int(r[0]): s for r, s in zip(rows, self._summaries(rows), strict=True)}
+        return [by_rowid[r] for r in rowids if r in by_rowid]
 
     def track(self, public_id: str) -> Track | None:
         row = self.conn().execute(f"{_SUMMARY_SQL} WHERE t.public_id = ?", (public_id,)).fetchone()

@@ -48,6 +48,7 @@ import msgspec
 import numpy as np
 import zstandard
 
+from phonotheca.durable import sync_directory
 from phonotheca.synth.albums import AlbumJson, ImageJson, album_kinds, album_sizes
 from phonotheca.synth.artists import Artists
 from phonotheca.synth.draws import Draws
@@ -228,7 +229,7 @@ def write_catalog(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_dir(out.parent)
+    sync_directory(out.parent)
     return SynthSummary(
         tracks=n_tracks,
         albums=n_albums,
@@ -236,14 +237,3 @@ def write_catalog(
         bytes_written=out.stat().st_size,
         seconds=time.perf_counter() - started,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
