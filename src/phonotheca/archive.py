@@ -38,6 +38,12 @@ class Archive:
         return self.root / "work"
 
     @property
+    def sqlite_temp_dir(self) -> Path:
+        """Where SQLite's temporary files go (schema.use_temp_dir); they are deleted as
+        they are opened, so the directory looks empty."""
+        return self.work_dir / "sqlite"
+
+    @property
     def blobs_dir(self) -> Path:
         return self.root / "blobs"
 
@@ -59,6 +65,7 @@ class Archive:
                     else f"{self.catalog_path} is newer than this phonotheca: upgrade it"
                 )
         else:
+            schema.use_temp_dir(conn, self.sqlite_temp_dir)
             schema.migrate(conn)
         return conn
 

@@ -276,9 +276,9 @@ def compact(
     meanwhile. ``every`` rewrites every chunk holding a dead line, not only those
     below :data:`SPARSE` (leaving no replaced record, say before publishing the
     catalog). ``progress(done, total)`` counts the chunks read. ``vacuum`` then
-    returns the freed pages to the filesystem (SQLite ``VACUUM``: needs as much free
-    disk as the catalog takes, and a while on a large one); without it they are reused
-    by later imports.
+    returns the freed pages to the filesystem (SQLite ``VACUUM``: needs free disk about
+    twice the packed catalog, for its temporary copy and the write-ahead log, and a
+    while on a large one); without it they are reused by later imports.
     """
     summary = CompactSummary()
     read.execute("BEGIN")  # one snapshot for both queries below

@@ -6,7 +6,9 @@ operator's source paths), so nothing about users ever goes in here.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -357,6 +359,50 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=FILE")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
+
+
+_temp_lock = threading.Lock()
+_temp_dir: Path | None = None
+
+
+def use_temp_dir(conn: sqlite3.Connection, directory: Path) -> Path | None:
+    """Put SQLite's temporary files in ``directory`` (created if missing), for this process.
+
+    An index build or a search-index rebuild sorts more than fits in the cache, and
+    ``VACUUM`` copies the whole database: at 256 M tracks that is tens of GB of temporary
+    files. SQLite would put them in ``/var/tmp`` (or ``/tmp``), often a small disk or a
+    RAM-backed tmpfs, so a day-long import could fail at its very end; in the archive they
+    go to the disk that must hold the catalog anyway. ``SQLITE_TMPDIR``, when set, wins:
+    an operator may point the sorts at a faster disk. Returns the directory in use, or
+    None when SQLite's own choice stands.
+
+    SQLite has one such setting per process (``PRAGMA temp_store_directory``), and
+    changing it while another thread runs SQLite is undefined behaviour. So it is set
+    once, by the first archive a process opens for writing, before any of its threads
+    start; a command works on one archive. (Should that directory go away, SQLite falls
+    back to its default directories.)
+    """
+    global _temp_dir
+    if os.environ.get("SQLITE_TMPDIR"):
+        return None
+    with _temp_lock:
+        if _temp_dir is not None:
+            return _temp_dir
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # a read-only archive: nothing gets sorted into it anyway
+        target = str(directory.resolve())
+        conn.execute("PRAGMA temp_store_directory = " + _quote(target))
+        now = conn.execute("PRAGMA temp_store_directory").fetchone()
+        if now is None or now[0] != target:
+            return None  # a build of SQLite without the setting
+        _temp_dir = directory
+    return directory
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 @contextmanager

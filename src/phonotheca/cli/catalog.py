@@ -222,7 +222,8 @@ def reindex(archive_dir: Path) -> None:
     "--vacuum",
     is_flag=True,
     help="Then give the freed space back to the filesystem (SQLite VACUUM: needs free disk"
-    " as large as the catalog). Without it, later imports reuse the space.",
+    " about twice the catalog's size, in ARCHIVE/work/sqlite and beside the catalog)."
+    " Without it, later imports reuse the space.",
 )
 @click.option(
     "--all",
