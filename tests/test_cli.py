@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import click
@@ -120,3 +121,34 @@ def test_synth_catalog_writes_what_it_says(tmp_path: Path) -> None:
     summary = json.loads(result.output)
     assert summary["tracks"] == 500 == len(out.read_text().splitlines())
     assert summary["bytes_written"] == out.stat().st_size
+
+
+def test_a_damaged_catalog_is_a_clear_error(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    assert CliRunner().invoke(main, ["init", str(archive)]).exit_code == 0
+    # Garbage over the first pages, as a failing disk or a bad copy leaves it.
+    (archive / "catalog.sqlite3").write_bytes(b"not a database, but what a bad copy left" * 200)
+    result = CliRunner().invoke(main, ["stats", "--archive", str(archive)])
+    assert result.exit_code == 1
+    assert "the catalog is damaged" in result.output and "restore it" in result.output
+    assert not isinstance(result.exception, sqlite3.DatabaseError)  # no traceback
+
+
+def test_a_catalog_another_command_writes_is_a_clear_error(tmp_path: Path) -> None:
+    from phonotheca.cli import failures
+
+    db = tmp_path / "catalog.sqlite3"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t(x)")
+    holder.execute("BEGIN IMMEDIATE")  # another command holds the write lock
+    other = sqlite3.connect(db, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        other.execute("BEGIN IMMEDIATE")
+    holder.execute("ROLLBACK")
+    message = failures.explain(caught.value, tmp_path)
+    assert message is not None and "another phonotheca command is writing" in message
+    # A bug is not dressed up as a failure of the machine.
+    with pytest.raises(sqlite3.OperationalError) as bug:
+        other.execute("SELECT * FROM no_such_table")
+    assert failures.explain(bug.value, tmp_path) is None
+    assert failures.explain(ValueError("x"), tmp_path) is None

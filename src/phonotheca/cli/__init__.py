@@ -7,6 +7,7 @@ their own (``cli/catalog.py``, ``cli/plan.py``, ...) that registers them on impo
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from rich.progress import (
 from phonotheca import __version__
 from phonotheca.archive import Archive, ArchiveError, open_archive
 from phonotheca.catalog import schema
+from phonotheca.cli import failures
 from phonotheca.config import SettingsError
 from phonotheca.sources.jsonl import SourceError
 
@@ -62,9 +64,31 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+_archive_in_use: Path | None = None
+"""The archive the running command opened, named in messages about disk failures."""
+
+
 def archive_at(archive_dir: Path, create: bool = False) -> Archive:
+    global _archive_in_use
     with user_errors():
-        return open_archive(archive_dir, create=create)
+        archive = open_archive(archive_dir, create=create)
+    _archive_in_use = archive.root
+    return archive
+
+
+class _Main(click.Group):
+    """The ``phonotheca`` group: a full disk, a lock held by another command, a failing
+    disk or a damaged catalog end a command with one clear line (cli/failures.py), not a
+    traceback; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (sqlite3.Error, OSError) as exc:
+            message = failures.explain(exc, _archive_in_use)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
 
 
 def workers_option(f: F) -> F:
@@ -159,7 +183,7 @@ def run_import(
     return summaries, time.monotonic() - t0
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="phonotheca")
 def main() -> None:
     """Build, publish, mirror and serve an open music preservation archive.
