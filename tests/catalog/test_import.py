@@ -230,3 +230,39 @@ def test_unreadable_zstd_is_a_clear_error(archive: Archive, tmp_path: Path) -> N
     path.write_bytes(b"this is not zstd at all" * 100)
     with pytest.raises(SourceError, match=r"broken\.jsonl\.zst"):
         load(archive, path)
+
+
+def test_the_index_builds_after_a_bulk_load_report_their_progress(
+    archive: Archive, write_jsonl: WriteJsonl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phonotheca.catalog import importer, schema
+    from phonotheca.catalog import search as search_module
+
+    # Sampled every 16 ids instead of 4,096, so that a small file gives many reports.
+    monkeypatch.setattr(search_module, "PROGRESS_EVERY", 16)
+    monkeypatch.setattr(importer, "BULK_MIN_BYTES", 0)  # bulk mode: indexes built at the end
+    path = write_jsonl("many.jsonl", [track(n) for n in range(1000)])
+    conn = archive.connect()
+    try:
+        import_lines(conn, path, archive.rejects_dir)
+        assert schema.missing_indexes(conn) == list(schema.SECONDARY_INDEXES)
+        steps: list[tuple[str, int | None, int | None]] = []
+        importer.finish_import(conn, lambda *step: steps.append(step))
+        assert schema.missing_indexes(conn) == []
+        keys = conn.execute("SELECT key, track_id FROM search_rank ORDER BY key").fetchall()
+        hits = [h.id for h in search(conn, "song", limit=50)]
+        # The same index as a rebuild that reports nothing.
+        search_module.rebuild_search(conn)
+        assert conn.execute("SELECT key, track_id FROM search_rank ORDER BY key").fetchall() == keys
+        assert [h.id for h in search(conn, "song", limit=50)] == hits
+    finally:
+        conn.close()
+    names = [s[0] for s in steps]
+    n = len(schema.SECONDARY_INDEXES)
+    assert names[:n] == [
+        f"index {name} ({i}/{n})" for i, name in enumerate(schema.SECONDARY_INDEXES, 1)
+    ]
+    counts = [(done, total) for name, done, total in steps if name == "search index"]
+    assert counts[0] == (0, 1000) and counts[-1] == (1000, 1000)
+    assert len(counts) >= 1000 // 16  # reported as the rows were indexed, not only at the end
+    assert [d for d, _ in counts] == sorted(d for d, _ in counts)

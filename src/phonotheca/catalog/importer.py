@@ -27,7 +27,7 @@ from typing import BinaryIO
 from phonotheca.catalog import schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
-from phonotheca.catalog.search import mark_search_stale, refresh_search
+from phonotheca.catalog.search import StepProgress, mark_search_stale, refresh_search
 from phonotheca.sources.jsonl import file_fingerprint, iter_line_blocks, prepare_lines
 
 # Lines per batch (one transaction each). The environment override lets tests make
@@ -294,7 +294,14 @@ def import_lines(
     )
 
 
-def finish_import(conn: sqlite3.Connection) -> None:
-    """Build what a bulk load postponed: secondary indexes, then the search index."""
-    schema.ensure_indexes(conn)
-    refresh_search(conn)
+def finish_import(conn: sqlite3.Connection, progress: StepProgress | None = None) -> None:
+    """Build what a bulk load postponed: secondary indexes, then the search index.
+
+    ``progress(step, done, total)`` hears of each step (see :func:`rebuild_search`).
+    """
+    missing = schema.missing_indexes(conn)
+    for n, name in enumerate(missing, 1):
+        if progress is not None:
+            progress(f"index {name} ({n}/{len(missing)})", None, None)
+        conn.execute(schema.SECONDARY_INDEXES[name])
+    refresh_search(conn, progress=progress)

@@ -462,6 +462,12 @@ def ensure_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def missing_indexes(conn: sqlite3.Connection) -> list[str]:
+    """Names of the secondary indexes that do not exist (dropped for a bulk load)."""
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return [name for name in SECONDARY_INDEXES if name not in have]
+
+
 def drop_secondary_indexes(conn: sqlite3.Connection) -> None:
     for name in SECONDARY_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")

@@ -22,6 +22,7 @@ import random
 import re
 import sqlite3
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phonotheca.catalog import schema
@@ -107,16 +108,30 @@ def search_is_stale(conn: sqlite3.Connection) -> bool:
     return not _has_index(conn) or schema.get_meta(conn, "search_stale") == "1"
 
 
-def refresh_search(conn: sqlite3.Connection, *, force: bool = False) -> bool:
+# (step, done, total): what a long rebuild is doing, for progress bars. ``done`` and
+# ``total`` count tracks, or are None for a step that cannot tell how far it is.
+StepProgress = Callable[[str, int | None, int | None], None]
+PROGRESS_EVERY = 4096
+"""A rebuild reports progress about once per this many tracks: one Python call per
+sample of the track ids (ids divisible by it), so that it costs nothing measurable."""
+
+
+def refresh_search(
+    conn: sqlite3.Connection, *, force: bool = False, progress: StepProgress | None = None
+) -> bool:
     """Rebuild the search index if it is missing or stale; True if it did."""
     if not force and not search_is_stale(conn):
         return False
-    rebuild_search(conn)
+    rebuild_search(conn, progress=progress)
     return True
 
 
-def rebuild_search(conn: sqlite3.Connection) -> None:
-    """Rebuild rank keys and the FTS5 index from scratch, in one transaction."""
+def rebuild_search(conn: sqlite3.Connection, *, progress: StepProgress | None = None) -> None:
+    """Rebuild rank keys and the FTS5 index from scratch, in one transaction.
+
+    ``progress(step, done, total)`` hears of each step; while the FTS5 index is filled
+    (most of the time) ``done`` estimates the tracks indexed so far from the sampled ids.
+    """
 
     # Both statements read tracks in rowid order and sort once (the window); reading
     # tracks in key order instead would cost a random access per track.
@@ -129,7 +144,23 @@ def rebuild_search(conn: sqlite3.Connection) -> None:
     # Without any alias the subquery adds nothing but a lookup per track: skip it.
     has_aliases = conn.execute("SELECT 1 FROM artist_aliases LIMIT 1").fetchone() is not None
     artists = ARTISTS_SQL if has_aliases else "t.artist_credit"
+    report = progress or (lambda step, done, total: None)
+    # max(id) reads the end of the rowid B-tree; count(*) would read the whole table.
+    total = int(conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0])
+    done = 0
+
+    def tick() -> int:
+        nonlocal done
+        done = min(total, done + PROGRESS_EVERY)
+        report("search index", done, total)
+        return 1
+
+    # Evaluated on the rows as they come out of the sort, i.e. as they are indexed: a
+    # WHERE inside the windowed query would run during the scan, before the sort.
+    sampled = f"(id % {PROGRESS_EVERY}) != 0 OR phonotheca_progress()"
+    conn.create_function("phonotheca_progress", 0, tick)
     with schema.transaction(conn):
+        report("search ranks", None, None)
         conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
         conn.execute("DROP INDEX IF EXISTS search_rank_track")
         conn.execute("DELETE FROM search_rank")
@@ -143,14 +174,18 @@ def rebuild_search(conn: sqlite3.Connection) -> None:
             f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('hashsize', {FTS_HASH_SIZE})"
         )
         conn.execute("INSERT INTO search_rank(key, track_id)" + keyed("id", "1", "tracks t"))
+        report("search index", 0, total)
         conn.execute(
             f"INSERT INTO {FTS_TABLE}(rowid, title, artists, album)"
+            " SELECT key, title, credit, album FROM ("
             + keyed(
-                "title, credit, album",
+                "id, title, credit, album",
                 f"t.title AS title, {artists} AS credit, coalesce(a.title, '') AS album",
                 "tracks t LEFT JOIN albums a ON a.id = t.album_id",
             )
+            + f") WHERE {sampled}"
         )
+        report("search index", total, total)
         conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
         conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 4)")
         conn.execute("CREATE UNIQUE INDEX search_rank_track ON search_rank(track_id)")

@@ -124,6 +124,17 @@ def progress_bar(total: int | None, unit: str) -> Progress:
     return Progress(*columns, console=err, disable=not err.is_terminal, transient=False)
 
 
+def index_steps(bar: Progress) -> Callable[[str, int | None, int | None], None]:
+    """A line of ``bar`` for the index builds that end an import: the step's name, and
+    how many tracks are indexed when the step can tell (the search index can)."""
+    task = bar.add_task("indexes", total=None)
+
+    def step(name: str, done: int | None, total: int | None) -> None:
+        bar.update(task, description=name, completed=done or 0, total=total)
+
+    return step
+
+
 S = TypeVar("S")
 
 
@@ -173,10 +184,8 @@ def run_import(
                 if strict and conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            task = bar.add_task("search index", total=None)
             t0 = time.monotonic()
-            finish_import(conn)
-            bar.update(task, total=1, completed=1)
+            finish_import(conn, index_steps(bar))
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()

@@ -23,6 +23,7 @@ from phonotheca.cli import (
     err,
     export,
     import_,
+    index_steps,
     json_option,
     main,
     out,
@@ -208,8 +209,10 @@ def reindex(archive_dir: Path) -> None:
     conn = archive.connect()
     try:
         t0 = time.monotonic()
-        schema.ensure_indexes(conn)
-        refresh_search(conn, force=True)
+        with progress_bar(None, "tracks") as bar:
+            step = index_steps(bar)
+            schema.ensure_indexes(conn)
+            refresh_search(conn, force=True, progress=step)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()

@@ -14,6 +14,7 @@ from phonotheca.cli import (
     archive_at,
     archive_option,
     import_,
+    index_steps,
     json_option,
     print_summaries_json,
     progress_bar,
@@ -96,7 +97,7 @@ def import_listens_cmd(files: tuple[Path, ...], archive_dir: Path, as_json: bool
 
                 summaries.append(import_listens(conn, path, archive.rejects_dir, progress=advance))
                 bar.update(task, total=summaries[-1].read, completed=summaries[-1].read)
-            finish_import(conn)  # a large file left the search index to rebuild
+            finish_import(conn, index_steps(bar))  # a large file left the index to rebuild
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
