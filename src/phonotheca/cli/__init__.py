@@ -15,17 +15,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
 from phonotheca import __version__
 from phonotheca.archive import Archive, ArchiveError, open_archive
@@ -114,10 +117,24 @@ def print_summaries_json(summaries: Sequence[Any]) -> None:
         print_json([s.to_json() for s in summaries])
 
 
+class _Rate(ProgressColumn):
+    """Bytes per second, or for a task added with ``unit="tracks"`` (say) tracks per
+    second: one bar may show the bytes of an input file and then the tracks indexed."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "bytes")
+        speed = task.finished_speed or task.speed
+        if unit == "bytes":
+            shown = "?" if speed is None else f"{filesize.decimal(int(speed))}/s"
+        else:
+            shown = "?" if speed is None else f"{speed:,.0f} {unit}/s"
+        return Text(shown, style="progress.data.speed")
+
+
 def progress_bar(total: int | None, unit: str) -> Progress:
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
     if unit == "bytes":
-        columns.append(TransferSpeedColumn())
+        columns.append(_Rate())
     else:
         columns.append(MofNCompleteColumn())
     columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
@@ -127,7 +144,7 @@ def progress_bar(total: int | None, unit: str) -> Progress:
 def index_steps(bar: Progress) -> Callable[[str, int | None, int | None], None]:
     """A line of ``bar`` for the index builds that end an import: the step's name, and
     how many tracks are indexed when the step can tell (the search index can)."""
-    task = bar.add_task("indexes", total=None)
+    task = bar.add_task("indexes", total=None, unit="tracks")
 
     def step(name: str, done: int | None, total: int | None) -> None:
         bar.update(task, description=name, completed=done or 0, total=total)
