@@ -92,7 +92,7 @@ def _explain_os(exc: OSError, archive: Path | None) -> str | None:
         )
     if exc.errno == errno.EIO:
         return (
-            f"disk I/O error writing{target} ({exc.strerror}). Check the disk (the kernel log),"
+            f"disk I/O error on{target} ({exc.strerror}). Check the disk (the kernel log),"
             f" {_AGAIN}."
         )
     if exc.errno == errno.EROFS:
