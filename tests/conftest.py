@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,45 @@ def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+class SmallDisk:
+    """A tmpfs of a chosen size: a real filesystem that runs out of space (ENOSPC)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def resize(self, size: int) -> None:
+        """Grow (or shrink) it in place, as an operator freeing space would."""
+        _mount_tmpfs(self.path, f"remount,size={size}")
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], SmallDisk]]:
+    """``small_disk(size)`` mounts a tmpfs of ``size`` bytes; skips where mounting is not
+    allowed (it needs root, or CAP_SYS_ADMIN in a container)."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> SmallDisk:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        try:
+            _mount_tmpfs(path, f"size={size}")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            pytest.skip(f"cannot mount a tmpfs here: {exc}")
+        mounted.append(path)
+        return SmallDisk(path)
+
+    try:
+        yield mount
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)

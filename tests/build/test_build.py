@@ -12,12 +12,14 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phonotheca.torrents import bencode
 from tests.build.conftest import phonotheca, tree_bytes
+from tests.conftest import SmallDisk
 
 
 def build(arc: Path, *args: str) -> dict[str, object]:
@@ -262,6 +264,33 @@ def test_killed_builds_resume_to_the_same_bytes(
     assert tree_bytes(archive / "torrents") == expected
     db = catalog(archive)
     assert db.execute("SELECT count(*) FROM ledger WHERE status = 'planned'").fetchone()[0] == 0
+    assert not list((archive / "torrents").glob("*.partial"))
+
+
+def test_a_build_that_runs_out_of_disk_stops_clearly_and_resumes_to_the_same_bytes(
+    planned_archive: Path, tmp_path: Path, small_disk: Callable[[int], SmallDisk]
+) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(planned_archive, reference)
+    build(reference, "--workers", "2")
+    expected = tree_bytes(reference / "torrents")
+    needed = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file())
+    before = sum(p.stat().st_size for p in planned_archive.rglob("*") if p.is_file())
+    # Room for the archive and about half of what the build writes.
+    disk = small_disk(before + (needed - before) // 2)
+    archive = disk.path / "arc"
+    shutil.copytree(planned_archive, archive)
+    failed = phonotheca("build", "--archive", str(archive), "--workers", "2", check=False)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    assert "out of disk space" in failed.stderr and "run the same command again" in failed.stderr
+    disk.resize(needed * 4)  # the operator frees space
+    build(archive, "--workers", "2")
+    assert tree_bytes(archive / "torrents") == expected
+    db = catalog(archive)
+    assert db.execute("SELECT count(*) FROM ledger WHERE status = 'planned'").fetchone()[0] == 0
+    errors = "SELECT count(*) FROM ledger WHERE status LIKE 'error%'"
+    assert db.execute(errors).fetchone() == catalog(reference).execute(errors).fetchone()
     assert not list((archive / "torrents").glob("*.partial"))
 
 

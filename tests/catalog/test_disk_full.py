@@ -15,13 +15,14 @@ import resource
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phonotheca.catalog.export import iter_export_lines
 from tests.catalog.test_roundtrip import _import_cmd, logical_dump
+from tests.conftest import SmallDisk
 
 ENV = dict(os.environ, PHONOTHECA_TEST_BATCH_LINES="1000")
 
@@ -40,29 +41,6 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("synth") / "catalog.jsonl.zst"
     write_catalog(path, 20_000, seed=5)
     return path
-
-
-def _mount(target: Path, size: int, *, remount: bool = False) -> None:
-    options = f"remount,size={size}" if remount else f"size={size}"
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-        check=True,
-        capture_output=True,
-    )
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    try:
-        _mount(mountpoint, 4 << 20)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
 
 
 def _assert_same_catalog(victim: Path, reference: Path) -> None:
@@ -86,15 +64,16 @@ def _rerun(victim: Path, synthetic: Path) -> dict[str, object]:
 
 
 def test_a_full_disk_stops_the_import_and_a_rerun_completes_it(
-    small_disk: Path, synthetic: Path, reference: Path
+    small_disk: Callable[[int], SmallDisk], synthetic: Path, reference: Path
 ) -> None:
-    victim = small_disk / "archive"
+    disk = small_disk(4 << 20)  # the import needs about 15 MB
+    victim = disk.path / "archive"
     failed = subprocess.run(_import_cmd(victim, synthetic), env=ENV, capture_output=True, text=True)
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     assert "out of disk space" in failed.stderr
     assert "run the same command again" in failed.stderr
-    _mount(small_disk, 256 << 20, remount=True)  # the operator frees space
+    disk.resize(256 << 20)  # the operator frees space
     summary = _rerun(victim, synthetic)
     assert summary["resumed_at_line"] > 0  # batches committed before the disk filled stay
     _assert_same_catalog(victim, reference)

@@ -82,7 +82,13 @@ def _explain_sqlite(exc: sqlite3.Error, archive: Path | None) -> str | None:
 
 
 def _explain_os(exc: OSError, archive: Path | None) -> str | None:
-    target = f" {exc.filename}" if exc.filename else _where(archive)
+    # The file when the error names it (copies inside the kernel do not), else the archive.
+    if exc.filename:
+        target = f" {exc.filename}"
+    elif archive is not None:
+        target = f" in the archive {archive}"
+    else:
+        target = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"out of disk space writing{target} ({exc.strerror}). Free some space, {_AGAIN}."
     if exc.errno == errno.EFBIG:
@@ -92,8 +98,7 @@ def _explain_os(exc: OSError, archive: Path | None) -> str | None:
         )
     if exc.errno == errno.EIO:
         return (
-            f"disk I/O error on{target} ({exc.strerror}). Check the disk (the kernel log),"
-            f" {_AGAIN}."
+            f"disk I/O error{target} ({exc.strerror}). Check the disk (the kernel log), {_AGAIN}."
         )
     if exc.errno == errno.EROFS:
         return f"cannot write{target}: the filesystem is read-only. Remount it writable, {_AGAIN}."
