@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from phonotheca.plan.optimizer import (
@@ -107,6 +107,11 @@ def test_greedy_is_within_one_item_of_the_optimum(
 
 @settings(max_examples=200, deadline=None)
 @given(instances, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+@example(  # one ulp of rounding, see below
+    ([2, 3, 2, 1, 0, 0], [1, 1, 1, 0, 0, 0], [1.0, 1.0, 2.5, 1.0, 0.0, 0.0], 0.9999999999999999),
+    1.0,
+    0.5,
+)
 def test_a_bigger_budget_never_covers_fewer_listens(instance: Any, a: float, b: float) -> None:
     size, opus, listens, quality = instance
     full = sum(size) + 5
@@ -115,7 +120,10 @@ def test_a_bigger_budget_never_covers_fewer_listens(instance: Any, a: float, b: 
     lo = plan(t, small, opus_quality=quality).totals
     hi = plan(t, large, opus_quality=quality).totals
     assert hi.listens_covered >= lo.listens_covered
-    assert hi.value >= lo.value
+    # Up to rounding: Opus at a quality of 0.9999999999999999 is worth what the original
+    # is, yet a sum of such values can come out one ulp above the originals' (found by
+    # hypothesis: 5.500000000000001 for a small budget, 5.5 for a large one).
+    assert hi.value >= lo.value - 1e-9 * max(1.0, abs(lo.value))
 
 
 @settings(max_examples=100, deadline=None)
