@@ -300,8 +300,9 @@ def finish_import(conn: sqlite3.Connection, progress: StepProgress | None = None
     ``progress(step, done, total)`` hears of each step (see :func:`rebuild_search`).
     """
     missing = schema.missing_indexes(conn)
-    for n, name in enumerate(missing, 1):
-        if progress is not None:
-            progress(f"index {name} ({n}/{len(missing)})", None, None)
-        conn.execute(schema.SECONDARY_INDEXES[name])
+    with schema.big_sorts(conn):
+        for n, name in enumerate(missing, 1):
+            if progress is not None:
+                progress(f"index {name} ({n}/{len(missing)})", None, None)
+            conn.execute(schema.SECONDARY_INDEXES[name])
     refresh_search(conn, progress=progress)

@@ -456,10 +456,40 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[str], versio
             raise
 
 
+SORT_RUN_KIB = 8 * 1024
+"""Sort runs of 8 MiB for the big sorts (index builds, the search index): see
+:func:`big_sorts`."""
+
+
+@contextmanager
+def big_sorts(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Settings for statements that sort millions of rows, restored afterwards.
+
+    SQLite sorts in runs as large as the page cache (256 MiB here), then merges them. A
+    run that large is a linked list far bigger than the CPU caches; runs of 8 MiB sort
+    faster, and with ``PRAGMA threads`` helper threads sort them while the statement
+    goes on reading. Measured on 2 cores, alternating runs: the indexes and search index
+    after a bulk load of 2 M tracks took 18.4-21.2 s instead of 22.6-25.2 s; at 10 M,
+    109-115 s against 106-130 s (no clear difference: the runs spill to files either
+    way). The merge reads the runs back from temporary files (see :func:`use_temp_dir`),
+    and the catalog's cache does not hold 256 MiB while it sorts.
+    """
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    threads = conn.execute("PRAGMA threads").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size = -{SORT_RUN_KIB}")
+    conn.execute(f"PRAGMA threads = {min(4, os.cpu_count() or 1)}")
+    try:
+        yield conn
+    finally:
+        conn.execute(f"PRAGMA cache_size = {int(cache)}")
+        conn.execute(f"PRAGMA threads = {int(threads)}")
+
+
 def ensure_indexes(conn: sqlite3.Connection) -> None:
     """Create any secondary index that is missing (after a bulk load, or one cut short)."""
-    for sql in SECONDARY_INDEXES.values():
-        conn.execute(sql)
+    with big_sorts(conn):
+        for sql in SECONDARY_INDEXES.values():
+            conn.execute(sql)
 
 
 def missing_indexes(conn: sqlite3.Connection) -> list[str]:

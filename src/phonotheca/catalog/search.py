@@ -159,7 +159,7 @@ def rebuild_search(conn: sqlite3.Connection, *, progress: StepProgress | None = 
     # WHERE inside the windowed query would run during the scan, before the sort.
     sampled = f"(id % {PROGRESS_EVERY}) != 0 OR phonotheca_progress()"
     conn.create_function("phonotheca_progress", 0, tick)
-    with schema.transaction(conn):
+    with schema.big_sorts(conn), schema.transaction(conn):
         report("search ranks", None, None)
         conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
         conn.execute("DROP INDEX IF EXISTS search_rank_track")
