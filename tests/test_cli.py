@@ -135,20 +135,21 @@ def test_a_damaged_catalog_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_catalog_another_command_writes_is_a_clear_error(tmp_path: Path) -> None:
+    from phonotheca.archive import init_archive
     from phonotheca.cli import failures
 
-    db = tmp_path / "catalog.sqlite3"
+    archive = init_archive(tmp_path / "archive")
+    db = archive.catalog_path
     holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("CREATE TABLE t(x)")
     holder.execute("BEGIN IMMEDIATE")  # another command holds the write lock
     other = sqlite3.connect(db, isolation_level=None, timeout=0)
     with pytest.raises(sqlite3.OperationalError) as caught:
         other.execute("BEGIN IMMEDIATE")
     holder.execute("ROLLBACK")
-    message = failures.explain(caught.value, tmp_path)
+    message = failures.explain(caught.value, archive)
     assert message is not None and "another phonotheca command is writing" in message
     # A bug is not dressed up as a failure of the machine.
     with pytest.raises(sqlite3.OperationalError) as bug:
         other.execute("SELECT * FROM no_such_table")
-    assert failures.explain(bug.value, tmp_path) is None
-    assert failures.explain(ValueError("x"), tmp_path) is None
+    assert failures.explain(bug.value, archive) is None
+    assert failures.explain(ValueError("x"), archive) is None

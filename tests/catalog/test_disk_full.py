@@ -34,15 +34,6 @@ def reference(synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return archive
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from phonotheca.synth.catalog import write_catalog
-
-    path = tmp_path_factory.mktemp("synth") / "catalog.jsonl.zst"
-    write_catalog(path, 20_000, seed=5)
-    return path
-
-
 def _assert_same_catalog(victim: Path, reference: Path) -> None:
     assert logical_dump(victim / "catalog.sqlite3") == logical_dump(reference / "catalog.sqlite3")
     ref = sqlite3.connect(reference / "catalog.sqlite3")

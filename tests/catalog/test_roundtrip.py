@@ -17,7 +17,6 @@ import pytest
 
 from phonotheca.archive import Archive, init_archive
 from phonotheca.catalog.export import export_jsonl, iter_export_lines
-from phonotheca.synth.catalog import write_catalog
 from tests.catalog.test_import import load
 
 LOGICAL_TABLES = {
@@ -54,13 +53,6 @@ def logical_dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
         }
     finally:
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("synth") / "catalog.jsonl.zst"
-    write_catalog(path, 20_000, seed=5)
-    return path
 
 
 def test_import_export_import_is_identical(

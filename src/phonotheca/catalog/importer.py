@@ -27,7 +27,7 @@ from typing import BinaryIO
 from phonotheca.catalog import schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
-from phonotheca.catalog.search import StepProgress, mark_search_stale, refresh_search
+from phonotheca.catalog.search import mark_search_stale, refresh_search
 from phonotheca.sources.jsonl import file_fingerprint, iter_line_blocks, prepare_lines
 
 # Lines per batch (one transaction each). The environment override lets tests make
@@ -294,15 +294,10 @@ def import_lines(
     )
 
 
-def finish_import(conn: sqlite3.Connection, progress: StepProgress | None = None) -> None:
+def finish_import(conn: sqlite3.Connection, progress: schema.StepProgress | None = None) -> None:
     """Build what a bulk load postponed: secondary indexes, then the search index.
 
     ``progress(step, done, total)`` hears of each step (see :func:`rebuild_search`).
     """
-    missing = schema.missing_indexes(conn)
-    with schema.big_sorts(conn):
-        for n, name in enumerate(missing, 1):
-            if progress is not None:
-                progress(f"index {name} ({n}/{len(missing)})", None, None)
-            conn.execute(schema.SECONDARY_INDEXES[name])
+    schema.ensure_indexes(conn, progress)
     refresh_search(conn, progress=progress)

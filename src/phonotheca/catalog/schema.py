@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 Migration = str
 """A migration is a script of DDL statements, run in one transaction."""
+StepProgress = Callable[[str, int | None, int | None], None]
+"""(step, done, total): what a long index build is doing, for progress bars. ``done`` and
+``total`` count tracks, or are None for a step that cannot tell how far it is."""
 
 
 class CatalogError(Exception):
@@ -362,10 +365,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 _temp_lock = threading.Lock()
-_temp_dir: Path | None = None
+_temp_set = False
 
 
-def use_temp_dir(conn: sqlite3.Connection, directory: Path) -> Path | None:
+def use_temp_dir(conn: sqlite3.Connection, directory: Path) -> None:
     """Put SQLite's temporary files in ``directory`` (created if missing), for this process.
 
     An index build or a search-index rebuild sorts more than fits in the cache, and
@@ -373,8 +376,7 @@ def use_temp_dir(conn: sqlite3.Connection, directory: Path) -> Path | None:
     files. SQLite would put them in ``/var/tmp`` (or ``/tmp``), often a small disk or a
     RAM-backed tmpfs, so a day-long import could fail at its very end; in the archive they
     go to the disk that must hold the catalog anyway. ``SQLITE_TMPDIR``, when set, wins:
-    an operator may point the sorts at a faster disk. Returns the directory in use, or
-    None when SQLite's own choice stands.
+    an operator may point the sorts at a faster disk.
 
     SQLite has one such setting per process (``PRAGMA temp_store_directory``), and
     changing it while another thread runs SQLite is undefined behaviour. So it is set
@@ -382,23 +384,18 @@ def use_temp_dir(conn: sqlite3.Connection, directory: Path) -> Path | None:
     start; a command works on one archive. (Should that directory go away, SQLite falls
     back to its default directories.)
     """
-    global _temp_dir
+    global _temp_set
     if os.environ.get("SQLITE_TMPDIR"):
-        return None
+        return
     with _temp_lock:
-        if _temp_dir is not None:
-            return _temp_dir
+        if _temp_set:
+            return
+        _temp_set = True  # tried once per process, whatever comes of it
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError:
-            return None  # a read-only archive: nothing gets sorted into it anyway
-        target = str(directory.resolve())
-        conn.execute("PRAGMA temp_store_directory = " + _quote(target))
-        now = conn.execute("PRAGMA temp_store_directory").fetchone()
-        if now is None or now[0] != target:
-            return None  # a build of SQLite without the setting
-        _temp_dir = directory
-    return directory
+            return  # a read-only archive: nothing gets sorted into it anyway
+        conn.execute("PRAGMA temp_store_directory = " + _quote(str(directory.resolve())))
 
 
 def _quote(text: str) -> str:
@@ -485,11 +482,19 @@ def big_sorts(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute(f"PRAGMA threads = {int(threads)}")
 
 
-def ensure_indexes(conn: sqlite3.Connection) -> None:
-    """Create any secondary index that is missing (after a bulk load, or one cut short)."""
+def ensure_indexes(conn: sqlite3.Connection, progress: StepProgress | None = None) -> None:
+    """Create any secondary index that is missing (after a bulk load, or one cut short).
+
+    ``progress(step, None, None)`` hears of each index as its build starts.
+    """
+    missing = missing_indexes(conn)
+    if not missing:
+        return
     with big_sorts(conn):
-        for sql in SECONDARY_INDEXES.values():
-            conn.execute(sql)
+        for n, name in enumerate(missing, 1):
+            if progress is not None:
+                progress(f"index {name} ({n}/{len(missing)})", None, None)
+            conn.execute(SECONDARY_INDEXES[name])
 
 
 def missing_indexes(conn: sqlite3.Connection) -> list[str]:

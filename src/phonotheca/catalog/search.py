@@ -22,7 +22,6 @@ import random
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phonotheca.catalog import schema
@@ -108,16 +107,13 @@ def search_is_stale(conn: sqlite3.Connection) -> bool:
     return not _has_index(conn) or schema.get_meta(conn, "search_stale") == "1"
 
 
-# (step, done, total): what a long rebuild is doing, for progress bars. ``done`` and
-# ``total`` count tracks, or are None for a step that cannot tell how far it is.
-StepProgress = Callable[[str, int | None, int | None], None]
 PROGRESS_EVERY = 4096
 """A rebuild reports progress about once per this many tracks: one Python call per
 sample of the track ids (ids divisible by it), so that it costs nothing measurable."""
 
 
 def refresh_search(
-    conn: sqlite3.Connection, *, force: bool = False, progress: StepProgress | None = None
+    conn: sqlite3.Connection, *, force: bool = False, progress: schema.StepProgress | None = None
 ) -> bool:
     """Rebuild the search index if it is missing or stale; True if it did."""
     if not force and not search_is_stale(conn):
@@ -126,7 +122,9 @@ def refresh_search(
     return True
 
 
-def rebuild_search(conn: sqlite3.Connection, *, progress: StepProgress | None = None) -> None:
+def rebuild_search(
+    conn: sqlite3.Connection, *, progress: schema.StepProgress | None = None
+) -> None:
     """Rebuild rank keys and the FTS5 index from scratch, in one transaction.
 
     ``progress(step, done, total)`` hears of each step; while the FTS5 index is filled

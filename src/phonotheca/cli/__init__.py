@@ -67,7 +67,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-_archive_in_use: Path | None = None
+_archive_in_use: Archive | None = None
 """The archive the running command opened, named in messages about disk failures."""
 
 
@@ -75,7 +75,7 @@ def archive_at(archive_dir: Path, create: bool = False) -> Archive:
     global _archive_in_use
     with user_errors():
         archive = open_archive(archive_dir, create=create)
-    _archive_in_use = archive.root
+    _archive_in_use = archive
     return archive
 
 
@@ -141,7 +141,7 @@ def progress_bar(total: int | None, unit: str) -> Progress:
     return Progress(*columns, console=err, disable=not err.is_terminal, transient=False)
 
 
-def index_steps(bar: Progress) -> Callable[[str, int | None, int | None], None]:
+def index_steps(bar: Progress) -> schema.StepProgress:
     """A line of ``bar`` for the index builds that end an import: the step's name, and
     how many tracks are indexed when the step can tell (the search index can)."""
     task = bar.add_task("indexes", total=None, unit="tracks")

@@ -211,7 +211,7 @@ def reindex(archive_dir: Path) -> None:
         t0 = time.monotonic()
         with progress_bar(None, "tracks") as bar:
             step = index_steps(bar)
-            schema.ensure_indexes(conn)
+            schema.ensure_indexes(conn, step)
             refresh_search(conn, force=True, progress=step)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

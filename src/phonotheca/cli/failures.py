@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from pathlib import Path
+
+from phonotheca.archive import Archive
 
 # SQLite primary result codes (an extended code keeps its primary one in the low byte).
 _SQLITE_PERM = 3
@@ -26,11 +27,11 @@ _SQLITE_NOTADB = 26
 _AGAIN = "then run the same command again: what it committed is kept, and it carries on"
 
 
-def _where(archive: Path | None) -> str:
-    return f" (archive {archive})" if archive is not None else ""
+def _where(archive: Archive | None) -> str:
+    return f" (archive {archive.root})" if archive is not None else ""
 
 
-def explain(exc: BaseException, archive: Path | None) -> str | None:
+def explain(exc: BaseException, archive: Archive | None) -> str | None:
     """The message for a failure that comes from the machine, not from a bug; or None."""
     if isinstance(exc, sqlite3.Error):
         return _explain_sqlite(exc, archive)
@@ -39,7 +40,7 @@ def explain(exc: BaseException, archive: Path | None) -> str | None:
     return None
 
 
-def _explain_sqlite(exc: sqlite3.Error, archive: Path | None) -> str | None:
+def _explain_sqlite(exc: sqlite3.Error, archive: Archive | None) -> str | None:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return None
@@ -47,7 +48,7 @@ def _explain_sqlite(exc: sqlite3.Error, archive: Path | None) -> str | None:
     primary = code & 0xFF
     where = _where(archive)
     temp = (
-        f"; SQLite's temporary files go to {archive / 'work' / 'sqlite'} unless"
+        f"; SQLite's temporary files go to {archive.sqlite_temp_dir} unless"
         " SQLITE_TMPDIR says otherwise"
         if archive is not None
         else ""
@@ -81,12 +82,12 @@ def _explain_sqlite(exc: sqlite3.Error, archive: Path | None) -> str | None:
     return None
 
 
-def _explain_os(exc: OSError, archive: Path | None) -> str | None:
+def _explain_os(exc: OSError, archive: Archive | None) -> str | None:
     # The file when the error names it (copies inside the kernel do not), else the archive.
     if exc.filename:
         target = f" {exc.filename}"
     elif archive is not None:
-        target = f" in the archive {archive}"
+        target = f" in the archive {archive.root}"
     else:
         target = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
