@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_WORKDIR, REPO, phonotheca_cmd, run_measured
 
-FIXTURES = REPO.parent / "shared" / "testdata" / "musicbrainz"
+FIXTURES = REPO / "tests" / "data" / "musicbrainz"
 ARTISTS = {"83d91898-7763-47d7-b03b-b92132375c47"}  # Pink Floyd: drawn from a pool
 ARTIST_POOL = 1000
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -12,7 +12,7 @@ import pytest
 from phonotheca.archive import Archive, init_archive
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture

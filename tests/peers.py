@@ -1,4 +1,4 @@
-"""Real peers on 127.0.0.1 for the publish and mirror tests (see /work/shared/notes/INTEROP.md).
+"""Real peers on 127.0.0.1 for the publish and mirror tests (see docs/INTEROP.md).
 
 Stable helpers, documented here so other test packages can import them:
 
@@ -385,7 +385,7 @@ def _transaction(conn: Any) -> Iterator[None]:
 
 def transmission_settings(config_dir: Path, peer_port: int) -> None:
     """A settings.json for Transmission 3 that keeps it on 127.0.0.1 and quiet
-    (no DHT, LPD, PEX, port forwarding, blocklist; INTEROP.md)."""
+    (no DHT, LPD, PEX, port forwarding, blocklist; docs/INTEROP.md)."""
     config_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "dht-enabled": False,

@@ -1,4 +1,4 @@
-"""An archive directory: where each of its parts lives (DESIGN.md, "An archive on disk")."""
+"""An archive directory: where each of its parts lives (docs/DESIGN.md, "An archive on disk")."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_aria2_downloads_from_the_web_seed_alone(
 def test_transmission_downloads_through_opentracker(tmp_path: Path) -> None:
     """Transmission 3 finds the swarm through opentracker (whitelist written by publish) and
     downloads from a libtorrent seeder; it dials no 127.0.0.1 peer itself, so the seeder
-    connects to it (INTEROP.md)."""
+    connects to it (docs/INTEROP.md)."""
     with run_opentracker(tmp_path / "tracker") as tracker:
         fx = build_archive(tmp_path / "archive", trackers=[tracker.http_announce])
         result = CliRunner().invoke(

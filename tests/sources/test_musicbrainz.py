@@ -27,9 +27,9 @@ from phonotheca.cli import main
 from phonotheca.sources.musicbrainz import parse_recording, prepare_releases
 from phonotheca.sources.musicbrainz_import import MusicBrainzSummary, import_musicbrainz
 from tests.catalog import import_files
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
-FIXTURES = SHARED / "testdata" / "musicbrainz"
+FIXTURES = DATA / "musicbrainz"
 DSOTM = "b84ee12a-09ef-421b-82de-0441a926375b"
 PINK_FLOYD = "83d91898-7763-47d7-b03b-b92132375c47"
 THINKING_OUT_LOUD = "cb2cc207-8125-445c-9ef9-6ea44eee959a"

@@ -15,9 +15,9 @@ import phonotheca.catalog.importer as importer
 from phonotheca.archive import Archive, init_archive
 from phonotheca.catalog.importer import finish_import
 from phonotheca.sources.musicbrainz_import import MusicBrainzSummary, import_musicbrainz
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
-FIXTURES = SHARED / "testdata" / "musicbrainz"
+FIXTURES = DATA / "musicbrainz"
 TABLES = {
     "tracks": "public_id, title, artist_credit, album_id, disc_number, track_number,"
     " duration_ms, isrc, fingerprint, record_ref",

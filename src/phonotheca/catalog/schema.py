@@ -24,7 +24,7 @@ class CatalogError(Exception):
     """A catalog that cannot be used as asked (missing, newer than this program, ...)."""
 
 
-# Secondary indexes are dropped before a bulk load and built after it (DESIGN.md:
+# Secondary indexes are dropped before a bulk load and built after it (docs/DESIGN.md:
 # "bulk loads insert first and build indexes after"), so they live apart from the tables.
 SECONDARY_INDEXES: dict[str, str] = {
     "tracks_album": "CREATE INDEX IF NOT EXISTS tracks_album"

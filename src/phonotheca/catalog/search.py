@@ -4,7 +4,7 @@ The FTS5 index's rowids are *rank keys*: ``key = bucket << 40 | n`` where ``buck
 orders by popularity, then by the order of magnitude of listens (:data:`BUCKET_SQL`),
 and ``n`` is the catalog order inside a bucket. "Most popular matches first" is then
 ``ORDER BY rowid LIMIT n``, which FTS5 answers by walking doclists in rowid order and
-stopping early, instead of ranking every match (DESIGN.md: 0.05 ms instead of 775 ms for
+stopping early, instead of ranking every match (docs/DESIGN.md: 0.05 ms instead of 775 ms for
 a common word).
 
 The index is contentless with ``detail='none'`` (rowids only: we never run phrase or
