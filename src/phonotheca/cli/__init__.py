@@ -38,8 +38,10 @@ from phonotheca.config import SettingsError
 from phonotheca.sources.jsonl import SourceError
 
 F = TypeVar("F", bound=Callable[..., Any])
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: a message is one line however wide the terminal, so logs stay grep-able and
+# ids and paths can be copied; the terminal wraps it for the eye. Tables still fit the width.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def archive_option(f: F) -> F:

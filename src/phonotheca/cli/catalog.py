@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from phonotheca.archive import init_archive
 from phonotheca.catalog import records, schema
@@ -100,22 +102,55 @@ def export_jsonl_cmd(out_path: Path, archive_dir: Path, as_json: bool) -> None:
         click.echo(f"wrote {summary.tracks:,} tracks to {summary.path} ({summary.bytes:,} bytes)")
 
 
-def _hits_table(hits: list[TrackHit]) -> Table:
+def _hits_table(hits: list[TrackHit], width: int) -> RenderableType:
+    """Search hits for a person to read and copy ids from: an id is never broken across
+    lines, whatever the terminal's width. The other columns fold; when even that leaves no
+    room for them, each hit is an id line followed by its details."""
+    id_width = max((len(h.id) for h in hits), default=2)
+    if width < id_width + _HIT_DETAILS_MIN:
+        lines = Text()
+        for i, h in enumerate(hits, 1):
+            lines.append(f"{i}. {h.id}\n", style="bold")
+            lines.append(f"   {_hit_details(h)}\n")
+        return lines
     table = Table(box=None, header_style="bold")
-    for col in ("#", "title", "artists", "album", "time", "pop", "id"):
-        table.add_column(col, overflow="fold")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", no_wrap=True, overflow="ignore", min_width=id_width)
+    for col in ("title", "artists", "album"):
+        table.add_column(col, overflow="fold", ratio=1)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("pop", justify="right", no_wrap=True)
     for i, h in enumerate(hits, 1):
-        d = h.duration_ms
         table.add_row(
             str(i),
+            h.id,
             h.title,
             ", ".join(h.artists),
             h.album or "",
-            f"{d // 60000}:{d // 1000 % 60:02d}" if d is not None else "",
+            _duration(h.duration_ms),
             "" if h.popularity is None else str(h.popularity),
-            h.id,
         )
     return table
+
+
+# Below this many columns beside the id, a table's other columns fold into unreadable
+# slivers: the hits are listed as lines instead.
+_HIT_DETAILS_MIN = 40
+
+
+def _duration(ms: int | None) -> str:
+    return f"{ms // 60000}:{ms // 1000 % 60:02d}" if ms is not None else ""
+
+
+def _hit_details(h: TrackHit) -> str:
+    parts = [h.title, ", ".join(h.artists)]
+    if h.album:
+        parts.append(h.album)
+    if h.duration_ms is not None:
+        parts.append(_duration(h.duration_ms))
+    if h.popularity is not None:
+        parts.append(f"popularity {h.popularity}")
+    return " · ".join(parts)
 
 
 def read_conn(archive_dir: Path) -> Any:
@@ -153,7 +188,7 @@ def search_cmd(query: tuple[str, ...], limit: int, archive_dir: Path, as_json: b
     if as_json:
         print_json([h.to_json() for h in hits])
     elif hits:
-        out.print(_hits_table(hits))
+        out.print(_hits_table(hits, out.width), crop=False)
     else:
         click.echo("no match")
 
@@ -179,7 +214,7 @@ def shuffle_cmd(count: int, archive_dir: Path, as_json: bool) -> None:
     if as_json:
         print_json([h.to_json() for h in hits])
     elif hits:
-        out.print(_hits_table(hits))
+        out.print(_hits_table(hits, out.width), crop=False)
     else:
         click.echo("the catalog is empty")
 
