@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -153,3 +156,35 @@ def test_a_catalog_another_command_writes_is_a_clear_error(tmp_path: Path) -> No
         other.execute("SELECT * FROM no_such_table")
     assert failures.explain(bug.value, archive) is None
     assert failures.explain(ValueError("x"), archive) is None
+
+
+@pytest.mark.parametrize("columns", [40, 80, 250])
+def test_search_table_never_breaks_an_id(tmp_path: Path, columns: int) -> None:
+    """Ids are copied from the search table into other commands: at any terminal width each
+    id stands whole on one line (the other columns fold instead)."""
+    arc = tmp_path / "arc"
+    assert CliRunner().invoke(main, ["init", str(arc)]).exit_code == 0
+    long_id = "mb:track:0a8e8d55-4b83-4f8f-9d6d-2b3f3f3a1b2c"
+    records = [
+        track(i, title=f"Song {i} with a rather long title that must fold") for i in range(3)
+    ]
+    records.append(track(3, id=long_id, title="Song of the long identifier"))
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert (
+        CliRunner().invoke(main, ["import", "jsonl", str(src), "--archive", str(arc)]).exit_code
+        == 0
+    )
+    env = {**os.environ, "COLUMNS": str(columns), "TERM": "dumb"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "phonotheca.cli", "search", "song", "--archive", str(arc)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    lines = shown.splitlines()
+    for i in [long_id, *(f"test:track:{n}" for n in range(3))]:
+        assert any(i in line for line in lines), f"{i} broken across lines at {columns}:\n{shown}"
+    if columns >= 80:
+        assert all(len(line.rstrip()) <= columns for line in lines), shown

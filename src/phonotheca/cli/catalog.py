@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,9 @@ def _hits_table(hits: list[TrackHit], width: int) -> RenderableType:
         lines = Text()
         for i, h in enumerate(hits, 1):
             lines.append(f"{i}. {h.id}\n", style="bold")
-            lines.append(f"   {_hit_details(h)}\n")
+            for line in textwrap.wrap(_hit_details(h), max(20, width - 3), break_long_words=False):
+                lines.append(f"   {line}\n")
+        lines.rstrip()
         return lines
     table = Table(box=None, header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)

@@ -143,8 +143,11 @@ def mirror_group() -> None:
 
 def _status_table(status: Any) -> Table:
     table = Table(title=f"mirror: {status.state}, port {status.listen_port}", expand=False)
-    for col in ("torrent", "state", "done", "down", "up", "peers", "ratio"):
-        table.add_column(col, justify="left" if col in ("torrent", "state") else "right")
+    # A torrent's name is an id people copy: never folded (the other columns are).
+    names = max((len(t.name) for t in status.torrents), default=7)
+    table.add_column("torrent", no_wrap=True, overflow="ignore", min_width=names)
+    for col in ("state", "done", "down", "up", "peers", "ratio"):
+        table.add_column(col, justify="left" if col == "state" else "right", overflow="fold")
     for t in status.torrents:
         table.add_row(
             t.name,
