@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI
+from playwright.sync_api import Browser, sync_playwright
 
 from phonotheca.cli import main
 from phonotheca.config import load_settings
@@ -28,10 +29,23 @@ from phonotheca.serve.app import create_app
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.state import StateStore
 
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's Chromium, which the browser tests drive through Playwright."""
 USER = "alice"
 PASSWORD = "correct horse battery staple"
 HOSTILE_ALBUM = "<script>alert(1)</script>"
 HOSTILE_TITLE = "Quotes \"double\" & 'single' <b>bold</b>"
+# Long names: words longer than a phone's line must break somewhere, the others must not.
+LONG_TITLE = (
+    "Donaudampfschifffahrtsgesellschaftskapitänsmützenabzeichensammlungsgeschichte"
+    " (Live at the Großer Musikvereinssaal, Vienna)"
+)
+LONG_ALBUM = (
+    "Konzertmitschnittsammlungsveröffentlichungsausgabe: The Complete Unabridged"
+    " Recordings of an Extraordinarily Verbose Title"
+)
+LONG_ALBUM_ID = "test:album:long"
+LONG_ARTIST = "Orchestre Philharmonique de Radio France et Chœur Extraordinairement Prolongé"
 
 
 def _run(*args: str) -> None:
@@ -42,12 +56,23 @@ def _run(*args: str) -> None:
 def _hostile_records() -> list[dict[str, object]]:
     artist = {"id": "test:artist:evil", "name": "Evil <img src=x onerror=alert(2)>"}
     album = {"id": "test:album:evil", "title": HOSTILE_ALBUM, "artists": [artist]}
+    long_artist = {"id": "test:artist:long", "name": LONG_ARTIST}
+    long_album = {"id": LONG_ALBUM_ID, "title": LONG_ALBUM, "artists": [long_artist]}
     return [
         {
             "id": "test:track:evil",
             "title": HOSTILE_TITLE,
             "artists": [artist],
             "album": album,
+            "track_number": 1,
+            "duration_ms": 1000,
+            "popularity": 1,
+        },
+        {
+            "id": "test:track:long",
+            "title": LONG_TITLE,
+            "artists": [long_artist],
+            "album": long_album,
             "track_number": 1,
             "duration_ms": 1000,
             "popularity": 1,
@@ -192,3 +217,27 @@ def live_server(app: FastAPI) -> Iterator[LiveServer]:
 def copy_archive(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("session.key"))
     return dst
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium (tests using it skip where it is not installed)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield b
+        finally:
+            b.close()

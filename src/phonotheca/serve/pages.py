@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from phonotheca import __version__
 from phonotheca.plan.sizes import format_size
 from phonotheca.serve.api import MAX_ID_CHARS, MAX_QUERY_CHARS
+from phonotheca.serve.artwork import placeholder
 from phonotheca.serve.browse import Browser, album_url, artist_url, audio_url, track_url
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media_routes import NOT_FOUND_REASONS
@@ -34,6 +35,7 @@ from phonotheca.serve.security import (
     set_csrf_cookie,
 )
 from phonotheca.serve.seeding import SeedAdvice, seed_advice
+from phonotheca.serve.showcase import ShowcaseBuilder
 
 TEMPLATES_DIR = FsPath(__file__).parent / "templates"
 PAGE_SIZE = 50
@@ -56,6 +58,39 @@ def percent(share: float | None, digits: int = 1) -> str:
     return "" if share is None else f"{100 * share:.{digits}f} %"
 
 
+LEDGER_LABELS = {
+    "packed": "Archived in a published torrent",
+    "planned": "Planned, waiting for the next build",
+    "skipped_budget": "Left out: beyond the storage budget",
+    "skipped_duplicate": "Left out: another release of the recording is kept",
+    "missing_source": "No audio file yet (metadata only)",
+    "error_source_missing": "Build error: the source file is gone",
+    "error_source_changed": "Build error: the source file changed since the scan",
+    "error_transcode": "Build error: the file could not be re-encoded",
+}
+TIER_LABELS = {
+    "original": "Original file, bit-exact",
+    "opus": "Re-encoded to Opus",
+    "metadata": "Metadata only",
+}
+KIND_LABELS = {
+    "audio": "Audio",
+    "covers": "Cover art",
+    "metadata": "Catalog (metadata)",
+}
+
+
+def human(key: str, labels: dict[str, str]) -> str:
+    """The label of a ledger status, tier or collection kind; an unknown key (a newer
+    builder's) in words: ``error_disk_full`` becomes "Build error: disk full"."""
+    if key in labels:
+        return labels[key]
+    if key.startswith("error_"):
+        return "Build error: " + key[len("error_") :].replace("_", " ")
+    words = key.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
 def _minutes(seconds: int) -> str:
     minutes = -(-seconds // 60)
     return "1 minute" if minutes == 1 else f"{minutes} minutes"
@@ -68,7 +103,14 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(duration=duration, size=format_size, percent=percent)
+    env.filters.update(
+        duration=duration,
+        size=format_size,
+        percent=percent,
+        ledger_label=lambda k: human(k, LEDGER_LABELS),
+        tier_label=lambda k: human(k, TIER_LABELS),
+        kind_label=lambda k: human(k, KIND_LABELS),
+    )
     env.globals.update(
         track_url=track_url,
         album_url=album_url,
@@ -77,6 +119,7 @@ def make_environment() -> Environment:
         version=__version__,
         csrf_field=CSRF_FIELD,
         reasons=NOT_FOUND_REASONS,
+        placeholder=placeholder,
     )
     return env
 
@@ -88,6 +131,7 @@ def create_router(
     env = make_environment()
     serve = ctx.settings.serve
     throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
+    showcase = ShowcaseBuilder(ctx)
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
         user = sessions.current_user(request)
@@ -122,7 +166,9 @@ def create_router(
         if (redirect := gate(request)) is not None:
             return redirect
         text = q[:MAX_QUERY_CHARS]
-        tracks = browser.search(text, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE) if text else []
+        if not text:
+            return render(request, "home.html", q="", show=showcase.get())
+        tracks = browser.search(text, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
         return render(
             request,
             "search.html",

@@ -58,6 +58,28 @@ class Candidates:
         return self.names[i], draw - (self.ends[i - 1] if i else 0)
 
 
+def present_collections(library: MediaLibrary) -> list[str]:
+    """Names of the collections present under the roots, sorted: a directory with a
+    ``data`` directory under a root's ``torrents/``; in a mirror, one that also has a
+    verified-pieces file. What is in them is for the catalog to say (its kind, tracks)."""
+    present: set[str] = set()
+    for root in library.ctx.roots:
+        mirror = is_mirror(root)
+        try:
+            entries = list((root / "torrents").iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if (
+                library.valid_collection(name)
+                and (entry / "data").is_dir()
+                and (not mirror or verified_path(root, name).is_file())
+            ):
+                present.add(name)
+    return sorted(present)
+
+
 class PlayableSampler:
     def __init__(self, library: MediaLibrary, ttl: float = HELD_TTL) -> None:
         self.library = library
@@ -73,25 +95,11 @@ class PlayableSampler:
             return self._cached[1]
 
     def _list(self) -> Candidates:
-        present: set[str] = set()
-        for root in self.library.ctx.roots:
-            mirror = is_mirror(root)
-            try:
-                entries = list((root / "torrents").iterdir())
-            except OSError:
-                continue
-            for entry in entries:
-                name = entry.name
-                if (
-                    self.library.valid_collection(name)
-                    and (entry / "data").is_dir()
-                    and (not mirror or verified_path(root, name).is_file())
-                ):
-                    present.add(name)
+        present = present_collections(self.library)
         names: list[str] = []
         counts: list[int] = []
         conn = self.library.ctx.catalog()
-        for name in sorted(present):
+        for name in present:
             (count,) = conn.execute(
                 "SELECT count(*) FROM ledger INDEXED BY ledger_collection"
                 " WHERE collection = ? AND status = 'packed'",

@@ -149,7 +149,9 @@
         tr.dataset.title = t.title;
         tr.dataset.artist = t.artist_credit;
         if (t.audio_url) tr.dataset.audio = t.audio_url;
-        cell(tr, link("/tracks/" + enc(t.id), t.title));
+        const title = link("/tracks/" + enc(t.id), t.title);
+        title.title = t.title;
+        cell(tr, title, "title-col");
         const artists = document.createElement("span");
         if (t.artists.length) {
           t.artists.forEach(function (a) {
@@ -157,9 +159,9 @@
             artists.appendChild(document.createTextNode(a.join_phrase));
           });
         } else artists.textContent = t.artist_credit;
-        cell(tr, artists);
+        cell(tr, artists, "artist-col");
         cell(tr, t.album ? link("/albums/" + enc(t.album.id), t.album.title) : "", "album-col");
-        cell(tr, duration(t.duration_ms), "num");
+        cell(tr, duration(t.duration_ms), "time-col num");
         cell(tr, t.popularity == null ? "" : String(t.popularity), "num pop-col");
         const actions = cell(tr, "", "actions");
         if (t.playable && canPlay) {
