@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "synth", "catalog", "--tracks", str(args.tracks), "--seed", str(args.seed), str(catalog)
         )
     _run("import", "jsonl", str(catalog), *a)
-    if not (audio / "manifest.jsonl").exists():
+    if not ((audio / "manifest.jsonl").exists() and (audio / "catalog.jsonl").exists()):
         _run(
             "synth",
             "audio",
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             "20",
             str(audio),
         )
+    # The generated pieces last seconds, not minutes: their tracks take the files' lengths.
+    _run("import", "jsonl", str(audio / "catalog.jsonl"), *a)
     _run("import", "files", str(audio), *a)
     _run("stats", *a)
     for query in ("love", "night lo"):

@@ -29,7 +29,8 @@ def _reference_songs(
 ) -> list[Payload]:
     sql = """
         SELECT t.id, t.public_id, t.title, t.artist_credit, t.track_number, t.disc_number,
-               t.duration_ms, CASE WHEN t.isrc_valid = 1 THEN t.isrc END, t.explicit,
+               coalesce(l.duration_ms, t.duration_ms),
+               CASE WHEN t.isrc_valid = 1 THEN t.isrc END, t.explicit,
                t.album_id, a.public_id, a.title, a.release_date, a.artist_credit, l.codec,
                l.bitrate, l.length
         FROM tracks t
@@ -320,7 +321,9 @@ def _reference_albums(
             continue
         pid, title, credit, date, album_type, label, original = row
         count, duration_ms = conn.execute(
-            "SELECT count(*), coalesce(sum(duration_ms), 0) FROM tracks WHERE album_id = ?",
+            "SELECT count(*), coalesce(sum(coalesce(l.duration_ms, t.duration_ms)), 0)"
+            " FROM tracks t LEFT JOIN ledger l ON l.track_id = t.id AND l.status = 'packed'"
+            " WHERE t.album_id = ?",
             (aid,),
         ).fetchone()
         credits = conn.execute(

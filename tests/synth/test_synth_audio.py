@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from phonotheca.audio.probe import probe_file
 from phonotheca.cli import main
 from phonotheca.synth.audio import write_audio
 from phonotheca.synth.catalog import write_catalog
@@ -84,3 +85,49 @@ def test_cli_writes_files_that_import_files_reads(catalog: Path, tmp_path: Path)
     summary = json.loads(result.output)
     assert summary["files"] == 12 and summary["errors"] == 1
     assert summary["matched"]["mbid"] + summary["matched"]["isrc"] >= 4
+
+
+def test_catalog_jsonl_gives_the_tracks_the_lengths_of_their_files(
+    catalog: Path, tmp_path: Path
+) -> None:
+    """The pieces last seconds where the catalog says minutes: ``catalog.jsonl`` is the
+    chosen tracks' records with their files' lengths, the rest of each record unchanged."""
+    out = tmp_path / "audio"
+    write_audio(catalog, out, 26, 2, min_seconds=1, max_seconds=3)
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (out / "catalog.jsonl").read_text().splitlines()]
+    from phonotheca.synth.catalog import iter_track_records
+
+    original = {r["id"]: r for r in iter_track_records(400, 3)}
+    with_audio = [m for m in manifest if m["broken"] not in ("empty", "garbage")]
+    assert [r["id"] for r in records] == [m["track_id"] for m in with_audio]
+    for rec, entry in zip(records, with_audio, strict=True):
+        assert rec == original[rec["id"]] | {"duration_ms": round(entry["seconds"] * 1000)}
+        assert abs(original[rec["id"]]["duration_ms"] - rec["duration_ms"]) > 50_000
+        if entry["broken"] is None:
+            with (out / entry["path"]).open("rb") as f:
+                measured = probe_file(f, entry["path"]).stream.duration_ms
+            assert abs(measured - rec["duration_ms"]) < 100, entry
+
+
+def test_with_catalog_jsonl_files_tagged_by_name_find_their_tracks(
+    catalog: Path, tmp_path: Path
+) -> None:
+    """Names match within 3 s: against the catalog's minutes no file tagged with an artist
+    and a title only finds its track; against its file's length each one does."""
+    runner = CliRunner()
+    out = tmp_path / "audio"
+    write_audio(catalog, out, 26, 2, min_seconds=1, max_seconds=3)
+    named = sum(
+        json.loads(x)["tagging"] == "artist_title" and json.loads(x)["broken"] is None
+        for x in (out / "manifest.jsonl").read_text().splitlines()
+    )
+    assert named > 0
+    for extra, expected in (([], 0), ([str(out / "catalog.jsonl")], named)):
+        arc = str(tmp_path / f"arc{len(extra)}")
+        imported = runner.invoke(main, ["import", "jsonl", str(catalog), *extra, "--archive", arc])
+        assert imported.exit_code == 0, imported.output
+        result = runner.invoke(
+            main, ["import", "files", str(out), "--archive", arc, "--json", "--no-fingerprints"]
+        )
+        assert json.loads(result.output)["matched"]["name"] == expected

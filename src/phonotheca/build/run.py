@@ -386,7 +386,8 @@ class _Builder:
         with schema.transaction(self.conn):
             self.conn.executemany(
                 "UPDATE ledger SET status = 'packed', collection = ?, volume = ?, offset = ?,"
-                " length = ?, sha256 = ?, size = ?, codec = ?, bitrate = ? WHERE track_id = ?",
+                " length = ?, sha256 = ?, size = ?, codec = ?, bitrate = ?, duration_ms = ?"
+                " WHERE track_id = ?",
                 (
                     (
                         result.collection,
@@ -397,6 +398,7 @@ class _Builder:
                         e.length,
                         staged[e.public_id].codec,
                         staged[e.public_id].bitrate,
+                        staged[e.public_id].duration_ms,
                         staged[e.public_id].item.track_id,
                     )
                     for e in result.entries

@@ -52,6 +52,8 @@ class WorkItem:
     source_codec: str | None
     source_bitrate: int | None
     duration_ms: int | None
+    """The source file's length as the scan measured it (never the catalog's: the index
+    and the ledger give the length of the file packed)."""
     kbps: int | None
     title: str
     artists: tuple[str, ...]
@@ -73,6 +75,7 @@ class Staged:
     codec: str | None = None
     bitrate: int | None = None
     duration_ms: int | None = None
+    """Length of the file to pack: the source's for an original, the re-encode's for Opus."""
     ext: str | None = None
     error: str | None = None
     """``error_source_missing``, ``error_source_changed`` or ``error_transcode``."""
@@ -228,7 +231,7 @@ def _read_sidecar(sidecar: Path, dest: Path) -> _StagedOpus | None:
 _ITEM_SQL = """
     SELECT l.track_id, t.public_id, coalesce(t.popularity, 0), l.tier,
            s.path, s.size, s.mtime_ns, s.sha256, s.container, s.codec, s.bitrate,
-           coalesce(s.duration_ms, t.duration_ms), t.title,
+           s.duration_ms, t.title,
            (SELECT json_group_array(coalesce(ta.credited_as, ar.name))
               FROM (SELECT * FROM track_artists WHERE track_id = t.id ORDER BY position) ta
               JOIN artists ar ON ar.id = ta.artist_id),

@@ -337,7 +337,18 @@ _V4 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4]
+# v5: the length of each file as packed (docs/FORMAT.md §4.6): what the server reports as
+# a track's duration. Rows packed before v5 take their source file's length, which is the
+# packed file's for an original and the re-encoded audio's, to a few milliseconds, for Opus.
+_V5 = """
+        ALTER TABLE ledger ADD COLUMN duration_ms INTEGER;
+        UPDATE ledger SET duration_ms = (
+            SELECT s.duration_ms FROM source_files s WHERE s.id = ledger.source_file_id)
+        WHERE status = 'packed';
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

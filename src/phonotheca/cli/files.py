@@ -160,6 +160,8 @@ def synth_audio(
     The most popular tracks and a sample of the tail, as Ogg Vorbis, FLAC, MP3, Ogg Opus
     and M4A, tagged in varied ways (full, artist and title only, none), with some cover
     art and a few broken files; OUT_DIR/manifest.jsonl lists how each file was made.
+    OUT_DIR/catalog.jsonl holds the chosen tracks' catalog records with the lengths of
+    their files: import it after the catalog for a catalog that describes the files.
     """
     from phonotheca.synth.audio import summary_json, write_audio
 

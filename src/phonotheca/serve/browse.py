@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from phonotheca.catalog import search as engine
 from phonotheca.serve.context import ServeContext
-from phonotheca.serve.media import MediaLibrary, TrackMedia
+from phonotheca.serve.media import MediaLibrary, TrackMedia, durations
 from phonotheca.serve.models import (
     Album,
     AlbumRef,
@@ -106,6 +106,10 @@ class Browser:
             public_id = str(r[1])
             media = media_of.get(public_id)
             playable = media is not None and media.playable
+            duration, catalog_duration = durations(
+                r[8],  # type: ignore[arg-type]
+                media.duration_ms if media is not None else None,
+            )
             out.append(
                 TrackSummary(
                     id=public_id,
@@ -115,7 +119,8 @@ class Browser:
                     album=AlbumRef(id=str(r[4]), title=str(r[5])) if r[4] is not None else None,
                     disc_number=r[6],  # type: ignore[arg-type]
                     track_number=r[7],  # type: ignore[arg-type]
-                    duration_ms=r[8],  # type: ignore[arg-type]
+                    duration_ms=duration,
+                    catalog_duration_ms=catalog_duration,
                     isrc=r[9],  # type: ignore[arg-type]
                     popularity=r[10],  # type: ignore[arg-type]
                     listens=r[11],  # type: ignore[arg-type]

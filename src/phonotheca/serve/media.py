@@ -60,10 +60,27 @@ NOT_IN_MIRROR = "not_in_mirror"
 INCOMPLETE = "incomplete"
 """Its collection is here but the pieces holding this track are not verified yet."""
 
+CATALOG_DURATION_SLACK_MS = 2000
+"""The catalog's duration is shown beside the file's when the two differ by more."""
+
 
 def codec_type(codec: str | None) -> tuple[str, str]:
     """(Content-Type, extension) for a ledger codec name."""
     return CODEC_TYPES.get((codec or "").lower(), (OCTET_STREAM, "bin"))
+
+
+def durations(catalog_ms: int | None, file_ms: int | None) -> tuple[int | None, int | None]:
+    """``(duration, catalog_duration)`` to report for a track, in milliseconds.
+
+    The duration is the archived file's when it is known (what a player plays, draws its
+    seek bar and schedules gapless playback from), else the catalog's; the catalog's is
+    given too when it is more than :data:`CATALOG_DURATION_SLACK_MS` away from the file's.
+    """
+    if file_ms is None:
+        return catalog_ms, None
+    if catalog_ms is not None and abs(catalog_ms - file_ms) > CATALOG_DURATION_SLACK_MS:
+        return file_ms, catalog_ms
+    return file_ms, None
 
 
 def download_name(artist: str, title: str, ext: str) -> str:
@@ -89,6 +106,9 @@ class TrackMedia:
     sha256: str
     codec: str | None
     bitrate: int | None
+    duration_ms: int | None
+    """Length of the archived file, in ms (the ledger's, measured at build), known for a
+    packed track whether or not this server holds its bytes; None when not packed."""
     content_type: str
     extension: str
     title: str
@@ -138,7 +158,7 @@ class CoverMedia:
 
 _TRACK_FROM = """
     t.public_id, t.title, t.artist_credit, l.status, l.collection, l.volume, l.offset,
-    l.length, l.sha256, l.codec, l.bitrate
+    l.length, l.sha256, l.codec, l.bitrate, l.duration_ms
     FROM tracks t LEFT JOIN ledger l ON l.track_id = t.id
 """
 _TRACK_SQL = f"SELECT {_TRACK_FROM}"
@@ -208,6 +228,7 @@ class MediaLibrary:
             sha256,
             codec,
             bitrate,
+            duration_ms,
         ) = row
         track_public_id = str(public_id)
         content_type, ext = codec_type(codec)
@@ -233,6 +254,7 @@ class MediaLibrary:
                 sha256=sha256 if isinstance(sha256, str) else "",
                 codec=codec,
                 bitrate=bitrate,
+                duration_ms=None,
                 content_type=content_type,
                 extension=ext,
                 title=title or "",
@@ -252,6 +274,7 @@ class MediaLibrary:
             sha256=sha256,
             codec=codec,
             bitrate=bitrate,
+            duration_ms=duration_ms if isinstance(duration_ms, int) else None,
             content_type=content_type,
             extension=ext,
             title=title or "",

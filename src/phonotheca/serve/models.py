@@ -44,7 +44,14 @@ class TrackSummary(BaseModel):
     album: AlbumRef | None = None
     disc_number: int | None = None
     track_number: int | None = None
-    duration_ms: int | None = None
+    duration_ms: int | None = Field(
+        default=None,
+        description="length of the archived file when the track is packed, else the catalog's",
+    )
+    catalog_duration_ms: int | None = Field(
+        default=None,
+        description="the catalog's length, when it differs from the file's by more than 2 s",
+    )
     isrc: str | None = None
     popularity: int | None = None
     listens: int | None = None

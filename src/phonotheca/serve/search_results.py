@@ -23,7 +23,7 @@ import msgspec
 from phonotheca.catalog import search as engine
 from phonotheca.serve.browse import audio_url
 from phonotheca.serve.context import ServeContext
-from phonotheca.serve.media import MediaLibrary
+from phonotheca.serve.media import MediaLibrary, durations
 
 
 class _ArtistCredit(msgspec.Struct):
@@ -46,6 +46,7 @@ class _TrackSummary(msgspec.Struct):
     disc_number: int | None
     track_number: int | None
     duration_ms: int | None
+    catalog_duration_ms: int | None
     isrc: str | None
     popularity: int | None
     listens: int | None
@@ -112,6 +113,7 @@ def _tracks(
         public_id = str(r[2])
         found = located.get(public_id)
         playable = found is not None and found.playable
+        duration, catalog_duration = durations(r[9], found.duration_ms if found else None)
         out.append(
             _TrackSummary(
                 id=public_id,
@@ -121,7 +123,8 @@ def _tracks(
                 album=_AlbumRef(str(r[5]), str(r[6])) if r[5] is not None else None,
                 disc_number=r[7],
                 track_number=r[8],
-                duration_ms=r[9],
+                duration_ms=duration,
+                catalog_duration_ms=catalog_duration,
                 isrc=r[10],
                 popularity=r[11],
                 listens=r[12],

@@ -48,7 +48,8 @@ def _summary(call: Call, playlist: Playlist, track_ids: list[int]) -> Payload:
     by_id = dict(
         items.rows_in(
             call.conn,
-            "SELECT id, coalesce(duration_ms, 0) FROM tracks WHERE id IN ({ids})",
+            f"SELECT t.id, coalesce({items.DURATION_MS}, 0) FROM tracks t LEFT JOIN ledger l"
+            " ON l.track_id = t.id AND l.status = 'packed' WHERE t.id IN ({ids})",
             track_ids,
         )
     )
