@@ -1,4 +1,5 @@
-"""The server's own data: users, their credentials, stars, scrobbles and playlists.
+"""The server's own data: users, their credentials, stars, scrobbles, playlists and what
+they are playing now.
 
 ``state.sqlite3`` lives beside the catalog and is **never published**: nothing about users
 ever goes into ``catalog.sqlite3``. Items (tracks, albums, artists) are referred to by
@@ -43,6 +44,11 @@ _NAME = re.compile(r"[^\s/:][^/:]{0,63}")
 # recommendation); stored with each hash so that it can be raised later.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
 MIN_PASSWORD = 8
+NOW_PLAYING_KEEP_MS = 60 * 60 * 1000
+"""How long a stream stays in ``now_playing`` (what getNowPlaying can show at most)."""
+NOW_PLAYING_ROWS = 200
+"""Streams :meth:`StateStore.now_playing` returns at most (the most recent)."""
+MAX_PLAYER_NAME = 64
 
 
 class StateError(Exception):
@@ -101,7 +107,20 @@ SIGNIN_FAILURES_SQL = """
     CREATE INDEX signin_failures_address ON signin_failures(address, at);
     CREATE INDEX signin_failures_at ON signin_failures(at);
 """
-MIGRATIONS = [_V1, SIGNIN_FAILURES_SQL]
+NOW_PLAYING_SQL = """
+    -- What each user's players began streaming last (getNowPlaying): one row per user and
+    -- player, replaced by the next stream; rows older than NOW_PLAYING_KEEP_MS are deleted.
+    CREATE TABLE now_playing(
+        id      INTEGER PRIMARY KEY,        -- the Subsonic playerId
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        player  TEXT NOT NULL,              -- the client's name (Subsonic 'c'), '' if none
+        track   TEXT NOT NULL,              -- catalog public id
+        at      INTEGER NOT NULL,           -- when its stream began, ms since the epoch
+        UNIQUE(user_id, player)
+    );
+    CREATE INDEX now_playing_at ON now_playing(at);
+"""
+MIGRATIONS = [_V1, SIGNIN_FAILURES_SQL, NOW_PLAYING_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -122,6 +141,20 @@ class SubsonicCredentials:
     user: str
     password: str
     api_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NowPlaying:
+    """A stream a player began: who, which player, which track, when."""
+
+    player_id: int
+    username: str
+    player: str
+    """The client's name (Subsonic ``c``); empty when it gave none."""
+    track: str
+    """The track's public id."""
+    at: int
+    """When the stream began, in milliseconds since the epoch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +434,36 @@ class StateStore:
             (user_id,),
         )
         return [(str(t), int(n), int(at)) for t, n, at in rows]
+
+    # -- now playing -------------------------------------------------------------------
+
+    def record_playing(self, user_id: int, player: str, track: str, at: int | None = None) -> None:
+        """Note that ``player`` of the user began streaming ``track`` (at ``at`` ms, or now).
+
+        One row per user and player, replaced by the next stream; rows older than
+        :data:`NOW_PLAYING_KEEP_MS` go at the same time, so the table holds no more than the
+        streams of the last hour.
+        """
+        now = int(time.time() * 1000)
+        stamp = now if at is None else at
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO now_playing(user_id, player, track, at) VALUES(?, ?, ?, ?)"
+                " ON CONFLICT(user_id, player) DO UPDATE SET track = excluded.track,"
+                " at = excluded.at",
+                (user_id, player[:MAX_PLAYER_NAME], track, stamp),
+            )
+            conn.execute("DELETE FROM now_playing WHERE at < ?", (now - NOW_PLAYING_KEEP_MS,))
+
+    def now_playing(self, since: int, limit: int = NOW_PLAYING_ROWS) -> list[NowPlaying]:
+        """Streams that began at ``since`` (ms since the epoch) or later, newest first: a
+        range of the ``now_playing_at`` index, at most ``limit`` rows."""
+        rows = self._conn().execute(
+            "SELECT n.id, u.name, n.player, n.track, n.at FROM now_playing n"
+            " JOIN users u ON u.id = n.user_id WHERE n.at >= ? ORDER BY n.at DESC LIMIT ?",
+            (since, limit),
+        )
+        return [NowPlaying(int(i), str(u), str(p), str(t), int(a)) for i, u, p, t, a in rows]
 
     # -- playlists ---------------------------------------------------------------------
 

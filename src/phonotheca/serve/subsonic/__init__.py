@@ -8,8 +8,10 @@ Subsonic and OpenSubsonic specifications, so they stay out of ``/openapi.json``.
 
 Modules: :mod:`.system` (ping, license, extensions, user), :mod:`.browsing` (folders,
 indexes, artists, albums, songs, genres), :mod:`.searching` (search2/3), :mod:`.lists`
-(album lists, random songs, songs by genre), :mod:`.media` (stream, download, cover
-art), :mod:`.annotation` (stars, scrobbles), :mod:`.playlists`.
+(album lists, random songs, songs by genre), :mod:`.similar` (similar songs),
+:mod:`.media` (stream, download, cover art), :mod:`.lyrics` (lyrics from the files' tags),
+:mod:`.annotation` (stars, scrobbles), :mod:`.playlists`, :mod:`.activity` (now playing,
+scan status).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from starlette.responses import Response
 
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.subsonic import (
+    activity,
     annotation,
     browsing,
     lists,
+    lyrics,
     media,
     playlists,
     searching,
+    similar,
     system,
 )
 from phonotheca.serve.subsonic.auth import authenticate
@@ -45,6 +50,9 @@ ENDPOINTS: dict[str, Handler] = {
     **media.ENDPOINTS,
     **annotation.ENDPOINTS,
     **playlists.ENDPOINTS,
+    **similar.ENDPOINTS,
+    **lyrics.ENDPOINTS,
+    **activity.ENDPOINTS,
 }
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 

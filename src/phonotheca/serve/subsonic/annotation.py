@@ -1,5 +1,7 @@
 """What users add to the catalog: stars (``star``, ``unstar``, ``getStarred2``) and plays
 (``scrobble``). Stored in ``state.sqlite3`` by public id, so they survive catalog rebuilds.
+A scrobble with ``submission=false`` also says what the player is playing now
+(``getNowPlaying``).
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import time
 
 from phonotheca.serve.subsonic import items
+from phonotheca.serve.subsonic.activity import note_playing
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items, starred
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import (
@@ -105,7 +108,12 @@ def scrobble(call: Call) -> Payload:
                 GENERIC, f"'time' must be milliseconds since 1970, not {times[index]!r}"
             ) from None
         plays.append((public_id, at))
-    call.state.scrobble(call.user_id, plays, submission=call.flag("submission", True))
+    submission = call.flag("submission", True)
+    call.state.scrobble(call.user_id, plays, submission=submission)
+    if not submission:
+        # A "now playing" notice: apps playing from their own cache send only this.
+        public_id, at = plays[-1]
+        note_playing(call, public_id, at)
     return {}
 
 

@@ -7,9 +7,14 @@ lower ``maxBitRate`` or another ``format``: then it is re-encoded as it is sent
 track whose bytes this server does not hold is error 70, with a message naming the
 torrent that has it, so that a user knows what to fetch. Covers are served at their
 stored size (``size`` is ignored).
+
+A ``stream`` from the start of a track (no ``Range``, or one from byte 0: not a seek) is
+noted as what the user's player (``c``) is playing now, for ``getNowPlaying``.
 """
 
 from __future__ import annotations
+
+import re
 
 from starlette.responses import Response, StreamingResponse
 
@@ -22,6 +27,7 @@ from phonotheca.serve.media import (
     TrackMedia,
     ranged_response,
 )
+from phonotheca.serve.subsonic.activity import note_playing
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import GENERIC, NOT_FOUND, SubsonicError
 
@@ -55,24 +61,41 @@ def _track(call: Call) -> TrackMedia:
     return media
 
 
+_FROM_START = re.compile(r"\s*bytes\s*=\s*0+\s*-")
+
+
+def _begins_play(call: Call) -> bool:
+    """A request for the track from its first byte (GET, or POST as py-sonic sends every
+    call): a play, not a seek or a HEAD."""
+    if call.request.method == "HEAD":
+        return False
+    header = call.request.headers.get("range")
+    return header is None or _FROM_START.match(header) is not None
+
+
 def stream(call: Call) -> Response:
     media = _track(call)
     target = transcode.choose(
         media.codec, media.bitrate, call.get("format"), call.integer("maxBitRate", low=0)
     )
+    response: Response
     if target is None:
-        return ranged_response(call.request, media)
-    headers = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
-    if call.request.method == "HEAD":
-        return Response(media_type=target.content_type, headers=headers)
-    assert media.path is not None  # _track checked
-    try:
-        live = transcode.LiveTranscode(media.path, media.offset, media.length, target)
-    except transcode.TranscodeError as exc:
-        raise SubsonicError(
-            GENERIC, f"track {media.track_id!r} cannot be transcoded: {exc}"
-        ) from exc
-    return StreamingResponse(iter(live), media_type=target.content_type, headers=headers)
+        response = ranged_response(call.request, media)
+    else:
+        headers = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
+        if call.request.method == "HEAD":
+            return Response(media_type=target.content_type, headers=headers)
+        assert media.path is not None  # _track checked
+        try:
+            live = transcode.LiveTranscode(media.path, media.offset, media.length, target)
+        except transcode.TranscodeError as exc:
+            raise SubsonicError(
+                GENERIC, f"track {media.track_id!r} cannot be transcoded: {exc}"
+            ) from exc
+        response = StreamingResponse(iter(live), media_type=target.content_type, headers=headers)
+    if response.status_code < 400 and _begins_play(call):
+        note_playing(call, media.track_id)
+    return response
 
 
 def download(call: Call) -> Response:

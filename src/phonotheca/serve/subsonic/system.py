@@ -10,6 +10,7 @@ from phonotheca.serve.subsonic.envelope import NOT_AUTHORIZED, NOT_FOUND, Payloa
 EXTENSIONS: list[Payload] = [
     {"name": "apiKeyAuthentication", "versions": [1]},
     {"name": "formPost", "versions": [1]},
+    {"name": "songLyrics", "versions": [1]},
 ]
 
 
