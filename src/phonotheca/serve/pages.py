@@ -28,8 +28,11 @@ from phonotheca.serve.security import (
     Sessions,
     SessionUser,
     SignInThrottle,
+    Throttled,
+    client_address,
     csrf_token,
     csrf_valid,
+    retry_text,
     safe_next,
     set_csrf_cookie,
 )
@@ -54,11 +57,6 @@ def duration(ms: int | None) -> str:
 
 def percent(share: float | None, digits: int = 1) -> str:
     return "" if share is None else f"{100 * share:.{digits}f} %"
-
-
-def _minutes(seconds: int) -> str:
-    minutes = -(-seconds // 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 def make_environment() -> Environment:
@@ -87,7 +85,7 @@ def create_router(
     router = APIRouter(include_in_schema=False)
     env = make_environment()
     serve = ctx.settings.serve
-    throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
+    throttle: SignInThrottle = ctx.throttle
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
         user = sessions.current_user(request)
@@ -237,21 +235,23 @@ def create_router(
                 next=safe_next(next),
                 error="The form expired or came from another site: please try again.",
             )
-        address = request.client.host if request.client else "unknown"
-        wait = throttle.retry_after(address)
-        if wait is not None:
+        try:
+            found = throttle.attempt(
+                client_address(request),
+                lambda: ctx.state.verify_password(username, password) if ctx.state else None,
+                expensive=True,
+            )
+        except Throttled as exc:
             response = render(
                 request,
                 "signin.html",
                 status=429,
                 next=safe_next(next),
-                error=f"Too many failed sign-ins from your address: try again in {_minutes(wait)}.",
+                error=f"Too many failed sign-ins from your address: {retry_text(exc.retry_after)}.",
             )
-            response.headers["Retry-After"] = str(wait)
+            response.headers["Retry-After"] = str(exc.retry_after)
             return response
-        found = ctx.state.verify_password(username, password) if ctx.state else None
         if found is None:
-            throttle.failed(address)
             return render(
                 request,
                 "signin.html",
@@ -260,7 +260,7 @@ def create_router(
                 error="Unknown user name or wrong password.",
             )
         response = RedirectResponse(safe_next(next), status_code=303)
-        sessions.sign_in(request, response, SessionUser(int(found.id), str(found.name)))
+        sessions.sign_in(request, response, SessionUser(found.id, found.name, found.session_epoch))
         return response
 
     @router.post("/signout")
