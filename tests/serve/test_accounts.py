@@ -51,11 +51,12 @@ def test_the_default_cost_is_2_17_and_older_hashes_are_upgraded_at_sign_in(
 ) -> None:
     assert ServeSettings().password_cost == DEFAULT_COST == 17
     path = tmp_path / "state.sqlite3"
-    StateStore(path, password_cost=FAST_COST).add_user("alice", "correct horse")
-    assert _stored_hash(path, "alice").startswith("scrypt$4096$8$1$")
+    # N = 2^14: what earlier versions of phonotheca stored.
+    StateStore(path, password_cost=14).add_user("alice", "correct horse")
+    assert _stored_hash(path, "alice").startswith("scrypt$16384$8$1$")
     current = StateStore(path)  # the default cost, as a server without the setting
     assert current.verify_password("alice", "wrong horse") is None
-    assert _stored_hash(path, "alice").startswith("scrypt$4096$"), "no upgrade on a failure"
+    assert _stored_hash(path, "alice").startswith("scrypt$16384$"), "no upgrade on a failure"
     before = current.get_user("alice")
     assert before is not None
     assert current.verify_password("alice", "correct horse") == before, "no session ends"

@@ -72,6 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", "file:///etc/passwd")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif self.path.startswith("http://phonotheca-proxied.invalid/"):  # as a proxy
+            self.sent["proxied"] = 1
+            assert self.headers["Proxy-Authorization"] == "Basic dXNlcjpwYXNz"  # user:pass
+            self._send(b"via the proxy")
         elif path == "/missing":
             self._send(b"no", status=404)
         else:
@@ -190,3 +194,16 @@ def test_a_deeply_nested_tracker_reply_fails_that_tracker_only(
     assert by_url[f"{url}/good/announce"].stats == {GOOD_HASH: Stats(3, 1, 5)}
     assert by_url[f"{url}/unsorted/announce"].stats == {GOOD_HASH: Stats(2, 1, 0)}
     assert combined == [Stats(3, 1, 5)]
+
+
+def test_the_proxy_of_the_environment_is_used(
+    server: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As urllib did: http_proxy (with its credentials) unless no_proxy names the host."""
+    url, sent = server
+    monkeypatch.setenv("http_proxy", url.replace("http://", "http://user:pass@"))
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    target = "http://phonotheca-proxied.invalid/x.torrent"
+    assert fetch_bytes(target, limit=100, what="x", timeouts=QUICK) == b"via the proxy"
+    assert sent["proxied"] == 1
+    assert fetch_bytes(f"{url}/ok", limit=5, what="x", timeouts=QUICK) == b"hello"

@@ -52,12 +52,12 @@ def torrent_data(
     if mirror is not None:
         local = mirror.torrent_file(entry.name)
         if local.exists():
-            data = local.read_bytes()
             try:
+                data = read_location(str(local))
                 if torrent_infohash(data) == entry.infohash_v1:
                     return data
-            except ValueError:
-                pass
+            except (OSError, ValueError):
+                pass  # fetched again below
     try:
         location = resolve_url(source, listing, entry.torrent_url)
     except ListingError as exc:

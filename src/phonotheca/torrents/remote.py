@@ -10,6 +10,7 @@ not connect or send within its timeouts, and refuses locations that are neither
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import ssl
@@ -52,7 +53,6 @@ def fetch_bytes(
     limit: int,
     what: str,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    headers: dict[str, str] | None = None,
 ) -> bytes:
     """The bytes at ``location``: an ``http(s)://`` URL, a ``file:`` URL or a path.
 
@@ -62,13 +62,13 @@ def fetch_bytes(
     """
     scheme = urllib.parse.urlsplit(location).scheme.lower()
     if scheme in ("http", "https"):
-        return _fetch_http(location, limit, what, timeouts, headers or {})
+        return _fetch_http(location, limit, what, timeouts)
     if scheme == "file":
         path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(location).path))
-    elif scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive
+    elif "://" in location:
         raise FetchError(location, what, "only http(s) URLs and paths are read")
     else:
-        path = Path(location)
+        path = Path(location)  # a path, even with a ':' in a name
     return _read_file(path, location, limit, what)
 
 
@@ -91,15 +91,13 @@ def _read_file(path: Path, location: str, limit: int, what: str) -> bytes:
     return data
 
 
-def _fetch_http(
-    url: str, limit: int, what: str, timeouts: Timeouts, headers: dict[str, str]
-) -> bytes:
+def _fetch_http(url: str, limit: int, what: str, timeouts: Timeouts) -> bytes:
     deadline = time.monotonic() + timeouts.total
     for _ in range(MAX_REDIRECTS + 1):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise FetchError(url, what, "only http(s) URLs are followed")
-        connection = _connect(parts, timeouts.connect)
+        connection, target, headers = _connect(parts, timeouts.connect)
         response: http.client.HTTPResponse | None = None
         try:
             try:
@@ -116,10 +114,7 @@ def _fetch_http(
             assert sock is not None
             try:
                 sock.settimeout(timeouts.read)
-                target = parts.path or "/"
-                if parts.query:
-                    target += f"?{parts.query}"
-                connection.request("GET", target, headers={"User-Agent": USER_AGENT, **headers})
+                connection.request("GET", target, headers=headers)
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise FetchError(url, what, _reason(exc, timeouts)) from None
@@ -139,13 +134,40 @@ def _fetch_http(
     raise FetchError(url, what, f"more than {MAX_REDIRECTS} redirects")
 
 
-def _connect(parts: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:
-    host, port = parts.hostname or "", parts.port
-    if parts.scheme.lower() == "https":
-        return http.client.HTTPSConnection(
-            host, port, timeout=timeout, context=ssl.create_default_context()
+def _connect(
+    parts: urllib.parse.SplitResult, timeout: float
+) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """A connection for the URL, its request target and headers: straight to the server,
+    or through the proxy that ``http_proxy`` / ``https_proxy`` name (not for the hosts of
+    ``no_proxy``), as ``urllib`` would."""
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"User-Agent": USER_AGENT}
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        if scheme == "https":
+            context = ssl.create_default_context()
+            return (
+                http.client.HTTPSConnection(host, port, timeout=timeout, context=context),
+                target,
+                headers,
+            )
+        return http.client.HTTPConnection(host, port, timeout=timeout), target, headers
+    via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    auth: dict[str, str] = {}
+    if via.username is not None:
+        pair = f"{urllib.parse.unquote(via.username)}:{urllib.parse.unquote(via.password or '')}"
+        auth["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    if scheme == "https":  # a CONNECT tunnel; TLS with the server itself
+        context = ssl.create_default_context()
+        connection = http.client.HTTPSConnection(
+            via.hostname or "", via.port or 8080, timeout=timeout, context=context
         )
-    return http.client.HTTPConnection(host, port, timeout=timeout)
+        connection.set_tunnel(host, port, headers=auth)
+        return connection, target, headers
+    plain = http.client.HTTPConnection(via.hostname or "", via.port or 8080, timeout=timeout)
+    absolute = urllib.parse.urlunsplit(("http", parts.netloc, parts.path or "/", parts.query, ""))
+    return plain, absolute, {**headers, **auth}
 
 
 def _read_body(
