@@ -1,4 +1,5 @@
-"""A mirror reads a listing's ``.torrent`` files within limits, and only from where it may."""
+"""A mirror reads a listing's ``.torrent`` files within limits, and only from where it may;
+an index no further than its torrent lists."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from phonotheca.mirror.sources import torrent_data
-from phonotheca.mirror.state import MirrorError
-from phonotheca.torrents.layout import MAX_TORRENT_BYTES
+from phonotheca.mirror.state import MirrorDir, MirrorError
+from phonotheca.mirror.verify import read_index_entries, verify_collection
+from phonotheca.torrents.layout import INDEX_PATH, MAX_TORRENT_BYTES, read_layout
 from phonotheca.torrents.listing import Listing, TorrentEntry, Totals, read_listing, write_listing
+from tests.mirror.swarm import publish_archive
 
 
 def _listing(torrent_url: str) -> Listing:
@@ -61,3 +64,19 @@ def test_an_unchanged_listing_still_reads(tmp_path: Path) -> None:
     (tmp_path / "torrents" / "a.torrent").write_bytes(b"not a torrent")
     with pytest.raises(MirrorError, match=r"not a valid \.torrent"):
         _fetch(tmp_path, "torrents/a.torrent")
+
+
+def test_an_index_is_read_no_further_than_the_torrent_lists(tmp_path: Path) -> None:
+    published = publish_archive(tmp_path / "pub", metadata=False)
+    mirror = MirrorDir(published.root)
+    name = next(iter(published.entries))
+    layout = read_layout(mirror.torrent_file(name))
+    index = mirror.payload(name) / INDEX_PATH
+    listed = read_index_entries(mirror.payload(name), layout)
+    assert listed and len(listed) == len(index.read_bytes().splitlines())
+    with open(index, "ab") as f:  # a line the torrent does not list
+        f.write(index.read_bytes().splitlines(keepends=True)[0])
+    assert read_index_entries(mirror.payload(name), layout) == listed
+    report, _ = verify_collection(mirror, name, bag=False)
+    assert any("more than the" in p and "not read" in p for p in report.problems)
+    assert not report.ok

@@ -166,6 +166,16 @@ def verify_collection(
     except OSError as exc:
         report.problems.append(f"{mirror.state}: cannot record the result: {exc.strerror}")
     report.missing = len(bad) - len(corrupted)
+    listed = layout.find(INDEX_PATH)
+    try:
+        size = (payload / INDEX_PATH).stat().st_size
+    except OSError:
+        size = 0
+    if listed is not None and size > listed.length:
+        report.problems.append(
+            f"{payload / INDEX_PATH}: {size} bytes, more than the {listed.length} the torrent"
+            " lists; what lies past them is not read"
+        )
     entries = read_index_entries(payload, layout) if corrupted else []
     tracks = layout.tracks_in(corrupted, entries)
     report.corrupted = [BadPiece(i, layout.files_in(i), tracks.get(i, [])) for i in corrupted]
