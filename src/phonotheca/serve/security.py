@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from phonotheca.catalog.schema import transaction
 from phonotheca.serve.state import SIGNIN_FAILURES_SQL, StateStore
 
 SESSION_COOKIE = "phonotheca_session"
@@ -233,6 +234,11 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+@contextlib.contextmanager
+def _same(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    yield conn
+
+
 class Throttled(Exception):
     """Too many failed sign-ins from one address: no credentials were checked."""
 
@@ -281,15 +287,15 @@ class SignInThrottle:
 
     @contextlib.contextmanager
     def _db(self, write: bool) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._store is None:
-                assert self._memory is not None
+        if self._store is None:  # one connection for every thread: one at a time
+            assert self._memory is not None
+            with self._lock, transaction(self._memory) if write else _same(self._memory):
                 yield self._memory
-            elif write:
-                with self._store.write() as conn:
-                    yield conn
-            else:
-                yield self._store.read()
+        elif write:  # each thread has its own connection; SQLite orders the writers
+            with self._store.write() as conn:
+                yield conn
+        else:
+            yield self._store.read()
 
     def _wait(self, conn: sqlite3.Connection, address: str, now: float) -> int | None:
         times = [
