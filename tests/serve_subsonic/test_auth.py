@@ -41,6 +41,7 @@ def test_unknown_users_and_wrong_passwords_get_the_same_answer(
         "wrong password": _error(client, u=user, p="not the password"),
         "unknown user, password": _error(client, u="nobody-here", p="not the password"),
         "no Subsonic password, password": _error(client, u="nosubsonic", p="a web password"),
+        "a token that is not hex": _error(client, u=user, t="é" * 32, s=salt),
     }
     assert len(set(answers.values())) == 1, answers
     code, message = answers["wrong token"]

@@ -99,7 +99,8 @@ def authenticate(call: Call) -> User:
         if token is not None:
             assert salt is not None
             expected = hashlib.md5((secret + salt).encode("utf-8")).hexdigest()
-            ok = hmac.compare_digest(expected, token.strip().lower())
+            # As bytes: compare_digest refuses str with non-ASCII characters.
+            ok = hmac.compare_digest(expected.encode(), token.strip().lower().encode("utf-8"))
         else:
             assert plain is not None
             ok = hmac.compare_digest(secret.encode("utf-8"), plain.encode("utf-8"))
