@@ -154,9 +154,9 @@ def main() -> None:
 
 
 def make_piece_length(bag: Path, root: Path, name: str) -> int:
-    from phonotheca.mirror.layout import read_layout
+    from phonotheca.torrents.layout import read_layout
 
-    return read_layout((root / "torrents" / f"{name}.torrent").read_bytes()).piece_length
+    return read_layout(root / "torrents" / f"{name}.torrent").piece_length
 
 
 if __name__ == "__main__":

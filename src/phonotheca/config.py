@@ -93,9 +93,12 @@ class ServeSettings:
     """Streaming and downloading without signing in."""
     signin_failures: int = 10
     """Failed sign-ins allowed from one client address per ``signin_window`` seconds;
-    further attempts get 429 until the oldest failure is that old (each server process
-    counts its own)."""
+    further attempts get 429 until the oldest failure is that old. Failures of the sign-in
+    form, the Subsonic API and the JSON API count together, across all server processes."""
     signin_window: int = 600
+    password_cost: int = 17
+    """log2 of scrypt's N for web password hashes (17: 128 MiB and about 0.3 s a hash);
+    older hashes are raised to it at the next sign-in. 10-20; below 14 only for tests."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,12 @@ def _count(value: Any) -> int:
     return value
 
 
+def _password_cost(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 20:
+        raise ValueError("must be an integer from 10 to 20 (log2 of scrypt's N; default 17)")
+    return value
+
+
 def _listen(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[^\s]+:\d{1,5}", value):
         raise ValueError('expected HOST:PORT, e.g. "0.0.0.0:6881"')
@@ -283,6 +292,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.public_audio": _bool,
     "serve.signin_failures": _count,
     "serve.signin_window": _count,
+    "serve.password_cost": _password_cost,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

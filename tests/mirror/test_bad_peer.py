@@ -13,10 +13,10 @@ import pytest
 from phonotheca.build import validate_collection
 from phonotheca.config import load_settings
 from phonotheca.mirror import session as session_mod
-from phonotheca.mirror.layout import read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.status import MirrorStatus, read_status
 from phonotheca.mirror.verify import hash_pieces
+from phonotheca.torrents.layout import read_layout
 from tests.mirror.conftest import all_seeding, mirror_dir, mirror_until
 from tests.mirror.swarm import Published, Seeder, publish_archive
 
@@ -40,7 +40,7 @@ def test_bad_data_from_a_peer_is_thrown_away_and_the_peer_banned(
     # checked its files before: it believes it holds every piece and serves the bad one).
     bad_copy = Published(tmp_path / "bad", published.listing, published.entries)
     shutil.copytree(published.torrents, bad_copy.torrents)
-    layout = read_layout((published.torrents / f"{NAME}.torrent").read_bytes())
+    layout = read_layout(published.torrents / f"{NAME}.torrent")
     volume = next(f for f in layout.files if f.path.endswith(".tar") and not f.pad)
     flip_at = volume.length // 2
     bad_piece = (volume.offset + flip_at) // layout.piece_length

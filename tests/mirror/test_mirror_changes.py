@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from phonotheca.cli import main
-from phonotheca.mirror.layout import read_layout
 from phonotheca.mirror.session import MirrorSession, SessionOptions
 from phonotheca.mirror.sources import torrent_data
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.verify import hash_pieces, verify_collection
+from phonotheca.torrents.layout import read_layout
 from phonotheca.torrents.listing import read_listing, write_listing
 from tests.mirror.conftest import Swarm, mirror_dir, mirror_once
 from tests.mirror.swarm import Seeder, Tracker, publish_archive
@@ -185,6 +185,6 @@ def test_disk_full_is_a_clear_error_and_keeps_verified_data(
     # Every piece recorded as verified is still good on disk.
     verified = read_verified(mirror, entry.name)
     assert verified is not None and any(verified)
-    layout = read_layout(mirror.torrent_file(entry.name).read_bytes())
+    layout = read_layout(mirror.torrent_file(entry.name))
     good = hash_pieces(mirror.payload(entry.name), layout)
     assert all(good[i] for i, ok in enumerate(verified) if ok)

@@ -15,9 +15,9 @@ from typing import Any
 import libtorrent as lt
 
 from phonotheca.build import validate_collection
-from phonotheca.mirror.layout import read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.verify import hash_pieces
+from phonotheca.torrents.layout import read_layout
 from tests.mirror.conftest import mirror_dir
 from tests.mirror.swarm import PIECE, RangeServer, publish_archive, run_env
 from tests.mirror.test_mirror_run import PHONOTHECA, start, status, stop, wait_seeding
@@ -63,7 +63,7 @@ def test_tracker_down_and_kill_9_mid_download(tmp_path: Path) -> None:
         web_seeds=[f"http://127.0.0.1:{port}/torrents/"],
         metadata=False,
     )
-    layout = read_layout((published.torrents / f"{NAME}.torrent").read_bytes())
+    layout = read_layout(published.torrents / f"{NAME}.torrent")
     directory = mirror_dir(tmp_path)
     mirror = MirrorDir(directory)
     server = RangeServer(published.root, port, rate=RATE)

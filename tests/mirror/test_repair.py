@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from phonotheca.build import validate_collection
 from phonotheca.cli import main
-from phonotheca.mirror.layout import TorrentLayout, read_layout
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.status import MirrorStatus
+from phonotheca.torrents.layout import TorrentLayout, read_layout
 from tests.mirror.conftest import mirror_dir, mirror_once, mirror_until
 from tests.mirror.swarm import RangeServer, publish_archive
 from tests.peers import free_port
@@ -63,7 +63,7 @@ def test_repair_from_a_web_seed_fetches_only_the_corrupted_piece(tmp_path: Path)
         web_seeds=[f"http://127.0.0.1:{port}/torrents/"],
         metadata=False,
     )
-    layout = read_layout((published.torrents / f"{NAME}.torrent").read_bytes())
+    layout = read_layout(published.torrents / f"{NAME}.torrent")
     directory = mirror_dir(tmp_path)
     mirror = MirrorDir(directory)
     server = RangeServer(published.root, port, rate=40_000)

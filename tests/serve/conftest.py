@@ -33,6 +33,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 """Debian's Chromium, which the browser tests drive through Playwright."""
 USER = "alice"
 PASSWORD = "correct horse battery staple"
+FAST_COST = 12
+FAST_SETTINGS = f"\n[serve]\npassword_cost = {FAST_COST}\n"
+"""Password hashes at N = 2^12 keep the tests fast; test_accounts checks the default."""
 HOSTILE_ALBUM = "<script>alert(1)</script>"
 HOSTILE_TITLE = "Quotes \"double\" & 'single' <b>bold</b>"
 # Long names: words longer than a phone's line must break somewhere, the others must not.
@@ -113,12 +116,14 @@ def built_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hostile = base / "hostile.jsonl"
     hostile.write_text("".join(json.dumps(r) + "\n" for r in _hostile_records()), encoding="utf-8")
     _run("init", str(arc))
+    with open(arc / "phonotheca.toml", "a", encoding="utf-8") as f:
+        f.write(FAST_SETTINGS)
     _run("import", "jsonl", "--archive", str(arc), str(catalog), str(hostile))
     _run("import", "files", "--archive", str(arc), str(audio))
     _run("plan", "--archive", str(arc), "--budget", "1GB", "--exclude-tier", "opus")
     _run("build", "--archive", str(arc), "--workers", "0")
     _run("publish", "--archive", str(arc))
-    StateStore(arc / "state.sqlite3").add_user(USER, PASSWORD)
+    StateStore(arc / "state.sqlite3", password_cost=FAST_COST).add_user(USER, PASSWORD)
     return arc
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
-from phonotheca.serve.security import SignInThrottle
+from phonotheca.serve.security import SignInThrottle, Throttled
 from phonotheca.serve.state import StateStore
 from tests.serve.conftest import PASSWORD, USER, LiveServer, copy_archive, csrf_from, make_app
 
@@ -112,3 +114,29 @@ def test_the_sign_in_form_refuses_guessing_after_the_limit(
         assert 3500 < int(refused.headers["Retry-After"]) <= 3600
         assert "Too many failed sign-ins" in refused.text and "60 minutes" in refused.text
         assert client.get("/").status_code == 200, "browsing goes on"
+
+
+@pytest.mark.parametrize("expensive", [False, True])
+def test_an_attempt_counts_failures_only_and_checks_nothing_past_the_limit(
+    expensive: bool, tmp_path: Path
+) -> None:
+    store = StateStore(tmp_path / "state.sqlite3")
+    throttle = SignInThrottle(2, 60, store=store, clock=Clock())
+    checked: list[str] = []
+
+    def check(answer: str | None) -> Callable[[], str | None]:
+        def run() -> str | None:
+            checked.append(str(answer))
+            return answer
+
+        return run
+
+    assert throttle.attempt("a", check("alice"), expensive=expensive) == "alice"
+    assert store.read().execute("SELECT count(*) FROM signin_failures").fetchone() == (0,)
+    for _ in range(2):
+        assert throttle.attempt("a", check(None), expensive=expensive) is None
+    with pytest.raises(Throttled) as caught:
+        throttle.attempt("a", check("alice"), expensive=expensive)
+    assert caught.value.retry_after == 60
+    assert checked == ["alice", "None", "None"], "nothing is checked past the limit"
+    assert throttle.attempt("b", check("bob"), expensive=expensive) == "bob"

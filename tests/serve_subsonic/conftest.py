@@ -72,6 +72,10 @@ def archive_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "--min-seconds", "1", "--max-seconds", "2",
     )  # fmt: skip
     _run("init", str(root), "--name", ARCHIVE_NAME)
+    # Fast password hashes (test_accounts in tests/serve checks the default cost), and
+    # room for the failed sign-ins the tests make on purpose from 127.0.0.1.
+    with open(root / "phonotheca.toml", "a", encoding="utf-8") as f:
+        f.write("\n[serve]\npassword_cost = 12\nsignin_failures = 1000\n")
     _run("import", "jsonl", "--archive", str(root), str(catalog))
     _run(
         "import", "files", "--archive", str(root), "--workers", "0", "--no-fingerprints",
@@ -98,7 +102,7 @@ def archive_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     absent = [p for p in packed if p.collection == absent_collection]
     assert len(present) >= 3 and absent, "the synthetic audio should fill several collections"
     shutil.rmtree(root / "torrents" / absent_collection)
-    store = StateStore(root / "state.sqlite3")
+    store = StateStore(root / "state.sqlite3", password_cost=12)
     store.add_user(USER, WEB_PASSWORD)
     creds = store.rotate_subsonic_credentials(USER)
     store.close()

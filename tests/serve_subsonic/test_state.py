@@ -13,7 +13,7 @@ from phonotheca.serve.state import SCHEMA_VERSION, StateError, StateStore
 
 @pytest.fixture
 def store(tmp_path: Path) -> StateStore:
-    return StateStore(tmp_path / "state.sqlite3")
+    return StateStore(tmp_path / "state.sqlite3", password_cost=12)
 
 
 def test_passwords_are_scrypt_hashed(store: StateStore, tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_rotating_subsonic_credentials_invalidates_the_old_ones(
 
 def test_data_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
-    store = StateStore(path)
+    store = StateStore(path, password_cost=12)
     alice = store.add_user("alice", "long enough")
     store.star(alice.id, "track", ["syn:track:1", "syn:track:2"])
     store.star(alice.id, "album", ["syn:album:1"])

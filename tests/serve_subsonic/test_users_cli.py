@@ -20,6 +20,8 @@ SCRIPT = Path(sys.executable).parent / "phonotheca"
 def test_user_commands(tmp_path: Path) -> None:
     root = tmp_path / "arc"
     init_archive(root, "test")
+    with open(root / "phonotheca.toml", "a", encoding="utf-8") as f:
+        f.write("\n[serve]\npassword_cost = 12\n")  # the setting reaches the command
     arc = ["--archive", str(root)]
     runner = CliRunner()
     # Asked twice; a mismatch is asked again.
@@ -30,7 +32,10 @@ def test_user_commands(tmp_path: Path) -> None:
     )
     assert added.exit_code == 0, added.output
     assert "do not match" in added.output.lower() and "secret pass" not in added.output
-    assert StateStore(root / "state.sqlite3").verify_password("alice", "secret pass")
+    store = StateStore(root / "state.sqlite3", password_cost=12)
+    assert store.verify_password("alice", "secret pass")
+    (stored,) = store.read().execute("SELECT password FROM users").fetchone()
+    assert stored.startswith("scrypt$4096$8$1$")
 
     again = runner.invoke(
         main, ["user", "add", "alice", "--password-stdin", *arc], input="xxxxxxxxx\n"
@@ -54,7 +59,9 @@ def test_user_commands(tmp_path: Path) -> None:
         main, ["user", "passwd", "alice", *arc], input="new password\nnew password\n"
     )
     assert changed.exit_code == 0, changed.output
-    assert StateStore(root / "state.sqlite3").verify_password("alice", "new password")
+    assert StateStore(root / "state.sqlite3", password_cost=12).verify_password(
+        "alice", "new password"
+    )
 
     refused = runner.invoke(main, ["user", "remove", "alice", *arc], input="n\n")
     assert refused.exit_code == 1 and StateStore(root / "state.sqlite3").get_user("alice")

@@ -83,3 +83,48 @@ def test_values_out_of_range_refused() -> None:
         assert old in good, old
         with pytest.raises(ListingError, match="not a valid"):
             decode_listing(good.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    "torrent_url",
+    [
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "ftp://example.org/a.torrent",
+        "data:,x",
+        "/etc/passwd",
+        "../secret.torrent",
+        "torrents/../../secret.torrent",
+        "torrents/%2e%2e/%2E%2E/secret.torrent",
+        "torrents/..%2fsecret.torrent",
+        "//example.org/a.torrent",
+        "torrents\\..\\secret.torrent",
+        "",
+    ],
+)
+def test_a_listing_names_only_http_urls_or_paths_under_its_directory(
+    torrent_url: str, tmp_path: Path
+) -> None:
+    listing = _listing()
+    for source in (str(tmp_path / "torrents.json"), "http://127.0.0.1:1/x/torrents.json"):
+        with pytest.raises(ListingError, match="refused"):
+            resolve_url(source, listing, torrent_url)
+
+
+def test_http_urls_and_paths_under_the_directory_resolve(tmp_path: Path) -> None:
+    listing = _listing()
+    local = str(tmp_path / "torrents.json")
+    assert resolve_url(local, listing, "https://example.org/t/a.torrent") == (
+        "https://example.org/t/a.torrent"
+    )
+    assert resolve_url(local, listing, "torrents/a%20b.torrent") == str(
+        tmp_path / "torrents" / "a b.torrent"
+    )
+    published = msgspec.structs.replace(listing, base_url="https://example.org/demo/")
+    assert resolve_url(local, published, "torrents/a.torrent") == (
+        "https://example.org/demo/torrents/a.torrent"
+    )
+    for base_url in ("file:///etc/", "ftp://example.org/", "/etc/"):
+        hostile = msgspec.structs.replace(listing, base_url=base_url)
+        with pytest.raises(ListingError, match="base_url"):
+            resolve_url("http://127.0.0.1:1/x/torrents.json", hostile, "torrents/a.torrent")

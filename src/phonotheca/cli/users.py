@@ -26,7 +26,7 @@ def user() -> None:
 def _store(archive_dir: Path) -> Iterator[StateStore]:
     archive = archive_at(archive_dir)
     try:
-        store = StateStore(archive.state_path)
+        store = StateStore(archive.state_path, password_cost=archive.settings.serve.password_cost)
     except StateError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -92,7 +92,8 @@ def user_add(
 @password_stdin
 @archive_option
 def user_passwd(name: str, password_stdin: bool, archive_dir: Path) -> None:
-    """Set the web password of user NAME."""
+    """Set the web password of user NAME; their web sessions end (signed-in browsers
+    must sign in again). Their Subsonic password and API key stay: see 'user token'."""
     with _store(archive_dir) as store:
         store.set_password(name, _read_password(password_stdin))
     out.print(f"password of {name!r} changed", highlight=False)

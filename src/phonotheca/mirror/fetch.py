@@ -25,10 +25,10 @@ import libtorrent as lt
 from phonotheca.build.index import IndexEntry, read_index
 from phonotheca.build.tarvolume import BLOCK, PAYLOAD_DIR, member_name
 from phonotheca.durable import write_atomically
-from phonotheca.mirror.layout import INDEX_PATH, TorrentLayout, read_layout
 from phonotheca.mirror.session import SessionOptions, make_session
 from phonotheca.mirror.sources import torrent_data
 from phonotheca.mirror.state import MirrorError
+from phonotheca.torrents.layout import INDEX_PATH, LayoutError, TorrentLayout, parse_layout
 from phonotheca.torrents.listing import Listing, TorrentEntry, read_listing
 
 CODEC_EXTENSIONS = {"opus": "opus", "vorbis": "ogg", "flac": "flac", "mp3": "mp3", "aac": "m4a"}
@@ -93,7 +93,12 @@ class _Fetcher:
         self.torrents: list[_Torrent] = []
 
     def add(self, entry: TorrentEntry, data: bytes) -> _Torrent:
-        layout = read_layout(data)
+        try:
+            layout = parse_layout(data, f"{entry.name}.torrent")
+        except LayoutError as exc:
+            raise MirrorError(str(exc)) from None
+        if layout.find(INDEX_PATH) is None:
+            raise MirrorError(f"{entry.name}.torrent: has no {INDEX_PATH}, not a collection")
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(data)
         params.save_path = str(self.workdir)

@@ -6,21 +6,20 @@ wrong or tampered file is refused rather than seeded.
 
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
-from pathlib import Path
-
 import libtorrent as lt
 
 from phonotheca.durable import write_atomically
 from phonotheca.mirror.state import MirrorDir, MirrorError
+from phonotheca.torrents.layout import MAX_TORRENT_BYTES
 from phonotheca.torrents.listing import (
     Listing,
+    ListingError,
     TorrentEntry,
     encode_listing,
     read_listing,
     resolve_url,
 )
+from phonotheca.torrents.remote import fetch_bytes
 
 
 def load_listing(source: str, mirror: MirrorDir | None = None) -> Listing:
@@ -31,13 +30,10 @@ def load_listing(source: str, mirror: MirrorDir | None = None) -> Listing:
     return listing
 
 
-def read_location(location: str, timeout: float = 30.0) -> bytes:
-    """The bytes at a path or ``http(s)://`` / ``file://`` URL."""
-    if urllib.parse.urlsplit(location).scheme in ("http", "https", "file"):
-        with urllib.request.urlopen(location, timeout=timeout) as response:
-            data: bytes = response.read()
-            return data
-    return Path(location).read_bytes()
+def read_location(location: str) -> bytes:
+    """The ``.torrent`` at a path or ``http(s)://`` / ``file://`` URL: at most
+    :data:`~phonotheca.torrents.layout.MAX_TORRENT_BYTES`, with timeouts (FetchError)."""
+    return fetch_bytes(location, limit=MAX_TORRENT_BYTES, what="the .torrent")
 
 
 def torrent_infohash(data: bytes) -> str:
@@ -56,19 +52,20 @@ def torrent_data(
     if mirror is not None:
         local = mirror.torrent_file(entry.name)
         if local.exists():
-            data = local.read_bytes()
             try:
+                data = read_location(str(local))
                 if torrent_infohash(data) == entry.infohash_v1:
                     return data
-            except ValueError:
-                pass
-    location = resolve_url(source, listing, entry.torrent_url)
+            except (OSError, ValueError):
+                pass  # fetched again below
+    try:
+        location = resolve_url(source, listing, entry.torrent_url)
+    except ListingError as exc:
+        raise MirrorError(f"{entry.name}: {exc}") from None
     try:
         data = read_location(location)
     except (OSError, ValueError) as exc:
-        raise MirrorError(
-            f"{entry.name}: cannot fetch its .torrent from {location}: {exc}"
-        ) from None
+        raise MirrorError(f"{entry.name}: {exc}") from None
     try:
         got = torrent_infohash(data)
     except ValueError as exc:

@@ -18,8 +18,8 @@ from typing import Any
 
 from phonotheca.build import read_index, validate_collection
 from phonotheca.build.index import IndexEntry
-from phonotheca.mirror.layout import INDEX_PATH, TorrentLayout, read_layout
 from phonotheca.mirror.state import MirrorDir, read_json, read_verified, write_json, write_verified
+from phonotheca.torrents.layout import INDEX_PATH, LayoutError, TorrentLayout, read_layout
 
 CHUNK = 1 << 20
 
@@ -122,9 +122,15 @@ def hash_pieces(
     return good
 
 
-def read_index_entries(payload: Path) -> list[IndexEntry]:
+def read_index_entries(payload: Path, layout: TorrentLayout) -> list[IndexEntry]:
+    """The entries of the payload's index, reading no more than the size the torrent lists
+    for it (a longer file is damaged; its first bytes still name what they can)."""
+    listed = layout.find(INDEX_PATH)
+    if listed is None:
+        return []
     try:
-        data = (payload / INDEX_PATH).read_bytes()
+        with open(payload / INDEX_PATH, "rb") as f:
+            data = f.read(listed.length)
     except OSError:
         return []
     return [line.entry for line in read_index(data) if line.entry is not None]
@@ -136,9 +142,9 @@ def verify_collection(
     """Check one held torrent; returns the report and the pieces found good."""
     torrent_path = mirror.torrent_file(name)
     try:
-        layout = read_layout(torrent_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        return CollectionReport(name, 0, 0, problems=[f"{torrent_path}: {exc}"]), []
+        layout = read_layout(torrent_path)
+    except LayoutError as exc:
+        return CollectionReport(name, 0, 0, problems=[str(exc)]), []
     payload = mirror.payload(name)
     good = hash_pieces(payload, layout, progress)
     before = read_verified(mirror, name)
@@ -160,7 +166,17 @@ def verify_collection(
     except OSError as exc:
         report.problems.append(f"{mirror.state}: cannot record the result: {exc.strerror}")
     report.missing = len(bad) - len(corrupted)
-    entries = read_index_entries(payload) if corrupted else []
+    listed = layout.find(INDEX_PATH)
+    try:
+        size = (payload / INDEX_PATH).stat().st_size
+    except OSError:
+        size = 0
+    if listed is not None and size > listed.length:
+        report.problems.append(
+            f"{payload / INDEX_PATH}: {size} bytes, more than the {listed.length} the torrent"
+            " lists; what lies past them is not read"
+        )
+    entries = read_index_entries(payload, layout) if corrupted else []
     tracks = layout.tracks_in(corrupted, entries)
     report.corrupted = [BadPiece(i, layout.files_in(i), tracks.get(i, [])) for i in corrupted]
     if report.complete and bag and (payload / "bagit.txt").exists():

@@ -2,7 +2,9 @@
 
 Responses are typed (:mod:`phonotheca.serve.models`), so ``/openapi.json`` describes
 them. Reads are public when ``[serve] public_catalog`` is true; otherwise the session
-cookie of a signed-in user is needed.
+cookie of a signed-in user, or ``Authorization: Bearer <API key>`` (the key ``phonotheca
+user token`` prints) is needed. A wrong key is ``401`` and counts as a failed sign-in of
+the caller's address; past the limit the API answers ``429`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from phonotheca.serve.models import (
 )
 from phonotheca.serve.overview import Overview
 from phonotheca.serve.search_results import search_json
-from phonotheca.serve.security import Sessions
+from phonotheca.serve.security import (
+    Sessions,
+    SessionUser,
+    SignInThrottle,
+    Throttled,
+    client_address,
+    retry_text,
+)
+from phonotheca.serve.state import StateStore
 
 MAX_QUERY_CHARS = 1000
 """Search text beyond this is cut: no title is that long, and it bounds the work."""
@@ -48,7 +58,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorMessage, "description": "no such id"}
 }
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorMessage, "description": "sign in first"}
+    401: {"model": ErrorMessage, "description": "sign in first, or a wrong API key"},
+    429: {"model": ErrorMessage, "description": "too many failed sign-ins from this address"},
 }
 
 
@@ -69,9 +80,38 @@ def create_router(
     ctx: ServeContext, sessions: Sessions, browser: Browser, overview: Overview
 ) -> APIRouter:
 
+    throttle: SignInThrottle = ctx.throttle
+
+    def bearer_user(api_key: str, address: str) -> SessionUser:
+        state: StateStore | None = ctx.state
+        try:
+            user = throttle.attempt(
+                address,
+                lambda: state.user_by_api_key(api_key) if state is not None else None,
+                expensive=False,
+            )
+        except Throttled as exc:
+            raise HTTPException(
+                429,
+                f"too many failed sign-ins from your address: {retry_text(exc.retry_after)}",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
+        if user is None:
+            raise HTTPException(
+                401,
+                "wrong API key: make one with 'phonotheca user token NAME'",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return SessionUser(user.id, user.name, user.session_epoch)
+
     async def catalog_access(request: Request) -> None:
-        # async: a sync dependency would cost a thread hop on every request.
-        if not ctx.settings.serve.public_catalog and sessions.current_user(request) is None:
+        # async: a sync dependency would cost a thread hop on every request (only a
+        # request with an API key takes one, for the state database).
+        scheme, _, api_key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and api_key.strip():
+            user = await run_in_threadpool(bearer_user, api_key.strip(), client_address(request))
+            request.scope["phonotheca_user"] = user
+        elif not ctx.settings.serve.public_catalog and sessions.current_user(request) is None:
             raise HTTPException(401, "sign in to use the catalog")
 
     router = APIRouter(

@@ -26,7 +26,7 @@ from phonotheca.serve.browse import Browser
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
-from phonotheca.serve.security import Sessions, load_key
+from phonotheca.serve.security import Sessions, SignInThrottle, load_key
 from phonotheca.serve.state import StateStore
 from phonotheca.serve.subsonic import create_router as create_subsonic_router
 
@@ -118,8 +118,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(ctx: ServeContext) -> FastAPI:
     """The whole server for ``ctx``'s roots and settings."""
-    ctx.state = StateStore(ctx.state_path)
+    ctx.state = StateStore(ctx.state_path, password_cost=ctx.settings.serve.password_cost)
     ctx.media = MediaLibrary(ctx)
+    serve = ctx.settings.serve
+    ctx.throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
     sessions = Sessions(load_key(ctx.root), ctx.state)
     app = FastAPI(
         lifespan=_lifespan,

@@ -6,7 +6,7 @@ per collection: ``{"piece_length", "num_pieces", "complete", "have", "verified_a
 ``bitfield`` message). A track is playable when its collection is complete, or when every
 piece overlapping its bytes is set; where its bytes lie in the torrent follows from the
 ``.torrent``'s file list (files in order, pieces running across file boundaries, pad
-files included).
+files included), read by the one layout reader, :mod:`phonotheca.torrents.layout`.
 
 A builder's archive has no ``.mirror`` directory: what is on disk is what it built.
 """
@@ -21,21 +21,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from phonotheca.torrents import bencode
+from phonotheca.torrents.layout import LayoutError, TorrentLayout, read_layout
 
 MIRROR_DIR = ".mirror"
 VERIFIED_DIR = "verified"
-
-
-@dataclass(frozen=True, slots=True)
-class TorrentLayout:
-    """Where each payload file starts in a v1 torrent's byte stream."""
-
-    piece_length: int
-    num_pieces: int
-    starts: dict[str, int]
-    """``/``-separated path under the torrent's directory (e.g. ``data/x.0001.tar``) to the
-    offset of its first byte in the concatenation of all files."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,44 +43,8 @@ class PieceBitfield:
         return bool(self.have[byte] & (0x80 >> (piece & 7)))
 
 
-class LayoutError(ValueError):
-    """A ``.torrent`` or verified file that cannot be read."""
-
-
-def parse_layout(data: bytes) -> TorrentLayout:
-    """The file layout of a v1 (or hybrid) torrent's info dictionary."""
-    try:
-        meta = bencode.decode(data)
-    except ValueError as exc:
-        raise LayoutError(f"not a torrent: {exc}") from None
-    info = meta.get(b"info") if isinstance(meta, dict) else None
-    if not isinstance(info, dict):
-        raise LayoutError("no info dictionary")
-    piece_length = info.get(b"piece length")
-    pieces = info.get(b"pieces")
-    if not isinstance(piece_length, int) or piece_length <= 0 or not isinstance(pieces, bytes):
-        raise LayoutError("no piece length or pieces")
-    starts: dict[str, int] = {}
-    position = 0
-    files = info.get(b"files")
-    if isinstance(files, list):
-        for entry in files:
-            if not isinstance(entry, dict):
-                raise LayoutError("a files entry is not a dictionary")
-            length = entry.get(b"length")
-            parts = entry.get(b"path")
-            if not isinstance(length, int) or not isinstance(parts, list):
-                raise LayoutError("a files entry has no length or path")
-            path = "/".join(p.decode("utf-8", "replace") for p in parts if isinstance(p, bytes))
-            starts[path] = position
-            position += length
-    else:
-        length = info.get(b"length")
-        name = info.get(b"name")
-        if not isinstance(length, int) or not isinstance(name, bytes):
-            raise LayoutError("a single-file torrent without length or name")
-        starts[name.decode("utf-8", "replace")] = 0
-    return TorrentLayout(piece_length, len(pieces) // 20, starts)
+class VerifiedError(ValueError):
+    """A verified-pieces file that cannot be read."""
 
 
 def parse_verified(data: bytes) -> PieceBitfield:
@@ -103,17 +56,15 @@ def parse_verified(data: bytes) -> PieceBitfield:
             int(doc["piece_length"]), int(doc["num_pieces"]), doc.get("complete") is True, have
         )
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise LayoutError(f"not a verified-pieces file: {exc}") from None
+        raise VerifiedError(f"not a verified-pieces file: {exc}") from None
 
 
 def pieces_of(layout: TorrentLayout, path: str, offset: int, length: int) -> range | None:
     """The pieces holding ``length`` bytes at ``offset`` in payload file ``path``."""
-    start = layout.starts.get(path)
-    if start is None or length <= 0:
+    f = layout.find(path)
+    if f is None or length <= 0:
         return None
-    first = start + offset
-    last = first + length - 1
-    return range(first // layout.piece_length, last // layout.piece_length + 1)
+    return layout.pieces(f.offset + offset, length)
 
 
 class MirrorState:
@@ -130,8 +81,8 @@ class MirrorState:
         if cached is not None:
             return cached
         try:
-            layout = parse_layout(torrent_path.read_bytes())
-        except (OSError, LayoutError):
+            layout = read_layout(torrent_path)
+        except LayoutError:
             return None  # not cached: a torrent being fetched may appear later
         with self._lock:
             self._layouts[torrent_path] = layout
@@ -149,7 +100,7 @@ class MirrorState:
             return cached[2]
         try:
             bits: PieceBitfield | None = parse_verified(path.read_bytes())
-        except (OSError, LayoutError):
+        except (OSError, VerifiedError):
             bits = None
         with self._lock:
             self._verified[path] = (*key, bits)

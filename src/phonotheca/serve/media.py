@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ CODEC_TYPES: dict[str, tuple[str, str]] = {
 }
 OCTET_STREAM = "application/octet-stream"
 IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
+"""A cover of a catalog that is not public: browsers keep it, shared caches must not."""
 PRIVATE = "private, max-age=86400"
 
 # Reasons a track cannot be played here (TrackMedia.reason).
@@ -146,6 +148,8 @@ class CoverMedia:
     sha256: str
     content_type: str
     filename: str | None = None
+    public: bool = True
+    """Whether anyone may see it (``[serve] public_catalog``)."""
 
     @property
     def etag(self) -> str:
@@ -153,7 +157,8 @@ class CoverMedia:
 
     @property
     def cache_control(self) -> str:
-        return IMMUTABLE
+        # A shared cache (a proxy) would hand a private catalog's covers to anyone.
+        return IMMUTABLE if self.public else PRIVATE_IMMUTABLE
 
 
 _TRACK_FROM = """
@@ -337,7 +342,7 @@ class MediaLibrary:
                     album_public_id, sha256, collection, volume, offset, length
                 )
             if found is not None:
-                return found
+                return replace(found, public=self.ctx.settings.serve.public_catalog)
         return None
 
     def _blob(self, album_id: str, sha256: str) -> CoverMedia | None:

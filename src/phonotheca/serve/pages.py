@@ -29,8 +29,11 @@ from phonotheca.serve.security import (
     Sessions,
     SessionUser,
     SignInThrottle,
+    Throttled,
+    client_address,
     csrf_token,
     csrf_valid,
+    retry_text,
     safe_next,
     set_csrf_cookie,
 )
@@ -91,11 +94,6 @@ def human(key: str, labels: dict[str, str]) -> str:
     return words[:1].upper() + words[1:]
 
 
-def _minutes(seconds: int) -> str:
-    minutes = -(-seconds // 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
-
-
 def make_environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
@@ -130,7 +128,7 @@ def create_router(
     router = APIRouter(include_in_schema=False)
     env = make_environment()
     serve = ctx.settings.serve
-    throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
+    throttle: SignInThrottle = ctx.throttle
     showcase = ShowcaseBuilder(ctx)
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
@@ -283,21 +281,23 @@ def create_router(
                 next=safe_next(next),
                 error="The form expired or came from another site: please try again.",
             )
-        address = request.client.host if request.client else "unknown"
-        wait = throttle.retry_after(address)
-        if wait is not None:
+        try:
+            found = throttle.attempt(
+                client_address(request),
+                lambda: ctx.state.verify_password(username, password) if ctx.state else None,
+                expensive=True,
+            )
+        except Throttled as exc:
             response = render(
                 request,
                 "signin.html",
                 status=429,
                 next=safe_next(next),
-                error=f"Too many failed sign-ins from your address: try again in {_minutes(wait)}.",
+                error=f"Too many failed sign-ins from your address: {retry_text(exc.retry_after)}.",
             )
-            response.headers["Retry-After"] = str(wait)
+            response.headers["Retry-After"] = str(exc.retry_after)
             return response
-        found = ctx.state.verify_password(username, password) if ctx.state else None
         if found is None:
-            throttle.failed(address)
             return render(
                 request,
                 "signin.html",
@@ -306,7 +306,7 @@ def create_router(
                 error="Unknown user name or wrong password.",
             )
         response = RedirectResponse(safe_next(next), status_code=303)
-        sessions.sign_in(request, response, SessionUser(int(found.id), str(found.name)))
+        sessions.sign_in(request, response, SessionUser(found.id, found.name, found.session_epoch))
         return response
 
     @router.post("/signout")

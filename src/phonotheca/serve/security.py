@@ -1,9 +1,10 @@
 """Sign-in sessions and CSRF tokens for the web UI.
 
-A session is a signed cookie (HMAC-SHA256 with the server's key): the user's id and name
-and when it was issued; it is ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the
-request came over https. Each request checks that the user still exists in
-``state.sqlite3``, so deleting a user ends their sessions.
+A session is a signed cookie (HMAC-SHA256 with the server's key): the user's id and name,
+their session epoch and when it was issued; it is ``HttpOnly``, ``SameSite=Lax``, and
+``Secure`` when the request came over https. Each request checks the user against
+``state.sqlite3``: deleting a user, or changing their password (which raises their
+session epoch), ends their sessions.
 
 Every state-changing form carries a CSRF token (double submit): a random value in an
 ``HttpOnly`` cookie and the same value in a hidden field. A cross-site page can make the
@@ -11,10 +12,11 @@ browser send the cookie but cannot read it to fill in the field. A request whose
 ``Origin`` header names another host is refused as well.
 
 Failed sign-ins are counted per client address (:class:`SignInThrottle`), in
-``state.sqlite3`` so that every server process counts against the same limit: past it,
-the form answers 429 without checking the password, so guessing is slow and cannot keep
-the CPU busy with scrypt. Per address, not per user name: counting per name would let
-anyone lock a user out.
+``state.sqlite3`` so that every server process counts against the same limit, and the
+web form, the Subsonic API and the JSON API's API keys count together: past it, they
+answer 429 (Subsonic: an error) without checking credentials, so guessing is slow and
+cannot keep the CPU busy with scrypt. Per address, not per user name: counting per name
+would let anyone lock a user out.
 
 The key lives in ``ROOT/session.key`` (32 random bytes, mode 0600, never published);
 when the root is read-only a key is made per process, and sessions end at restart.
@@ -36,11 +38,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from phonotheca.catalog.schema import transaction
 from phonotheca.serve.state import SIGNIN_FAILURES_SQL, StateStore
 
 SESSION_COOKIE = "phonotheca_session"
@@ -56,6 +59,8 @@ class SessionUser:
 
     id: int
     name: str
+    epoch: int = 0
+    """The user's session epoch when they signed in."""
 
 
 def load_key(root: Path) -> bytes:
@@ -104,7 +109,7 @@ class Sessions:
 
     def encode(self, user: SessionUser, now: float | None = None) -> str:
         body = json.dumps(
-            {"id": user.id, "name": user.name, "iat": int(now or time.time())},
+            {"id": user.id, "name": user.name, "ep": user.epoch, "iat": int(now or time.time())},
             separators=(",", ":"),
         ).encode()
         return f"{_b64(body)}.{self._sign(body)}"
@@ -122,9 +127,9 @@ class Sessions:
             return None
         try:
             doc = json.loads(body)
-            user = SessionUser(int(doc["id"]), str(doc["name"]))
+            user = SessionUser(int(doc["id"]), str(doc["name"]), int(doc.get("ep", 0)))
             issued = int(doc["iat"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if (now or time.time()) - issued > SESSION_SECONDS:
             return None
@@ -139,7 +144,7 @@ class Sessions:
         user = self.decode(request.cookies.get(SESSION_COOKIE))
         if user is not None and self._state is not None:
             stored = self._state.get_user(user.name)
-            if stored is None or int(stored.id) != user.id:
+            if stored is None or stored.id != user.id or stored.session_epoch != user.epoch:
                 user = None
         request.scope["phonotheca_user"] = user
         return user
@@ -203,6 +208,18 @@ def csrf_valid(request: Request, submitted: str | None) -> bool:
     return True
 
 
+def client_address(request: Request) -> str:
+    """Where the request came from (the proxy's ``X-Forwarded-For`` when uvicorn is told
+    to trust it): what failed sign-ins are counted by."""
+    return request.client.host if request.client else "unknown"
+
+
+def retry_text(seconds: int) -> str:
+    """``try again in N minutes``, for people."""
+    minutes = -(-seconds // 60)
+    return f"try again in {'1 minute' if minutes == 1 else f'{minutes} minutes'}"
+
+
 def safe_next(target: str | None) -> str:
     """A local path to go back to after signing in; anything else (other sites,
     ``//host``, ``/\\host``, schemes) becomes ``/``."""
@@ -217,6 +234,22 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+@contextlib.contextmanager
+def _same(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    yield conn
+
+
+class Throttled(Exception):
+    """Too many failed sign-ins from one address: no credentials were checked."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+T = TypeVar("T")
+
+
 class SignInThrottle:
     """Counts failed sign-ins per client address in a sliding window.
 
@@ -226,6 +259,9 @@ class SignInThrottle:
     Bounded: rows older than the window go, each address keeps its latest
     ``failures``, and past ``max_addresses × failures`` rows the oldest go first.
     The clock is wall time, which processes share.
+
+    Counting is atomic (:meth:`attempt`): attempts made in parallel, by threads or by
+    processes, cannot pass the limit between a check of the count and the count.
     """
 
     def __init__(
@@ -251,47 +287,99 @@ class SignInThrottle:
 
     @contextlib.contextmanager
     def _db(self, write: bool) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._store is None:
-                assert self._memory is not None
+        if self._store is None:  # one connection for every thread: one at a time
+            assert self._memory is not None
+            with self._lock, transaction(self._memory) if write else _same(self._memory):
                 yield self._memory
-            elif write:
-                with self._store.write() as conn:
-                    yield conn
-            else:
-                yield self._store.read()
+        elif write:  # each thread has its own connection; SQLite orders the writers
+            with self._store.write() as conn:
+                yield conn
+        else:
+            yield self._store.read()
 
-    def retry_after(self, address: str) -> int | None:
-        """Seconds until ``address`` may try again, or None when it may now."""
-        now = self._clock()
-        with self._db(write=False) as conn:
-            times = [
-                at
-                for (at,) in conn.execute(
-                    "SELECT at FROM signin_failures WHERE address = ? AND at > ?"
-                    " ORDER BY at DESC LIMIT ?",
-                    (address, now - self.window, self.failures),
-                )
-            ]
+    def _wait(self, conn: sqlite3.Connection, address: str, now: float) -> int | None:
+        times = [
+            at
+            for (at,) in conn.execute(
+                "SELECT at FROM signin_failures WHERE address = ? AND at > ?"
+                " ORDER BY at DESC LIMIT ?",
+                (address, now - self.window, self.failures),
+            )
+        ]
         if len(times) < self.failures:
             return None
         return max(1, math.ceil(float(times[-1]) + self.window - now))
 
-    def failed(self, address: str) -> None:
-        now = self._clock()
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        with self._db(write=False) as conn:
+            return self._wait(conn, address, self._clock())
+
+    def attempt(self, address: str, check: Callable[[], T | None], *, expensive: bool) -> T | None:
+        """Run ``check`` (credentials: a user, or None when wrong) as one counted attempt.
+
+        Raises :class:`Throttled` when ``address`` is past the limit: before ``check``
+        when it is already, or after it, instead of its answer, when parallel attempts
+        reached the limit meanwhile. A None from ``check`` counts as a failure.
+
+        Atomic either way. ``expensive`` (scrypt): the attempt is counted as a failure
+        first, in one write transaction with the check of the limit, and uncounted when
+        it succeeds, so no more than the limit of them run at once. Otherwise the check
+        runs first; a failure is then counted only if the limit still allows it (one
+        write transaction), and a success is given only if a read made after the check
+        finds the address within the limit: in the order of the database's commits,
+        that success came before the limit was reached. A success writes nothing.
+        """
+        if expensive:
+            with self._db(write=True) as conn:
+                now = self._clock()
+                wait = self._wait(conn, address, now)
+                if wait is not None:
+                    raise Throttled(wait)
+                counted = self._record(conn, address, now)
+            found = check()
+            if found is not None:
+                with self._db(write=True) as conn:
+                    conn.execute("DELETE FROM signin_failures WHERE rowid = ?", (counted,))
+            return found
+        wait = self.retry_after(address)
+        if wait is not None:
+            raise Throttled(wait)
+        found = check()
+        if found is not None:
+            wait = self.retry_after(address)
+            if wait is not None:
+                raise Throttled(wait)
+            return found
         with self._db(write=True) as conn:
-            conn.execute("INSERT INTO signin_failures(address, at) VALUES (?, ?)", (address, now))
-            conn.execute("DELETE FROM signin_failures WHERE at <= ?", (now - self.window,))
+            now = self._clock()
+            wait = self._wait(conn, address, now)
+            if wait is not None:
+                raise Throttled(wait)
+            self._record(conn, address, now)
+        return None
+
+    def failed(self, address: str) -> None:
+        """Count a failure of ``address``."""
+        with self._db(write=True) as conn:
+            self._record(conn, address, self._clock())
+
+    def _record(self, conn: sqlite3.Connection, address: str, now: float) -> int:
+        cursor = conn.execute(
+            "INSERT INTO signin_failures(address, at) VALUES (?, ?)", (address, now)
+        )
+        conn.execute("DELETE FROM signin_failures WHERE at <= ?", (now - self.window,))
+        conn.execute(
+            "DELETE FROM signin_failures WHERE address = ? AND rowid NOT IN"
+            " (SELECT rowid FROM signin_failures WHERE address = ?"
+            "  ORDER BY at DESC, rowid DESC LIMIT ?)",
+            (address, address, self.failures),
+        )
+        (rows,) = conn.execute("SELECT count(*) FROM signin_failures").fetchone()
+        if rows > self.max_rows:
             conn.execute(
-                "DELETE FROM signin_failures WHERE address = ? AND rowid NOT IN"
-                " (SELECT rowid FROM signin_failures WHERE address = ?"
-                "  ORDER BY at DESC, rowid DESC LIMIT ?)",
-                (address, address, self.failures),
+                "DELETE FROM signin_failures WHERE rowid IN"
+                " (SELECT rowid FROM signin_failures ORDER BY at, rowid LIMIT ?)",
+                (rows - self.max_rows,),
             )
-            (rows,) = conn.execute("SELECT count(*) FROM signin_failures").fetchone()
-            if rows > self.max_rows:
-                conn.execute(
-                    "DELETE FROM signin_failures WHERE rowid IN"
-                    " (SELECT rowid FROM signin_failures ORDER BY at, rowid LIMIT ?)",
-                    (rows - self.max_rows,),
-                )
+        return int(cursor.lastrowid or 0)

@@ -7,8 +7,12 @@ their catalog *public ids*, which stay the same when the catalog is rebuilt.
 
 Credentials, and why there are two:
 
-- The **web password** is stored only as a scrypt hash (``hashlib.scrypt``, a random
-  16-byte salt per user): a stolen ``state.sqlite3`` does not reveal it.
+- The **web password** is stored only as a scrypt hash (:mod:`phonotheca.serve.passwords`,
+  N = 2^17 by default, a random 16-byte salt per user): a stolen ``state.sqlite3`` does
+  not reveal it. A hash made at a lower cost is rehashed at the next successful sign-in.
+  Changing the password ends the user's web sessions (``session_epoch``, which session
+  cookies carry); the Subsonic password and API key are separate secrets, replaced only
+  by ``user token``.
 - Subsonic's token authentication sends ``md5(password + salt)``; to check it the server
   must know the password itself. So a user gets a separate, server-generated **Subsonic
   password**, stored as it is, and never their web password: a leaked state database
@@ -23,9 +27,7 @@ wait for a writer, and every write is one short ``BEGIN IMMEDIATE`` transaction.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import hmac
 import re
 import secrets
 import sqlite3
@@ -37,12 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phonotheca.catalog.schema import apply_migrations, transaction
+from phonotheca.serve.passwords import (
+    DEFAULT_COST,
+    check_password,
+    dummy_hash,
+    hash_password,
+    needs_rehash,
+)
 
 STAR_KINDS = ("track", "album", "artist")
 _NAME = re.compile(r"[^\s/:][^/:]{0,63}")
-# scrypt cost: 16 MiB of memory and ~50 ms per check on one core (RFC 7914's interactive
-# recommendation); stored with each hash so that it can be raised later.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
 MIN_PASSWORD = 8
 NOW_PLAYING_KEEP_MS = 60 * 60 * 1000
 """How long a stream stays in ``now_playing`` (what getNowPlaying can show at most)."""
@@ -120,7 +126,11 @@ NOW_PLAYING_SQL = """
     );
     CREATE INDEX now_playing_at ON now_playing(at);
 """
-MIGRATIONS = [_V1, SIGNIN_FAILURES_SQL, NOW_PLAYING_SQL]
+SESSION_EPOCH_SQL = """
+    -- Raised when the password changes: session cookies carry it, and older ones end.
+    ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+"""
+MIGRATIONS = [_V1, SIGNIN_FAILURES_SQL, NOW_PLAYING_SQL, SESSION_EPOCH_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -132,6 +142,8 @@ class User:
     created_at: str
     has_subsonic_password: bool = False
     api_key_hint: str | None = None
+    session_epoch: int = 0
+    """Sessions made before the last password change carry a lower one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,38 +187,12 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
-    )
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        got = hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=bytes.fromhex(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(digest) // 2,
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(got.hex(), digest)
-
-
 def _key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-_USER_COLUMNS = (
-    "id, name, admin, created_at, subsonic_password IS NOT NULL, api_key_hint"  # -> User
+_USER_COLUMNS = (  # -> User
+    "id, name, admin, created_at, subsonic_password IS NOT NULL, api_key_hint, session_epoch"
 )
 
 
@@ -220,14 +206,17 @@ def _user(row: Sequence[object] | None) -> User | None:
         str(row[3]),
         bool(row[4]),
         row[5] if isinstance(row[5], str) else None,
+        int(row[6]),  # type: ignore[call-overload]
     )
 
 
 class StateStore:
     """``state.sqlite3``: opened (created and migrated if needed) by the constructor."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, password_cost: int = DEFAULT_COST) -> None:
         self.path = path
+        self.password_cost = password_cost
+        """log2 of scrypt's N for new and upgraded hashes (``[serve] password_cost``)."""
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate(self._conn())
@@ -283,7 +272,7 @@ class StateStore:
             with self._write() as conn:
                 conn.execute(
                     "INSERT INTO users(name, admin, password, created_at) VALUES(?, ?, ?, ?)",
-                    (name, int(admin), hash_password(password), now_iso()),
+                    (name, int(admin), hash_password(password, self.password_cost), now_iso()),
                 )
         except sqlite3.IntegrityError:
             raise StateError(f"user {name!r} exists already") from None
@@ -310,21 +299,42 @@ class StateStore:
         return user
 
     def verify_password(self, name: str, password: str) -> User | None:
-        """The user if ``password`` is their web password, else None."""
-        row = self._conn().execute("SELECT password FROM users WHERE name = ?", (name,)).fetchone()
+        """The user if ``password`` is their web password, else None.
+
+        A hash weaker than :attr:`password_cost` is replaced by a new one at that cost
+        (the password is known now); this is no password change and ends no session.
+        """
+        row = (
+            self._conn()
+            .execute("SELECT id, password FROM users WHERE name = ?", (name,))
+            .fetchone()
+        )
         if row is None:
             # Spend the same time as for a real user, so that timing does not tell
             # which names exist.
-            check_password(password, _dummy_hash())
+            check_password(password, dummy_hash(self.password_cost))
             return None
-        return self.get_user(name) if check_password(password, str(row[0])) else None
+        user_id, stored = int(row[0]), str(row[1])
+        if not check_password(password, stored):
+            return None
+        if needs_rehash(stored, self.password_cost):
+            upgraded = hash_password(password, self.password_cost)
+            with self._write() as conn:  # unless the password changed meanwhile
+                conn.execute(
+                    "UPDATE users SET password = ? WHERE id = ? AND password = ?",
+                    (upgraded, user_id, stored),
+                )
+        return self.user_by_id(user_id)
 
     def set_password(self, name: str, password: str) -> None:
+        """Change (or reset) the web password; the user's web sessions end."""
         _check_new_password(password)
         self._require(name)
+        digest = hash_password(password, self.password_cost)
         with self._write() as conn:
             conn.execute(
-                "UPDATE users SET password = ? WHERE name = ?", (hash_password(password), name)
+                "UPDATE users SET password = ?, session_epoch = session_epoch + 1 WHERE name = ?",
+                (digest, name),
             )
 
     def remove_user(self, name: str) -> None:
@@ -360,7 +370,7 @@ class StateStore:
             .fetchone()
         )
         user = _user(row)
-        return None if user is None else (user, row[6])
+        return None if user is None else (user, row[7])
 
     def user_by_api_key(self, api_key: str) -> User | None:
         row = self._conn().execute(
@@ -576,8 +586,3 @@ def _check_kind(kind: str) -> None:
 def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise StateError(f"a password needs at least {MIN_PASSWORD} characters")
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password("not a password", b"\0" * 16)

@@ -9,13 +9,19 @@ a newer major ``version``.
 from __future__ import annotations
 
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from phonotheca.durable import write_atomically
+from phonotheca.torrents.remote import (
+    DEFAULT_TIMEOUTS,
+    MAX_LISTING_BYTES,
+    FetchError,
+    Timeouts,
+    fetch_bytes,
+)
 
 FORMAT = "phonotheca-torrents"
 VERSION = 1
@@ -153,21 +159,14 @@ def encode_listing(listing: Listing) -> bytes:
     return msgspec.json.format(_encoder.encode(listing), indent=2) + b"\n"
 
 
-def read_listing(source: str | Path, *, timeout: float = 30.0) -> Listing:
-    """Read ``torrents.json`` from a path or an ``http(s)://`` / ``file://`` URL."""
+def read_listing(source: str | Path, *, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Listing:
+    """Read ``torrents.json`` from a path or an ``http(s)://`` / ``file://`` URL: at most
+    :data:`~phonotheca.torrents.remote.MAX_LISTING_BYTES`, within ``timeouts``."""
     text = str(source)
-    scheme = urllib.parse.urlsplit(text).scheme
-    if scheme in ("http", "https", "file"):
-        try:
-            with urllib.request.urlopen(text, timeout=timeout) as response:
-                data = response.read()
-        except (OSError, ValueError) as exc:
-            raise ListingError(f"{text}: cannot fetch torrents.json: {exc}") from None
-    else:
-        try:
-            data = Path(text).read_bytes()
-        except OSError as exc:
-            raise ListingError(f"{text}: cannot read torrents.json: {exc.strerror}") from None
+    try:
+        data = fetch_bytes(text, limit=MAX_LISTING_BYTES, what=LISTING_FILE, timeouts=timeouts)
+    except FetchError as exc:
+        raise ListingError(str(exc)) from None
     return decode_listing(data, text)
 
 
@@ -194,10 +193,37 @@ def write_listing(listing: Listing, path: Path) -> None:
 
 
 def resolve_url(listing_source: str | Path, listing: Listing, relative: str) -> str:
-    """The absolute location of a file the listing names (a ``.torrent``)."""
+    """The absolute location of a file the listing names (a ``.torrent``).
+
+    A listing may name an ``http(s)://`` URL, or a path under its own directory
+    (``base_url``, else where the listing was read from); anything else, such as a
+    ``file:`` URL, an absolute path or ``..``, is refused with a :class:`ListingError`,
+    so that a listing cannot make a mirror read files of the machine it runs on.
+    """
+    parts = urllib.parse.urlsplit(relative)
+    if parts.scheme or parts.netloc:
+        if parts.scheme.lower() in ("http", "https") and parts.netloc:
+            return relative
+        raise ListingError(
+            f"{relative!r}: a listing may name http(s) URLs or paths under its directory,"
+            " nothing else: refused"
+        )
+    segments = [urllib.parse.unquote(s) for s in parts.path.split("/")]
+    if (
+        not parts.path
+        or parts.path.startswith("/")
+        or any(s in ("", ".", "..") or "/" in s or "\\" in s or "\0" in s for s in segments)
+    ):
+        raise ListingError(
+            f"{relative!r}: not a path under the listing's directory (no '..', no absolute"
+            " or empty parts): refused"
+        )
     if listing.base_url:
+        base = urllib.parse.urlsplit(listing.base_url)
+        if base.scheme.lower() not in ("http", "https") or not base.netloc:
+            raise ListingError(f"base_url {listing.base_url!r} is not an http(s) URL: refused")
         return urllib.parse.urljoin(listing.base_url, relative)
     text = str(listing_source)
-    if urllib.parse.urlsplit(text).scheme in ("http", "https", "file"):
+    if urllib.parse.urlsplit(text).scheme.lower() in ("http", "https", "file"):
         return urllib.parse.urljoin(text, relative)
-    return str(Path(text).resolve().parent / relative)
+    return str(Path(text).resolve().parent.joinpath(*segments))

@@ -6,7 +6,9 @@ dictionary back), UDP trackers per BEP 15 (a connect exchange, then scrapes of u
 :data:`UDP_BATCH` infohashes per packet, each exchange retried with a doubling timeout).
 A tracker that cannot be reached is reported with its reason and never stops the others;
 the answers of several trackers are combined by taking the largest figures, since each
-tracker sees only the peers that announce to it.
+tracker sees only the peers that announce to it. Replies are read with a size limit and
+timeouts, and decoded by the one bencode decoder (lenient about key order, strict about
+everything else, depth-limited): a hostile reply is that tracker's error, nothing more.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import random
 import socket
 import struct
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from phonotheca.torrents import bencode
+from phonotheca.torrents.remote import FetchError, Timeouts, fetch_bytes
+
 HTTP_BATCH = 50
 """Infohashes per HTTP scrape request: about 3 KB of URL, which every server accepts."""
+MAX_REPLY_BYTES = 1 << 20
+"""Largest HTTP scrape reply read: 50 torrents' figures take about 3 KB."""
 UDP_BATCH = 70
 """Infohashes per UDP scrape packet (BEP 15 allows about 74 in one datagram)."""
 _UDP_PROTOCOL_ID = 0x41727101980
@@ -97,23 +102,25 @@ def scrape_http(
         batch = hashes[start : start + HTTP_BATCH]
         query = "&".join(f"info_hash={urllib.parse.quote_from_bytes(h, safe='')}" for h in batch)
         url = f"{base}{'&' if '?' in base else '?'}{query}"
-        request = urllib.request.Request(url, headers={"User-Agent": "phonotheca"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read(1 << 24)
-        except urllib.error.HTTPError as exc:
-            raise ScrapeError(f"HTTP {exc.code} {exc.reason}") from None
-        except (OSError, ValueError) as exc:
-            raise ScrapeError(f"cannot reach: {getattr(exc, 'reason', exc)}") from None
+            body = fetch_bytes(
+                url,
+                limit=MAX_REPLY_BYTES,
+                what="the scrape reply",
+                timeouts=Timeouts(connect=timeout, read=timeout, total=4 * timeout),
+            )
+        except FetchError as exc:
+            http_error = exc.reason.startswith("HTTP ")
+            raise ScrapeError(exc.reason if http_error else f"cannot reach: {exc.reason}") from None
         found.update(_parse_http_reply(body, batch))
     return found
 
 
 def _parse_http_reply(body: bytes, batch: Sequence[bytes]) -> dict[bytes, Stats]:
     try:
-        reply, _ = _bdecode(body, 0)
-    except (ValueError, IndexError):
-        raise ScrapeError("the reply is not bencoded") from None
+        reply = bencode.decode(body, canonical=False)
+    except bencode.BencodeError as exc:
+        raise ScrapeError(f"the reply is not valid bencoding: {exc}") from None
     if not isinstance(reply, dict):
         raise ScrapeError("the reply is not a bencoded dictionary")
     if b"failure reason" in reply:
@@ -142,38 +149,6 @@ def _count(value: object) -> int:
 
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _bdecode(data: bytes, pos: int) -> tuple[object, int]:
-    """A lenient bencode decoder for tracker replies (which need not be canonical)."""
-    lead = data[pos : pos + 1]
-    if lead == b"i":
-        end = data.index(b"e", pos)
-        return int(data[pos + 1 : end]), end + 1
-    if lead == b"l":
-        items: list[object] = []
-        pos += 1
-        while data[pos : pos + 1] != b"e":
-            item, pos = _bdecode(data, pos)
-            items.append(item)
-        return items, pos + 1
-    if lead == b"d":
-        result: dict[bytes, object] = {}
-        pos += 1
-        while data[pos : pos + 1] != b"e":
-            key, pos = _bdecode(data, pos)
-            if not isinstance(key, bytes):
-                raise ValueError("dictionary key is not a string")
-            result[key], pos = _bdecode(data, pos)
-        return result, pos + 1
-    if lead.isdigit():
-        colon = data.index(b":", pos)
-        start = colon + 1
-        end = start + int(data[pos:colon])
-        if end > len(data):
-            raise ValueError("string runs past the end")
-        return data[start:end], end
-    raise ValueError(f"unexpected byte at {pos}")
 
 
 def scrape_udp(
