@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.live import Live
@@ -21,7 +21,9 @@ from phonotheca.config import SettingsError, load_settings
 from phonotheca.mirror.choose import Choice, choose
 from phonotheca.mirror.state import MirrorDir, MirrorError
 from phonotheca.plan.sizes import format_size, parse_size
-from phonotheca.torrents.listing import LISTING_FILE, ListingError, read_listing
+from phonotheca.torrents.listing import LISTING_FILE, ListingError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -39,22 +41,29 @@ def _size(text: str, option: str) -> int:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def _rate(text: str | None, option: str) -> int:
-    """``10MB`` or ``10MB/s``: bytes per second; ``0`` or nothing is unlimited."""
-    if not text:
-        return 0
-    return _size(text.removesuffix("/s"), option)
+def trust_options(f: F) -> F:
+    """``--publisher-key`` and ``--allow-unsigned``: whose listings this command acts on."""
+    f = click.option(
+        "--allow-unsigned",
+        is_flag=True,
+        help="Read an unsigned torrents.json (it never causes a deletion).",
+    )(f)
+    return click.option(
+        "--publisher-key",
+        help="The publisher's public key: its RW… string or a file (default: [mirror]"
+        " publisher_key, else the key pinned on first use).",
+    )(f)
 
 
-def _print_choice(choice: Choice, *, title: str) -> None:
+def _print_choice(choice: Choice, *, title: str, dropped: bool = True) -> None:
     err.print(
         f"{title}: {len(choice.picks)} torrent(s), {format_size(choice.bytes)} of"
         f" {format_size(choice.budget)}, {choice.listens:,} listens covered"
     )
     for pick in choice.picks:
         err.print(f"  + {pick.entry.name} ({format_size(pick.entry.size)}): {pick.reason}")
-    for dropped in choice.dropped:
-        err.print(f"  - {dropped.name}: drop ({dropped.reason})")
+    for passed in choice.dropped if dropped else []:
+        err.print(f"  - {passed.name}: drop ({passed.reason})")
 
 
 # -- torrents suggest ---------------------------------------------------------------------------
@@ -77,6 +86,7 @@ def _print_choice(choice: Choice, *, title: str) -> None:
 )
 @click.option("--seed", type=int, help="Seed of the random tie-break (reproducible choice).")
 @click.option("--magnets", is_flag=True, help="Print only the magnet links, one a line.")
+@trust_options
 @json_option
 def suggest(
     budget: str,
@@ -85,20 +95,35 @@ def suggest(
     held_dir: Path | None,
     seed: int | None,
     magnets: bool,
+    publisher_key: str | None,
+    allow_unsigned: bool,
     as_json: bool,
 ) -> None:
     """What a volunteer with BUDGET of disk should seed now.
 
     Prefers torrents with few seeders and many listens per byte, never obsolete ones;
     the metadata torrent comes first. A random tie-break spreads volunteers who ask at
-    the same time over near-equal torrents.
+    the same time over near-equal torrents. The listing must be signed: by
+    --publisher-key, else by the key --held's mirror pinned (or --archive's own key),
+    else by the key it names.
     """
+    from phonotheca.mirror.trust import TrustPolicy, read_checked, read_pin
+    from phonotheca.torrents.keys import ArchiveKeys
+
     if (source is None) == (archive_dir is None):
         raise click.UsageError("give exactly one of --torrents and --archive")
     budget_bytes = _size(budget, "--budget")
     location = source if source is not None else str(archive_dir / LISTING_FILE)  # type: ignore[operator]
+    if publisher_key is None and archive_dir is not None:
+        own = ArchiveKeys(archive_dir).public
+        publisher_key = str(own) if own.exists() else None
     with mirror_errors():
-        listing = read_listing(location)
+        policy = TrustPolicy.from_options(publisher_key, allow_unsigned)
+        pin = read_pin(MirrorDir(held_dir)) if held_dir is not None else None
+        checked = read_checked(location, policy, pin=pin)
+    for note in checked.notes:
+        _say(note, style="yellow")
+    listing = checked.listing
     held = MirrorDir(held_dir).held() if held_dir is not None else []
     choice = choose(
         listing.torrents,
@@ -166,6 +191,7 @@ def _status_table(status: Any) -> Table:
 @click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
 @click.option("--max-up", help="Upload limit per second, e.g. 10MB (default: none).")
 @click.option("--max-down", help="Download limit per second, e.g. 10MB (default: none).")
+@trust_options
 @click.option("--seed", type=int, hidden=True, help="Seed of the random tie-break.")
 @click.option(
     "--save-interval",
@@ -173,7 +199,12 @@ def _status_table(status: Any) -> Table:
     hidden=True,
     help="Seconds between saves of download progress (default 10).",
 )
-@click.option("--yes", is_flag=True, help="Drop torrents that no longer fit without asking.")
+@click.option("--yes", is_flag=True, help="Delete the torrents to drop without asking.")
+@click.option(
+    "--yes-delete-more",
+    is_flag=True,
+    help="Delete past [mirror] max_delete (default 10 %% of held bytes) in this run.",
+)
 def mirror_run(
     directory: Path,
     source: str | None,
@@ -182,75 +213,58 @@ def mirror_run(
     listen: str | None,
     max_up: str | None,
     max_down: str | None,
+    publisher_key: str | None,
+    allow_unsigned: bool,
     seed: int | None,
     save_interval: float | None,
     yes: bool,
+    yes_delete_more: bool,
 ) -> None:
     """Choose torrents as `torrents suggest` does, then download and seed them in DIRECTORY.
 
-    Stops gracefully on Ctrl-C or SIGTERM (resume data saved); a restart resumes without
-    re-checking complete data. Settings come from DIRECTORY/phonotheca.toml ([mirror]).
+    The listing must be signed by the publisher's key (given, or pinned on first use);
+    else the mirror keeps seeding what it holds from its last good listing. A held
+    torrent is deleted only when a verified listing marks it obsolete and names its
+    replacement, or when the budget is lowered; at most [mirror] max_delete a run, each
+    logged in DIRECTORY/.mirror/events.log. Stops gracefully on Ctrl-C or SIGTERM
+    (resume data saved); a restart resumes without re-checking complete data. Settings
+    come from DIRECTORY/phonotheca.toml ([mirror]).
     """
-    from phonotheca.mirror.run import (
-        check_space,
-        drop,
-        plan_mirror,
-        run_mirror,
-        save_options,
-        saved_options,
-    )
-    from phonotheca.mirror.session import SAVE_INTERVAL, SessionOptions
+    from phonotheca.mirror.run import MirrorRequest, prepare_mirror, start_mirror
 
-    mirror = MirrorDir(directory)
-    last = saved_options(mirror)
-    source = source or last.get("torrents")
-    budget = budget or last.get("budget")
-    if not source or not budget:
-        raise click.UsageError("--torrents and --budget are needed (the first time at least)")
-    listen = listen or last.get("listen")
-    max_up = max_up if max_up is not None else last.get("max_up")
-    max_down = max_down if max_down is not None else last.get("max_down")
+    request = MirrorRequest(
+        directory=directory,
+        source=source,
+        budget=budget,
+        listen=listen,
+        max_up=max_up,
+        max_down=max_down,
+        publisher_key=publisher_key,
+        allow_unsigned=allow_unsigned,
+        yes_delete_more=yes_delete_more,
+        seed=seed,
+        save_interval=save_interval,
+    )
     with mirror_errors():
-        settings = load_settings(directory)
-        plan = plan_mirror(
-            mirror,
-            source,
-            _size(budget, "--budget"),
-            rng=random.Random(seed) if seed is not None else None,
-        )
-    _print_choice(plan.choice, title="dry run" if dry_run else "mirroring")
+        plan = prepare_mirror(request)
+    for note in plan.checked.notes:
+        _say(note, style="yellow")
+    _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)
+    for kept in plan.drops.kept:
+        _say(f"  = {kept.name}: {kept.reason}")
+    for drop in plan.drops.delete:
+        _say(f"  x {drop.name} ({format_size(drop.size)}): delete ({drop.reason})")
     if dry_run:
         return
-    if plan.dropped:
-        names = [d.name for d in plan.dropped]
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.ClickException(
-                    f"{len(names)} held torrent(s) would be deleted ({', '.join(names)});"
-                    " run again with --yes to confirm, or raise --budget"
-                )
-            click.confirm(f"Delete {len(names)} held torrent(s) listed above?", abort=True)
-        drop(mirror, names)
-        err.print(f"dropped {len(names)} torrent(s)")
-    options = SessionOptions.from_settings(
-        settings.mirror,
-        listen=listen,
-        max_up=_rate(max_up, "--max-up"),
-        max_down=_rate(max_down, "--max-down"),
-        save_interval=save_interval or SAVE_INTERVAL,
-    )
-    with mirror_errors():
-        check_space(mirror, plan)
-    save_options(
-        mirror,
-        {
-            "torrents": source,
-            "budget": budget,
-            "listen": listen,
-            "max_up": max_up,
-            "max_down": max_down,
-        },
-    )
+
+    names = [d.name for d in plan.drops.delete]
+    if names and not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"{len(names)} held torrent(s) would be deleted ({', '.join(names)});"
+                " run again with --yes to confirm, or raise --budget"
+            )
+        click.confirm(f"Delete {len(names)} held torrent(s) listed above?", abort=True)
 
     stop = threading.Event()
 
@@ -272,19 +286,19 @@ def mirror_run(
 
     try:
         with mirror_errors():
-            run_mirror(
-                plan,
-                options,
-                stop,
-                on_status=on_status,
-                on_event=_say,
-            )
+            start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=_say)
     finally:
         if live is not None:
             live.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    err.print(f"mirror stopped; state saved in {mirror.state}")
+    if plan.drops.delete:
+        err.print(f"dropped {len(plan.drops.delete)} torrent(s)")
+    err.print(f"mirror stopped; state saved in {mirror_state(directory)}")
+
+
+def mirror_state(directory: Path) -> Path:
+    return MirrorDir(directory).state
 
 
 @mirror_group.command("status")
@@ -448,6 +462,7 @@ def progress_bar_bytes(total: int, title: str) -> Iterator[Callable[[int], None]
 )
 @click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for pieces.")
+@trust_options
 @json_option
 def fetch(
     track_id: str,
@@ -456,20 +471,39 @@ def fetch(
     catalog: Path | None,
     listen: str | None,
     timeout: float,
+    publisher_key: str | None,
+    allow_unsigned: bool,
     as_json: bool,
 ) -> None:
     """Download one track, fetching only the pieces that hold it and its collection's index.
 
     Works from peers and from web seeds alone; the track's sha256 is checked before it is
-    written. Settings ([mirror]) come from ./phonotheca.toml when there is one.
+    written. The listing must be signed (by --publisher-key or [mirror] publisher_key,
+    else by the key it names) unless --allow-unsigned. Settings ([mirror]) come from
+    ./phonotheca.toml when there is one.
     """
     from phonotheca.mirror.fetch import fetch_track
     from phonotheca.mirror.session import SessionOptions
+    from phonotheca.mirror.trust import TrustPolicy, read_checked
 
     with mirror_errors():
         settings = load_settings(Path("."))
         options = SessionOptions.from_settings(settings.mirror, listen=listen)
-        result = fetch_track(source, track_id, output, options, catalog=catalog, timeout=timeout)
+        policy = TrustPolicy.from_options(
+            publisher_key or settings.mirror.publisher_key, allow_unsigned
+        )
+        checked = read_checked(source, policy)
+        for note in checked.notes:
+            _say(note, style="yellow")
+        result = fetch_track(
+            source,
+            track_id,
+            output,
+            options,
+            catalog=catalog,
+            timeout=timeout,
+            listing=checked.listing,
+        )
     if as_json:
         print_json(
             {

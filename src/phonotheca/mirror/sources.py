@@ -14,21 +14,7 @@ import libtorrent as lt
 
 from phonotheca.durable import write_atomically
 from phonotheca.mirror.state import MirrorDir, MirrorError
-from phonotheca.torrents.listing import (
-    Listing,
-    TorrentEntry,
-    encode_listing,
-    read_listing,
-    resolve_url,
-)
-
-
-def load_listing(source: str, mirror: MirrorDir | None = None) -> Listing:
-    """Read ``torrents.json``; with ``mirror``, keep a copy there (``DIR/torrents.json``)."""
-    listing = read_listing(source)
-    if mirror is not None:
-        write_atomically(mirror.listing, encode_listing(listing))
-    return listing
+from phonotheca.torrents.listing import Listing, TorrentEntry, resolve_url
 
 
 def read_location(location: str, timeout: float = 30.0) -> bytes:
