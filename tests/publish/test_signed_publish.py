@@ -117,3 +117,21 @@ def test_obsolete_metadata_names_its_replacement(fixture: FixtureArchive) -> Non
     # Unsigned: no seq, no expiry, no signature beside it.
     assert listing.seq is None and listing.expires is None
     assert not (fixture.root / "torrents.json.minisig").exists()
+
+
+def test_suggest_checks_the_archive_listing_with_its_own_key(fixture: FixtureArchive) -> None:
+    keys = ArchiveKeys(fixture.root)
+    generate_keys(keys, None)
+    conn = fixture.archive.connect()
+    try:
+        publish(fixture.archive, conn, secret=load_secret(keys, lambda: b""))
+    finally:
+        conn.close()
+    args = ["torrents", "suggest", "--archive", str(fixture.root), "--budget", "1GB", "--json"]
+    ok = CliRunner().invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert len(json.loads(ok.stdout)["torrents"]) == 3
+    path = fixture.root / "torrents.json"
+    path.write_bytes(path.read_bytes().replace(b'"obsolete": false', b'"obsolete": true ', 1))
+    tampered = CliRunner().invoke(main, args)
+    assert tampered.exit_code == 1 and "bad signature" in tampered.output

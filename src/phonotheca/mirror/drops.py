@@ -143,12 +143,12 @@ def delete_held(
     for drop in drops:
         message = f"dropped {drop.name} ({format_size(drop.size)}): {drop.reason}"
         append_event(mirror, message)
+        # The .torrent goes last: killed half-way, the torrent is still held (without resume
+        # data or verified pieces, so nothing unchecked is trusted) and the next run deletes
+        # it again, instead of leaving a payload nothing knows about.
+        mirror.resume_file(drop.name).unlink(missing_ok=True)
+        mirror.verified_file(drop.name).unlink(missing_ok=True)
         shutil.rmtree(mirror.payload(drop.name), ignore_errors=True)
-        for path in (
-            mirror.torrent_file(drop.name),
-            mirror.resume_file(drop.name),
-            mirror.verified_file(drop.name),
-        ):
-            path.unlink(missing_ok=True)
+        mirror.torrent_file(drop.name).unlink(missing_ok=True)
         if on_event is not None:
             on_event(message)

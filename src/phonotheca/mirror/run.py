@@ -109,8 +109,12 @@ def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) ->
         max_down=_rate(max_down, "--max-down"),
         save_interval=request.save_interval or SAVE_INTERVAL,
     )
-    policy = TrustPolicy.from_options(
-        request.publisher_key or settings.mirror.publisher_key, request.allow_unsigned
+    policy = (
+        TrustPolicy.from_options(request.publisher_key, request.allow_unsigned)
+        if request.publisher_key
+        else TrustPolicy.from_options(
+            settings.mirror.publisher_key, request.allow_unsigned, base=request.directory
+        )
     )
     checked = check_for_mirror(mirror, source, policy, now)
     rng = random.Random(request.seed) if request.seed is not None else None

@@ -24,6 +24,7 @@ import datetime as dt
 import os
 import urllib.error
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from phonotheca.durable import write_atomically
 from phonotheca.mirror.sources import read_location
@@ -47,8 +48,14 @@ class TrustPolicy:
     allow_unsigned: bool = False
 
     @classmethod
-    def from_options(cls, key: str | None, allow_unsigned: bool) -> TrustPolicy:
-        """``key``: an ``RW…`` string or a key file (flag, else setting); None for none."""
+    def from_options(
+        cls, key: str | None, allow_unsigned: bool, base: Path | None = None
+    ) -> TrustPolicy:
+        """``key``: an ``RW…`` string or a key file (flag, else setting); None for none.
+        A relative file name is looked up in ``base`` (the settings' directory) first."""
+        if key and base is not None and not key.strip().startswith("RW"):
+            candidate = base / key
+            key = str(candidate) if candidate.exists() else key
         try:
             public = minisign.read_public_key(key) if key else None
         except SignatureError as exc:
@@ -135,11 +142,14 @@ def check_listing(
     policy: TrustPolicy,
     pin: Pin | None,
     now: dt.datetime,
+    *,
+    pinning: bool = True,
 ) -> CheckedListing:
     """Decide whether the listing ``raw`` (with its ``.minisig`` text) may be used.
 
-    Raises :class:`ListingRefused` with the reason; ``pin`` is the mirror's (None for
-    ``fetch`` and ``torrents suggest`` without a mirror directory).
+    Raises :class:`ListingRefused` with the reason; ``pin`` is the mirror's. Without
+    ``pinning`` (``fetch``, ``torrents suggest``: no mirror state to write), a listing
+    checked against the key it names is only said to be so.
     """
     listing = decode_listing(raw, source)
     notes: list[str] = []
@@ -177,6 +187,9 @@ def check_listing(
         notes.append(
             f"publisher key {key.id_text} pinned on first use; check it with the publisher"
             " (later listings signed by another key are refused)"
+            if pinning
+            else f"{source}: checked against the key it names ({key.id_text}); pass"
+            " --publisher-key to be sure it is the publisher's"
         )
     try:
         minisign.verify(raw, signature, key, source)
@@ -214,7 +227,8 @@ def read_checked(
 ) -> CheckedListing:
     """Fetch and check the listing at ``source`` (for ``fetch`` and ``torrents suggest``)."""
     raw, sig = fetch_listing(source)
-    return check_listing(raw, sig, source, policy, pin, now or dt.datetime.now(dt.UTC))
+    when = now or dt.datetime.now(dt.UTC)
+    return check_listing(raw, sig, source, policy, pin, when, pinning=False)
 
 
 def last_good(mirror: MirrorDir, source: str, refused: str) -> CheckedListing:
@@ -233,11 +247,14 @@ def last_good(mirror: MirrorDir, source: str, refused: str) -> CheckedListing:
 def check_for_mirror(
     mirror: MirrorDir, source: str, policy: TrustPolicy, now: dt.datetime | None = None
 ) -> CheckedListing:
-    """The listing a mirror run uses: the one at ``source`` when it passes, else the last
-    good one (which then causes no deletion); refused outright when there is none."""
+    """The listing a mirror run uses: the one at ``source`` when it passes, else (refused,
+    unreachable, not a listing) the last good one, which then causes no deletion; refused
+    outright when there is none."""
     try:
-        return read_checked(source, policy, pin=read_pin(mirror), now=now)
-    except ListingRefused as exc:
+        raw, sig = fetch_listing(source)
+        when = now or dt.datetime.now(dt.UTC)
+        return check_listing(raw, sig, source, policy, read_pin(mirror), when)
+    except (ListingRefused, ListingError) as exc:  # refused, unreachable or not a listing
         append_event(mirror, f"listing refused: {exc}")
         return last_good(mirror, source, str(exc))
 
