@@ -59,6 +59,12 @@ def test_publish_signs_with_increasing_seq_and_an_expiry(fixture: FixtureArchive
         assert done.returncode == 0, done.stderr
     # The key never goes out: not in the metadata release, not served.
     assert not list((fixture.root / "torrents").rglob("publisher.key"))
+    # A signed archive whose key is gone does not silently publish unsigned.
+    keys.secret.rename(fixture.root / "key-backup")
+    before = path.read_bytes()
+    lost = CliRunner().invoke(main, ["publish", "--archive", str(fixture.root)])
+    assert lost.exit_code == 1 and "restore it from your backup" in lost.output
+    assert path.read_bytes() == before
 
 
 def test_cli_publish_and_scrape_sign_with_an_encrypted_key(fixture: FixtureArchive) -> None:

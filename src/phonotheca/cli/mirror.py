@@ -1,4 +1,4 @@
-"""Commands: mirror (and mirror status), verify, fetch, torrents suggest (issue 7)."""
+"""Commands: mirror (and mirror status), verify, torrents suggest (issue 7)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def suggest(
         pin = read_pin(MirrorDir(held_dir)) if held_dir is not None else None
         checked = read_checked(location, policy, pin=pin)
     for note in checked.notes:
-        _say(note, style="yellow")
+        say(note, style="yellow")
     listing = checked.listing
     held = MirrorDir(held_dir).held() if held_dir is not None else []
     choice = choose(
@@ -248,12 +248,12 @@ def mirror_run(
     with mirror_errors():
         plan = prepare_mirror(request)
     for note in plan.checked.notes:
-        _say(note, style="yellow")
+        say(note, style="yellow")
     _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)
     for kept in plan.drops.kept:
-        _say(f"  = {kept.name}: {kept.reason}")
+        say(f"  = {kept.name}: {kept.reason}")
     for drop in plan.drops.delete:
-        _say(f"  x {drop.name} ({format_size(drop.size)}): delete ({drop.reason})")
+        say(f"  x {drop.name} ({format_size(drop.size)}): delete ({drop.reason})")
     if dry_run:
         return
 
@@ -286,7 +286,7 @@ def mirror_run(
 
     try:
         with mirror_errors():
-            start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=_say)
+            start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=say)
     finally:
         if live is not None:
             live.stop()
@@ -294,11 +294,7 @@ def mirror_run(
             signal.signal(s, handler)
     if plan.drops.delete:
         err.print(f"dropped {len(plan.drops.delete)} torrent(s)")
-    err.print(f"mirror stopped; state saved in {mirror_state(directory)}")
-
-
-def mirror_state(directory: Path) -> Path:
-    return MirrorDir(directory).state
+    err.print(f"mirror stopped; state saved in {plan.mirror.state}")
 
 
 @mirror_group.command("status")
@@ -323,7 +319,7 @@ def mirror_status(directory: Path, as_json: bool) -> None:
     err.print(_status_table(status))
     for t in status.torrents:
         for down in t.trackers_down:
-            _say(
+            say(
                 f"  {t.name}: tracker {down.url} unreachable since {down.since}"
                 f" ({down.error}, {down.failures} failure(s)); still retrying, web seeds and"
                 " known peers in use",
@@ -331,13 +327,13 @@ def mirror_status(directory: Path, as_json: bool) -> None:
             )
         if t.hash_failures:
             banned = f"; banned: {', '.join(t.banned_peers)}" if t.banned_peers else ""
-            _say(
+            say(
                 f"  {t.name}: {t.hash_failures} piece(s) received with bad data,"
                 f" thrown away and downloaded again{banned}",
                 style="yellow",
             )
     for event in status.events[-5:]:
-        _say(f"  {event}")
+        say(f"  {event}")
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -388,7 +384,7 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
                 settings = load_settings(directory)
             last = _saved(mirror)
             options = SessionOptions.from_settings(settings.mirror, listen=last.get("listen"))
-            repaired = repair_pieces(mirror, bad, options, timeout=timeout, on_event=_say)
+            repaired = repair_pieces(mirror, bad, options, timeout=timeout, on_event=say)
             results = check_all("verify again")
     finally:
         lock.release()
@@ -417,7 +413,7 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
         raise click.ClickException(f"{directory}: problems remain{hint}")
 
 
-def _say(message: str, style: str | None = None) -> None:
+def say(message: str, style: str | None = None) -> None:
     """One event on the console: a whole line (grep-able), no rich markup (IPv6 peers
     are written ``[::1]:6881``)."""
     err.print(message, style=style, soft_wrap=True, markup=False, highlight=False)
@@ -439,86 +435,3 @@ def progress_bar_bytes(total: int, title: str) -> Iterator[Callable[[int], None]
     with progress_bar(total, "bytes") as bar:
         task = bar.add_task(title, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-# -- fetch --------------------------------------------------------------------------------------
-
-
-@main.command("fetch")
-@click.argument("track_id")
-@click.option("--torrents", "source", required=True, help="torrents.json: a path or URL.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    default=Path("."),
-    show_default="current directory",
-    help="File to write, or a directory (the file keeps its archive name and extension).",
-)
-@click.option(
-    "--catalog",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="A catalog.sqlite3 (e.g. a mirror's) to find the collection without reading indexes.",
-)
-@click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for pieces.")
-@trust_options
-@json_option
-def fetch(
-    track_id: str,
-    source: str,
-    output: Path,
-    catalog: Path | None,
-    listen: str | None,
-    timeout: float,
-    publisher_key: str | None,
-    allow_unsigned: bool,
-    as_json: bool,
-) -> None:
-    """Download one track, fetching only the pieces that hold it and its collection's index.
-
-    Works from peers and from web seeds alone; the track's sha256 is checked before it is
-    written. The listing must be signed (by --publisher-key or [mirror] publisher_key,
-    else by the key it names) unless --allow-unsigned. Settings ([mirror]) come from
-    ./phonotheca.toml when there is one.
-    """
-    from phonotheca.mirror.fetch import fetch_track
-    from phonotheca.mirror.session import SessionOptions
-    from phonotheca.mirror.trust import TrustPolicy, read_checked
-
-    with mirror_errors():
-        settings = load_settings(Path("."))
-        options = SessionOptions.from_settings(settings.mirror, listen=listen)
-        policy = TrustPolicy.from_options(
-            publisher_key or settings.mirror.publisher_key, allow_unsigned
-        )
-        checked = read_checked(source, policy)
-        for note in checked.notes:
-            _say(note, style="yellow")
-        result = fetch_track(
-            source,
-            track_id,
-            output,
-            options,
-            catalog=catalog,
-            timeout=timeout,
-            listing=checked.listing,
-        )
-    if as_json:
-        print_json(
-            {
-                "track_id": result.track_id,
-                "collection": result.collection,
-                "path": str(result.path),
-                "size": result.size,
-                "sha256": result.sha256,
-                "downloaded": result.downloaded,
-                "pieces": result.pieces,
-                "piece_length": result.piece_length,
-            }
-        )
-    else:
-        err.print(
-            f"{result.path}: {format_size(result.size)} from {result.collection},"
-            f" sha256 ok; {format_size(result.downloaded)} downloaded"
-        )

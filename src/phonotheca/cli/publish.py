@@ -212,14 +212,15 @@ def scrape(archive_dir: Path, timeout: float, passphrase_stdin: bool, as_json: b
         report = scrape_listing(listing, now=now, timeout=timeout)
     conn = archive.connect()
     try:
-        write_release(
-            report.listing,
-            path,
-            conn=conn,
-            secret=secret,
-            valid_days=archive.settings.publish.valid_days,
-            now=now,
-        )
+        with _publish_errors():
+            write_release(
+                report.listing,
+                path,
+                conn=conn,
+                secret=secret,
+                valid_days=archive.settings.publish.valid_days,
+                now=now,
+            )
     finally:
         conn.close()
     history = append_history(archive.root, report, now)

@@ -126,6 +126,10 @@ def fetch_listing(source: str) -> tuple[bytes, str | None]:
         sig = None
     except FileNotFoundError:
         sig = None
+    except urllib.error.URLError as exc:  # file:// URLs wrap the missing file
+        if not isinstance(exc.reason, FileNotFoundError):
+            raise ListingError(f"{source}{SIGNATURE_SUFFIX}: cannot fetch: {exc}") from None
+        sig = None
     except (OSError, ValueError) as exc:
         raise ListingError(f"{source}{SIGNATURE_SUFFIX}: cannot fetch: {exc}") from None
     return raw, sig

@@ -3,8 +3,8 @@
 ``publish`` and ``torrents scrape`` both rewrite the listing; both go through
 :func:`write_release` so that every listing an archive with a key puts out carries a
 ``seq`` higher than any before it, an ``expires`` time and a ``torrents.json.minisig``.
-An archive without a key writes unsigned listings (and removes a stale signature, which
-would only make mirrors see a forged file).
+An archive without a key writes unsigned listings; one whose listing was signed and whose
+key is gone stops with what to do, rather than silently unsign it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from phonotheca.catalog import schema
 from phonotheca.torrents.keys import sign_file, signature_path
 from phonotheca.torrents.listing import Listing, ListingError, read_listing, write_listing
 from phonotheca.torrents.minisign import SecretKey
+
+
+class ReleaseError(ListingError):
+    """The listing cannot be released as the archive's previous ones were."""
+
 
 SEQ_KEY = "publish.listing_seq"
 """``meta`` key: the ``seq`` of the last signed listing (survives a lost torrents.json)."""
@@ -60,6 +65,12 @@ def write_release(
     have) until the command is run again.
     """
     sig = signature_path(path)
+    if secret is None and sig.exists():
+        raise ReleaseError(
+            f"{path} is signed, but this archive has no publisher key any more"
+            " (keys/publisher.key): restore it from your backup; an unsigned listing would"
+            " make every mirror refuse it"
+        )
     if secret is None:
         unsigned = msgspec.structs.replace(listing, seq=None, expires=None, publisher_key=None)
         write_listing(unsigned, path)
