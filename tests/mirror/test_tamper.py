@@ -23,7 +23,7 @@ from phonotheca.cli import main
 from phonotheca.torrents import minisign
 from phonotheca.torrents.listing import Listing, read_listing, write_listing
 from tests.mirror.conftest import all_seeding, mirror_dir, mirror_until
-from tests.mirror.swarm import Published, Seeder, Tracker, publish_archive
+from tests.mirror.swarm import Published, RangeServer, Seeder, Tracker, publish_archive
 from tests.peers import free_port
 
 META = "demo_metadata_0001"
@@ -205,3 +205,35 @@ def test_first_use_pin_and_operator_re_pin(held: Held) -> None:
     trust = json.loads((directory / ".mirror" / "trust.json").read_text())
     assert trust["publisher_key"] == new.public.to_base64()
     assert trust["pinned_by"] == "operator" and trust["seq"] == 1
+
+
+def test_over_http_the_signature_is_fetched_beside_the_listing(held: Held) -> None:
+    signed = RangeServer(held.published.root)
+    unsigned_dir = held.work / "http-unsigned"
+    unsigned_dir.mkdir()
+    (unsigned_dir / "torrents.json").write_bytes(held.published.listing.read_bytes())
+    unsigned = RangeServer(unsigned_dir)  # no torrents.json.minisig: 404
+    try:
+        for server, refusal in ((signed, None), (unsigned, "not signed")):
+            url = f"http://127.0.0.1:{server.port}/torrents.json"
+            result = CliRunner().invoke(
+                main,
+                [
+                    "mirror",
+                    str(held.directory),
+                    "--torrents",
+                    url,
+                    "--dry-run",
+                    "--publisher-key",
+                    held.published.public_key,
+                ],
+            )
+            assert result.exit_code == 0, result.output
+            refused = [x for x in result.output.splitlines() if "refused" in x]
+            if refusal is None:
+                assert refused == [], result.output
+            else:
+                assert len(refused) == 1 and refusal in refused[0], result.output
+    finally:
+        signed.close()
+        unsigned.close()
