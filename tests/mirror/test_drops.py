@@ -77,3 +77,21 @@ def test_max_delete_setting() -> None:
         Settings.from_mapping({"mirror": {"max_delete": "lots"}})
     with pytest.raises(SettingsError, match="valid_days"):
         Settings.from_mapping({"publish": {"valid_days": 0}})
+
+
+def test_an_older_metadata_release_goes_when_a_newer_one_is_listed(tmp_path: Path) -> None:
+    mirror = _hold(tmp_path, {"meta-1": 1000, "meta-0": 1000})
+    entries = [
+        entry("meta-2", 100, 0, kind="metadata", added="2026-03-01"),
+        entry("meta-1", 100, 0, kind="metadata", added="2026-02-01"),
+        entry("meta-0", 100, 0, kind="metadata", added="2026-01-01", obsolete=True),
+    ]
+    entries[2].replaced_by = ["meta-2"]
+    plan = _plan(mirror, entries, 10**6, verified=True, budget_lowered=False, cap=10**6)
+    reasons = {d.name: d.reason for d in plan.delete}
+    assert reasons == {
+        "meta-1": "superseded by the newer metadata torrent meta-2",
+        "meta-0": "obsolete, replaced by meta-2",
+    }
+    unverified = _plan(mirror, entries, 10**6, verified=False, budget_lowered=False, cap=10**6)
+    assert unverified.delete == []

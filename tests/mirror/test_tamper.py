@@ -237,3 +237,24 @@ def test_over_http_the_signature_is_fetched_beside_the_listing(held: Held) -> No
     finally:
         signed.close()
         unsigned.close()
+
+
+def test_an_allowed_unsigned_listing_never_deletes(held: Held) -> None:
+    directory = held.directory
+    before = _snapshot(directory)
+    listing = read_listing(held.published.listing)
+    meta = next(e for e in listing.torrents if e.kind == "metadata")
+    for e in listing.torrents:
+        e.obsolete = e is not meta
+        e.replaced_by = [meta.name] if e is not meta else []
+    path = held.serve("unsigned-allowed")
+    write_listing(listing, path)
+    args = ["mirror", str(directory), "--torrents", str(path), "--dry-run", "--allow-unsigned"]
+    dry = CliRunner().invoke(main, args)
+    assert dry.exit_code == 0, dry.output
+    assert "not signed; read because of --allow-unsigned" in dry.output
+    assert " x " not in dry.output and "the listing is not verified: kept" in dry.output
+    status = mirror_until(directory, path, all_seeding, allow_unsigned=True)
+    assert {t.name for t in status.torrents} == {META, *AUDIO}
+    assert _snapshot(directory) == before
+    assert "dropped" not in (directory / ".mirror" / "events.log").read_text()
