@@ -317,6 +317,12 @@ def mirror_status(directory: Path, as_json: bool) -> None:
     if not report["running"] and status.state != "stopped":
         err.print("  it stopped without saying so (killed or crashed); start it again to resume")
     err.print(_status_table(status))
+    trust = report["trust"]
+    if trust:
+        say(
+            f"  publisher key {trust.get('key_id')} pinned ({trust.get('pinned_by')},"
+            f" {trust.get('pinned_at')}); last listing accepted: seq {trust.get('seq')}"
+        )
     for t in status.torrents:
         for down in t.trackers_down:
             say(

@@ -169,11 +169,12 @@ def check_listing(
     if policy.publisher_key is not None:
         key, by = policy.publisher_key, "operator"
         if pin is not None and pin.key != key:
-            notes.append(
-                f"publisher key re-pinned: {pin.key.id_text} -> {key.id_text} (--publisher-key)"
-            )
+            if pinning:
+                notes.append(
+                    f"publisher key re-pinned: {pin.key.id_text} -> {key.id_text} (--publisher-key)"
+                )
             pin = None
-        elif pin is None:
+        elif pin is None and pinning:
             notes.append(f"publisher key {key.id_text} pinned (--publisher-key)")
     elif pin is not None:
         key, by = pin.key, pin.pinned_by
