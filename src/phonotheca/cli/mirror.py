@@ -203,7 +203,7 @@ def _status_table(status: Any) -> Table:
 @click.option(
     "--yes-delete-more",
     is_flag=True,
-    help="Delete past [mirror] max_delete (default 10 %% of held bytes) in this run.",
+    help="Delete past [mirror] max_delete (default 10 % of held bytes) in this run.",
 )
 def mirror_run(
     directory: Path,
