@@ -6,7 +6,9 @@ import random
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from phonotheca.cli import main
 from phonotheca.config import DeleteCap, Settings, SettingsError
 from phonotheca.mirror.choose import choose
 from phonotheca.mirror.drops import delete_held, plan_drops
@@ -95,3 +97,17 @@ def test_an_older_metadata_release_goes_when_a_newer_one_is_listed(tmp_path: Pat
     }
     unverified = _plan(mirror, entries, 10**6, verified=False, budget_lowered=False, cap=10**6)
     assert unverified.delete == []
+
+
+def test_mirror_usage_errors_create_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "typo"
+    runner = CliRunner()
+    missing = runner.invoke(main, ["mirror", str(directory)])
+    assert missing.exit_code == 2 and "--torrents and --budget are needed" in missing.output
+    bad = runner.invoke(main, ["mirror", str(directory), "--torrents", "x", "--budget", "lots"])
+    assert bad.exit_code == 2 and "--budget" in bad.output
+    gone = runner.invoke(
+        main, ["mirror", str(directory), "--torrents", str(tmp_path / "no.json"), "--budget", "1GB"]
+    )
+    assert gone.exit_code == 1 and "has no earlier listing to keep" in gone.output
+    assert not directory.exists()

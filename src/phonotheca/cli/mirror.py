@@ -230,7 +230,7 @@ def mirror_run(
     (resume data saved); a restart resumes without re-checking complete data. Settings
     come from DIRECTORY/phonotheca.toml ([mirror]).
     """
-    from phonotheca.mirror.run import MirrorRequest, prepare_mirror, start_mirror
+    from phonotheca.mirror.run import MirrorRequest, OptionError, prepare_mirror, start_mirror
 
     request = MirrorRequest(
         directory=directory,
@@ -245,8 +245,16 @@ def mirror_run(
         seed=seed,
         save_interval=save_interval,
     )
-    with mirror_errors():
-        plan = prepare_mirror(request)
+    try:
+        with mirror_errors():
+            plan = prepare_mirror(request)
+    except click.ClickException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OptionError):  # usage errors, as click reports its own
+            if cause.option is None:
+                raise click.UsageError(str(cause)) from None
+            raise click.BadParameter(str(cause), param_hint=cause.option) from None
+        raise
     for note in plan.checked.notes:
         say(note, style="yellow")
     _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)

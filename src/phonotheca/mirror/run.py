@@ -31,6 +31,14 @@ from phonotheca.plan.sizes import format_size, parse_size
 from phonotheca.torrents.listing import Listing
 
 
+class OptionError(MirrorError):
+    """A missing or malformed option of the request (``option`` names it, if one)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass(frozen=True)
 class MirrorRequest:
     """What the operator asked for; ``None`` means "as the last run" (or the settings)."""
@@ -78,7 +86,7 @@ def _size(text: str, option: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise MirrorError(f"{option} {text!r}: {exc}") from None
+        raise OptionError(str(exc), option) from None
 
 
 def _rate(text: str | None, option: str) -> int:
@@ -96,7 +104,7 @@ def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) ->
     source = request.source or last.get("torrents")
     budget_text = request.budget or last.get("budget")
     if not source or not budget_text:
-        raise MirrorError("--torrents and --budget are needed (the first time at least)")
+        raise OptionError("--torrents and --budget are needed (the first time at least)")
     budget = _size(budget_text, "--budget")
     listen = request.listen or last.get("listen")
     max_up = request.max_up if request.max_up is not None else last.get("max_up")

@@ -260,7 +260,8 @@ def check_for_mirror(
         when = now or dt.datetime.now(dt.UTC)
         return check_listing(raw, sig, source, policy, read_pin(mirror), when)
     except (ListingRefused, ListingError) as exc:  # refused, unreachable or not a listing
-        append_event(mirror, f"listing refused: {exc}")
+        if mirror.state.is_dir():  # an existing mirror; a first run creates nothing yet
+            append_event(mirror, f"listing refused: {exc}")
         return last_good(mirror, source, str(exc))
 
 
