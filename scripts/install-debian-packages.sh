@@ -7,8 +7,9 @@ set -euo pipefail
 # loads it with ctypes; PCM comes from PyAV, so no fpcalc and no network lookup).
 # mktorrent, transmission-cli, aria2, opentracker: real BitTorrent tools (peers, a tracker)
 # our torrents must work with. chromium: the browser the web UI tests drive (Playwright).
+# minisign: signatures of torrents.json must verify with it, and its own with us.
 # ffmpeg, nginx: baselines the benchmarks measure us against; wrk: their load generator.
-PACKAGES=(zstd libchromaprint1 mktorrent transmission-cli aria2 opentracker chromium ffmpeg nginx wrk ${PHONOTHECA_EXTRA_DEBIAN_PACKAGES:-})
+PACKAGES=(zstd libchromaprint1 mktorrent transmission-cli aria2 opentracker chromium minisign ffmpeg nginx wrk ${PHONOTHECA_EXTRA_DEBIAN_PACKAGES:-})
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -102,14 +102,45 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """``[publish]``: what a signed ``torrents.json`` promises."""
+
+    valid_days: int = 30
+    """Days a published listing stays valid: mirrors refuse it after ``expires``, so a host
+    cannot keep serving an old listing forever (publish at least this often)."""
+
+
+@dataclass(frozen=True)
+class DeleteCap:
+    """``[mirror] max_delete``: a share of the held bytes (``"10%"``) or a size (``"50GB"``)."""
+
+    share: float | None = 0.10
+    size: int | None = None
+
+    def limit(self, held_bytes: int) -> int:
+        """Bytes one run may delete when this mirror holds ``held_bytes``."""
+        if self.size is not None:
+            return self.size
+        return int(held_bytes * (self.share or 0.0))
+
+    def __str__(self) -> str:
+        return f"{self.size} bytes" if self.size is not None else f"{(self.share or 0) * 100:g} %"
+
+
+@dataclass(frozen=True)
 class MirrorSettings:
-    """``[mirror]``: the volunteer's BitTorrent session."""
+    """``[mirror]``: the volunteer's BitTorrent session, and whom it trusts."""
 
     listen: str = "0.0.0.0:6881"
     dht: bool = True
     lsd: bool = True
     upnp: bool = True
     natpmp: bool = True
+    publisher_key: str | None = None
+    """The publisher's minisign public key (``RW…``) or a file holding it; without it the
+    first signed listing's key is pinned."""
+    max_delete: DeleteCap = field(default_factory=DeleteCap)
+    """Most a run deletes without ``--yes-delete-more``."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,7 @@ class Settings:
     torrents: TorrentSettings = field(default_factory=TorrentSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     mirror: MirrorSettings = field(default_factory=MirrorSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
     extra: dict[str, Any] = field(default_factory=dict)
     """Tables this version does not interpret; kept so that a newer file still loads."""
 
@@ -135,13 +167,14 @@ class Settings:
                 f"{source}: archive.name {name!r} must be 1-64 characters"
                 " of a-z, 0-9, '.', '_', '-'"
             )
-        known = {"archive", "build", "torrents", "serve", "mirror"}
+        known = {"archive", "build", "torrents", "serve", "mirror", "publish"}
         return cls(
             name=name,
             build=_parse(BuildSettings, _table(data, "build", source), "build", source),
             torrents=_parse(TorrentSettings, _table(data, "torrents", source), "torrents", source),
             serve=_parse(ServeSettings, _table(data, "serve", source), "serve", source),
             mirror=_parse(MirrorSettings, _table(data, "mirror", source), "mirror", source),
+            publish=_parse(PublishSettings, _table(data, "publish", source), "publish", source),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -276,6 +309,35 @@ def _listen(value: Any) -> str:
     return value
 
 
+def _publisher_key(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a minisign public key (RW…) or the path of a key file")
+    return value
+
+
+def _delete_cap(value: Any) -> DeleteCap:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError('expected a share such as "10%" or a size such as "50GB"') from None
+        if not 0 <= share <= 1:
+            raise ValueError("a share must be from 0% to 100%")
+        return DeleteCap(share=share)
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return DeleteCap(share=None, size=0)
+    try:
+        return DeleteCap(share=None, size=_size(value))
+    except ValueError:
+        raise ValueError('expected a share such as "10%" or a size such as "50GB"') from None
+
+
+def _days(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3660:
+        raise ValueError("expected a number of days from 1 to 3660")
+    return value
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "build.bands": _bands,
     "build.collection_size": _size,
@@ -298,6 +360,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "mirror.lsd": _bool,
     "mirror.upnp": _bool,
     "mirror.natpmp": _bool,
+    "mirror.publisher_key": _publisher_key,
+    "mirror.max_delete": _delete_cap,
+    "publish.valid_days": _days,
 }
 
 T = TypeVar("T")

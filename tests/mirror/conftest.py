@@ -64,21 +64,22 @@ def mirror_until(
     save_interval: float = 10.0,
     on_event: Callable[[str], None] | None = None,
     statuses: list[MirrorStatus] | None = None,
+    publisher_key: str | None = None,
+    allow_unsigned: bool = False,
 ) -> MirrorStatus:
-    """Run the mirror library in a thread until ``done(status)``, then stop it gracefully;
-    returns the status that satisfied ``done``."""
-    from phonotheca.config import load_settings
-    from phonotheca.mirror.run import plan_mirror, run_mirror, save_options
-    from phonotheca.mirror.session import SessionOptions
-    from phonotheca.mirror.state import MirrorDir
+    """Run the mirror library in a thread (as ``mirror --yes`` does) until ``done(status)``,
+    then stop it gracefully; returns the status that satisfied ``done``."""
+    from phonotheca.mirror.run import MirrorRequest, prepare_mirror, start_mirror
 
-    mirror = MirrorDir(directory)
-    plan = plan_mirror(mirror, str(listing), budget)
-    settings = load_settings(directory)
-    save_options(
-        mirror, {"torrents": str(listing), "budget": str(budget), "listen": settings.mirror.listen}
+    request = MirrorRequest(
+        directory,
+        source=str(listing),
+        budget=str(budget),
+        save_interval=save_interval,
+        publisher_key=publisher_key,
+        allow_unsigned=allow_unsigned,
     )
-    options = SessionOptions.from_settings(settings.mirror, save_interval=save_interval)
+    plan = prepare_mirror(request)
     stop = threading.Event()
     seen: list[MirrorStatus] = []
 
@@ -90,9 +91,9 @@ def mirror_until(
             stop.set()
 
     thread = threading.Thread(
-        target=run_mirror,
-        args=(plan, options, stop),
-        kwargs={"on_status": on_status, "on_event": on_event},
+        target=start_mirror,
+        args=(plan, stop),
+        kwargs={"confirmed": True, "on_status": on_status, "on_event": on_event},
     )
     thread.start()
     thread.join(timeout)

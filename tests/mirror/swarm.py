@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
+import msgspec
 import zstandard
 
 from phonotheca.build import BagInfo, PackItem, member_name, pack_collection
 from phonotheca.httprange import RangeNotSatisfiable, parse_ranges
-from phonotheca.torrents import make_torrent
+from phonotheca.torrents import make_torrent, minisign
+from phonotheca.torrents.keys import sign_file
 from phonotheca.torrents.listing import (
     Band,
     Health,
@@ -36,6 +38,7 @@ from phonotheca.torrents.listing import (
     Totals,
     write_listing,
 )
+from phonotheca.torrents.minisign import SecretKey
 from tests.peers import local_session, start_opentracker, stop_process
 
 ARCHIVE = "demo"
@@ -50,10 +53,46 @@ class Published:
     entries: dict[str, TorrentEntry]
     tracks: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     """Track id -> (collection, data)."""
+    secret: SecretKey | None = None
+    """The publisher's key; None when the listing is unsigned."""
+    seq: int = 0
 
     @property
     def torrents(self) -> Path:
         return self.root / "torrents"
+
+    @property
+    def public_key(self) -> str:
+        assert self.secret is not None
+        return self.secret.public.to_base64()
+
+    def write(
+        self,
+        listing: Listing,
+        path: Path | None = None,
+        *,
+        secret: SecretKey | None = None,
+        seq: int | None = None,
+        expires: dt.datetime | None = None,
+    ) -> Path:
+        """Write ``listing`` signed (by ``secret``, default the publisher's key) with the
+        next ``seq`` and an expiry in 30 days, as ``publish`` does; returns the path."""
+        path = path or self.listing
+        key = secret or self.secret
+        assert key is not None
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        expiry = expires or dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        signed = msgspec.structs.replace(
+            listing,
+            seq=seq,
+            expires=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            publisher_key=key.public.to_base64(),
+        )
+        write_listing(signed, path)
+        sign_file(path, key)
+        return path
 
 
 def _catalog_zst(path: Path, rows: int) -> None:
@@ -82,8 +121,10 @@ def publish_archive(
     metadata: bool = True,
     seed: int = 1,
     piece_length: int = PIECE,
+    signed: bool = True,
 ) -> Published:
-    """Pack ``(suffix, tracks, bytes per track)`` collections and publish their torrents."""
+    """Pack ``(suffix, tracks, bytes per track)`` collections and publish their torrents,
+    with ``torrents.json`` signed by a new publisher key (unless not ``signed``)."""
     rng = random.Random(seed)
     torrents_dir = root / "torrents"
     torrents_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +192,11 @@ def publish_archive(
             )
         )
     published.entries = {e.name: e for e in entries}
-    write_listing(listing_of(entries), published.listing)
+    if signed:
+        published.secret = minisign.generate()
+        published.write(listing_of(entries))
+    else:
+        write_listing(listing_of(entries), published.listing)
     return published
 
 

@@ -151,8 +151,22 @@ def test_suggest_command_json_magnets_and_held(tmp_path: Path) -> None:
     listing = tmp_path / "torrents.json"
     write_listing(listing_of(entries), listing)
     runner = CliRunner()
-    result = runner.invoke(
+    unsigned = runner.invoke(
         main, ["torrents", "suggest", "--budget", "150B", "--torrents", str(listing), "--json"]
+    )
+    assert unsigned.exit_code == 1 and "refused: not signed" in unsigned.output
+    result = runner.invoke(
+        main,
+        [
+            "torrents",
+            "suggest",
+            "--budget",
+            "150B",
+            "--torrents",
+            str(listing),
+            "--json",
+            "--allow-unsigned",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -161,7 +175,17 @@ def test_suggest_command_json_magnets_and_held(tmp_path: Path) -> None:
     assert {"name": "c", "held": False, "reason": "obsolete"} in report["passed"]
 
     magnets = runner.invoke(
-        main, ["torrents", "suggest", "--budget", "150B", "--torrents", str(listing), "--magnets"]
+        main,
+        [
+            "torrents",
+            "suggest",
+            "--budget",
+            "150B",
+            "--torrents",
+            str(listing),
+            "--magnets",
+            "--allow-unsigned",
+        ],
     )
     assert magnets.stdout.splitlines() == [entries[0].magnet, entries[1].magnet]
 
@@ -180,6 +204,7 @@ def test_suggest_command_json_magnets_and_held(tmp_path: Path) -> None:
             "--held",
             str(tmp_path / "mirror"),
             "--json",
+            "--allow-unsigned",
         ],
     )
     assert [t["name"] for t in json.loads(held.stdout)["torrents"]] == ["demo_metadata_0001", "b"]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from phonotheca.build import read_index
 from phonotheca.build.tarvolume import BLOCK
 from phonotheca.cli import main
+from phonotheca.torrents import minisign
 from tests.mirror.conftest import Swarm
 from tests.mirror.swarm import MIRROR_TOML, PIECE, RangeServer, publish_archive
 from tests.peers import free_port
@@ -112,3 +113,24 @@ def test_fetch_unknown_track_is_a_clear_error(swarm: Swarm, in_tmp: Path) -> Non
     )
     assert result.exit_code == 1
     assert "demo:track:nope is in none of the 2 collection(s)" in result.output
+
+
+def test_fetch_refuses_a_listing_it_cannot_trust(tmp_path: Path, in_tmp: Path) -> None:
+    published = publish_archive(tmp_path / "publisher", metadata=False)
+    other = minisign.generate().public
+    args = ["fetch", TRACK, "--torrents", str(published.listing), "--timeout", "5"]
+    runner = CliRunner()
+    wrong = runner.invoke(main, [*args, "--publisher-key", other.to_base64()])
+    assert wrong.exit_code == 1
+    assert f"signed by key {published.secret.public.id_text}, not by {other.id_text}" in (  # type: ignore[union-attr]
+        wrong.output
+    )
+    # The same key from [mirror] publisher_key, as a file beside the settings.
+    (in_tmp / "publisher.pub").write_text(other.to_file())
+    with open(in_tmp / "phonotheca.toml", "a") as f:
+        f.write('publisher_key = "publisher.pub"\n')
+    assert "not by" in runner.invoke(main, args).output
+    unsigned = publish_archive(tmp_path / "unsigned", metadata=False, signed=False)
+    refused = runner.invoke(main, ["fetch", TRACK, "--torrents", str(unsigned.listing)])
+    assert refused.exit_code == 1 and "refused: not signed" in refused.output
+    assert not [p for p in in_tmp.iterdir() if p.suffix == ".opus"]

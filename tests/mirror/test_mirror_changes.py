@@ -1,5 +1,6 @@
-"""A listing that changes under a mirror: obsolete torrents and a lower budget drop held
-copies (after confirmation); a full disk is a clear error, not corruption."""
+"""A listing that changes under a mirror: obsolete torrents (replaced, in a signed listing)
+and a lower budget drop held copies (after confirmation, within max_delete); a full disk is
+a clear error, not corruption."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from phonotheca.mirror.sources import torrent_data
 from phonotheca.mirror.state import MirrorDir, read_verified
 from phonotheca.mirror.verify import hash_pieces, verify_collection
 from phonotheca.torrents.layout import read_layout
-from phonotheca.torrents.listing import read_listing, write_listing
+from phonotheca.torrents.listing import read_listing
 from tests.mirror.conftest import Swarm, mirror_dir, mirror_once
 from tests.mirror.swarm import Seeder, Tracker, publish_archive
 from tests.mirror.test_mirror_run import start, wait_seeding
@@ -38,9 +39,10 @@ def test_obsolete_and_lower_budget_drop_after_confirmation(swarm: Swarm, tmp_pat
     for entry in listing.torrents:
         if entry.name == OLD:
             entry.obsolete = True
+            entry.replaced_by = [KEPT]
     changed = tmp_path / "changed" / "torrents.json"
     changed.parent.mkdir()
-    write_listing(listing, changed)
+    published.write(listing, changed)
     (changed.parent / "torrents").symlink_to(published.torrents)
 
     runner = CliRunner()
@@ -49,10 +51,36 @@ def test_obsolete_and_lower_budget_drop_after_confirmation(swarm: Swarm, tmp_pat
         ["mirror", str(directory), "--torrents", str(changed), "--budget", "10MB", "--dry-run"],
     )
     assert dry.exit_code == 0, dry.output
-    assert f"- {OLD}: drop (obsolete)" in dry.output
+    # More than max_delete (10 % of the held bytes): kept, and said so.
+    assert f"= {OLD}: obsolete, replaced by {KEPT}; but deleting it would pass max_delete" in (
+        dry.output
+    )
+    dry = runner.invoke(
+        main,
+        [
+            "mirror",
+            str(directory),
+            "--torrents",
+            str(changed),
+            "--budget",
+            "10MB",
+            "--dry-run",
+            "--yes-delete-more",
+        ],
+    )
+    assert f"x {OLD} (" in dry.output and f"delete (obsolete, replaced by {KEPT})" in dry.output
     # Not on a terminal and no --yes: nothing is deleted.
     refused = runner.invoke(
-        main, ["mirror", str(directory), "--torrents", str(changed), "--budget", "10MB"]
+        main,
+        [
+            "mirror",
+            str(directory),
+            "--torrents",
+            str(changed),
+            "--budget",
+            "10MB",
+            "--yes-delete-more",
+        ],
     )
     assert refused.exit_code == 1
     assert "--yes" in refused.output and OLD in refused.output
@@ -70,11 +98,14 @@ def test_obsolete_and_lower_budget_drop_after_confirmation(swarm: Swarm, tmp_pat
             "--budget",
             str(kept_size),
             "--dry-run",
+            "--yes-delete-more",
         ],
     )
-    assert f"- {OLD}: drop" in small.output and f"+ {KEPT}" in small.output
+    assert f"x {OLD} (" in small.output and f"+ {KEPT}" in small.output
 
-    proc = start(directory, "--torrents", str(changed), "--budget", "10MB", "--yes")
+    proc = start(
+        directory, "--torrents", str(changed), "--budget", "10MB", "--yes", "--yes-delete-more"
+    )
     try:
         report = wait_seeding(directory, proc, 2)
         proc.send_signal(signal.SIGTERM)
@@ -87,6 +118,8 @@ def test_obsolete_and_lower_budget_drop_after_confirmation(swarm: Swarm, tmp_pat
     assert not (directory / "torrents" / OLD).exists()
     assert not (directory / "torrents" / f"{OLD}.torrent").exists()
     assert verify_collection(MirrorDir(directory), KEPT)[0].ok
+    log = (directory / ".mirror" / "events.log").read_text()
+    assert f"dropped {OLD} (" in log and f"obsolete, replaced by {KEPT}" in log
 
 
 @pytest.fixture

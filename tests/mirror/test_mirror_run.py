@@ -118,6 +118,11 @@ def test_mirror_downloads_seeds_and_resumes_without_rehash(swarm: Swarm, tmp_pat
     assert json.loads((directory / "torrents.json").read_text())["archive"] == "demo"
     after_stop = status(directory)
     assert not after_stop["running"] and after_stop["status"]["state"] == "stopped"
+    # The signed listing's key was pinned on first use, and its signature kept beside it.
+    assert after_stop["trust"]["pinned_by"] == "first use"
+    assert after_stop["trust"]["publisher_key"] == published.public_key
+    assert (directory / "torrents.json").read_bytes() == published.listing.read_bytes()
+    assert (directory / "torrents.json.minisig").exists()
 
     # Restart: flags come from the last run, complete data is not hashed again.
     proc = start(directory)

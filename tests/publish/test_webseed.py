@@ -30,6 +30,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (root / "torrents" / "col.torrent").write_bytes(b"d4:infode")
     (root / "torrents" / "col" / "data" / "b.tar.partial").write_bytes(b"unfinished")
     (root / "torrents.json").write_text("{}")
+    (root / "torrents.json.minisig").write_text("untrusted comment: signature\n")
+    (root / "keys").mkdir()
+    (root / "keys" / "publisher.key").write_bytes(b"secret")
     (root / "catalog.sqlite3").write_bytes(b"secret")
     (tmp_path / "outside").write_bytes(b"secret")
     os.symlink(tmp_path / "outside", root / "torrents" / "col" / "link")
@@ -72,6 +75,7 @@ def test_whole_file_and_head(served: tuple[Path, int]) -> None:
     assert h.status == 200 and body(h) == b"" and h.headers["Content-Length"] == str(len(DATA))
     assert get(port, "/torrents/col.torrent").headers["Content-Type"] == "application/x-bittorrent"
     assert body(get(port, "/torrents.json")) == b"{}"
+    assert body(get(port, "/torrents.json.minisig")).startswith(b"untrusted comment:")
     assert get(port, "/torrents/col/empty").headers["Content-Length"] == "0"
 
 
@@ -147,6 +151,8 @@ def test_conditional_requests(served: tuple[Path, int]) -> None:
         "/torrents/col/..%2f..%2fcatalog.sqlite3",
         "/torrents/col/%2e%2e%2f%2e%2e%2fcatalog.sqlite3",
         "/catalog.sqlite3",
+        "/keys/publisher.key",
+        "/torrents/../keys/publisher.key",
         "/torrents/col/link",
         "/torrents/dirlink/outside",
         "/torrents/col/data/b.tar.partial",

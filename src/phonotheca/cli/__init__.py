@@ -256,7 +256,9 @@ def torrents() -> None:
 # Command modules register themselves on the groups above.
 from phonotheca.cli import build as _build  # noqa: E402, F401
 from phonotheca.cli import catalog as _catalog  # noqa: E402, F401
+from phonotheca.cli import fetch as _fetch  # noqa: E402, F401
 from phonotheca.cli import files as _files  # noqa: E402, F401
+from phonotheca.cli import key as _key  # noqa: E402, F401
 from phonotheca.cli import mirror as _mirror  # noqa: E402, F401
 from phonotheca.cli import plan as _plan  # noqa: E402, F401
 from phonotheca.cli import publish as _publish  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Commands: mirror (and mirror status), verify, fetch, torrents suggest (issue 7)."""
+"""Commands: mirror (and mirror status), verify, torrents suggest (issue 7)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.live import Live
@@ -21,7 +21,9 @@ from phonotheca.config import SettingsError, load_settings
 from phonotheca.mirror.choose import Choice, choose
 from phonotheca.mirror.state import MirrorDir, MirrorError
 from phonotheca.plan.sizes import format_size, parse_size
-from phonotheca.torrents.listing import LISTING_FILE, ListingError, read_listing
+from phonotheca.torrents.listing import LISTING_FILE, ListingError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -39,22 +41,29 @@ def _size(text: str, option: str) -> int:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def _rate(text: str | None, option: str) -> int:
-    """``10MB`` or ``10MB/s``: bytes per second; ``0`` or nothing is unlimited."""
-    if not text:
-        return 0
-    return _size(text.removesuffix("/s"), option)
+def trust_options(f: F) -> F:
+    """``--publisher-key`` and ``--allow-unsigned``: whose listings this command acts on."""
+    f = click.option(
+        "--allow-unsigned",
+        is_flag=True,
+        help="Read an unsigned torrents.json (it never causes a deletion).",
+    )(f)
+    return click.option(
+        "--publisher-key",
+        help="The publisher's public key: its RW… string or a file (default: [mirror]"
+        " publisher_key, else the key pinned on first use).",
+    )(f)
 
 
-def _print_choice(choice: Choice, *, title: str) -> None:
+def _print_choice(choice: Choice, *, title: str, dropped: bool = True) -> None:
     err.print(
         f"{title}: {len(choice.picks)} torrent(s), {format_size(choice.bytes)} of"
         f" {format_size(choice.budget)}, {choice.listens:,} listens covered"
     )
     for pick in choice.picks:
         err.print(f"  + {pick.entry.name} ({format_size(pick.entry.size)}): {pick.reason}")
-    for dropped in choice.dropped:
-        err.print(f"  - {dropped.name}: drop ({dropped.reason})")
+    for passed in choice.dropped if dropped else []:
+        err.print(f"  - {passed.name}: drop ({passed.reason})")
 
 
 # -- torrents suggest ---------------------------------------------------------------------------
@@ -77,6 +86,7 @@ def _print_choice(choice: Choice, *, title: str) -> None:
 )
 @click.option("--seed", type=int, help="Seed of the random tie-break (reproducible choice).")
 @click.option("--magnets", is_flag=True, help="Print only the magnet links, one a line.")
+@trust_options
 @json_option
 def suggest(
     budget: str,
@@ -85,20 +95,35 @@ def suggest(
     held_dir: Path | None,
     seed: int | None,
     magnets: bool,
+    publisher_key: str | None,
+    allow_unsigned: bool,
     as_json: bool,
 ) -> None:
     """What a volunteer with BUDGET of disk should seed now.
 
     Prefers torrents with few seeders and many listens per byte, never obsolete ones;
     the metadata torrent comes first. A random tie-break spreads volunteers who ask at
-    the same time over near-equal torrents.
+    the same time over near-equal torrents. The listing must be signed: by
+    --publisher-key, else by the key --held's mirror pinned (or --archive's own key),
+    else by the key it names.
     """
+    from phonotheca.mirror.trust import TrustPolicy, read_checked, read_pin
+    from phonotheca.torrents.keys import ArchiveKeys
+
     if (source is None) == (archive_dir is None):
         raise click.UsageError("give exactly one of --torrents and --archive")
     budget_bytes = _size(budget, "--budget")
     location = source if source is not None else str(archive_dir / LISTING_FILE)  # type: ignore[operator]
+    if publisher_key is None and archive_dir is not None:
+        own = ArchiveKeys(archive_dir).public
+        publisher_key = str(own) if own.exists() else None
     with mirror_errors():
-        listing = read_listing(location)
+        policy = TrustPolicy.from_options(publisher_key, allow_unsigned)
+        pin = read_pin(MirrorDir(held_dir)) if held_dir is not None else None
+        checked = read_checked(location, policy, pin=pin)
+    for note in checked.notes:
+        say(note, style="yellow")
+    listing = checked.listing
     held = MirrorDir(held_dir).held() if held_dir is not None else []
     choice = choose(
         listing.torrents,
@@ -169,6 +194,7 @@ def _status_table(status: Any) -> Table:
 @click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
 @click.option("--max-up", help="Upload limit per second, e.g. 10MB (default: none).")
 @click.option("--max-down", help="Download limit per second, e.g. 10MB (default: none).")
+@trust_options
 @click.option("--seed", type=int, hidden=True, help="Seed of the random tie-break.")
 @click.option(
     "--save-interval",
@@ -176,7 +202,12 @@ def _status_table(status: Any) -> Table:
     hidden=True,
     help="Seconds between saves of download progress (default 10).",
 )
-@click.option("--yes", is_flag=True, help="Drop torrents that no longer fit without asking.")
+@click.option("--yes", is_flag=True, help="Delete the torrents to drop without asking.")
+@click.option(
+    "--yes-delete-more",
+    is_flag=True,
+    help="Delete past [mirror] max_delete (default 10 % of held bytes) in this run.",
+)
 def mirror_run(
     directory: Path,
     source: str | None,
@@ -185,75 +216,66 @@ def mirror_run(
     listen: str | None,
     max_up: str | None,
     max_down: str | None,
+    publisher_key: str | None,
+    allow_unsigned: bool,
     seed: int | None,
     save_interval: float | None,
     yes: bool,
+    yes_delete_more: bool,
 ) -> None:
     """Choose torrents as `torrents suggest` does, then download and seed them in DIRECTORY.
 
-    Stops gracefully on Ctrl-C or SIGTERM (resume data saved); a restart resumes without
-    re-checking complete data. Settings come from DIRECTORY/phonotheca.toml ([mirror]).
+    The listing must be signed by the publisher's key (given, or pinned on first use);
+    else the mirror keeps seeding what it holds from its last good listing. A held
+    torrent is deleted only when a verified listing marks it obsolete and names its
+    replacement, or when the budget is lowered; at most [mirror] max_delete a run, each
+    logged in DIRECTORY/.mirror/events.log. Stops gracefully on Ctrl-C or SIGTERM
+    (resume data saved); a restart resumes without re-checking complete data. Settings
+    come from DIRECTORY/phonotheca.toml ([mirror]).
     """
-    from phonotheca.mirror.run import (
-        check_space,
-        drop,
-        plan_mirror,
-        run_mirror,
-        save_options,
-        saved_options,
-    )
-    from phonotheca.mirror.session import SAVE_INTERVAL, SessionOptions
+    from phonotheca.mirror.run import MirrorRequest, OptionError, prepare_mirror, start_mirror
 
-    mirror = MirrorDir(directory)
-    last = saved_options(mirror)
-    source = source or last.get("torrents")
-    budget = budget or last.get("budget")
-    if not source or not budget:
-        raise click.UsageError("--torrents and --budget are needed (the first time at least)")
-    listen = listen or last.get("listen")
-    max_up = max_up if max_up is not None else last.get("max_up")
-    max_down = max_down if max_down is not None else last.get("max_down")
-    with mirror_errors():
-        settings = load_settings(directory)
-        plan = plan_mirror(
-            mirror,
-            source,
-            _size(budget, "--budget"),
-            rng=random.Random(seed) if seed is not None else None,
-        )
-    _print_choice(plan.choice, title="dry run" if dry_run else "mirroring")
+    request = MirrorRequest(
+        directory=directory,
+        source=source,
+        budget=budget,
+        listen=listen,
+        max_up=max_up,
+        max_down=max_down,
+        publisher_key=publisher_key,
+        allow_unsigned=allow_unsigned,
+        yes_delete_more=yes_delete_more,
+        seed=seed,
+        save_interval=save_interval,
+    )
+    try:
+        with mirror_errors():
+            plan = prepare_mirror(request)
+    except click.ClickException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OptionError):  # usage errors, as click reports its own
+            if cause.option is None:
+                raise click.UsageError(str(cause)) from None
+            raise click.BadParameter(str(cause), param_hint=cause.option) from None
+        raise
+    for note in plan.checked.notes:
+        say(note, style="yellow")
+    _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)
+    for kept in plan.drops.kept:
+        say(f"  = {kept.name}: {kept.reason}")
+    for drop in plan.drops.delete:
+        say(f"  x {drop.name} ({format_size(drop.size)}): delete ({drop.reason})")
     if dry_run:
         return
-    if plan.dropped:
-        names = [d.name for d in plan.dropped]
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.ClickException(
-                    f"{len(names)} held torrent(s) would be deleted ({', '.join(names)});"
-                    " run again with --yes to confirm, or raise --budget"
-                )
-            click.confirm(f"Delete {len(names)} held torrent(s) listed above?", abort=True)
-        drop(mirror, names)
-        err.print(f"dropped {len(names)} torrent(s)")
-    options = SessionOptions.from_settings(
-        settings.mirror,
-        listen=listen,
-        max_up=_rate(max_up, "--max-up"),
-        max_down=_rate(max_down, "--max-down"),
-        save_interval=save_interval or SAVE_INTERVAL,
-    )
-    with mirror_errors():
-        check_space(mirror, plan)
-    save_options(
-        mirror,
-        {
-            "torrents": source,
-            "budget": budget,
-            "listen": listen,
-            "max_up": max_up,
-            "max_down": max_down,
-        },
-    )
+
+    names = [d.name for d in plan.drops.delete]
+    if names and not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"{len(names)} held torrent(s) would be deleted ({', '.join(names)});"
+                " run again with --yes to confirm, or raise --budget"
+            )
+        click.confirm(f"Delete {len(names)} held torrent(s) listed above?", abort=True)
 
     stop = threading.Event()
 
@@ -275,19 +297,15 @@ def mirror_run(
 
     try:
         with mirror_errors():
-            run_mirror(
-                plan,
-                options,
-                stop,
-                on_status=on_status,
-                on_event=_say,
-            )
+            start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=say)
     finally:
         if live is not None:
             live.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    err.print(f"mirror stopped; state saved in {mirror.state}")
+    if plan.drops.delete:
+        err.print(f"dropped {len(plan.drops.delete)} torrent(s)")
+    err.print(f"mirror stopped; state saved in {plan.mirror.state}")
 
 
 @mirror_group.command("status")
@@ -310,9 +328,15 @@ def mirror_status(directory: Path, as_json: bool) -> None:
     if not report["running"] and status.state != "stopped":
         err.print("  it stopped without saying so (killed or crashed); start it again to resume")
     err.print(_status_table(status))
+    trust = report["trust"]
+    if trust:
+        say(
+            f"  publisher key {trust.get('key_id')} pinned ({trust.get('pinned_by')},"
+            f" {trust.get('pinned_at')}); last listing accepted: seq {trust.get('seq')}"
+        )
     for t in status.torrents:
         for down in t.trackers_down:
-            _say(
+            say(
                 f"  {t.name}: tracker {down.url} unreachable since {down.since}"
                 f" ({down.error}, {down.failures} failure(s)); still retrying, web seeds and"
                 " known peers in use",
@@ -320,13 +344,13 @@ def mirror_status(directory: Path, as_json: bool) -> None:
             )
         if t.hash_failures:
             banned = f"; banned: {', '.join(t.banned_peers)}" if t.banned_peers else ""
-            _say(
+            say(
                 f"  {t.name}: {t.hash_failures} piece(s) received with bad data,"
                 f" thrown away and downloaded again{banned}",
                 style="yellow",
             )
     for event in status.events[-5:]:
-        _say(f"  {event}")
+        say(f"  {event}")
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -377,7 +401,7 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
                 settings = load_settings(directory)
             last = _saved(mirror)
             options = SessionOptions.from_settings(settings.mirror, listen=last.get("listen"))
-            repaired = repair_pieces(mirror, bad, options, timeout=timeout, on_event=_say)
+            repaired = repair_pieces(mirror, bad, options, timeout=timeout, on_event=say)
             results = check_all("verify again")
     finally:
         lock.release()
@@ -406,7 +430,7 @@ def verify(directory: Path, repair: bool, timeout: float, as_json: bool) -> None
         raise click.ClickException(f"{directory}: problems remain{hint}")
 
 
-def _say(message: str, style: str | None = None) -> None:
+def say(message: str, style: str | None = None) -> None:
     """One event on the console: a whole line (grep-able), no rich markup (IPv6 peers
     are written ``[::1]:6881``)."""
     err.print(message, style=style, soft_wrap=True, markup=False, highlight=False)
@@ -428,66 +452,3 @@ def progress_bar_bytes(total: int, title: str) -> Iterator[Callable[[int], None]
     with progress_bar(total, "bytes") as bar:
         task = bar.add_task(title, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-# -- fetch --------------------------------------------------------------------------------------
-
-
-@main.command("fetch")
-@click.argument("track_id")
-@click.option("--torrents", "source", required=True, help="torrents.json: a path or URL.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    default=Path("."),
-    show_default="current directory",
-    help="File to write, or a directory (the file keeps its archive name and extension).",
-)
-@click.option(
-    "--catalog",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="A catalog.sqlite3 (e.g. a mirror's) to find the collection without reading indexes.",
-)
-@click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for pieces.")
-@json_option
-def fetch(
-    track_id: str,
-    source: str,
-    output: Path,
-    catalog: Path | None,
-    listen: str | None,
-    timeout: float,
-    as_json: bool,
-) -> None:
-    """Download one track, fetching only the pieces that hold it and its collection's index.
-
-    Works from peers and from web seeds alone; the track's sha256 is checked before it is
-    written. Settings ([mirror]) come from ./phonotheca.toml when there is one.
-    """
-    from phonotheca.mirror.fetch import fetch_track
-    from phonotheca.mirror.session import SessionOptions
-
-    with mirror_errors():
-        settings = load_settings(Path("."))
-        options = SessionOptions.from_settings(settings.mirror, listen=listen)
-        result = fetch_track(source, track_id, output, options, catalog=catalog, timeout=timeout)
-    if as_json:
-        print_json(
-            {
-                "track_id": result.track_id,
-                "collection": result.collection,
-                "path": str(result.path),
-                "size": result.size,
-                "sha256": result.sha256,
-                "downloaded": result.downloaded,
-                "pieces": result.pieces,
-                "piece_length": result.piece_length,
-            }
-        )
-    else:
-        err.print(
-            f"{result.path}: {format_size(result.size)} from {result.collection},"
-            f" sha256 ok; {format_size(result.downloaded)} downloaded"
-        )

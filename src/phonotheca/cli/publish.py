@@ -21,8 +21,9 @@ from phonotheca.cli import (
     torrents,
     user_errors,
 )
+from phonotheca.cli.key import passphrase_stdin_option, unlock_archive_key
 from phonotheca.plan.sizes import format_size
-from phonotheca.torrents.listing import LISTING_FILE, ListingError, read_listing, write_listing
+from phonotheca.torrents.listing import LISTING_FILE, ListingError, read_listing
 from phonotheca.torrents.metadata import MetadataError
 from phonotheca.torrents.publish import PublishError
 
@@ -44,12 +45,14 @@ from phonotheca.torrents.publish import PublishError
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write every infohash to this file, for opentracker's whitelist mode.",
 )
+@passphrase_stdin_option
 @json_option
 def publish(
     archive_dir: Path,
     base_url: str | None,
     metadata_only: bool,
     whitelist: Path | None,
+    passphrase_stdin: bool,
     as_json: bool,
 ) -> None:
     """Release the catalog as a metadata torrent and write torrents.json.
@@ -57,6 +60,8 @@ def publish(
     The metadata torrent holds the catalog (ledger included, source paths and other
     operator data left out) as a seekable catalog.sqlite3.zst, and FORMAT.md. A new one
     is made only when the catalog changed; the previous one is then marked obsolete.
+    When the archive has a key (`phonotheca key generate`), torrents.json gets the next
+    seq, an expiry ([publish] valid_days) and its signature torrents.json.minisig.
     """
     from phonotheca.torrents.publish import publish as run_publish
 
@@ -65,6 +70,7 @@ def publish(
     if base_url is not None and not base_url.endswith("/"):
         base_url += "/"
     archive = archive_at(archive_dir)
+    secret = unlock_archive_key(archive.root, passphrase_stdin)
     conn = archive.connect()
     try:
         with user_errors(), _publish_errors():
@@ -76,6 +82,7 @@ def publish(
                     base_url=base_url,
                     metadata_only=metadata_only,
                     whitelist=whitelist,
+                    secret=secret,
                 )
     finally:
         conn.close()
@@ -95,6 +102,9 @@ def publish(
                 "tracks": listing.totals.tracks,
                 "share_of_listens": listing.totals.share_of_listens,
                 "whitelist": str(whitelist) if whitelist else None,
+                "signed": secret is not None,
+                "seq": listing.seq,
+                "expires": listing.expires,
             }
         )
         return
@@ -106,6 +116,18 @@ def publish(
         f" {format_size(listing.totals.bytes)}, {listing.totals.tracks:,} tracks,"
         f" {100 * listing.totals.share_of_listens:.2f} % of listens"
     )
+    if secret is not None:
+        out.print(
+            f"signed with key {secret.public.id_text}: seq {listing.seq},"
+            f" expires {listing.expires} ({result.listing_path.name}.minisig)",
+            highlight=False,
+        )
+    else:
+        out.print(
+            "not signed: the archive has no key (phonotheca key generate); mirrors accept"
+            " it only with --allow-unsigned",
+            highlight=False,
+        )
     if whitelist:
         out.print(f"whitelist: {whitelist} (send opentracker SIGHUP to reload it)")
 
@@ -168,23 +190,39 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
     type=click.FloatRange(0.1, 120),
     help="Seconds to wait for a tracker; UDP retries double it.",
 )
+@passphrase_stdin_option
 @json_option
-def scrape(archive_dir: Path, timeout: float, as_json: bool) -> None:
+def scrape(archive_dir: Path, timeout: float, passphrase_stdin: bool, as_json: bool) -> None:
     """Ask the trackers for seeders, leechers and completed downloads of every torrent.
 
     Updates the health figures in torrents.json and appends them to
     health/YYYY-MM-DD.jsonl. A tracker that cannot be reached is reported, not fatal.
+    With a key, the new torrents.json is signed again with the next seq, as publish does.
     """
     from phonotheca.torrents.health import append_history, scrape_listing
+    from phonotheca.torrents.release import write_release
 
     archive = archive_at(archive_dir)
     path = archive.root / LISTING_FILE
     with _publish_errors():
         listing = read_listing(path)
+    secret = unlock_archive_key(archive.root, passphrase_stdin)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with err.status("scraping trackers"):
         report = scrape_listing(listing, now=now, timeout=timeout)
-    write_listing(report.listing, path)
+    conn = archive.connect()
+    try:
+        with _publish_errors():
+            write_release(
+                report.listing,
+                path,
+                conn=conn,
+                secret=secret,
+                valid_days=archive.settings.publish.valid_days,
+                now=now,
+            )
+    finally:
+        conn.close()
     history = append_history(archive.root, report, now)
     failed = [t for t in report.trackers if t.error is not None]
     if as_json:

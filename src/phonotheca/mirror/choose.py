@@ -61,7 +61,8 @@ class Pass:
     name: str
     reason: str
     held: bool = False
-    """True when the volunteer holds it: a held torrent not chosen is to be dropped."""
+    """True when the volunteer holds it: a held torrent not chosen leaves the choice
+    (whether its copy is deleted is for :mod:`phonotheca.mirror.drops` to decide)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,8 @@ class Choice:
 
     @property
     def dropped(self) -> list[Pass]:
-        """Held torrents that are not chosen any more (over budget, obsolete, unlisted)."""
+        """Held torrents that are not chosen any more (over budget, obsolete, unlisted);
+        :func:`phonotheca.mirror.drops.plan_drops` decides which of them are deleted."""
         return [p for p in self.passed if p.held]
 
     def to_json(self) -> dict[str, object]:

@@ -1,71 +1,161 @@
-"""One mirror run: read the listing, choose, drop what no longer fits, then seed.
+"""One mirror run: check the listing, choose, decide the drops, then seed until stopped.
 
-The command line (``phonotheca mirror``) and tests drive these functions; they print
-nothing and ask nothing, so the caller decides how to confirm a drop.
+``phonotheca mirror`` and the tests drive these functions; they print nothing and ask
+nothing. :func:`prepare_mirror` reads and decides (a dry run stops there);
+:func:`start_mirror` confirms the drops through the caller, records the accepted listing,
+deletes, and seeds until ``stop`` is set. Held torrents a run does not delete are seeded,
+whether or not they were chosen (see :mod:`phonotheca.mirror.drops`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phonotheca.config import load_settings
 from phonotheca.mirror.catalog import catalog_is_current, unpack_catalog
-from phonotheca.mirror.choose import Choice, Pass, choose
-from phonotheca.mirror.session import Held, MirrorSession, SessionOptions
-from phonotheca.mirror.sources import load_listing, torrent_data
-from phonotheca.mirror.state import (
-    MirrorDir,
-    MirrorError,
-    MirrorLock,
-    read_json,
-    write_json,
-)
+from phonotheca.mirror.choose import Choice, choose
+from phonotheca.mirror.drops import Drop, DropPlan, allocated, delete_held, held_bytes, plan_drops
+from phonotheca.mirror.session import SAVE_INTERVAL, Held, MirrorSession, SessionOptions
+from phonotheca.mirror.sources import torrent_data, torrent_infohash
+from phonotheca.mirror.state import MirrorDir, MirrorError, MirrorLock, read_json, write_json
 from phonotheca.mirror.status import MirrorStatus
-from phonotheca.plan.sizes import format_size
+from phonotheca.mirror.trust import CheckedListing, TrustPolicy, accept_listing, check_for_mirror
+from phonotheca.plan.sizes import format_size, parse_size
 from phonotheca.torrents.listing import Listing
+
+
+class OptionError(MirrorError):
+    """A missing or malformed option of the request (``option`` names it, if one)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class MirrorRequest:
+    """What the operator asked for; ``None`` means "as the last run" (or the settings)."""
+
+    directory: Path
+    source: str | None = None
+    budget: str | None = None
+    listen: str | None = None
+    max_up: str | None = None
+    max_down: str | None = None
+    publisher_key: str | None = None
+    """``RW…`` or a key file; else ``[mirror] publisher_key``; else the pinned key."""
+    allow_unsigned: bool = False
+    yes_delete_more: bool = False
+    """Lift ``[mirror] max_delete`` for this run."""
+    seed: int | None = None
+    save_interval: float | None = None
 
 
 @dataclass(frozen=True)
 class MirrorPlan:
     mirror: MirrorDir
-    source: str
-    listing: Listing
+    checked: CheckedListing
     choice: Choice
+    drops: DropPlan
+    options: SessionOptions
+    saved: dict[str, Any]
+    """The options to remember for the next run."""
 
     @property
-    def dropped(self) -> list[Pass]:
-        return self.choice.dropped
+    def source(self) -> str:
+        return self.checked.source
+
+    @property
+    def listing(self) -> Listing:
+        return self.checked.listing
+
+    @property
+    def dropped(self) -> list[Drop]:
+        """The held torrents this run deletes."""
+        return self.drops.delete
 
 
-def plan_mirror(
-    mirror: MirrorDir, source: str, budget: int, *, rng: random.Random | None = None
-) -> MirrorPlan:
-    """Read the listing and choose what the mirror should hold within ``budget``."""
-    listing = load_listing(source)
-    choice = choose(listing.torrents, budget, held=mirror.held(), rng=rng)
-    return MirrorPlan(mirror, source, listing, choice)
+def _size(text: str, option: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise OptionError(str(exc), option) from None
 
 
-def _allocated(path: Path) -> int:
-    """Bytes a payload occupies on disk (sparse files count what is written)."""
-    if not path.exists():
-        return 0
-    total = 0
-    for p in path.rglob("*"):
-        if p.is_file():
-            total += p.stat().st_blocks * 512
-    return total
+def _rate(text: str | None, option: str) -> int:
+    """``10MB`` or ``10MB/s``: bytes per second; ``0`` or nothing is unlimited."""
+    return _size(text.removesuffix("/s"), option) if text else 0
+
+
+def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) -> MirrorPlan:
+    """Read the listing (checked, or the last good one), choose, and decide the drops.
+
+    Writes nothing but a refusal in ``events.log``: a dry run ends here.
+    """
+    mirror = MirrorDir(request.directory)
+    last = saved_options(mirror)
+    source = request.source or last.get("torrents")
+    budget_text = request.budget or last.get("budget")
+    if not source or not budget_text:
+        raise OptionError("--torrents and --budget are needed (the first time at least)")
+    budget = _size(budget_text, "--budget")
+    listen = request.listen or last.get("listen")
+    max_up = request.max_up if request.max_up is not None else last.get("max_up")
+    max_down = request.max_down if request.max_down is not None else last.get("max_down")
+    settings = load_settings(request.directory)
+    options = SessionOptions.from_settings(
+        settings.mirror,
+        listen=listen,
+        max_up=_rate(max_up, "--max-up"),
+        max_down=_rate(max_down, "--max-down"),
+        save_interval=request.save_interval or SAVE_INTERVAL,
+    )
+    policy = (
+        TrustPolicy.from_options(request.publisher_key, request.allow_unsigned)
+        if request.publisher_key
+        else TrustPolicy.from_options(
+            settings.mirror.publisher_key, request.allow_unsigned, base=request.directory
+        )
+    )
+    checked = check_for_mirror(mirror, source, policy, now)
+    rng = random.Random(request.seed) if request.seed is not None else None
+    choice = choose(checked.listing.torrents, budget, held=mirror.held(), rng=rng)
+    try:
+        previous = parse_size(str(last["budget"])) if last.get("budget") else None
+    except ValueError:
+        previous = None
+    lowered = (previous is not None and budget < previous) or bool(last.get("drops_pending"))
+    drops = plan_drops(
+        mirror,
+        choice,
+        checked.listing,
+        verified=checked.verified,
+        budget_lowered=lowered,
+        cap=settings.mirror.max_delete.limit(held_bytes(mirror)),
+        delete_more=request.yes_delete_more,
+    )
+    saved = {
+        "torrents": source,
+        "budget": budget_text,
+        "listen": listen,
+        "max_up": max_up,
+        "max_down": max_down,
+        "drops_pending": lowered and bool(drops.over_cap),
+    }
+    return MirrorPlan(mirror, checked, choice, drops, options, saved)
 
 
 def space_needed(mirror: MirrorDir, plan: MirrorPlan) -> int:
     """Bytes the chosen torrents still need on disk, beyond what they already occupy."""
     return sum(
-        max(0, p.entry.size - _allocated(mirror.payload(p.entry.name))) for p in plan.choice.picks
+        max(0, p.entry.size - allocated(mirror.payload(p.entry.name))) for p in plan.choice.picks
     )
 
 
@@ -82,18 +172,6 @@ def check_space(mirror: MirrorDir, plan: MirrorPlan) -> None:
         )
 
 
-def drop(mirror: MirrorDir, names: Iterable[str]) -> None:
-    """Delete held torrents: payload, ``.torrent``, resume data and bitfield."""
-    for name in names:
-        shutil.rmtree(mirror.payload(name), ignore_errors=True)
-        for path in (
-            mirror.torrent_file(name),
-            mirror.resume_file(name),
-            mirror.verified_file(name),
-        ):
-            path.unlink(missing_ok=True)
-
-
 def saved_options(mirror: MirrorDir) -> dict[str, Any]:
     """The options of the last run (``.mirror/settings.json``), or an empty dict."""
     data = read_json(mirror.settings_file)
@@ -104,6 +182,30 @@ def save_options(mirror: MirrorDir, options: dict[str, Any]) -> None:
     write_json(mirror.settings_file, options)
 
 
+def start_mirror(
+    plan: MirrorPlan,
+    stop: threading.Event,
+    *,
+    confirmed: bool = False,
+    on_status: Callable[[MirrorStatus], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> None:
+    """Carry a plan out: record the accepted listing and pin, delete ``plan.dropped`` (the
+    caller asked the operator: ``confirmed``), check the disk, then seed until ``stop``."""
+    mirror = plan.mirror
+    if plan.drops.delete and not confirmed:
+        names = ", ".join(d.name for d in plan.drops.delete)
+        raise MirrorError(
+            f"{len(plan.drops.delete)} held torrent(s) to delete ({names}): not confirmed"
+        )
+    mirror.create()
+    accept_listing(mirror, plan.checked)
+    delete_held(mirror, plan.drops.delete, on_event)
+    check_space(mirror, plan)
+    save_options(mirror, plan.saved)
+    run_mirror(plan, plan.options, stop, on_status=on_status, on_event=on_event)
+
+
 def run_mirror(
     plan: MirrorPlan,
     options: SessionOptions,
@@ -112,13 +214,13 @@ def run_mirror(
     on_status: Callable[[MirrorStatus], None] | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> None:
-    """Seed the plan's choice until ``stop`` is set. Holds the directory's lock."""
+    """Seed the plan's choice, and the held torrents it keeps, until ``stop`` is set.
+    Holds the directory's lock."""
     mirror = plan.mirror
     mirror.create()
     lock = MirrorLock(mirror)
     lock.acquire()
     try:
-        load_listing(plan.source, mirror)  # keep the copy the web server reads
         session = MirrorSession(mirror, options, budget=plan.choice.budget, on_event=on_event)
 
         def completed(held: Held) -> None:
@@ -134,6 +236,27 @@ def run_mirror(
             entry = pick.entry
             data = torrent_data(plan.source, plan.listing, entry, mirror)
             session.add(entry.name, entry.kind, data, entry.web_seeds)
+        for kept in plan.drops.kept:
+            _add_kept(session, plan, kept)
         session.run(stop, on_status)
     finally:
         lock.release()
+
+
+def _add_kept(session: MirrorSession, plan: MirrorPlan, kept: Drop) -> None:
+    """Seed a held torrent the run keeps without choosing it, from its own ``.torrent``."""
+    entry = plan.listing.by_name().get(kept.name)
+    path = plan.mirror.torrent_file(kept.name)
+    try:
+        data = path.read_bytes()
+        got = torrent_infohash(data)
+    except (OSError, ValueError) as exc:
+        session.event(f"{kept.name}: kept, but its .torrent cannot be read ({exc}); not seeded")
+        return
+    if entry is not None and got != entry.infohash_v1:
+        session.event(f"{kept.name}: kept, but its .torrent differs from the listing; not seeded")
+        return
+    kind = (
+        entry.kind if entry is not None else ("metadata" if "_metadata_" in kept.name else "audio")
+    )
+    session.add(kept.name, kind, data, entry.web_seeds if entry is not None else ())

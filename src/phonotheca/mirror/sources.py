@@ -11,23 +11,8 @@ import libtorrent as lt
 from phonotheca.durable import write_atomically
 from phonotheca.mirror.state import MirrorDir, MirrorError
 from phonotheca.torrents.layout import MAX_TORRENT_BYTES
-from phonotheca.torrents.listing import (
-    Listing,
-    ListingError,
-    TorrentEntry,
-    encode_listing,
-    read_listing,
-    resolve_url,
-)
+from phonotheca.torrents.listing import Listing, ListingError, TorrentEntry, resolve_url
 from phonotheca.torrents.remote import fetch_bytes
-
-
-def load_listing(source: str, mirror: MirrorDir | None = None) -> Listing:
-    """Read ``torrents.json``; with ``mirror``, keep a copy there (``DIR/torrents.json``)."""
-    listing = read_listing(source)
-    if mirror is not None:
-        write_atomically(mirror.listing, encode_listing(listing))
-    return listing
 
 
 def read_location(location: str) -> bytes:

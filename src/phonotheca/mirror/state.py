@@ -1,12 +1,15 @@
 """A mirror directory on disk: where everything is, and crash-safe writes of its state.
 
 ```
-DIR/torrents.json                      copy of the listing last read
+DIR/torrents.json                      the last listing accepted (its bytes as published)
+DIR/torrents.json.minisig              and its signature
 DIR/torrents/<name>.torrent
 DIR/torrents/<collection>/...          payloads, the same layout as a builder's archive
 DIR/catalog.sqlite3                    unpacked from the metadata torrent when complete
 DIR/.mirror/                           resume data, status, settings, lock
 DIR/.mirror/verified/<collection>.json the pieces known good (see :func:`write_verified`)
+DIR/.mirror/trust.json                 the pinned publisher key and last seq (mirror/trust.py)
+DIR/.mirror/events.log                 every drop and refused listing, with its reason
 ```
 
 Every file here is written as ``<name>.partial``, fsynced and renamed, so a ``kill -9``
@@ -99,6 +102,16 @@ class MirrorDir:
     def settings_file(self) -> Path:
         """The options of the last ``mirror`` run, reused when a flag is not given."""
         return self.state / "settings.json"
+
+    @property
+    def events_log(self) -> Path:
+        """Every held torrent dropped (and every listing refused), one line each, appended."""
+        return self.state / "events.log"
+
+    @property
+    def trust_file(self) -> Path:
+        """The publisher key this mirror pinned and the last ``seq`` it accepted."""
+        return self.state / "trust.json"
 
     @property
     def lock_file(self) -> Path:

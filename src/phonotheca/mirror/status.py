@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from phonotheca.durable import write_atomically
-from phonotheca.mirror.state import MirrorDir, running_pid
+from phonotheca.mirror.state import MirrorDir, read_json, running_pid
 
 
 class TrackerStatus(msgspec.Struct, kw_only=True):
@@ -93,11 +93,14 @@ def read_status(mirror: MirrorDir) -> MirrorStatus | None:
 
 
 def status_report(mirror: MirrorDir) -> dict[str, Any]:
-    """The status file plus whether its writer still runs, for ``mirror status --json``."""
+    """The status file plus whether its writer still runs, and the pinned publisher key
+    (``trust.json``), for ``mirror status --json``."""
     pid = running_pid(mirror)
     status = read_status(mirror)
     report: dict[str, Any] = {"directory": str(mirror.root), "running": pid is not None}
     report["pid"] = pid
+    trust = read_json(mirror.trust_file)
+    report["trust"] = trust if isinstance(trust, dict) else None
     if status is None:
         report["status"] = None
     else:

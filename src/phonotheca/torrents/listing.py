@@ -88,7 +88,11 @@ class TorrentEntry(msgspec.Struct, kw_only=True):
     added: Date
     """Date the torrent was first listed, ``YYYY-MM-DD`` (UTC)."""
     obsolete: bool = False
-    """Superseded (a newer metadata release) or withdrawn: mirrors may drop it."""
+    """Superseded (a newer metadata release) or withdrawn: mirrors may drop it (a signed
+    listing's word only, and an audio collection only when ``replaced_by`` names what
+    replaces it)."""
+    replaced_by: list[Name] = msgspec.field(default_factory=list)
+    """Names of the listed torrents that replace this obsolete one (empty otherwise)."""
     web_seeds: list[str] = msgspec.field(default_factory=list)
     """BEP 19 URLs: the torrent's own and those of the settings."""
     trackers: list[list[str]] = msgspec.field(default_factory=list)
@@ -115,6 +119,14 @@ class Listing(msgspec.Struct, kw_only=True):
     generated_at: Timestamp
     base_url: str | None = None
     """URL of the directory holding ``torrents.json`` and ``torrents/``, when published."""
+    seq: NonNegative | None = None
+    """Strictly increasing with every signed publish: a mirror refuses a lower one than it
+    last accepted (a replayed old listing). Null in unsigned listings."""
+    expires: Timestamp | None = None
+    """UTC time after which a mirror refuses this listing (a listing frozen by whoever
+    serves it); ``[publish] valid_days`` after ``generated_at``. Null when unsigned."""
+    publisher_key: str | None = None
+    """The minisign public key (``RW…``) that signs this listing, for pinning on first use."""
     totals: Totals
     torrents: list[TorrentEntry]
 

@@ -31,9 +31,10 @@ from phonotheca.torrents.listing import (
     TorrentEntry,
     Totals,
     read_listing,
-    write_listing,
 )
 from phonotheca.torrents.metadata import MetadataRelease, release_metadata
+from phonotheca.torrents.minisign import SecretKey
+from phonotheca.torrents.release import write_release
 
 
 class PublishError(Exception):
@@ -234,6 +235,10 @@ def build_listing(
                 health=old.health if old is not None else Health(),
             )
         )
+    current = [e.name for e in entries if e.kind == "metadata" and not e.obsolete]
+    for e in entries:
+        if e.kind == "metadata" and e.obsolete and current:
+            e.replaced_by = current[:1]  # the newest release (listed first) replaces it
     live = [e for e in entries if not e.obsolete]
     covered_total = sum(e.listens for e in live)
     return Listing(
@@ -277,10 +282,13 @@ def publish(
     now: dt.datetime | None = None,
     level: int = 9,
     threads: int = 2,
+    secret: SecretKey | None = None,
 ) -> PublishResult:
     """Release the metadata when it changed, then write ``torrents.json`` (and a whitelist).
 
     ``conn`` is a writable catalog connection. ``base_url`` defaults to the settings'.
+    With ``secret`` (the archive's publisher key), the listing gets the next ``seq``, an
+    ``expires`` time (``[publish] valid_days``) and ``torrents.json.minisig``.
     """
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     release = release_metadata(archive, conn, now=now, level=level, threads=threads)
@@ -293,7 +301,14 @@ def publish(
         kinds=("metadata",) if metadata_only else KINDS,
         previous=_previous(path),
     )
-    write_listing(listing, path)
+    listing = write_release(
+        listing,
+        path,
+        conn=conn,
+        secret=secret,
+        valid_days=archive.settings.publish.valid_days,
+        now=now,
+    )
     if whitelist is not None:
         write_whitelist(listing, whitelist)
     return PublishResult(listing, path, release, whitelist)

@@ -30,9 +30,14 @@ USER_AGENT = "phonotheca"
 class FetchError(OSError):
     """A location could not be read within its limits; the message names it and why."""
 
-    def __init__(self, location: str, what: str, reason: str, verb: str = "fetch") -> None:
+    def __init__(
+        self, location: str, what: str, reason: str, verb: str = "fetch", missing: bool = False
+    ) -> None:
         super().__init__(f"{location}: cannot {verb} {what}: {reason}")
         self.reason = reason
+        self.missing = missing
+        """True when there is nothing at ``location`` (HTTP 404 or 410, no such file): an
+        optional file (a signature) is then absent, not unreadable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,8 @@ def _read_file(path: Path, location: str, limit: int, what: str) -> bytes:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise FetchError(location, what, str(exc.strerror or exc), "read") from None
+        missing = isinstance(exc, FileNotFoundError)
+        raise FetchError(location, what, str(exc.strerror or exc), "read", missing) from None
     if len(data) > limit:
         raise _too_big(location, what, limit)
     return data
@@ -125,7 +131,9 @@ def _fetch_http(url: str, limit: int, what: str, timeouts: Timeouts) -> bytes:
                 url = urllib.parse.urljoin(url, location)
                 continue
             if response.status != 200:
-                raise FetchError(url, what, f"HTTP {response.status} {response.reason}")
+                missing = response.status in (404, 410)
+                reason = f"HTTP {response.status} {response.reason}"
+                raise FetchError(url, what, reason, missing=missing)
             return _read_body(response, sock, url, limit, what, timeouts, deadline)
         finally:
             if response is not None:

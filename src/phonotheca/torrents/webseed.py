@@ -1,10 +1,11 @@
 """``phonotheca serve-files``: the torrents directory over plain HTTP, a BEP 19 web seed.
 
-Serves ``/torrents.json`` and ``/torrents/<path>`` from the archive, with the Range
-support BitTorrent clients need (libtorrent refuses a server that gets ranges wrong):
-``206`` with ``Content-Range``, several ranges as ``multipart/byteranges``, ``416`` for
-ranges past the end, ``HEAD``, strong ``ETag`` and ``Last-Modified`` with ``If-Range``,
-``If-None-Match`` and ``If-Modified-Since``. Files are streamed in chunks.
+Serves ``/torrents.json``, its signature ``/torrents.json.minisig`` and
+``/torrents/<path>`` from the archive, with the Range support BitTorrent clients need
+(libtorrent refuses a server that gets ranges wrong): ``206`` with ``Content-Range``,
+several ranges as ``multipart/byteranges``, ``416`` for ranges past the end, ``HEAD``,
+strong ``ETag`` and ``Last-Modified`` with ``If-Range``, ``If-None-Match`` and
+``If-Modified-Since``. Files are streamed in chunks.
 
 Only regular files inside ``torrents/`` are served: no directory listings, no ``..``, no
 symbolic link anywhere on the path (a link could point out of the directory), no
@@ -53,8 +54,8 @@ def resolve_request_path(archive_root: Path, url_path: str) -> Path:
     regular file whose name does not end in ``.partial``.
     """
     path = urllib.parse.urlsplit(url_path).path
-    if path == "/" + LISTING_FILE:
-        parts = [LISTING_FILE]
+    if path in ("/" + LISTING_FILE, "/" + LISTING_FILE + ".minisig"):
+        parts = [path[1:]]
         base = archive_root
     elif path.startswith(TORRENTS_PREFIX):
         parts = path[len(TORRENTS_PREFIX) :].split("/")
