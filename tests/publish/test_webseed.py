@@ -1,4 +1,5 @@
-"""``serve-files``: Range requests as RFC 9110 says, nothing served outside torrents/."""
+"""``serve-files`` and ``serve``'s torrents/: Range requests as RFC 9110 says, nothing
+served outside torrents/. Every test runs against both servers (one answer function)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+import uvicorn
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
+from phonotheca.serve.torrent_files import TorrentFiles
 from phonotheca.torrents.webseed import make_server
 from tests.conftest import REPO
 from tests.peers import free_port, wait_until
@@ -21,8 +27,44 @@ from tests.peers import free_port, wait_until
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+async def _web_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """What ``serve``'s web app answers for paths the torrent files layer passes on."""
+    await PlainTextResponse("web app", status_code=404)(scope, receive, send)
+
+
+@contextmanager
+def _asgi_server(root: Path) -> Iterator[int]:
+    """``serve``'s torrents layer in front of a stand-in web app, under uvicorn."""
+    port = free_port()
+    config = uvicorn.Config(
+        TorrentFiles(_web_app, [root]), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, "uvicorn to start")
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def _serve_files(root: Path) -> Iterator[int]:
+    server = make_server(root, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(params=["serve-files", "serve"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     root = tmp_path / "archive"
     (root / "torrents" / "col" / "data").mkdir(parents=True)
     (root / "torrents" / "col" / "data" / "a.tar").write_bytes(DATA)
@@ -34,15 +76,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (tmp_path / "outside").write_bytes(b"secret")
     os.symlink(tmp_path / "outside", root / "torrents" / "col" / "link")
     os.symlink(tmp_path, root / "torrents" / "dirlink")
-    server = make_server(root, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    run = _serve_files if request.param == "serve-files" else _asgi_server
+    with run(root) as port:
+        yield root, port
 
 
 def get(port: int, path: str, method: str = "GET", **headers: str) -> http.client.HTTPResponse:
@@ -166,10 +202,13 @@ def test_nothing_outside_torrents(served: tuple[Path, int], path: str) -> None:
     assert b"secret" not in body(r)
 
 
-def test_only_get_and_head(served: tuple[Path, int]) -> None:
+def test_only_get_and_head(served: tuple[Path, int], request: pytest.FixtureRequest) -> None:
     _, port = served
     r = get(port, URL, "POST")
-    assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    if "serve-files" in request.node.callspec.id:
+        assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    else:  # other methods are the web app's to answer
+        assert r.status == 404 and body(r) == b"web app"
 
 
 def test_keep_alive_serves_several_requests(served: tuple[Path, int]) -> None:
