@@ -7,6 +7,7 @@ their own (``cli/catalog.py``, ``cli/plan.py``, ...) that registers them on impo
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,6 +95,29 @@ class _Main(click.Group):
             if message is None:
                 raise
             raise click.ClickException(message) from exc
+
+
+@contextmanager
+def until_stopped(what: str) -> Iterator[None]:
+    """Run a server until Ctrl-C or SIGTERM, then end with one line and exit status 0.
+
+    A service manager (or ``kill``) stops a server with SIGTERM: it is taken as Ctrl-C,
+    so the ``finally`` blocks run and children are stopped as on Ctrl-C, and no traceback
+    is printed. Servers that catch the signals themselves (uvicorn) hand them back after
+    their own shutdown, which lands here too.
+    """
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err.print(f"stopped {what}")
 
 
 def workers_option(f: F) -> F:
