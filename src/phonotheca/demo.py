@@ -20,6 +20,7 @@ with one line; when serving, the demo *is* the server (it replaces itself with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -68,6 +69,14 @@ def _phonotheca(*args: str) -> list[str]:
     return [sys.executable, "-m", "phonotheca.cli", *args]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the demo (``kill PID``, a service manager): stop as on Ctrl-C."""
+
+
+def _on_term(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _run(*args: str, stdin: str | None = None, quiet: bool = False) -> None:
     """Run one ``phonotheca`` command; on Ctrl-C or SIGTERM stop it before giving up."""
     print("$ phonotheca " + shlex.join(args), flush=True)
@@ -79,9 +88,14 @@ def _run(*args: str, stdin: str | None = None, quiet: bool = False) -> None:
     )
     try:
         process.communicate(stdin)
-    except KeyboardInterrupt:
-        # Ctrl-C in a terminal reached it already; SIGTERM sent to the demo alone did not.
-        process.send_signal(signal.SIGINT)
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C in a terminal reached the step too: let it stop by itself. SIGTERM sent
+        # to the demo alone did not: pass it on (a step may be killed at any point; run
+        # again, it goes on where it stopped).
+        if not isinstance(interrupt, Terminated):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+        process.terminate()
         process.wait()
         raise
     if process.returncode != 0:
@@ -258,10 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--budget: {exc}")
     root: Path = args.dir
 
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, _on_term)
     try:
         password = prepare(args)
     except KeyboardInterrupt:
