@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,3 +56,18 @@ def stop_all(process: subprocess.Popen[str], others: set[int]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait(10)
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a process the test stops with SIGINT: a shell that runs the tests
+    in the background starts them with SIGINT ignored, which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop_with(process: subprocess.Popen[str], how: str) -> None:
+    """Ctrl-C as a terminal sends it (SIGINT to the process group: start the process
+    with ``start_new_session=True``), or ``kill PID`` (SIGTERM to the process alone)."""
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGTERM)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers import free_port, wait_until
-from tests.processes import alive, descendants, stop_all
+from tests.processes import alive, descendants, sigint_default, stop_all, stop_with
 
 pytestmark = pytest.mark.slow
 
@@ -163,6 +163,7 @@ def _start(demo: Demo, log: Path) -> subprocess.Popen[str]:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=sigint_default,
         )
 
     def up() -> bool:
@@ -184,10 +185,7 @@ def _stop(process: subprocess.Popen[str], log: Path, send: str) -> str:
     assert children, "the server runs worker processes"
     printed = len(log.read_text())
     try:
-        if send == "ctrl-c":  # a terminal sends SIGINT to the whole foreground group
-            os.killpg(process.pid, signal.SIGINT)
-        else:  # kill PID
-            os.kill(process.pid, signal.SIGTERM)
+        stop_with(process, send)
         assert process.wait(60) == 0, log.read_text()
         wait_until(lambda: not alive(children), 30, "the demo's children to end")
     finally:

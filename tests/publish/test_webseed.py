@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from phonotheca.serve.torrent_files import TorrentFiles
 from phonotheca.torrents.webseed import make_server
 from tests.conftest import REPO
 from tests.peers import free_port, wait_until
+from tests.processes import sigint_default, stop_all, stop_with
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -259,3 +261,30 @@ def test_cli_serve_files(tmp_path: Path) -> None:
             server.kill()
             server.wait()
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_serve_files_stops_with_one_line(tmp_path: Path, how: str) -> None:
+    root = tmp_path / "archive"
+    (root / "torrents").mkdir(parents=True)
+    (root / "phonotheca.toml").write_text('[archive]\nname = "t"\n')
+    port = free_port()
+    command = [sys.executable, "-m", "phonotheca.cli", "serve-files", "--archive", str(root)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=sigint_default,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()  # printed once it listens
+        assert f"http://127.0.0.1:{port}/torrents/" in first
+        stop_with(server, how)
+        rest, _ = server.communicate(timeout=20)
+    finally:
+        stop_all(server, set())
+    assert server.returncode == 0
+    assert rest.splitlines() == [f"stopped serving http://127.0.0.1:{port}/torrents/"]
