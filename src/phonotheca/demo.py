@@ -253,14 +253,26 @@ def prepare(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dir", type=Path, default=Path("demo-archive"))
-    parser.add_argument("--tracks", type=int, default=100_000)
-    parser.add_argument("--audio-tracks", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--budget", default="15MB")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser = argparse.ArgumentParser(
+        prog="python -m phonotheca.demo",
+        description="The whole chain on synthetic data, then serve it (make demo). Running"
+        " it again on the same folder reuses what is there and publishes nothing new.",
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=Path("demo-archive"), help="Demo folder (demo-archive)."
+    )
+    parser.add_argument(
+        "--tracks", type=int, default=100_000, help="Tracks of the synthetic catalog (100000)."
+    )
+    parser.add_argument(
+        "--audio-tracks", type=int, default=240, help="Tracks given generated music (240)."
+    )
+    parser.add_argument("--seed", type=int, default=1, help="Seed of the synthetic data (1).")
+    parser.add_argument("--budget", default="15MB", help="The plan's budget (15MB).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (127.0.0.1).")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="Port to serve on, also in the web seed (8080)."
+    )
     parser.add_argument(
         "--workers", type=int, default=None, help="Server processes (default: one per CPU)."
     )

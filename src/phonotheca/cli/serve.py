@@ -59,7 +59,9 @@ def serve(
 
     Plays the tracks whose bytes are here: in a builder's archive the volumes it built,
     in a mirror the pieces it has verified. Audio needs a signed-in user unless
-    [serve] public_audio is true; add users with 'phonotheca user add'.
+    [serve] public_audio is true; add users with 'phonotheca user add'. A builder's
+    archive also serves torrents.json and torrents/ as serve-files does (a BEP 19 web
+    seed). Stop with Ctrl-C or SIGTERM (exit status 0).
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
