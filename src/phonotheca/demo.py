@@ -66,36 +66,36 @@ class StepFailed(Exception):
 
 
 def _phonotheca(*args: str) -> list[str]:
-    return [sys.executable, "-m", "phonotheca.cli", *args]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM reached the demo (``kill PID``, a service manager): stop as on Ctrl-C."""
+    return [sys.executable, "-m", "phonotheca", *args]
 
 
 def _on_term(signum: int, frame: object) -> None:
-    raise Terminated
+    """SIGTERM (``kill PID``, a service manager) stops the demo as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _run(*args: str, stdin: str | None = None, quiet: bool = False) -> None:
-    """Run one ``phonotheca`` command; on Ctrl-C or SIGTERM stop it before giving up."""
+    """Run one ``phonotheca`` command; on Ctrl-C or SIGTERM stop it before giving up.
+
+    The step runs in a process group of its own, so that Ctrl-C in the terminal reaches
+    only the demo, which then ends the step's whole group (its worker processes too) with
+    SIGTERM: no step prints its own interruption (or worker tracebacks), the demo says in
+    one line what happened. Every step may be killed at any point: run again, it goes on
+    where it stopped.
+    """
     print("$ phonotheca " + shlex.join(args), flush=True)
     process = subprocess.Popen(
         _phonotheca(*args),
         stdin=subprocess.PIPE if stdin is not None else None,
         stdout=subprocess.DEVNULL if quiet else None,
         text=True,
+        start_new_session=True,
     )
     try:
         process.communicate(stdin)
-    except KeyboardInterrupt as interrupt:
-        # Ctrl-C in a terminal reached the step too: let it stop by itself. SIGTERM sent
-        # to the demo alone did not: pass it on (a step may be killed at any point; run
-        # again, it goes on where it stopped).
-        if not isinstance(interrupt, Terminated):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
-        process.terminate()
+    except KeyboardInterrupt:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait()
         raise
     if process.returncode != 0:
@@ -158,6 +158,7 @@ class Done:
             _phonotheca("user", "list", "--json", "--archive", str(root)),
             capture_output=True,
             text=True,
+            start_new_session=True,  # as the steps: Ctrl-C is the demo's to handle
         )
         if listing.returncode != 0:
             sys.stderr.write(listing.stderr)
