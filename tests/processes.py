@@ -35,6 +35,14 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> bytes:
+    """The process's command line (NUL-separated), or b"" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def alive(pids: Sequence[int] | set[int]) -> set[int]:
     """The pids of ``pids`` still running (zombies count as gone)."""
     left = set()

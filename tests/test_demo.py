@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers import free_port, wait_until
-from tests.processes import alive, descendants, sigint_default, stop_all, stop_with
+from tests.processes import alive, cmdline, descendants, sigint_default, stop_all, stop_with
 
 pytestmark = pytest.mark.slow
 
@@ -257,13 +257,6 @@ def test_kill_of_the_demo_stops_its_server_and_workers(demo: Demo, tmp_path: Pat
     assert after.strip().splitlines() == [f"stopped serving {demo.url}"]
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_a_signal_during_a_step_stops_it_and_the_demo(tmp_path: Path, how: str) -> None:
     """Stopped while it prepares (here: generating the catalog), the demo ends the step's
@@ -283,7 +276,7 @@ def test_a_signal_during_a_step_stops_it_and_the_demo(tmp_path: Path, how: str) 
     try:
 
         def generating() -> bool:
-            return any(b"synth" in _cmdline(pid) for pid in descendants(process.pid))
+            return any(b"synth" in cmdline(pid) for pid in descendants(process.pid))
 
         wait_until(generating, 60, "the catalog step to start")
         children = descendants(process.pid)
