@@ -78,10 +78,11 @@ def _run(*args: str, stdin: str | None = None, quiet: bool = False) -> None:
     """Run one ``phonotheca`` command; on Ctrl-C or SIGTERM stop it before giving up.
 
     The step runs in a process group of its own, so that Ctrl-C in the terminal reaches
-    only the demo, which then ends the step's whole group (its worker processes too) with
-    SIGTERM: no step prints its own interruption (or worker tracebacks), the demo says in
-    one line what happened. Every step may be killed at any point: run again, it goes on
-    where it stopped.
+    only the demo, which then kills the step's whole group (its worker processes and
+    multiprocessing's resource tracker too, which would outlive a SIGTERM and print
+    warnings): no step prints its own interruption or a worker's traceback, the demo says
+    in one line what happened. Every step may be killed at any point (the commands are
+    crash-safe): run again, it goes on where it stopped.
     """
     print("$ phonotheca " + shlex.join(args), flush=True)
     process = subprocess.Popen(
@@ -95,8 +96,10 @@ def _run(*args: str, stdin: str | None = None, quiet: bool = False) -> None:
         process.communicate(stdin)
     except KeyboardInterrupt:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        if sys.stderr.isatty():  # a killed progress bar leaves its line and hides the cursor
+            sys.stderr.write("\r\x1b[2K\x1b[?25h")
         raise
     if process.returncode != 0:
         raise StepFailed(f"'phonotheca {shlex.join(args)}' failed (exit {process.returncode})")
