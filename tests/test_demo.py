@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,51 +106,6 @@ def test_a_second_run_reuses_the_folder_and_publishes_nothing_new(demo: Demo) ->
         assert f"{demo.url}torrents/" in entry["web_seeds"], entry["name"]
 
 
-def test_plan_after_the_build_reports_what_the_build_wrote(demo: Demo, tmp_path: Path) -> None:
-    """Re-planning with the demo's budget works whatever the Opus files came to, and its
-    figures are the bytes on disk: track files, then packing and covers apart."""
-    root = shutil.copytree(demo.root, tmp_path / "copy", ignore=shutil.ignore_patterns("*.sock"))
-    out = _run(
-        [
-            sys.executable,
-            "-m",
-            "phonotheca.cli",
-            "plan",
-            "--archive",
-            str(root),
-            "--budget",
-            BUDGET,
-            "--min-original-popularity",
-            "60",
-            "--opus-kbps",
-            "64",
-            "--json",
-        ]
-    )
-    report = json.loads(out[out.index("{") :])
-    index_bytes = 0
-    for index in (root / "torrents").glob("demo_pop-*/data/index.jsonl"):
-        index_bytes += sum(json.loads(line)["length"] for line in index.read_text().splitlines())
-    assert report["packed_bytes"] == index_bytes > 0
-    payload = {"audio": 0, "covers": 0}
-    for entry in json.loads((root / "torrents.json").read_text())["torrents"]:
-        if entry["kind"] in payload:
-            payload[entry["kind"]] += entry["size"]
-    published = report["published"]
-    assert published["track_bytes"] == index_bytes
-    assert published["track_bytes"] + published["packing_bytes"] == payload["audio"]
-    assert published["covers_bytes"] == payload["covers"]
-    # Every packed track keeps its tier.
-    kept = report["tracks_by_tier"]["opus"] + report["tracks_by_tier"]["original"]
-    assert kept >= sum(1 for _ in _index_entries(root))
-
-
-def _index_entries(root: Path) -> Iterator[dict[str, object]]:
-    for index in (root / "torrents").glob("demo_pop-*/data/index.jsonl"):
-        for line in index.read_text().splitlines():
-            yield json.loads(line)
-
-
 def _start(demo: Demo, log: Path) -> subprocess.Popen[str]:
     """The demo serving, in its own process group (as a terminal runs it)."""
     with open(log, "w") as out:
@@ -168,7 +121,7 @@ def _start(demo: Demo, log: Path) -> subprocess.Popen[str]:
     def up() -> bool:
         assert process.poll() is None, log.read_text()
         try:
-            with urllib.request.urlopen(f"{demo.url}torrents.json", timeout=5) as r:
+            with urllib.request.urlopen(f"{demo.url}torrents.json", timeout=60) as r:
                 return bool(r.status == 200)
         except OSError:
             return False

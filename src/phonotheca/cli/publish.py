@@ -146,9 +146,9 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     bound_port = server.server_address[1]
     url = f"http://{host}:{bound_port}/torrents/"
-    err.print(f"serving {archive.torrents_dir} at {url}")
     try:
         with until_stopped(f"serving {url}"):
+            err.print(f"serving {archive.torrents_dir} at {url}")
             server.serve_forever()
     finally:
         server.server_close()

@@ -80,7 +80,6 @@ def serve(
     bind_host = host or settings.serve.host
     bind_port = settings.serve.port if port is None else port
     url = f"http://{bind_host}:{bind_port}/"
-    err.print(f"serving {', '.join(str(r) for r in ctx.roots)} on {url}")
     options: dict[str, Any] = {
         "host": bind_host,
         "port": bind_port,
@@ -92,6 +91,7 @@ def serve(
     }
     try:
         with until_stopped(f"serving {url}"):
+            err.print(f"serving {', '.join(str(r) for r in ctx.roots)} on {url}")
             if workers == 1:
                 uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
             else:

@@ -70,6 +70,11 @@ class TorrentFiles:
             return
         try:
             await self._send(reply, method, send)
+        except (OSError, RuntimeError):
+            # The client went away mid-answer (a BitTorrent client cancels requests all
+            # the time; uvloop says RuntimeError when the transport closed under a write),
+            # or the file shrank under us: the connection ends, nothing to report.
+            pass
         finally:
             reply.close()
 
