@@ -286,5 +286,5 @@ def test_serve_files_stops_with_one_line(tmp_path: Path, how: str) -> None:
         rest, _ = server.communicate(timeout=20)
     finally:
         stop_all(server, set())
-    assert server.returncode == 0
+    assert server.returncode == 0, first + rest
     assert rest.splitlines() == [f"stopped serving http://127.0.0.1:{port}/torrents/"]

@@ -104,7 +104,8 @@ def until_stopped(what: str) -> Iterator[None]:
     A service manager (or ``kill``) stops a server with SIGTERM: it is taken as Ctrl-C,
     so the ``finally`` blocks run and children are stopped as on Ctrl-C, and no traceback
     is printed. Servers that catch the signals themselves (uvicorn) hand them back after
-    their own shutdown, which lands here too.
+    their own shutdown, which lands here too. Print the server's first line inside the
+    block with ``click.echo`` (a signal may come as soon as it is out).
     """
 
     def on_term(signum: int, frame: object) -> None:
@@ -117,7 +118,9 @@ def until_stopped(what: str) -> Iterator[None]:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    err.print(f"stopped {what}")
+    # Plain writes, not the rich console: a signal that lands inside rich's print leaves
+    # its buffer uncleared, and the next print would repeat the line.
+    click.echo(f"stopped {what}", err=True)
 
 
 def workers_option(f: F) -> F:

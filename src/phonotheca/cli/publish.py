@@ -148,7 +148,7 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
     url = f"http://{host}:{bound_port}/torrents/"
     try:
         with until_stopped(f"serving {url}"):
-            err.print(f"serving {archive.torrents_dir} at {url}")
+            click.echo(f"serving {archive.torrents_dir} at {url}", err=True)
             server.serve_forever()
     finally:
         server.server_close()

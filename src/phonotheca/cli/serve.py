@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from phonotheca.cli import err, main, until_stopped, user_errors
+from phonotheca.cli import main, until_stopped, user_errors
 from phonotheca.config import load_settings
 
 
@@ -91,7 +91,7 @@ def serve(
     }
     try:
         with until_stopped(f"serving {url}"):
-            err.print(f"serving {', '.join(str(r) for r in ctx.roots)} on {url}")
+            click.echo(f"serving {', '.join(str(r) for r in ctx.roots)} on {url}", err=True)
             if workers == 1:
                 uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
             else:
