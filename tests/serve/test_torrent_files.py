@@ -50,3 +50,13 @@ def test_a_mirror_is_no_web_seed(built_archive: Path, tmp_path: Path) -> None:
         torrent = c.get(f"/torrents/{name}.torrent")
         assert torrent.status_code == 200
         assert torrent.content == (root / "torrents" / f"{name}.torrent").read_bytes()
+
+
+def test_a_private_site_is_no_web_seed(built_archive: Path) -> None:
+    """With public_catalog = false the torrents stay behind the sign-in like every page."""
+    path, _ = _volume(built_archive)
+    app = make_app(built_archive, public_catalog=False)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as c:
+        for refused in ("/torrents.json", path):
+            r = c.get(refused, follow_redirects=False)
+            assert r.status_code in (303, 404), refused

@@ -146,8 +146,9 @@ def create_app(ctx: ServeContext) -> FastAPI:
 
     app.add_middleware(HeadAsGet, routes=app.router.routes)
     # torrents.json and torrents/ as serve-files answers them (a BEP 19 web seed), before
-    # HeadAsGet: a HEAD of a volume must not read it.
-    app.add_middleware(TorrentFiles, roots=ctx.roots)
+    # HeadAsGet: a HEAD of a volume must not read it. A site that is not public
+    # (public_catalog = false) keeps them behind its sign-in, as its other pages.
+    app.add_middleware(TorrentFiles, roots=ctx.roots if ctx.settings.serve.public_catalog else [])
     app.add_middleware(SecurityHeaders)
     return app
 
