@@ -31,6 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from phonotheca.durable import write_atomically
 from phonotheca.plan.sizes import parse_size
 
 PLAN_OPTIONS = {"min_original_popularity": 60, "opus_kbps": 64.0}
@@ -116,9 +117,7 @@ def write_settings(root: Path, host: str, port: int) -> None:
     base = text if start < 0 else text[:start]
     new = base.rstrip("\n") + "\n" + demo_settings(host, port)
     if new != text:
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(new, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, new.encode("utf-8"))
 
 
 class Done:
