@@ -288,3 +288,21 @@ def test_serve_files_stops_with_one_line(tmp_path: Path, how: str) -> None:
         stop_all(server, set())
     assert server.returncode == 0, first + rest
     assert rest.splitlines() == [f"stopped serving http://127.0.0.1:{port}/torrents/"]
+
+
+def test_a_client_that_goes_away_mid_answer_is_no_error(
+    served: tuple[Path, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """BitTorrent clients drop connections mid-piece all the time: the server carries on
+    and logs no error."""
+    root, port = served
+    big = root / "torrents" / "col" / "data" / "big.tar"
+    big.write_bytes(bytes(8 << 20))
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /torrents/col/data/big.tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    r = get(port, URL, Range="bytes=0-9")
+    assert r.status == 206 and body(r) == DATA[:10]
+    assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")]
