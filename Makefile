@@ -21,8 +21,12 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	@bash scripts/install-debian-packages.sh
 
+# Stopped by Ctrl-C or SIGTERM, the demo says so in one line and exits 0 (while serving)
+# or 130 (before: run it again to go on); neither is a failure to report again as
+# "Error 130". (On Ctrl-C in a terminal make gets the signal too and says "Interrupt".)
 demo: install
-	$(PY) -m phonotheca.demo --dir $(DEMO_DIR) --tracks $(DEMO_TRACKS)
+	@set +e; $(PY) -m phonotheca.demo --dir $(DEMO_DIR) --tracks $(DEMO_TRACKS); rc=$$?; \
+	if [ $$rc -eq 130 ]; then exit 0; fi; exit $$rc
 
 # pytest exits 5 when it collected no test: that is neither a pass nor a flaky failure,
 # so say it plainly and fail.

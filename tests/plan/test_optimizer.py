@@ -21,6 +21,7 @@ from phonotheca.plan.optimizer import (
     estimate_opus_size,
     plan_tiers,
 )
+from phonotheca.plan.report import render_table
 
 # Opus bytes == duration in these small instances: 1 byte a second, no header, no framing.
 TINY_OPUS: dict[str, Any] = {"opus_kbps": 0.008, "opus_overhead": 0.0, "opus_header_bytes": 0}
@@ -306,9 +307,31 @@ def test_packed_tracks_keep_their_tier_and_bytes() -> None:
     assert tiers(result) == [Tier.OPUS, Tier.ORIGINAL, Tier.OPUS, Tier.METADATA]
     assert result.planned_size.tolist() == [12, 40, 10, 0]
     assert result.totals.packed_bytes == 52
+
+
+def test_packed_tracks_over_the_budget_are_kept_and_nothing_more_is_bought() -> None:
+    """A build whose Opus files came out larger than estimated: re-planning with the same
+    budget keeps what is published, reports its bytes and buys nothing."""
+    packed = np.array([True, True, False, False])
+    packed_tier = np.array([Tier.OPUS, Tier.ORIGINAL, 0, 0], dtype=np.uint8)
+    t = tracks(
+        [40, 40, 40, 40],
+        [10, 10, 10, 10],
+        [0.0, 0.0, 100.0, 50.0],
+        popularity=np.array([0, 0, 10, 90], dtype=np.uint8),
+        packed=packed,
+        packed_tier=packed_tier,
+        packed_size=np.array([12, 40, 0, 0], dtype=np.uint32),
+    )
+    result = plan(t, 50)
+    assert tiers(result) == [Tier.OPUS, Tier.ORIGINAL, Tier.METADATA, Tier.METADATA]
+    assert result.totals.packed_bytes == result.totals.used_bytes == 52
+    assert "2 B more than the budget: nothing new is planned" in render_table(result)
+    # A pin that cannot fit beside the packed tracks still makes the plan impossible.
     with pytest.raises(PlanInfeasible) as error:
-        plan(t, 50)
-    assert error.value.shortfall == 2
+        plan(t, 50, min_original_popularity=80)
+    assert error.value.shortfall == 42
+    assert "1 originals pinned" in str(error.value)
 
 
 def test_a_packed_member_represents_its_group() -> None:

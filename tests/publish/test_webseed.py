@@ -1,4 +1,5 @@
-"""``serve-files``: Range requests as RFC 9110 says, nothing served outside torrents/."""
+"""``serve-files`` and ``serve``'s torrents/: Range requests as RFC 9110 says, nothing
+served outside torrents/. Every test runs against both servers (one answer function)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,65 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+import uvicorn
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
+from phonotheca.serve.torrent_files import TorrentFiles
 from phonotheca.torrents.webseed import make_server
 from tests.conftest import REPO
 from tests.peers import free_port, wait_until
+from tests.processes import sigint_default, stop_all, stop_with
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+async def _web_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """What ``serve``'s web app answers for paths the torrent files layer passes on."""
+    await PlainTextResponse("web app", status_code=404)(scope, receive, send)
+
+
+@contextmanager
+def _asgi_server(root: Path) -> Iterator[int]:
+    """``serve``'s torrents layer in front of a stand-in web app, under uvicorn."""
+    port = free_port()
+    config = uvicorn.Config(
+        TorrentFiles(_web_app, [root]), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, "uvicorn to start")
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def _serve_files(root: Path) -> Iterator[int]:
+    server = make_server(root, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(params=["serve-files", "serve"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, int]]:
     root = tmp_path / "archive"
     (root / "torrents" / "col" / "data").mkdir(parents=True)
     (root / "torrents" / "col" / "data" / "a.tar").write_bytes(DATA)
@@ -37,15 +81,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (tmp_path / "outside").write_bytes(b"secret")
     os.symlink(tmp_path / "outside", root / "torrents" / "col" / "link")
     os.symlink(tmp_path, root / "torrents" / "dirlink")
-    server = make_server(root, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    run = _serve_files if request.param == "serve-files" else _asgi_server
+    with run(root) as port:
+        yield root, port
 
 
 def get(port: int, path: str, method: str = "GET", **headers: str) -> http.client.HTTPResponse:
@@ -172,10 +210,13 @@ def test_nothing_outside_torrents(served: tuple[Path, int], path: str) -> None:
     assert b"secret" not in body(r)
 
 
-def test_only_get_and_head(served: tuple[Path, int]) -> None:
+def test_only_get_and_head(served: tuple[Path, int], request: pytest.FixtureRequest) -> None:
     _, port = served
     r = get(port, URL, "POST")
-    assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    if "serve-files" in request.node.callspec.id:
+        assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    else:  # other methods are the web app's to answer
+        assert r.status == 404 and body(r) == b"web app"
 
 
 def test_keep_alive_serves_several_requests(served: tuple[Path, int]) -> None:
@@ -226,3 +267,48 @@ def test_cli_serve_files(tmp_path: Path) -> None:
             server.kill()
             server.wait()
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_serve_files_stops_with_one_line(tmp_path: Path, how: str) -> None:
+    root = tmp_path / "archive"
+    (root / "torrents").mkdir(parents=True)
+    (root / "phonotheca.toml").write_text('[archive]\nname = "t"\n')
+    port = free_port()
+    command = [sys.executable, "-m", "phonotheca.cli", "serve-files", "--archive", str(root)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=sigint_default,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()  # printed once it listens
+        assert f"http://127.0.0.1:{port}/torrents/" in first
+        stop_with(server, how)
+        rest, _ = server.communicate(timeout=20)
+    finally:
+        stop_all(server, set())
+    assert server.returncode == 0, first + rest
+    assert rest.splitlines() == [f"stopped serving http://127.0.0.1:{port}/torrents/"]
+
+
+def test_a_client_that_goes_away_mid_answer_is_no_error(
+    served: tuple[Path, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """BitTorrent clients drop connections mid-piece all the time: the server carries on
+    and logs no error."""
+    root, port = served
+    big = root / "torrents" / "col" / "data" / "big.tar"
+    big.write_bytes(bytes(8 << 20))
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /torrents/col/data/big.tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    r = get(port, URL, Range="bytes=0-9")
+    assert r.status == 206 and body(r) == DATA[:10]
+    assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")]

@@ -7,6 +7,7 @@ their own (``cli/catalog.py``, ``cli/plan.py``, ...) that registers them on impo
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,6 +95,32 @@ class _Main(click.Group):
             if message is None:
                 raise
             raise click.ClickException(message) from exc
+
+
+@contextmanager
+def until_stopped(what: str) -> Iterator[None]:
+    """Run a server until Ctrl-C or SIGTERM, then end with one line and exit status 0.
+
+    A service manager (or ``kill``) stops a server with SIGTERM: it is taken as Ctrl-C,
+    so the ``finally`` blocks run and children are stopped as on Ctrl-C, and no traceback
+    is printed. Servers that catch the signals themselves (uvicorn) hand them back after
+    their own shutdown, which lands here too. Print the server's first line inside the
+    block with ``click.echo`` (a signal may come as soon as it is out).
+    """
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # Plain writes, not the rich console: a signal that lands inside rich's print leaves
+    # its buffer uncleared, and the next print would repeat the line.
+    click.echo(f"stopped {what}", err=True)
 
 
 def workers_option(f: F) -> F:

@@ -111,9 +111,25 @@ def plan_cmd(
         data = to_json(record.result)
         data["plan_id"] = record.plan_id
         data["ledger_rows"] = record.written
+        p = record.published
+        data["published"] = {
+            "collections": p.collections,
+            "track_bytes": p.track_bytes,
+            "packing_bytes": p.overhead,
+            "covers_bytes": p.covers_bytes,
+            "bytes": p.total,
+        }
         print_json(data)
         return
     click.echo(render_table(record.result), nl=False)
+    p = record.published
+    if p.collections:
+        click.echo(
+            f"published so far          {p.total:,} bytes in {p.collections} collections:"
+            f" {p.track_bytes:,} of track files (the packed bytes above), {p.overhead:,} of"
+            f" tar headers, bag files and indexes, {p.covers_bytes:,} of cover art (these two"
+            " are not counted in the budget)"
+        )
     click.echo(f"plan {record.plan_id} written to the ledger ({record.written:,} rows)")
     if plot_path is not None:
         click.echo(f"coverage curve: {plot_path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from phonotheca.cli import (
     out,
     print_json,
     torrents,
+    until_stopped,
     user_errors,
 )
 from phonotheca.cli.key import passphrase_stdin_option, unlock_archive_key
@@ -161,22 +161,17 @@ def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> 
     """
     from phonotheca.torrents.webseed import make_server
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
     archive = archive_at(archive_dir)
     try:
         server = make_server(archive.root, host, port, quiet=not log_requests)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     bound_port = server.server_address[1]
-    err.print(f"serving {archive.torrents_dir} at http://{host}:{bound_port}/torrents/")
-    # A service manager stops us with SIGTERM: end as cleanly as on Ctrl-C.
-    signal.signal(signal.SIGTERM, stop)
+    url = f"http://{host}:{bound_port}/torrents/"
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with until_stopped(f"serving {url}"):
+            click.echo(f"serving {archive.torrents_dir} at {url}", err=True)
+            server.serve_forever()
     finally:
         server.server_close()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from phonotheca.cli import err, main, user_errors
+from phonotheca.cli import main, until_stopped, user_errors
 from phonotheca.config import load_settings
 
 
@@ -58,7 +59,9 @@ def serve(
 
     Plays the tracks whose bytes are here: in a builder's archive the volumes it built,
     in a mirror the pieces it has verified. Audio needs a signed-in user unless
-    [serve] public_audio is true; add users with 'phonotheca user add'.
+    [serve] public_audio is true; add users with 'phonotheca user add'. A builder's
+    archive also serves torrents.json and torrents/ as serve-files does (a BEP 19 web
+    seed). Stop with Ctrl-C or SIGTERM (exit status 0).
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -76,30 +79,45 @@ def serve(
     ctx = ServeContext(settings=settings, roots=[r.resolve() for r in roots])
     bind_host = host or settings.serve.host
     bind_port = settings.serve.port if port is None else port
-    err.print(f"serving {', '.join(str(r) for r in ctx.roots)} on http://{bind_host}:{bind_port}/")
+    url = f"http://{bind_host}:{bind_port}/"
     options: dict[str, Any] = {
         "host": bind_host,
         "port": bind_port,
-        "log_level": "info",
+        "log_level": None,  # the levels of _quiet_lifecycle() stand
+        "log_config": _quiet_lifecycle(),
         "proxy_headers": forwarded_allow_ips is not None,
         "forwarded_allow_ips": forwarded_allow_ips,
         "server_header": False,
     }
     try:
-        if workers == 1:
-            uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
-        else:
-            # Worker processes build their own app from the roots passed in the environment;
-            # the state database is migrated and the session key made here, once.
-            StateStore(ctx.state_path).close()
-            load_key(ctx.roots[0])
-            os.environ[ROOTS_VARIABLE] = os.pathsep.join(str(r) for r in ctx.roots)
-            config = TcpConfig(
-                "phonotheca.serve.app:create_app_from_environment",
-                factory=True,
-                workers=workers,
-                **options,
-            )
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        with until_stopped(f"serving {url}"):
+            click.echo(f"serving {', '.join(str(r) for r in ctx.roots)} on {url}", err=True)
+            if workers == 1:
+                uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run()
+            else:
+                # Worker processes build their own app from the roots passed in the
+                # environment; the state database is migrated and the session key made
+                # here, once. SIGINT and SIGTERM reach this parent process, which stops
+                # the workers before it returns.
+                StateStore(ctx.state_path).close()
+                load_key(ctx.roots[0])
+                os.environ[ROOTS_VARIABLE] = os.pathsep.join(str(r) for r in ctx.roots)
+                config = TcpConfig(
+                    "phonotheca.serve.app:create_app_from_environment",
+                    factory=True,
+                    workers=workers,
+                    **options,
+                )
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {bind_host}:{bind_port}: {exc}") from exc
+
+
+def _quiet_lifecycle() -> dict[str, Any]:
+    """uvicorn's logging with its start and stop messages left out (the command says in one
+    line what it serves and that it stopped); requests and errors are still logged."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    return config

@@ -178,12 +178,53 @@ def read_tracks(conn: sqlite3.Connection) -> CatalogTracks:
     )
 
 
+@dataclass(frozen=True)
+class Published:
+    """What the builds so far wrote: the bytes of the published audio and covers
+    collections (metadata releases aside), and the part of them that is track files.
+
+    The plan's budget counts track files (``PlanTotals.packed_bytes`` is
+    ``track_bytes``: the real sizes of the packed files, Opus included); the tar headers
+    and padding, the bags' tag files and indexes (``overhead``) and the cover art
+    (``covers_bytes``) are budgeted apart, and reported here exactly.
+    """
+
+    collections: int
+    track_bytes: int
+    audio_bytes: int
+    covers_bytes: int
+
+    @property
+    def overhead(self) -> int:
+        return self.audio_bytes - self.track_bytes
+
+    @property
+    def total(self) -> int:
+        return self.audio_bytes + self.covers_bytes
+
+
+def read_published(conn: sqlite3.Connection) -> Published:
+    """Sum the published collections (one row each) and the packed ledger rows' sizes
+    (an index on status)."""
+    audio, covers, count = conn.execute(
+        "SELECT coalesce(sum(CASE kind WHEN 'audio' THEN payload_bytes END), 0),"
+        " coalesce(sum(CASE kind WHEN 'covers' THEN payload_bytes END), 0), count(*)"
+        " FROM collections WHERE status = 'published' AND kind IN ('audio', 'covers')"
+    ).fetchone()
+    tracks = conn.execute(
+        "SELECT coalesce(sum(coalesce(size, planned_size, 0)), 0) FROM ledger"
+        " WHERE status = 'packed'"
+    ).fetchone()[0]
+    return Published(int(count), int(tracks), int(audio), int(covers))
+
+
 @dataclass
 class PlanRecord:
     plan_id: int
     result: PlanResult
     tracks: int
     written: int
+    published: Published
 
 
 def write_ledger(
@@ -284,4 +325,4 @@ def plan_catalog(
         k: (sorted(v) if isinstance(v, frozenset) else v) for k, v in asdict(options).items()
     }
     plan_id, written = write_ledger(conn, tracks, result, settings)
-    return PlanRecord(plan_id, result, len(tracks.track_id), written)
+    return PlanRecord(plan_id, result, len(tracks.track_id), written, read_published(conn))

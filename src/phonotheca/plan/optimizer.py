@@ -291,9 +291,11 @@ def plan_tiers(
 
     Forced bytes come first: packed tracks keep their tier, then tracks (or groups) with
     popularity ≥ ``min_original_popularity`` and a source keep their original. The rest
-    of the budget is spent by the greedy described in the module docstring. Raises
-    :class:`PlanInfeasible` when forced bytes exceed the budget or a pin needs an excluded
-    tier, ``ValueError`` for inconsistent inputs. ``workers`` threads (default: CPUs, at
+    of the budget is spent by the greedy described in the module docstring. Packed tracks
+    that alone pass the budget are kept and nothing more is bought (``used_bytes`` then
+    exceeds ``budget``). Raises :class:`PlanInfeasible` when pinned originals do not fit
+    beside the packed tracks or a pin needs an excluded tier, ``ValueError`` for
+    inconsistent inputs. ``workers`` threads (default: CPUs, at
     most 4) share the chunked passes.
     """
     if curve_points < 2:
@@ -326,25 +328,29 @@ def plan_tiers(
     for part in work.map(lambda a, b: _histogram_chunk(work, a, b)):
         hist.add(part)
     fixed = int(hist.fixed_opus + hist.fixed_original)
-    if fixed > options.budget:
+    # Packed tracks are published and never change: if they alone take more than the
+    # budget (a build whose Opus files came out larger than estimated, a smaller budget),
+    # the plan keeps them, buys nothing more and says so. Only pins that cannot fit in
+    # what is left make a plan impossible.
+    room_for_pins = max(0, options.budget - round(hist.packed_bytes))
+    if fixed > options.budget and round(hist.pinned_bytes) > room_for_pins:
         short = fixed - options.budget
         needs = []
         if hist.packed_bytes:
             needs.append(f"packed tracks need {format_size(round(hist.packed_bytes))}")
-        if hist.pinned_tracks:
-            needs.append(
-                f"{hist.pinned_tracks} originals pinned by popularity >= {pin:g} "
-                f"need {format_size(round(hist.pinned_bytes))}"
-            )
+        needs.append(
+            f"{hist.pinned_tracks} originals pinned by popularity >= {pin:g} "
+            f"need {format_size(round(hist.pinned_bytes))}"
+        )
         raise PlanInfeasible(
             f"the budget of {format_size(options.budget)} is {format_size(short)} "
             f"({short} bytes) short: {' and '.join(needs)}; raise the budget"
-            + (" or min_original_popularity" if hist.pinned_tracks else ""),
+            " or min_original_popularity",
             shortfall=short,
         )
 
     # Bins in decreasing efficiency; the threshold bin is the first one that overflows.
-    free_budget = float(options.budget - fixed)
+    free_budget = float(max(0, options.budget - fixed))
     cum = np.cumsum(hist.size[::-1])
     pos = int(np.searchsorted(cum, free_budget, side="right"))
     threshold = _NBINS - 1 - pos if pos < _NBINS else -1

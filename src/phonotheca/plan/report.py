@@ -52,6 +52,12 @@ def render_table(result: PlanResult) -> str:
             f"forced first              {format_size(t.packed_bytes)} packed, "
             f"{format_size(t.pinned_bytes)} in {t.pinned_tracks:,} pinned originals"
         )
+    if t.used_bytes > t.budget:
+        lines.append(
+            f"over the budget           the packed tracks alone take {t.packed_bytes:,} bytes,"
+            f" {format_size(t.used_bytes - t.budget)} more than the budget: nothing new is"
+            " planned (packed tracks are published and never dropped)"
+        )
     if t.estimated_listens_tracks:
         lines.append(
             f"listens estimated         from popularity for {t.estimated_listens_tracks:,} tracks"

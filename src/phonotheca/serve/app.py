@@ -2,7 +2,8 @@
 
 ``create_app`` attaches the users store and the media library to the context, then
 mounts the web pages, the JSON API (``/api/v1``, described at ``/openapi.json``), the
-audio and cover streams, the static files and the Subsonic API (``/rest``).
+audio and cover streams, the static files and the Subsonic API (``/rest``), and in front
+of them ``torrents.json`` and ``torrents/`` as ``serve-files`` serves them (a web seed).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from phonotheca.serve.overview import Overview
 from phonotheca.serve.security import Sessions, SignInThrottle, load_key
 from phonotheca.serve.state import StateStore
 from phonotheca.serve.subsonic import create_router as create_subsonic_router
+from phonotheca.serve.torrent_files import TorrentFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -145,6 +147,10 @@ def create_app(ctx: ServeContext) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(HeadAsGet, routes=app.router.routes)
+    # torrents.json and torrents/ as serve-files answers them (a BEP 19 web seed), before
+    # HeadAsGet: a HEAD of a volume must not read it. A site that is not public
+    # (public_catalog = false) keeps them behind its sign-in, as its other pages.
+    app.add_middleware(TorrentFiles, roots=ctx.roots if ctx.settings.serve.public_catalog else [])
     app.add_middleware(SecurityHeaders)
     return app
 

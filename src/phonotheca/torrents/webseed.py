@@ -20,7 +20,8 @@ import os
 import secrets
 import stat
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,8 +86,121 @@ def content_type(path: Path) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What to send for one request, decided once for every server that hands out files.
+
+    ``body`` is what follows the head, in order: ``bytes`` to send as they are and
+    ``(offset, length)`` spans of ``file`` (opened by :func:`answer`; the caller closes
+    it). A ``HEAD`` request gets the same status and head and no body.
+    """
+
+    status: HTTPStatus
+    headers: list[tuple[str, str]]
+    body: list[bytes | tuple[int, int]] = field(default_factory=list)
+    file: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _text(status: HTTPStatus, text: str, headers: dict[str, str] | None = None) -> Answer:
+    data = text.encode()
+    head = [
+        *(headers or {}).items(),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(data))),
+    ]
+    return Answer(status, head, [data])
+
+
+def answer(
+    archive_root: Path, method: str, url_path: str, header: Callable[[str], str | None]
+) -> Answer:
+    """The answer to ``method url_path`` for ``archive_root``'s torrents (BEP 19 web seed).
+
+    ``header(name)`` returns a request header or None. Files are opened here, so the
+    answer describes the file as it was when opened (a file replaced meanwhile is not
+    mixed in). Never raises for a bad request: everything not served is ``404``.
+    """
+    if method not in ("GET", "HEAD"):
+        return _text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", {"Allow": "GET, HEAD"})
+    try:
+        path = resolve_request_path(archive_root, url_path)
+        f = open(path, "rb")  # noqa: SIM115 (the caller closes it, after streaming)
+    except (FileNotServed, OSError, UnicodeDecodeError):
+        return _text(HTTPStatus.NOT_FOUND, "not found\n")
+    try:
+        info = os.fstat(f.fileno())
+        result = _file_answer(path, info.st_size, info.st_mtime_ns, header)
+    except BaseException:
+        f.close()
+        raise
+    if not any(isinstance(part, tuple) for part in result.body):
+        f.close()
+        return result
+    return Answer(result.status, result.headers, result.body, f)
+
+
+def _file_answer(
+    path: Path, size: int, mtime_ns: int, header: Callable[[str], str | None]
+) -> Answer:
+    etag = f'"{size:x}-{mtime_ns:x}"'
+    last_modified = email.utils.formatdate(mtime_ns / 1e9, usegmt=True)
+    common = {"ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
+    if _not_modified(header, etag, mtime_ns):
+        return Answer(HTTPStatus.NOT_MODIFIED, list(common.items()))
+    ranges: list[ByteRange] | None = None
+    if if_range_matches(header("If-Range"), etag, last_modified):
+        try:
+            ranges = parse_ranges(header("Range"), size)
+        except RangeNotSatisfiable as exc:
+            return _text(
+                HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                "range not satisfiable\n",
+                {**common, "Content-Range": exc.content_range},
+            )
+    kind = content_type(path)
+    if ranges is None:
+        return Answer(HTTPStatus.OK, _head(common, kind, size), [(0, size)])
+    if len(ranges) == 1:
+        (r,) = ranges
+        headers = {**common, "Content-Range": r.content_range(size)}
+        return Answer(
+            HTTPStatus.PARTIAL_CONTENT, _head(headers, kind, r.length), [(r.first, r.length)]
+        )
+    boundary = secrets.token_hex(16)
+    body: list[bytes | tuple[int, int]] = []
+    for r in ranges:
+        body += [_part_head(boundary, kind, r.content_range(size)), (r.first, r.length)]
+    body.append(f"\r\n--{boundary}--\r\n".encode())
+    length = sum(len(p) if isinstance(p, bytes) else p[1] for p in body)
+    kind = f"multipart/byteranges; boundary={boundary}"
+    return Answer(HTTPStatus.PARTIAL_CONTENT, _head(common, kind, length), body)
+
+
+def _head(headers: dict[str, str], kind: str, length: int) -> list[tuple[str, str]]:
+    return [*headers.items(), ("Content-Type", kind), ("Content-Length", str(length))]
+
+
+def _not_modified(header: Callable[[str], str | None], etag: str, mtime_ns: int) -> bool:
+    match = header("If-None-Match")
+    if match is not None:
+        tags = [t.strip().removeprefix("W/") for t in match.split(",")]
+        return "*" in tags or etag in tags
+    since = header("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    return when.timestamp() >= mtime_ns // 1_000_000_000
+
+
 class WebSeedHandler(BaseHTTPRequestHandler):
-    """GET and HEAD of archive files with full Range support."""
+    """GET and HEAD of archive files with full Range support (``serve-files``)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: clients fetch many pieces per connection
     server_version = "phonotheca-serve-files"
@@ -99,122 +213,30 @@ class WebSeedHandler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_HEAD(self) -> None:
-        self._serve(send_body=False)
+        self._serve()
 
-    def do_GET(self) -> None:
-        self._serve(send_body=True)
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD
 
-    def _not_allowed(self) -> None:
-        self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", {"Allow": "GET, HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def _plain(self, status: HTTPStatus, text: str, headers: dict[str, str] | None = None) -> None:
-        body = text.encode()
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _serve(self, *, send_body: bool) -> None:
+    def _serve(self) -> None:
+        reply = answer(self.archive_root, self.command, self.path, self.headers.get)
         try:
-            path = resolve_request_path(self.archive_root, self.path)
-            f = open(path, "rb")  # noqa: SIM115 (closed below, after streaming)
-        except (FileNotServed, OSError, UnicodeDecodeError):
-            self._plain(HTTPStatus.NOT_FOUND, "not found\n")
-            return
-        try:
-            info = os.fstat(f.fileno())
-            self._send_file(f, path, info.st_size, info.st_mtime_ns, send_body)
+            self.send_response(reply.status)
+            for key, value in reply.headers:
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            for part in reply.body:
+                if isinstance(part, bytes):
+                    self.wfile.write(part)
+                else:
+                    assert reply.file is not None
+                    for chunk in file_chunks(reply.file, *part):
+                        self.wfile.write(chunk)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            f.close()
-
-    def _send_file(
-        self, f: BinaryIO, path: Path, size: int, mtime_ns: int, send_body: bool
-    ) -> None:
-        etag = f'"{size:x}-{mtime_ns:x}"'
-        last_modified = email.utils.formatdate(mtime_ns / 1e9, usegmt=True)
-        common = {"ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
-        if self._not_modified(etag, mtime_ns):
-            self.send_response(HTTPStatus.NOT_MODIFIED)
-            for key, value in common.items():
-                self.send_header(key, value)
-            self.end_headers()
-            return
-        ranges: list[ByteRange] | None = None
-        if if_range_matches(self.headers.get("If-Range"), etag, last_modified):
-            try:
-                ranges = parse_ranges(self.headers.get("Range"), size)
-            except RangeNotSatisfiable as exc:
-                self._plain(
-                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-                    "range not satisfiable\n",
-                    {**common, "Content-Range": exc.content_range},
-                )
-                return
-        kind = content_type(path)
-        if ranges is None:
-            self._head(HTTPStatus.OK, common, kind, size)
-            if send_body:
-                self._copy(f, 0, size)
-        elif len(ranges) == 1:
-            (r,) = ranges
-            self._head(
-                HTTPStatus.PARTIAL_CONTENT,
-                {**common, "Content-Range": r.content_range(size)},
-                kind,
-                r.length,
-            )
-            if send_body:
-                self._copy(f, r.first, r.length)
-        else:
-            boundary = secrets.token_hex(16)
-            parts = [(_part_head(boundary, kind, r.content_range(size)), r) for r in ranges]
-            closing = f"\r\n--{boundary}--\r\n".encode()
-            length = sum(len(head) + r.length for head, r in parts) + len(closing)
-            self._head(
-                HTTPStatus.PARTIAL_CONTENT,
-                common,
-                f"multipart/byteranges; boundary={boundary}",
-                length,
-            )
-            if send_body:
-                for head, r in parts:
-                    self.wfile.write(head)
-                    self._copy(f, r.first, r.length)
-                self.wfile.write(closing)
-
-    def _not_modified(self, etag: str, mtime_ns: int) -> bool:
-        match = self.headers.get("If-None-Match")
-        if match is not None:
-            tags = [t.strip().removeprefix("W/") for t in match.split(",")]
-            return "*" in tags or etag in tags
-        since = self.headers.get("If-Modified-Since")
-        if since is None:
-            return False
-        try:
-            when = email.utils.parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return False
-        return when.timestamp() >= mtime_ns // 1_000_000_000
-
-    def _head(self, status: HTTPStatus, headers: dict[str, str], kind: str, length: int) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-
-    def _copy(self, f: BinaryIO, offset: int, length: int) -> None:
-        for chunk in _chunks(f, offset, length):
-            self.wfile.write(chunk)
+            reply.close()
 
 
 def _part_head(boundary: str, kind: str, content_range: str) -> bytes:
@@ -224,7 +246,8 @@ def _part_head(boundary: str, kind: str, content_range: str) -> bytes:
     ).encode()
 
 
-def _chunks(f: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+def file_chunks(f: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    """The ``length`` bytes of ``f`` from ``offset``, in chunks of :data:`CHUNK`."""
     f.seek(offset)
     left = length
     while left > 0:
