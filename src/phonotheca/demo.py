@@ -195,7 +195,7 @@ def mirror_command(url: str, mirror_dir: Path, publisher_key: str) -> str:
 def publisher_key(root: Path) -> str:
     """The demo's public key as mirror operators pin it (``RW…``)."""
     keys = ArchiveKeys(root)
-    return read_public_key(keys.public.read_text()).to_base64()
+    return read_public_key(str(keys.public)).to_base64()
 
 
 def prepare(args: argparse.Namespace) -> str:

@@ -60,3 +60,15 @@ def test_a_private_site_is_no_web_seed(built_archive: Path) -> None:
         for refused in ("/torrents.json", path):
             r = c.get(refused, follow_redirects=False)
             assert r.status_code in (303, 404), refused
+
+
+def test_the_listings_signature_is_served_beside_it(built_archive: Path, tmp_path: Path) -> None:
+    """A mirror refuses an unsigned listing: the site that is its own web seed also serves
+    ``torrents.json.minisig``, byte for byte (the mirror verifies it, not the server)."""
+    root = copy_archive(built_archive, tmp_path / "signed")
+    signature = b"untrusted comment: stand-in\nRUQ=\ntrusted comment: x\nAA==\n"
+    (root / "torrents.json.minisig").write_bytes(signature)
+    with LiveServer(make_app(root)) as server, httpx.Client(base_url=server.url) as c:
+        r = c.get("/torrents.json.minisig")
+        assert r.status_code == 200 and r.content == signature
+        assert c.get("/torrents.json.sig").status_code == 404

@@ -20,16 +20,22 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phonotheca.serve.availability import MIRROR_DIR
-from phonotheca.torrents.listing import LISTING_FILE
-from phonotheca.torrents.webseed import TORRENTS_PREFIX, Answer, answer, file_chunks
+from phonotheca.torrents.webseed import (
+    LISTING_PATHS,
+    TORRENTS_PREFIX,
+    Answer,
+    answer,
+    file_chunks,
+)
 
 
 def _wanted(path: str) -> bool:
-    return path == "/" + LISTING_FILE or path.startswith(TORRENTS_PREFIX)
+    return path in LISTING_PATHS or path.startswith(TORRENTS_PREFIX)
 
 
 class TorrentFiles:
-    """Answers ``GET``/``HEAD`` of ``/torrents.json`` and ``/torrents/<path>`` from the first
+    """Answers ``GET``/``HEAD`` of ``/torrents.json`` (and its ``.minisig``) and
+    ``/torrents/<path>`` from the first
     builder root that has the file; everything else goes to ``app``."""
 
     def __init__(self, app: ASGIApp, roots: list[Path]) -> None:

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 from phonotheca.httprange import ByteRange, RangeNotSatisfiable, if_range_matches, parse_ranges
 from phonotheca.torrents.listing import LISTING_FILE
+from phonotheca.torrents.minisign import SIGNATURE_SUFFIX
 
 CHUNK = 256 * 1024
 TORRENTS_PREFIX = "/torrents/"
@@ -47,6 +48,10 @@ class FileNotServed(Exception):
     """The path names nothing this server hands out (answered ``404``)."""
 
 
+LISTING_PATHS = ("/" + LISTING_FILE, "/" + LISTING_FILE + SIGNATURE_SUFFIX)
+"""The paths outside ``torrents/`` that are served: the listing and its signature."""
+
+
 def resolve_request_path(archive_root: Path, url_path: str) -> Path:
     """The file a request path names, or :class:`FileNotServed`.
 
@@ -55,7 +60,7 @@ def resolve_request_path(archive_root: Path, url_path: str) -> Path:
     regular file whose name does not end in ``.partial``.
     """
     path = urllib.parse.urlsplit(url_path).path
-    if path in ("/" + LISTING_FILE, "/" + LISTING_FILE + ".minisig"):
+    if path in LISTING_PATHS:
         parts = [path[1:]]
         base = archive_root
     elif path.startswith(TORRENTS_PREFIX):
