@@ -23,12 +23,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from phonotheca.serve.availability import is_mirror, verified_path
-
-if TYPE_CHECKING:
-    from phonotheca.serve.media import MediaLibrary
+from phonotheca.serve.context import ServeContext
 
 HELD_TTL = 30.0
 """Seconds a listing of the collections present is reused."""
@@ -38,6 +36,19 @@ ROUND = 64
 """Candidates checked for playability together (one query)."""
 STALE_ROUNDS = 3
 """Rounds of draws that bring no new track before :meth:`PlayableSampler.distinct` stops."""
+
+
+class MediaLibrary(Protocol):
+    """What the sampler needs of :class:`phonotheca.serve.media.MediaLibrary` (which
+    creates the sampler: naming the class here would make the two modules import each
+    other)."""
+
+    @property
+    def ctx(self) -> ServeContext: ...
+
+    def valid_collection(self, name: str) -> bool: ...
+
+    def playable_rowids(self, rowids: list[int]) -> set[int]: ...
 
 
 @dataclass(frozen=True)
