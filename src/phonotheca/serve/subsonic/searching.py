@@ -24,7 +24,7 @@ import msgspec
 from phonotheca.catalog import search
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items
-from phonotheca.serve.subsonic.call import Call, Handler
+from phonotheca.serve.subsonic.call import MAX_OFFSET, MAX_SYNC_OFFSET, Call, Handler
 from phonotheca.serve.subsonic.envelope import Payload
 
 DEFAULT_COUNT = 20
@@ -69,11 +69,11 @@ def runs_inline(method: str, params: Sequence[tuple[str, str]]) -> bool:
     return album_count == 0 and artist_count == 0 and song_count + song_offset <= INLINE_SONGS
 
 
-def _pages(call: Call, high: int) -> dict[str, tuple[int, int]]:
+def _pages(call: Call, high: int, deepest: int = MAX_OFFSET) -> dict[str, tuple[int, int]]:
     out = {}
     for kind in ("artist", "album", "song"):
         count = call.count(f"{kind}Count", DEFAULT_COUNT, high)
-        offset = call.count(f"{kind}Offset", 0, 1 << 40)
+        offset = call.offset(f"{kind}Offset", deepest)
         out[kind] = (count, offset)
     return out
 
@@ -209,7 +209,7 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
     query = call.require("query")
     conn = call.conn
     if _is_empty(query):
-        pages = _pages(call, MAX_SYNC_PAGE)
+        pages = _pages(call, MAX_SYNC_PAGE, MAX_SYNC_OFFSET)
         return (
             _page_all(conn, "artists", *pages["artist"]),
             _page_all(conn, "albums", *pages["album"]),
