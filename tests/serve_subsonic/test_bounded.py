@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import httpx
@@ -9,7 +10,14 @@ import pytest
 
 from phonotheca.serve.subsonic.call import MAX_OFFSET, MAX_SYNC_OFFSET
 from phonotheca.serve.subsonic.lists import MAX_LIST
-from tests.serve_subsonic.conftest import Fixture, LiveServer
+from phonotheca.serve.transcode import (
+    MAX_TRANSCODES,
+    RETRY_AFTER,
+    LiveTranscode,
+    Target,
+    TranscodeBusy,
+)
+from tests.serve_subsonic.conftest import Fixture, LiveServer, Packed
 from tests.serve_subsonic.test_lists import Api
 
 
@@ -59,3 +67,57 @@ def test_absurd_numbers_are_refused_without_converting_them(api: Api) -> None:
     code, message = _error(api("getAlbumList2", type="newest", size="9" * 5000))
     assert code == 0 and "parameter 'size' must be an integer" in message
     assert len(message) < 200
+
+
+def _transcode_of(archive_fixture: Fixture, packed: Packed) -> LiveTranscode:
+    """A real transcode of ``packed`` opened here, holding one of the server's slots (the
+    live server runs in this process)."""
+    volume = archive_fixture.root / "torrents" / packed.collection / "data" / packed.volume
+    return LiveTranscode(volume, packed.offset, packed.length, Target("mp3", 64))
+
+
+def test_a_transcode_without_a_free_slot_is_503_with_retry_after(
+    live: LiveServer, archive_fixture: Fixture
+) -> None:
+    packed = archive_fixture.present[0]
+    params = {
+        "id": f"tr-{packed.public_id}",
+        "maxBitRate": "64",
+        "format": "mp3",
+        "apiKey": archive_fixture.creds.api_key,
+        "f": "json",
+    }
+    running = [_transcode_of(archive_fixture, packed) for _ in range(MAX_TRANSCODES)]
+    try:
+        with pytest.raises(TranscodeBusy):
+            _transcode_of(archive_fixture, packed)
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            for _ in range(3):  # answered at once, and again: no thread waits for a slot
+                r = client.get("/rest/stream", params=params)
+                assert r.status_code == 503
+                assert r.headers["retry-after"] == str(RETRY_AFTER)
+                assert r.headers["content-type"] == "application/json"
+                code, message = _error(r.json()["subsonic-response"])
+                assert code == 0 and "transcoding slots" in message and "busy" in message
+            # The stored file needs no slot.
+            stored = client.get("/rest/stream", params={**params, "format": "raw"})
+            assert stored.status_code == 200 and stored.content == packed.source.read_bytes()
+            running.pop().close()
+            r = client.get("/rest/stream", params=params)
+            assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+            assert len(r.content) > 0
+    finally:
+        for t in running:
+            t.close()
+
+
+def test_a_transcode_never_read_gives_its_slot_back(archive_fixture: Fixture) -> None:
+    packed = archive_fixture.present[0]
+    for _ in range(MAX_TRANSCODES + 2):
+        dropped = _transcode_of(archive_fixture, packed)
+        del dropped
+        gc.collect()
+    # Every slot is free again: as many as there are can be taken together.
+    held = [_transcode_of(archive_fixture, packed) for _ in range(MAX_TRANSCODES)]
+    for t in held:
+        t.close()
