@@ -96,6 +96,9 @@ class ServeSettings:
     further attempts get 429 until the oldest failure is that old (each server process
     counts its own)."""
     signin_window: int = 600
+    query_budget_ms: int = 2000
+    """Milliseconds of catalog queries one request may take; past them the request is
+    answered 503 (Subsonic: error 0) and its worker thread is free again."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.public_audio": _bool,
     "serve.signin_failures": _count,
     "serve.signin_window": _count,
+    "serve.query_budget_ms": _count,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

@@ -8,6 +8,7 @@ audio and cover streams, the static files and the Subsonic API (``/rest``).
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from phonotheca import __version__
 from phonotheca.config import load_settings
 from phonotheca.serve import api, media_routes, pages
 from phonotheca.serve.browse import Browser
+from phonotheca.serve.budget import QueryBudgets, budget_response
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
@@ -142,7 +144,10 @@ def create_app(ctx: ServeContext) -> FastAPI:
     app.include_router(pages.create_router(ctx, sessions, browser, overview))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_exception_handler(sqlite3.OperationalError, budget_response)
+
     app.add_middleware(HeadAsGet, routes=app.router.routes)
+    app.add_middleware(QueryBudgets, limit_ms=ctx.settings.serve.query_budget_ms)
     app.add_middleware(SecurityHeaders)
     return app
 

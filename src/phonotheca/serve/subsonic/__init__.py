@@ -14,6 +14,7 @@ art), :mod:`.annotation` (stars, scrobbles), :mod:`.playlists`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from fastapi import APIRouter
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from phonotheca.serve.budget import budget_exceeded, current
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.subsonic import (
     annotation,
@@ -65,6 +67,11 @@ def dispatch(
         result = handler(call)
     except SubsonicError as exc:
         return render(None, fmt, callback, error=exc)
+    except sqlite3.OperationalError as exc:
+        budget = current()
+        if budget is None or not budget_exceeded(exc):
+            raise
+        return render(None, fmt, callback, error=SubsonicError(GENERIC, budget.message()))
     if isinstance(result, Response):
         return result
     return render(result, fmt, callback)
@@ -84,9 +91,7 @@ def create_router(ctx: ServeContext) -> APIRouter:
         if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORMS):
             form = await request.form()
             params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-        if searching.runs_inline(method, params):
-            # A page of search-as-you-type songs costs less than the hop to a thread.
-            return dispatch(ctx, method, request, params)
+        # Every call on a worker thread, searches too: nothing blocks the event loop.
         return await run_in_threadpool(dispatch, ctx, method, request, params)
 
     router.add_route(

@@ -30,43 +30,11 @@ from phonotheca.serve.subsonic.envelope import Payload
 DEFAULT_COUNT = 20
 MAX_WORDS_PAGE = search.MAX_LIMIT
 MAX_SYNC_PAGE = 10_000  # an empty query's page: clients syncing a library ask for big ones
-INLINE_SONGS = 100
-"""A songs-only search up to this many songs (count + offset) is cheap enough for the
-event loop (see :func:`runs_inline`)."""
 POOL_FIRST = 50
 """Songs of the pool looked at first for albums and artists: enough for most searches
 with many matches (measured on bench/serve.py's queries at 10 M tracks: 131 of the 187
 that fill a pool of 200 found their 20 albums and 20 artists in the first 50)."""
 _TOKEN = re.compile(r"[^\W_]+")
-
-
-def runs_inline(method: str, params: Sequence[tuple[str, str]]) -> bool:
-    """Whether a call is a search cheap enough to answer on the event loop.
-
-    Search-as-you-type clients ask for a page of songs only (``albumCount=0``,
-    ``artistCount=0``): about 0.5 ms of catalog work at 10 M tracks, less than handing it
-    to a worker thread and back costs in CPU. Albums and artists are found through a pool
-    of at least 200 songs (several ms), and a query-less call pages through the whole
-    catalog: those stay on a thread, as do calls with parameters that are not plain
-    numbers (the handler reports those).
-    """
-    if method.removesuffix(".view") not in ("search2", "search3"):
-        return False
-    first: dict[str, str] = {}
-    for key, value in params:
-        first.setdefault(key, value)  # Call.get takes the first of repeated parameters
-    query = first.get("query")
-    if query is None or _is_empty(query):
-        return False
-    numbers = [
-        first.get(f"{kind}{part}") or default
-        for kind in ("song", "album", "artist")
-        for part, default in (("Count", str(DEFAULT_COUNT)), ("Offset", "0"))
-    ]
-    if not all(n.isascii() and n.isdigit() and len(n) <= 6 for n in numbers):
-        return False
-    song_count, song_offset, album_count, _, artist_count, _ = map(int, numbers)
-    return album_count == 0 and artist_count == 0 and song_count + song_offset <= INLINE_SONGS
 
 
 def _pages(call: Call, high: int, deepest: int = MAX_OFFSET) -> dict[str, tuple[int, int]]:
