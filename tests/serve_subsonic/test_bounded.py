@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import zlib
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import zstandard
 
 from phonotheca.serve.subsonic.call import MAX_OFFSET, MAX_SYNC_OFFSET
 from phonotheca.serve.subsonic.lists import MAX_LIST
@@ -121,3 +123,36 @@ def test_a_transcode_never_read_gives_its_slot_back(archive_fixture: Fixture) ->
     held = [_transcode_of(archive_fixture, packed) for _ in range(MAX_TRANSCODES)]
     for t in held:
         t.close()
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_subsonic_answers_are_compressed_when_asked(
+    live: LiveServer, archive_fixture: Fixture, fmt: str
+) -> None:
+    params = {"type": "newest", "size": "500", "apiKey": archive_fixture.creds.api_key, "f": fmt}
+
+    def raw(encoding: str) -> tuple[httpx.Response, bytes]:
+        with (
+            httpx.Client(base_url=live.url, timeout=30) as client,
+            client.stream(
+                "GET", "/rest/getAlbumList2", params=params, headers={"Accept-Encoding": encoding}
+            ) as r,
+        ):
+            return r, b"".join(r.iter_raw())
+
+    plain, plain_body = raw("identity")
+    assert "content-encoding" not in plain.headers and len(plain_body) > 1000
+    gz, gz_body = raw("gzip")
+    assert gz.headers["content-encoding"] == "gzip"
+    assert zlib.decompress(gz_body, 31) == plain_body
+    zs, zs_body = raw("zstd, gzip")
+    assert zs.headers["content-encoding"] == "zstd"
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(zs_body) == plain_body
+
+
+def test_search_counts_are_capped_at_500(api: Api) -> None:
+    body = api("search3", query="a", songCount=10**6, albumCount=10**6, artistCount=10**6)
+    assert body["status"] == "ok"
+    capped = body["searchResult3"]
+    same = api("search3", query="a", songCount=500, albumCount=500, artistCount=500)
+    assert capped == same["searchResult3"]

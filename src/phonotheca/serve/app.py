@@ -2,7 +2,9 @@
 
 ``create_app`` attaches the users store and the media library to the context, then
 mounts the web pages, the JSON API (``/api/v1``, described at ``/openapi.json``), the
-audio and cover streams, the static files and the Subsonic API (``/rest``).
+audio and cover streams, the static files and the Subsonic API (``/rest``), under
+middlewares that add security headers, compress text answers (zstd, gzip), add validators
+to the catalog's answers (``304``) and give each request its query time budget.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from phonotheca.config import load_settings
 from phonotheca.serve import api, media_routes, pages
 from phonotheca.serve.browse import Browser
 from phonotheca.serve.budget import QueryBudgets, budget_response
+from phonotheca.serve.compression import Compression
+from phonotheca.serve.conditional import CatalogValidators
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
@@ -146,8 +150,11 @@ def create_app(ctx: ServeContext) -> FastAPI:
 
     app.add_exception_handler(sqlite3.OperationalError, budget_response)
 
+    # Innermost first. Compression under HeadAsGet: a HEAD gets the headers of the GET.
+    app.add_middleware(Compression)
     app.add_middleware(HeadAsGet, routes=app.router.routes)
     app.add_middleware(QueryBudgets, limit_ms=ctx.settings.serve.query_budget_ms)
+    app.add_middleware(CatalogValidators, ctx=ctx)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -29,6 +29,9 @@ from phonotheca.serve.subsonic.envelope import Payload
 
 DEFAULT_COUNT = 20
 MAX_WORDS_PAGE = search.MAX_LIMIT
+"""The most songs looked at for one search with words (the pool of albums and artists)."""
+MAX_COUNT = 500
+"""The largest ``*Count`` of a search with words (more is answered with this many)."""
 MAX_SYNC_PAGE = 10_000  # an empty query's page: clients syncing a library ask for big ones
 POOL_FIRST = 50
 """Songs of the pool looked at first for albums and artists: enough for most searches
@@ -183,7 +186,7 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
             _page_all(conn, "albums", *pages["album"]),
             _page_all(conn, "tracks", *pages["song"]),
         )
-    pages = _pages(call, MAX_WORDS_PAGE)
+    pages = _pages(call, MAX_COUNT)
     songs = _ranked_tracks(conn, query, *pages["song"]) if pages["song"][0] else []
     albums, artists = _from_songs(conn, query, pages)
     return _window(artists, pages["artist"]), _window(albums, pages["album"]), songs
