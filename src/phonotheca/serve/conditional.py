@@ -7,7 +7,9 @@ requests otherwise. So their validator is taken from those files' metadata, not 
 body: :func:`archive_version` stats the catalog (``catalog.sqlite3`` and its write-ahead
 log, which every commit changes), ``torrents.json`` and, for each root, ``torrents/`` and
 ``.mirror/verified/`` (a collection added, a verified-pieces file rewritten). A handful of
-``stat`` calls, whatever the size of the catalog.
+``stat`` calls, whatever the size of the catalog, made on a worker thread (never on the
+event loop) and reused for :data:`VERSION_TTL` seconds: the version is read before the
+answer is made, so an answer is never older than its validator says.
 
 The ``ETag`` is weak (``W/"…"``): the same for the identity and the compressed forms of an
 answer (:mod:`phonotheca.serve.compression`). It also covers the request's URL and its
@@ -22,14 +24,18 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phonotheca.serve.context import ServeContext
 
+VERSION_TTL = 1.0
+"""Seconds an :func:`archive_version` is reused."""
 CACHE_CONTROL = "private, no-cache"
 """Caches keep the answer but ask again each time (a ``304`` when nothing changed);
 private, because pages show the signed-in user."""
@@ -125,6 +131,14 @@ class CatalogValidators:
     def __init__(self, app: ASGIApp, ctx: ServeContext) -> None:
         self.app = app
         self.ctx = ctx
+        self._version: tuple[float, Version] | None = None
+
+    async def version(self) -> Version:
+        """:func:`archive_version`, at most :data:`VERSION_TTL` seconds old."""
+        now = time.monotonic()
+        if self._version is None or now - self._version[0] > VERSION_TTL:
+            self._version = (now, await run_in_threadpool(archive_version, self.ctx))
+        return self._version[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -134,7 +148,7 @@ class CatalogValidators:
         ):
             await self.app(scope, receive, send)
             return
-        version = archive_version(self.ctx)
+        version = await self.version()
         etag = etag_for(version, scope)
         last_modified = email.utils.formatdate(version.last_modified, usegmt=True)
         request_headers = Headers(scope=scope)
