@@ -33,28 +33,23 @@ def test_the_budget_interrupts_a_statement_and_leaves_the_connection_usable(
     budget.install(conn)
 
     def request() -> None:
-        token = budget._current.set(budget.QueryBudget(50))
-        try:
+        with budget.request_budget(50) as spent:
             budget.start_clock()
             with pytest.raises(sqlite3.OperationalError) as err:
                 conn.execute(ENDLESS).fetchone()
-            assert budget.budget_exceeded(err.value)
+            assert spent.expired and budget.budget_exceeded(err.value)
             assert not budget.budget_exceeded(sqlite3.OperationalError("no such table: x"))
-        finally:
-            budget._current.reset(token)
 
     contextvars.copy_context().run(request)
     # Outside a request, and in a new one, queries run as usual.
+    assert budget.current() is None
     assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
-    token = budget._current.set(budget.QueryBudget(50))
-    try:
+    with budget.request_budget(50):
         budget.start_clock()
         assert conn.execute("SELECT 2 * 21").fetchone() == (42,)
         with pytest.raises(sqlite3.OperationalError) as err:
             conn.execute("SELECT * FROM no_such_table")
         assert not budget.budget_exceeded(err.value)  # an ordinary error
-    finally:
-        budget._current.reset(token)
     conn.close()
 
 

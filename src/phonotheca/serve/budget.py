@@ -21,6 +21,8 @@ import contextvars
 import html
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -66,6 +68,17 @@ class QueryBudget:
 _current: contextvars.ContextVar[QueryBudget | None] = contextvars.ContextVar(
     "phonotheca_query_budget", default=None
 )
+
+
+@contextmanager
+def request_budget(limit_ms: int) -> Iterator[QueryBudget]:
+    """Run the block as one request with a budget of ``limit_ms`` (its clock not started)."""
+    budget = QueryBudget(limit_ms)
+    token = _current.set(budget)
+    try:
+        yield budget
+    finally:
+        _current.reset(token)
 
 
 def current() -> QueryBudget | None:
@@ -129,8 +142,5 @@ class QueryBudgets:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = _current.set(QueryBudget(self.limit_ms))
-        try:
+        with request_budget(self.limit_ms):
             await self.app(scope, receive, send)
-        finally:
-            _current.reset(token)
