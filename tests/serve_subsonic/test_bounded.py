@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gc
+import json
+import shutil
+import sqlite3
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -156,3 +160,30 @@ def test_search_counts_are_capped_at_500(api: Api) -> None:
     capped = body["searchResult3"]
     same = api("search3", query="a", songCount=500, albumCount=500, artistCount=500)
     assert capped == same["searchResult3"]
+
+
+def test_a_real_call_past_its_budget_is_error_0(archive_fixture: Fixture, tmp_path: Path) -> None:
+    """A catalog with a million genres and a budget of 20 ms: looking a genre up by a name in
+    another case scans them all (the deliberately expensive query), which the budget stops."""
+    root = tmp_path / "big"
+    shutil.copytree(archive_fixture.root, root)
+    conn = sqlite3.connect(root / "catalog.sqlite3")
+    with conn:
+        conn.execute(
+            "INSERT INTO genres(name) SELECT 'generated genre ' || value FROM json_each(?)",
+            (json.dumps(list(range(1_000_000))),),
+        )
+    conn.close()
+    settings = root / "phonotheca.toml"
+    settings.write_text(settings.read_text() + "\n[serve]\nquery_budget_ms = 20\n")
+    server = LiveServer(root)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            api = Api(client, archive_fixture.creds.api_key)
+            code, message = _error(api("getAlbumList2", type="byGenre", genre="NO SUCH GENRE"))
+            assert code == 0 and "20 ms budget" in message
+            r = client.get("/rest/getOpenSubsonicExtensions", params={"f": "json"})
+            assert r.json()["subsonic-response"]["status"] == "ok"
+    finally:
+        server.stop()
