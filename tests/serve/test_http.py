@@ -3,6 +3,7 @@ or ranges; weak validators on the answers that change only with the archive, and
 
 from __future__ import annotations
 
+import email.utils
 import sqlite3
 import time
 import zlib
@@ -13,9 +14,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 import zstandard
+from starlette.datastructures import Headers
 
 from phonotheca.serve.compression import negotiate
-from phonotheca.serve.conditional import VERSION_TTL, validated
+from phonotheca.serve.conditional import VERSION_TTL, not_modified, validated
 from tests.serve.conftest import LiveServer, copy_archive, make_app, packed_tracks, sign_in
 
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -192,3 +194,17 @@ def test_a_private_catalog_checks_access_before_304(built_archive: Path, tmp_pat
             f"{server.url}/api/v1/stats", headers={"If-None-Match": etag}, timeout=30
         )
         assert anonymous.status_code == 401
+
+
+def test_if_modified_since_needs_a_whole_second_and_yields_to_if_none_match() -> None:
+    now = time.time()
+    date = email.utils.formatdate(now + 5, usegmt=True)
+    tag = 'W/"abc"'
+    just_changed = Headers({"if-modified-since": date})
+    assert not not_modified(just_changed, tag, now)  # a change later this second is possible
+    assert not_modified(just_changed, tag, now - 10)
+    assert not not_modified(Headers({"if-modified-since": "not a date"}), tag, now - 10)
+    both = Headers({"if-modified-since": date, "if-none-match": '"other"'})
+    assert not not_modified(both, tag, now - 10)  # If-None-Match wins
+    assert not_modified(Headers({"if-none-match": '"abc"'}), tag, now)  # weak comparison
+    assert not_modified(Headers({"if-none-match": "*"}), tag, now)

@@ -106,23 +106,24 @@ def _opaque(tag: str) -> str:
     return tag[2:] if tag.startswith("W/") else tag
 
 
-def not_modified(headers: Headers, etag: str, last_modified: str) -> bool:
+def not_modified(headers: Headers, etag: str, last_modified: float) -> bool:
     """RFC 9110 §13.2.2: ``If-None-Match`` (weak comparison) when given, else
-    ``If-Modified-Since``."""
+    ``If-Modified-Since``, which counts only once ``last_modified`` is a whole second in
+    the past (an HTTP date has no finer grain: a change later in the same second would
+    go unseen)."""
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
         if if_none_match.strip() == "*":
             return True
         return any(_opaque(t) == _opaque(etag) for t in if_none_match.split(","))
     since = headers.get("if-modified-since")
-    if since is None:
+    if since is None or time.time() - last_modified < 1:
         return False
     try:
         asked = email.utils.parsedate_to_datetime(since).timestamp()
-        have = email.utils.parsedate_to_datetime(last_modified).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return False
-    return have <= asked
+    return int(last_modified) <= asked
 
 
 class CatalogValidators:
@@ -158,7 +159,7 @@ class CatalogValidators:
             "Cache-Control": CACHE_CONTROL,
         }
         if self.ctx.settings.serve.public_catalog and not_modified(
-            request_headers, etag, last_modified
+            request_headers, etag, version.last_modified
         ):
             await _send_304(send, validators)  # without running the handler
             return
@@ -175,7 +176,7 @@ class CatalogValidators:
                     return
                 for name, value in validators.items():
                     headers[name] = value
-                if not_modified(request_headers, etag, last_modified):
+                if not_modified(request_headers, etag, version.last_modified):
                     dropping = True
                     await _send_304(send, validators)
                     return
