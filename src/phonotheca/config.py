@@ -99,6 +99,9 @@ class ServeSettings:
     password_cost: int = 17
     """log2 of scrypt's N for web password hashes (17: 128 MiB and about 0.3 s a hash);
     older hashes are raised to it at the next sign-in. 10-20; below 14 only for tests."""
+    query_budget_ms: int = 2000
+    """Milliseconds of catalog queries one request may take; past them the request is
+    answered 503 (Subsonic: error 0) and its worker thread is free again."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.signin_failures": _count,
     "serve.signin_window": _count,
     "serve.password_cost": _password_cost,
+    "serve.query_budget_ms": _count,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

@@ -166,6 +166,19 @@ def test_unsatisfiable_and_ignored_ranges(served: tuple[Path, int]) -> None:
         assert r.status == 200 and body(r) == DATA, header
 
 
+def test_hostile_ranges_are_416_never_500(served: tuple[Path, int]) -> None:
+    _, port = served
+    for header in (
+        "bytes=" + "9" * 4000 + "-",  # a position too long to convert
+        "bytes=" + ",".join(f"{i}-{i}" for i in range(0, 2000, 2)),  # 1,000 ranges
+        "bytes=0-99,50-149",  # overlapping
+    ):
+        r = get(port, URL, Range=header)
+        assert r.status == 416 and r.headers["Content-Range"] == "bytes */10240", header[:20]
+    r = get(port, URL, Range="bytes=10000-" + "9" * 4000)  # clamped to the file
+    assert r.status == 206 and body(r) == DATA[10000:]
+
+
 def test_conditional_requests(served: tuple[Path, int]) -> None:
     _, port = served
     first = get(port, URL)

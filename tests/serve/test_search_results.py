@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from phonotheca.config import load_settings
-from phonotheca.serve.api import INLINE_SEARCH_ROWS
 from phonotheca.serve.app import create_app
 from phonotheca.serve.browse import Browser
 from phonotheca.serve.context import ServeContext
@@ -29,8 +28,8 @@ def browser(built_archive: Path) -> Browser:
     ("q", "limit", "offset"),
     [
         ("a", 20, 0),
-        ("e", 50, 3),  # on the event loop
-        ("e", INLINE_SEARCH_ROWS, 1),  # past the inline size: through a worker thread
+        ("e", 50, 3),
+        ("e", 100, 1),
         ("quotes double", 5, 0),  # the hostile record: markup and quotes in the title
         ("path like", 5, 0),  # a path-like id
         ("qzxv nothing matches", 20, 0),

@@ -115,6 +115,35 @@ def test_unsatisfiable_and_ignored_ranges(
         assert r.content == data
 
 
+def test_hostile_range_headers_answer_416_never_500(
+    signed_in: httpx.Client, track: tuple[dict[str, object], bytes, str]
+) -> None:
+    _, data, url = track
+    size = len(data)
+    refused = {
+        "huge first position": "bytes=" + "9" * 4000 + "-",
+        "huge header": "bytes=" + "9" * 5000 + "-",
+        "1,000 ranges": "bytes=" + ",".join(f"{i}-{i}" for i in range(0, 2000, 2)),
+        "17 ranges": "bytes=" + ",".join(f"{i}-{i}" for i in range(0, 34, 2)),
+        "overlapping": "bytes=0-99,50-149",
+        "the same range twice": "bytes=0-9,0-9",
+    }
+    for what, header in refused.items():
+        r = signed_in.get(url, headers={"Range": header})
+        assert r.status_code == 416, what
+        assert r.headers["content-range"] == f"bytes */{size}", what
+        assert r.content == b"", what
+    # Huge last positions and suffixes are clamped to the file.
+    r = signed_in.get(url, headers={"Range": "bytes=10-" + "9" * 4000})
+    assert r.status_code == 206
+    assert r.content == data[10:]
+    r = signed_in.get(url, headers={"Range": "bytes=-" + "9" * 4000})
+    assert r.status_code == 206
+    assert r.content == data
+    # The server is fine after all of them.
+    assert signed_in.get(url, headers={"Range": "bytes=0-3"}).content == data[:4]
+
+
 def test_if_range_and_if_none_match(
     signed_in: httpx.Client, track: tuple[dict[str, object], bytes, str]
 ) -> None:

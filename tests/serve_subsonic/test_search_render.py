@@ -4,7 +4,6 @@ which searches may be answered on the event loop."""
 from __future__ import annotations
 
 import json
-import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phonotheca.serve.subsonic.envelope import render, to_xml
-from phonotheca.serve.subsonic.searching import runs_inline
 from tests.serve_subsonic.conftest import LiveServer
 from tests.serve_subsonic.test_protocol import auth  # noqa: F401  (fixture)
 
@@ -96,27 +94,6 @@ def test_json_leaves_out_nulls_and_keeps_the_rest(payload: dict[str, Any]) -> No
     jsonp = bytes(render(payload, "jsonp", "cb.done").body)
     assert jsonp.startswith(b"cb.done(") and jsonp.endswith(b");")
     assert json.loads(jsonp[8:-2])["subsonic-response"] == body
-
-
-@pytest.mark.parametrize(
-    ("method", "query", "inline"),
-    [
-        ("search3", "query=lo&albumCount=0&artistCount=0", True),
-        ("search3.view", "query=lo&albumCount=0&artistCount=0", True),
-        ("search2", "query=lo&songCount=100&albumCount=0&artistCount=0", True),
-        ("search3", "query=lo&songCount=101&albumCount=0&artistCount=0", False),
-        ("search3", "query=lo", False),  # albums and artists: 20 each by default
-        ("search3", "query=lo&albumCount=0&artistCount=", False),  # empty: the default
-        ("search3", "query=lo&albumCount=0&artistCount=-1", False),
-        ("search3", "query=lo&albumCount=0&artistCount=0&albumCount=5", True),  # first wins
-        ("search3", "query=%22%22&albumCount=0&artistCount=0", False),  # a library sync
-        ("search3", "albumCount=0&artistCount=0", False),  # an error: no query
-        ("getSong", "id=tr-x", False),
-    ],
-)
-def test_which_searches_run_inline(method: str, query: str, inline: bool) -> None:
-    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    assert runs_inline(method, params) is inline
 
 
 @pytest.fixture

@@ -203,7 +203,8 @@ class _Builder:
         self.summary.error(status, message)
         with schema.transaction(self.conn):
             self.conn.execute(
-                "UPDATE ledger SET status = ?, collection = NULL WHERE track_id = ?",
+                "UPDATE ledger SET status = ?, collection = NULL, position = NULL"
+                " WHERE track_id = ?",
                 (status, track_id),
             )
 
@@ -283,9 +284,11 @@ class _Builder:
                     self.torrent_format,
                 ),
             )
+            # position: the track's place in the collection, 0 to len(ids) - 1 (what
+            # a server draws uniformly; a track set aside later leaves a gap).
             self.conn.execute(
-                "UPDATE ledger SET collection = ? WHERE track_id IN"
-                " (SELECT value FROM json_each(?))",
+                "UPDATE ledger SET collection = ?, position = j.key"
+                " FROM json_each(?) AS j WHERE ledger.track_id = j.value",
                 (name, json.dumps(ids)),
             )
         return name
@@ -410,7 +413,10 @@ class _Builder:
 
     def _drop_collection(self, name: str) -> None:
         with schema.transaction(self.conn):
-            self.conn.execute("UPDATE ledger SET collection = NULL WHERE collection = ?", (name,))
+            self.conn.execute(
+                "UPDATE ledger SET collection = NULL, position = NULL WHERE collection = ?",
+                (name,),
+            )
             self.conn.execute("DELETE FROM packed_images WHERE collection = ?", (name,))
             self.conn.execute("DELETE FROM collections WHERE name = ?", (name,))
         shutil.rmtree(self.torrents_dir / (name + PARTIAL_DIR_SUFFIX), ignore_errors=True)

@@ -348,7 +348,20 @@ _V5 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
+# v6: a track's place in its collection, so that a server draws a uniform random track of
+# a collection with one index lookup (docs/FORMAT.md §4.5), not by skipping k rows.
+_V6 = """
+        ALTER TABLE ledger ADD COLUMN position INTEGER;  -- 0-based, within the collection
+        UPDATE ledger SET position = r.position
+        FROM (SELECT track_id,
+                     row_number() OVER (PARTITION BY collection ORDER BY track_id) - 1 AS position
+              FROM ledger WHERE collection IS NOT NULL) AS r
+        WHERE ledger.track_id = r.track_id;
+        CREATE INDEX ledger_position ON ledger(collection, position) WHERE collection IS NOT NULL;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

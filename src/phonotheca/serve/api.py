@@ -46,12 +46,6 @@ MAX_QUERY_CHARS = 1000
 """Search text beyond this is cut: no title is that long, and it bounds the work."""
 MAX_SHUFFLE = 100
 MAX_ID_CHARS = 512
-INLINE_SEARCH_ROWS = 100
-"""A search page up to this many rows (limit + offset) is answered on the event loop
-itself: it costs about 0.3 ms, and handing it to a worker thread and back cost more
-than that in CPU (measured at 10 M tracks under 16 concurrent clients: 0.82 ms of
-server CPU per request inline, 1.38 ms through the thread pool). Larger pages, which
-could hold the loop for tens of milliseconds, still go to a thread."""
 
 PublicId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="public id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -105,13 +99,15 @@ def create_router(
         return SessionUser(user.id, user.name, user.session_epoch)
 
     async def catalog_access(request: Request) -> None:
-        # async: a sync dependency would cost a thread hop on every request (only a
-        # request with an API key takes one, for the state database).
+        # async: a sync dependency would cost a thread hop on every request. Checking an API
+        # key or a session reads state.sqlite3, so those go to a thread.
         scheme, _, api_key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and api_key.strip():
             user = await run_in_threadpool(bearer_user, api_key.strip(), client_address(request))
             request.scope["phonotheca_user"] = user
-        elif not ctx.settings.serve.public_catalog and sessions.current_user(request) is None:
+        elif not ctx.settings.serve.public_catalog and (
+            await run_in_threadpool(sessions.current_user, request) is None
+        ):
             raise HTTPException(401, "sign in to use the catalog")
 
     router = APIRouter(
@@ -130,11 +126,9 @@ def create_router(
         """Tracks whose title, artists or album contain every word, most popular first."""
         # The hot path: encoded straight from catalog rows (search_results), not through
         # the pydantic models, which stay the documented shape (response_model).
-        text = q[:MAX_QUERY_CHARS]
-        if limit + offset <= INLINE_SEARCH_ROWS:
-            body = search_json(ctx, text, limit, offset)
-        else:
-            body = await run_in_threadpool(search_json, ctx, text, limit, offset)
+        # On a worker thread, however small the page: the event loop never waits for
+        # SQLite (a slow query would stall every connection of this process).
+        body = await run_in_threadpool(search_json, ctx, q[:MAX_QUERY_CHARS], limit, offset)
         return Response(body, media_type="application/json")
 
     @router.get("/tracks/{track_id:path}", response_model=Track, responses=NOT_FOUND)

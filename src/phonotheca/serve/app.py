@@ -2,13 +2,17 @@
 
 ``create_app`` attaches the users store and the media library to the context, then
 mounts the web pages, the JSON API (``/api/v1``, described at ``/openapi.json``), the
-audio and cover streams, the static files and the Subsonic API (``/rest``), and in front
-of them ``torrents.json`` and ``torrents/`` as ``serve-files`` serves them (a web seed).
+audio and cover streams, the static files and the Subsonic API (``/rest``), under
+middlewares that add security headers, compress text answers (zstd, gzip), add validators
+to the catalog's answers (``304``) and give each request its query time budget; and in
+front of them ``torrents.json`` and ``torrents/`` as ``serve-files`` serves them (a web
+seed).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +28,9 @@ from phonotheca import __version__
 from phonotheca.config import load_settings
 from phonotheca.serve import api, media_routes, pages
 from phonotheca.serve.browse import Browser
+from phonotheca.serve.budget import QueryBudgets, budget_response
+from phonotheca.serve.compression import Compression
+from phonotheca.serve.conditional import CatalogValidators
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
@@ -146,11 +153,17 @@ def create_app(ctx: ServeContext) -> FastAPI:
     app.include_router(pages.create_router(ctx, sessions, browser, overview))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_exception_handler(sqlite3.OperationalError, budget_response)
+
+    # Innermost first. Compression under HeadAsGet: a HEAD gets the headers of the GET.
+    app.add_middleware(Compression)
     app.add_middleware(HeadAsGet, routes=app.router.routes)
     # torrents.json and torrents/ as serve-files answers them (a BEP 19 web seed), before
     # HeadAsGet: a HEAD of a volume must not read it. A site that is not public
     # (public_catalog = false) keeps them behind its sign-in, as its other pages.
     app.add_middleware(TorrentFiles, roots=ctx.roots if ctx.settings.serve.public_catalog else [])
+    app.add_middleware(QueryBudgets, limit_ms=ctx.settings.serve.query_budget_ms)
+    app.add_middleware(CatalogValidators, ctx=ctx)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -2,7 +2,8 @@
 
 The catalog is opened read-only, one connection per worker thread (SQLite connections
 must not cross threads, and read-only ones never block the builder's writer). Handlers
-get a connection from :meth:`ServeContext.catalog` and never close it.
+get a connection from :meth:`ServeContext.catalog` and never close it; its statements
+stop when the request's query time budget is spent (:mod:`phonotheca.serve.budget`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from phonotheca.archive import ArchiveError
 from phonotheca.catalog import schema
 from phonotheca.config import Settings
+from phonotheca.serve import budget
 
 SERVER_CACHE_KIB = 32 * 1024
 """SQLite page cache of each of the server's catalog connections."""
@@ -53,14 +55,17 @@ class ServeContext:
         return self.root / "state.sqlite3"
 
     def catalog(self) -> sqlite3.Connection:
-        """This thread's read-only catalog connection (opened on first use)."""
+        """This thread's read-only catalog connection (opened on first use). The first
+        call of a request starts the clock of its query time budget."""
         conn: sqlite3.Connection | None = getattr(self._local, "catalog", None)
         if conn is None:
             conn = schema.connect(self.catalog_path, readonly=True)
             # The import's 256 MiB page cache per connection would add up over a
             # thread pool; the OS page cache is shared by all of them anyway.
             conn.execute(f"PRAGMA cache_size=-{SERVER_CACHE_KIB}")
+            budget.install(conn)
             self._local.catalog = conn
+        budget.start_clock()
         return conn
 
 

@@ -5,14 +5,18 @@ and keeping the playable draws finds almost none. Instead, the draws are over th
 tracks of the collections present here (a collection directory under a root's
 ``torrents/``; in a mirror, one with a verified-pieces file), which the ledger lists:
 
-1. pick a collection with probability proportional to its packed tracks;
-2. pick one of its tracks uniformly (the ``ledger_collection`` index, in track order);
-3. keep it when its bytes are here (:meth:`MediaLibrary.locate_many`), else draw again.
+1. pick a collection with probability proportional to its number of places (the largest
+   ``ledger.position`` + 1, read from the ``ledger_position`` index);
+2. pick one of its places uniformly and look up the packed track there: one search of the
+   ``ledger_position`` index, O(log n) whatever the place (an empty place, left by a track
+   the build set aside, is a draw that found nothing);
+3. keep it when its bytes are here (:meth:`MediaLibrary.playable_rowids`), else draw again.
 
-Steps 1 and 2 make every candidate equally likely, step 3 drops the unplayable ones
-(pieces a mirror has not verified yet) without changing the odds of the others, so each
-kept draw is uniform over the playable tracks. Candidates are listed again every
-:data:`HELD_TTL` seconds, as a mirror adds collections.
+Steps 1 and 2 make every place equally likely and each packed track holds exactly one
+place, so every candidate is equally likely; steps 2 and 3 drop empty places and the
+unplayable tracks (pieces a mirror has not verified yet) without changing the odds of the
+others, so each kept draw is uniform over the playable tracks. Candidates are listed
+again every :data:`HELD_TTL` seconds, as a mirror adds collections.
 """
 
 from __future__ import annotations
@@ -23,12 +27,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from phonotheca.serve.availability import is_mirror, verified_path
-
-if TYPE_CHECKING:
-    from phonotheca.serve.media import MediaLibrary
+from phonotheca.serve.context import ServeContext
 
 HELD_TTL = 30.0
 """Seconds a listing of the collections present is reused."""
@@ -39,6 +41,30 @@ ROUND = 64
 STALE_ROUNDS = 3
 """Rounds of draws that bring no new track before :meth:`PlayableSampler.distinct` stops."""
 
+PLACES_SQL = (
+    "SELECT max(position) FROM ledger INDEXED BY ledger_position"
+    " WHERE collection = ? AND position IS NOT NULL"
+)
+"""The last place of a collection: one step to the end of its range in the index."""
+DRAW_SQL = (
+    "SELECT track_id FROM ledger INDEXED BY ledger_position"
+    " WHERE collection = ? AND position = ? AND status = 'packed'"
+)
+"""The packed track at a place of a collection: one index search."""
+
+
+class MediaLibrary(Protocol):
+    """What the sampler needs of :class:`phonotheca.serve.media.MediaLibrary` (which
+    creates the sampler: naming the class here would make the two modules import each
+    other)."""
+
+    @property
+    def ctx(self) -> ServeContext: ...
+
+    def valid_collection(self, name: str) -> bool: ...
+
+    def playable_rowids(self, rowids: list[int]) -> set[int]: ...
+
 
 @dataclass(frozen=True)
 class Candidates:
@@ -46,7 +72,7 @@ class Candidates:
 
     names: tuple[str, ...]
     ends: tuple[int, ...]
-    """Running total of tracks: collection ``i`` owns draws in ``[ends[i-1], ends[i])``."""
+    """Running total of places: collection ``i`` owns draws in ``[ends[i-1], ends[i])``."""
 
     @property
     def total(self) -> int:
@@ -100,14 +126,10 @@ class PlayableSampler:
         counts: list[int] = []
         conn = self.library.ctx.catalog()
         for name in present:
-            (count,) = conn.execute(
-                "SELECT count(*) FROM ledger INDEXED BY ledger_collection"
-                " WHERE collection = ? AND status = 'packed'",
-                (name,),
-            ).fetchone()
-            if count:
+            (last,) = conn.execute(PLACES_SQL, (name,)).fetchone()
+            if last is not None:
                 names.append(name)
-                counts.append(int(count))
+                counts.append(int(last) + 1)
         return Candidates(tuple(names), tuple(itertools.accumulate(counts)))
 
     def draw(self, n: int, rng: random.Random | None = None) -> list[int] | None:
@@ -127,13 +149,8 @@ class PlayableSampler:
             picks: list[int] = []
             for _ in range(want):
                 name, position = held.locate(rng.randrange(held.total))
-                row = conn.execute(
-                    "SELECT track_id FROM ledger INDEXED BY ledger_collection"
-                    " WHERE collection = ? AND status = 'packed'"
-                    " ORDER BY track_id LIMIT 1 OFFSET ?",
-                    (name, position),
-                ).fetchone()
-                if row is not None:  # the ledger changed since the listing: draw again
+                row = conn.execute(DRAW_SQL, (name, position)).fetchone()
+                if row is not None:  # an empty place: this draw found nothing
                     picks.append(int(row[0]))
             playable = self.library.playable_rowids(picks)
             found += [p for p in picks if p in playable]

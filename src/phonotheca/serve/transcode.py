@@ -12,8 +12,10 @@ Subsonic's ``stream`` takes ``maxBitRate`` (kbit/s, 0 for no limit) and ``format
 :class:`LiveTranscode` opens the track's bytes inside their tar volume and decodes the
 first frame before anything is sent, so a file FFmpeg cannot read is an error the app
 sees, not a broken stream. Encoding then runs as the response is read, in the server's
-threads, at most :data:`MAX_TRANSCODES` at a time (one per CPU); an app that waits for
-a free slot longer than :data:`SLOT_WAIT` seconds gets an empty stream. The output has no
+threads, at most :data:`MAX_TRANSCODES` at a time (one per CPU). A transcode takes its
+slot when it is opened and gives it back when it ends or is dropped; when none is free,
+opening raises :class:`TranscodeBusy` at once (the app is told to retry: no worker thread
+waits for a slot, and no app gets an empty stream). The output has no
 length and no byte ranges: apps that seek re-request with ``timeOffset``, which is not
 implemented (they play from the start).
 """
@@ -24,6 +26,7 @@ import io
 import itertools
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,7 +45,8 @@ MP3_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 OPUS_KBPS = (6, 256)
 """Opus bitrates used (libopus takes up to 510; 256 is transparent stereo)."""
 MAX_TRANSCODES = os.cpu_count() or 1
-SLOT_WAIT = 30.0
+RETRY_AFTER = 5
+"""Seconds an app is asked to wait before retrying when every slot is busy."""
 CHUNK = 64 << 10
 """Encoded bytes gathered before they are sent."""
 
@@ -51,6 +55,32 @@ _slots = threading.BoundedSemaphore(MAX_TRANSCODES)
 
 class TranscodeError(Exception):
     """The track cannot be decoded: the message says why."""
+
+
+class TranscodeBusy(Exception):
+    """Every transcoding slot is taken: the request should be retried later."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"all {MAX_TRANSCODES} transcoding slots of this server are busy: try again in"
+            f" {RETRY_AFTER} s, or ask for the stored file (format=raw)"
+        )
+
+
+class _Slot:
+    """One of :data:`MAX_TRANSCODES`, taken without waiting and given back once."""
+
+    def __init__(self) -> None:
+        if not _slots.acquire(blocking=False):
+            raise TranscodeBusy()
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                _slots.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +186,14 @@ class LiveTranscode:
     def __init__(self, path: Path, offset: int, length: int, target: Target) -> None:
         self.target = target
         self._closed = False
-        self._source = _Slice(path, offset, length)
+        self._slot = _Slot()  # TranscodeBusy when none is free
+        # A response that is never read (the app went away first) still frees the slot.
+        weakref.finalize(self, self._slot.release)
+        try:
+            self._source = _Slice(path, offset, length)
+        except OSError as exc:
+            self._slot.release()
+            raise TranscodeError(f"the file cannot be read: {exc}") from exc
         try:
             self._input: Any = av.open(self._source, "r")
             if not self._input.streams.audio:
@@ -169,21 +206,19 @@ class LiveTranscode:
             self._first: Any = first
         except TranscodeError:
             self._source.close()
+            self._slot.release()
             raise
         except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
             self._source.close()
+            self._slot.release()
             raise TranscodeError(f"FFmpeg cannot decode it: {exc}") from exc
 
     def __iter__(self) -> Iterator[bytes]:
-        if not _slots.acquire(timeout=SLOT_WAIT):
-            self.close()
-            return
         try:
             yield from self._encode()
         except (av.FFmpegError, ValueError, OSError):
             return  # a frame further on is damaged: the stream ends there
         finally:
-            _slots.release()
             self.close()
 
     def _encode(self) -> Iterator[bytes]:
@@ -225,3 +260,4 @@ class LiveTranscode:
             self._closed = True
             self._input.close()
             self._source.close()
+            self._slot.release()

@@ -16,6 +16,7 @@ scan status).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from fastapi import APIRouter
@@ -23,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from phonotheca.serve.budget import budget_exceeded, current
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.subsonic import (
     activity,
@@ -73,6 +75,11 @@ def dispatch(
         result = handler(call)
     except SubsonicError as exc:
         return render(None, fmt, callback, error=exc)
+    except sqlite3.OperationalError as exc:
+        budget = current()
+        if budget is None or not budget_exceeded(exc):
+            raise
+        return render(None, fmt, callback, error=SubsonicError(GENERIC, budget.message()))
     if isinstance(result, Response):
         return result
     return render(result, fmt, callback)
@@ -92,9 +99,7 @@ def create_router(ctx: ServeContext) -> APIRouter:
         if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORMS):
             form = await request.form()
             params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-        if searching.runs_inline(method, params):
-            # A page of search-as-you-type songs costs less than the hop to a thread.
-            return dispatch(ctx, method, request, params)
+        # Every call on a worker thread, searches too: nothing blocks the event loop.
         return await run_in_threadpool(dispatch, ctx, method, request, params)
 
     router.add_route(

@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from phonotheca.serve.context import ServeContext
     from phonotheca.serve.state import StateStore, User
 
+MAX_OFFSET = 100_000
+"""The largest ``offset`` of a list or a search: skipping costs time in proportion to
+the offset, and no one pages a hundred thousand items deep by hand."""
+MAX_SYNC_OFFSET = 1_000_000
+"""The largest offset of a query-less ``search3``, with which apps copy a library."""
+MAX_DIGITS = 30
+"""An integer parameter longer than this is refused without being converted."""
+
 
 @dataclass
 class Call:
@@ -64,10 +72,13 @@ class Call:
         if raw is None or raw == "":
             return default
         try:
+            if len(raw) > MAX_DIGITS:  # int() of thousands of digits is slow, then refused
+                raise ValueError(raw)
             value = int(raw)
         except ValueError:
+            shown = raw if len(raw) <= MAX_DIGITS else raw[:MAX_DIGITS] + "..."
             raise SubsonicError(
-                GENERIC, f"parameter '{name}' must be an integer, not {raw!r}"
+                GENERIC, f"parameter '{name}' must be an integer, not {shown!r}"
             ) from None
         if low is not None:
             value = max(low, value)
@@ -78,6 +89,18 @@ class Call:
     def count(self, name: str, default: int, high: int) -> int:
         value = self.integer(name, default, low=0, high=high)
         assert value is not None
+        return value
+
+    def offset(self, name: str, high: int = MAX_OFFSET) -> int:
+        """A paging offset from 0 to ``high``; beyond is an error that says so (clamping
+        it would answer a page the app did not ask for)."""
+        value = self.count(name, 0, high + 1)
+        if value > high:
+            raise SubsonicError(
+                GENERIC,
+                f"parameter '{name}' is at most {high}: this server does not page deeper"
+                " (narrow the request instead)",
+            )
         return value
 
     def flag(self, name: str, default: bool) -> bool:

@@ -62,11 +62,20 @@ class Pruned(dict[str, Any]):
 class SubsonicError(Exception):
     """An error answered in the envelope: ``code`` from the table above, a message."""
 
-    def __init__(self, code: int, message: str, *, http_status: int = 200) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        http_status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.headers = dict(headers or {})
+        """Extra response headers (``Retry-After`` with a ``503``)."""
 
 
 def envelope(status: str = "ok") -> Payload:
@@ -101,17 +110,19 @@ def render(
     elif payload:
         body.update(payload)
     status = error.http_status if error is not None else 200
+    headers = error.headers if error is not None else None
     if fmt == "xml":
-        return Response(to_xml(body), status, media_type="application/xml; charset=utf-8")
+        return Response(to_xml(body), status, headers, media_type="application/xml; charset=utf-8")
     text = _JSON.encode({"subsonic-response": _prune(body)})
     if fmt == "jsonp":
         assert callback is not None
         return Response(
             b"%s(%s);" % (callback.encode("ascii"), text),
             status,
+            headers,
             media_type="application/javascript; charset=utf-8",
         )
-    return Response(text, status, media_type="application/json")
+    return Response(text, status, headers, media_type="application/json")
 
 
 def _prune(value: Any) -> Any:

@@ -151,7 +151,7 @@ def _album_ids(call: Call, kind: str, size: int, offset: int) -> list[int]:
 def _album_list(call: Call) -> list[Payload]:
     kind = call.require("type")
     size = call.count("size", 10, MAX_LIST)
-    offset = call.count("offset", 0, 1 << 40)
+    offset = call.offset("offset")
     return album_items(call, _album_ids(call, kind, size, offset))
 
 
@@ -268,7 +268,7 @@ def get_songs_by_genre(call: Call) -> Payload:
     conn = call.conn
     genre = genre_id(conn, call.require("genre"))
     count = call.count("count", 10, MAX_LIST)
-    offset = call.count("offset", 0, 1 << 40)
+    offset = call.offset("offset")
     rows = conn.execute(
         f"SELECT t.id FROM tracks t WHERE {IN_GENRE} ORDER BY t.id LIMIT :count OFFSET :offset",
         {"genre": genre, "count": count, "offset": offset},

@@ -3,7 +3,8 @@
 Audio is served as stored, straight from its tar volume with Range, HEAD and ETag
 support (:func:`phonotheca.serve.media.ranged_response`), unless ``stream`` asks for a
 lower ``maxBitRate`` or another ``format``: then it is re-encoded as it is sent
-(:mod:`phonotheca.serve.transcode`). ``download`` always sends the stored file. A
+(:mod:`phonotheca.serve.transcode`), or, when every transcoding slot is busy, answered
+with error 0 and HTTP 503 with ``Retry-After``. ``download`` always sends the stored file. A
 track whose bytes this server does not hold is error 70, with a message naming the
 torrent that has it, so that a user knows what to fetch. Covers are served at their
 stored size (``size`` is ignored).
@@ -88,6 +89,13 @@ def stream(call: Call) -> Response:
         assert media.path is not None  # _track checked
         try:
             live = transcode.LiveTranscode(media.path, media.offset, media.length, target)
+        except transcode.TranscodeBusy as exc:
+            raise SubsonicError(
+                GENERIC,
+                str(exc),
+                http_status=503,
+                headers={"Retry-After": str(transcode.RETRY_AFTER)},
+            ) from exc
         except transcode.TranscodeError as exc:
             raise SubsonicError(
                 GENERIC, f"track {media.track_id!r} cannot be transcoded: {exc}"

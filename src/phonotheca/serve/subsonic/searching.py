@@ -24,15 +24,15 @@ import msgspec
 from phonotheca.catalog import search
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items
-from phonotheca.serve.subsonic.call import Call, Handler
+from phonotheca.serve.subsonic.call import MAX_OFFSET, MAX_SYNC_OFFSET, Call, Handler
 from phonotheca.serve.subsonic.envelope import Payload
 
 DEFAULT_COUNT = 20
 MAX_WORDS_PAGE = search.MAX_LIMIT
+"""The most songs looked at for one search with words (the pool of albums and artists)."""
+MAX_COUNT = 500
+"""The largest ``*Count`` of a search with words (more is answered with this many)."""
 MAX_SYNC_PAGE = 10_000  # an empty query's page: clients syncing a library ask for big ones
-INLINE_SONGS = 100
-"""A songs-only search up to this many songs (count + offset) is cheap enough for the
-event loop (see :func:`runs_inline`)."""
 POOL_FIRST = 50
 """Songs of the pool looked at first for albums and artists: enough for most searches
 with many matches (measured on bench/serve.py's queries at 10 M tracks: 131 of the 187
@@ -40,40 +40,11 @@ that fill a pool of 200 found their 20 albums and 20 artists in the first 50).""
 _TOKEN = re.compile(r"[^\W_]+")
 
 
-def runs_inline(method: str, params: Sequence[tuple[str, str]]) -> bool:
-    """Whether a call is a search cheap enough to answer on the event loop.
-
-    Search-as-you-type clients ask for a page of songs only (``albumCount=0``,
-    ``artistCount=0``): about 0.5 ms of catalog work at 10 M tracks, less than handing it
-    to a worker thread and back costs in CPU. Albums and artists are found through a pool
-    of at least 200 songs (several ms), and a query-less call pages through the whole
-    catalog: those stay on a thread, as do calls with parameters that are not plain
-    numbers (the handler reports those).
-    """
-    if method.removesuffix(".view") not in ("search2", "search3"):
-        return False
-    first: dict[str, str] = {}
-    for key, value in params:
-        first.setdefault(key, value)  # Call.get takes the first of repeated parameters
-    query = first.get("query")
-    if query is None or _is_empty(query):
-        return False
-    numbers = [
-        first.get(f"{kind}{part}") or default
-        for kind in ("song", "album", "artist")
-        for part, default in (("Count", str(DEFAULT_COUNT)), ("Offset", "0"))
-    ]
-    if not all(n.isascii() and n.isdigit() and len(n) <= 6 for n in numbers):
-        return False
-    song_count, song_offset, album_count, _, artist_count, _ = map(int, numbers)
-    return album_count == 0 and artist_count == 0 and song_count + song_offset <= INLINE_SONGS
-
-
-def _pages(call: Call, high: int) -> dict[str, tuple[int, int]]:
+def _pages(call: Call, high: int, deepest: int = MAX_OFFSET) -> dict[str, tuple[int, int]]:
     out = {}
     for kind in ("artist", "album", "song"):
         count = call.count(f"{kind}Count", DEFAULT_COUNT, high)
-        offset = call.count(f"{kind}Offset", 0, 1 << 40)
+        offset = call.offset(f"{kind}Offset", deepest)
         out[kind] = (count, offset)
     return out
 
@@ -209,13 +180,13 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
     query = call.require("query")
     conn = call.conn
     if _is_empty(query):
-        pages = _pages(call, MAX_SYNC_PAGE)
+        pages = _pages(call, MAX_SYNC_PAGE, MAX_SYNC_OFFSET)
         return (
             _page_all(conn, "artists", *pages["artist"]),
             _page_all(conn, "albums", *pages["album"]),
             _page_all(conn, "tracks", *pages["song"]),
         )
-    pages = _pages(call, MAX_WORDS_PAGE)
+    pages = _pages(call, MAX_COUNT)
     songs = _ranked_tracks(conn, query, *pages["song"]) if pages["song"][0] else []
     albums, artists = _from_songs(conn, query, pages)
     return _window(artists, pages["artist"]), _window(albums, pages["album"]), songs
