@@ -282,7 +282,10 @@ def mirror_run(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():  # a second Ctrl-C: the user really wants out
             raise KeyboardInterrupt
-        err.print("stopping: saving resume data…")
+        # One line in the end ("mirror stopped; ..."): on a terminal this one is overwritten
+        # by it, and only says meanwhile that the Ctrl-C was heard.
+        if err.is_terminal:
+            err.print("stopping: saving resume data…", end="\r")
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
