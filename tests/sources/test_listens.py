@@ -325,6 +325,7 @@ def test_cli_import_listens_json(tmp_path: Path) -> None:
         "unmatched": 1,
         "rejected": 0,
         "tracks_updated": 1,
+        "complete": True,
     }
     assert Path(summary["rejects_file"]).exists()
     hits = json.loads(runner.invoke(main, ["search", "pink", "--archive", arc, "--json"]).output)

@@ -544,13 +544,6 @@ def test_recording_documents_update_the_tracks_of_their_recording(
     ]
 
 
-def test_a_recording_without_tracks_is_rejected(archive: Archive) -> None:
-    (s,) = load(archive, FIXTURES / "recording.json")
-    assert (s.read, s.loaded, s.rejected) == (1, 0, 1)
-    reject = json.loads(Path(s.rejects_file or "").read_text())
-    assert "import its releases first" in reject["reason"] and reject["line"] == 1
-
-
 def test_cli_import_musicbrainz(tmp_path: Path) -> None:
     arc = str(tmp_path / "arc")
     result = CliRunner().invoke(

@@ -46,6 +46,10 @@ CreditTuple = tuple[int, int, str, str | None, str]
 # (track index, genre) / (track index, scheme, value)
 GenreTuple = tuple[int, str]
 ExternalTuple = tuple[int, str, str]
+# (track index, name, sort name, locale): another name of the track (track_aliases)
+AliasTuple = tuple[int, str, str | None, str | None]
+# (track index, public id of an album-less track this one takes the place of)
+ClaimTuple = tuple[int, str]
 
 
 class ArtistRow(msgspec.Struct, array_like=True, frozen=True):
@@ -128,10 +132,17 @@ class Batch(msgspec.Struct, array_like=True):
     invalid_isrc: int = 0
     superseded: int = 0
     image: bytes = b""
-    """When not empty: ``tracks``, ``credits``, ``genres`` and ``external_ids`` moved into
-    a serialized SQLite database (:func:`stage_rows`), and those lists are empty."""
+    """When not empty: ``tracks``, ``credits``, ``genres``, ``external_ids`` and
+    ``aliases`` moved into a serialized SQLite database (:func:`stage_rows`), and those
+    lists are empty."""
     image_tracks: int = 0
     """The number of tracks in ``image``."""
+    aliases: list[AliasTuple] = []
+    claims: list[ClaimTuple] = []
+    """A new track that claims the public id of an album-less track in the catalog takes
+    over that track's row instead of getting a row of its own (a MusicBrainz release's
+    track takes over the track of its standalone recording, docs/FORMAT.md §6.4). Only
+    the first claimant of an id does; a track already in the catalog claims nothing."""
 
     @property
     def track_count(self) -> int:
@@ -146,7 +157,7 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 
 # The tables of a batch image, columns c1..cN in tuple order; a track's rowid is its
 # index in the batch plus one (the tables are filled in order, from empty).
-STAGE_TABLES = {"tracks": 15, "credits": 5, "genres": 2, "external_ids": 3}
+STAGE_TABLES = {"tracks": 15, "credits": 5, "genres": 2, "external_ids": 3, "aliases": 4}
 
 
 def stage_rows(batch: Batch) -> Batch:
@@ -174,6 +185,7 @@ def stage_rows(batch: Batch) -> Batch:
         db.close()
     batch.image, batch.image_tracks = image, len(batch.tracks)
     batch.tracks, batch.credits, batch.genres, batch.external_ids = [], [], [], []
+    batch.aliases = []
     return batch
 
 

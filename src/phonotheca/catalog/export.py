@@ -120,6 +120,13 @@ def track_record(conn: sqlite3.Connection, track_id: int) -> dict[str, Any]:
             )
         ],
         "external_ids": _external_ids(conn, "track", track_id),
+        "aliases": [
+            _drop_empty({"name": name, "sort_name": sort_name, "locale": locale})
+            for name, sort_name, locale in conn.execute(
+                "SELECT name, sort_name, locale FROM track_aliases WHERE track_id=? ORDER BY name",
+                (track_id,),
+            )
+        ],
     }
     if t[2] is not None:
         a = conn.execute(

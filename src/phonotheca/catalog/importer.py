@@ -28,7 +28,12 @@ from phonotheca.catalog import schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
 from phonotheca.catalog.search import mark_search_stale, refresh_search
-from phonotheca.sources.jsonl import file_fingerprint, iter_line_blocks, prepare_lines
+from phonotheca.sources.jsonl import (
+    DamagedInput,
+    file_fingerprint,
+    iter_line_blocks,
+    prepare_lines,
+)
 
 # Lines per batch (one transaction each). The environment override lets tests make
 # many small batches to kill an import between them.
@@ -61,6 +66,12 @@ class ImportSummary:
     rejects_file: str | None
     resumed_at_line: int
     seconds: float
+    complete: bool = True
+    """False when the input broke off (:class:`DamagedInput`): the counts are of the
+    records before the break, and the rest of the file was not read."""
+    taken_over: int = 0
+    """New tracks of this run that took over an album-less track they claim
+    (:attr:`~phonotheca.catalog.batch.Batch.claims`)."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -105,19 +116,25 @@ def _batches(
         for first, lines, pos in blocks:
             yield prepare(first, lines), pos
         return
+    damage: DamagedInput | None = None
     with ProcessPoolExecutor(
         workers, mp_context=get_context("forkserver"), initializer=_worker_init
     ) as pool:
         # A bounded window of batches in flight: memory does not grow with the file.
         window: deque[tuple[Future[bytes], int]] = deque()
-        for first, lines, pos in blocks:
-            window.append((pool.submit(_worker_prepare, prepare, first, lines), pos))
-            if len(window) > workers * 2:
-                fut, p = window.popleft()
-                yield decode_batch(fut.result()), p
+        try:
+            for first, lines, pos in blocks:
+                window.append((pool.submit(_worker_prepare, prepare, first, lines), pos))
+                if len(window) > workers * 2:
+                    fut, p = window.popleft()
+                    yield decode_batch(fut.result()), p
+        except DamagedInput as exc:
+            damage = exc  # the batches read before the break are loaded first
         while window:
             fut, p = window.popleft()
             yield decode_batch(fut.result()), p
+    if damage is not None:
+        raise damage
 
 
 class RejectsFile:
@@ -208,6 +225,12 @@ def import_lines(
     ``strict`` the caller holds one transaction around the whole command, and the
     first bad line raises :class:`ImportRejected` (the caller rolls back).
     Call :func:`finish_import` once after the last file.
+
+    An input that ends early or is damaged raises
+    :class:`~phonotheca.sources.compressed.DamagedInput` once the records before the
+    break are loaded and committed (without ``strict``), with ``summary`` set to this
+    import's summary (``complete=False``); the import stays unfinished, so a re-run of
+    the same file resumes, and a whole file is a new import that loads the rest.
     """
     started = time.monotonic()
     if not strict:
@@ -247,6 +270,8 @@ def import_lines(
     loader = Loader(conn, import_id, kind)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # see _worker_init
+    damage: DamagedInput | None = None
+    taken_over = 0
     try:
         for batch, pos in _batches(path, resumed_at, workers, prepare, read_blocks):
             if strict and batch.rejects:
@@ -254,6 +279,7 @@ def import_lines(
             _begin(conn, strict)
             try:
                 result = loader.write(batch)
+                taken_over += result.taken_over
                 read += batch.read
                 loaded += result.loaded
                 superseded += result.superseded
@@ -276,12 +302,14 @@ def import_lines(
             if progress is not None:
                 progress(batch.last_line, pos, size)
         conn.execute("UPDATE imports SET finished_at=? WHERE id=?", (_now(), import_id))
+    except DamagedInput as exc:
+        damage = exc
     finally:
         if gc_was_enabled:
             gc.enable()
         if rejects is not None:
             rejects.close()
-    return ImportSummary(
+    summary = ImportSummary(
         path=str(path),
         read=read,
         loaded=loaded,
@@ -291,7 +319,13 @@ def import_lines(
         rejects_file=str(rejects_path) if rejects is not None and rejects.size else None,
         resumed_at_line=resumed_at,
         seconds=round(time.monotonic() - started, 3),
+        complete=damage is None,
+        taken_over=taken_over,
     )
+    if damage is not None:
+        damage.summary = summary
+        raise damage
+    return summary
 
 
 def finish_import(conn: sqlite3.Connection, progress: schema.StepProgress | None = None) -> None:

@@ -5,10 +5,11 @@ Python per row as possible. A batch's tracks and their links arrive as a SQLite 
 built by the worker that parsed them (:func:`~phonotheca.catalog.batch.stage_rows`):
 attached, each table moves with one ``INSERT ... SELECT``, public ids becoming rowids
 inside SQL (``rowid + base`` for the batch's new tracks, a primary-key subquery for
-albums and artists). Ids that already exist take a slower per-id path. Artists and
-albums go first (:mod:`phonotheca.catalog.entities`). The search index is
-maintained in the same transaction. Callers own the transaction, so a batch and the
-import's progress commit together."""
+albums and artists). Ids that already exist take a slower per-id path, and so does a
+batch whose new tracks *take over* album-less tracks they claim (:attr:`Batch.claims`,
+docs/FORMAT.md §6.4). Artists and albums go first (:mod:`phonotheca.catalog.entities`).
+The search index is maintained in the same transaction. Callers own the transaction, so
+a batch and the import's progress commit together."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class WriteResult:
     superseded: int = 0
     """Records older (``updated_at``) than another record of their id, or replaced by
     a later line of the same import."""
+    taken_over: int = 0
+    """Album-less tracks whose row a claiming track took over (:attr:`Batch.claims`)."""
 
 
 class Loader:
@@ -90,6 +93,10 @@ class Loader:
                 self._reindex_pending()
             return result
         stage = self._attach_image(batch)
+        takeover = self._takeovers(batch.claims) if batch.claims else {}
+        if takeover:
+            self._upsert_tracks(self._staged_rows(batch, stage), chunk_base, result, takeover)
+            return result
         base = next_id(self.conn, "tracks")
         self.conn.execute("SAVEPOINT tracks")
         try:
@@ -103,7 +110,7 @@ class Loader:
             # Some ids exist already: the rare path, done per id.
             self.conn.execute("ROLLBACK TO tracks")
             self.conn.execute("RELEASE tracks")
-            self._upsert_tracks(self._staged_rows(batch, stage), chunk_base, result)
+            self._upsert_tracks(self._staged_rows(batch, stage), chunk_base, result, {})
             return result
         self.conn.execute("RELEASE tracks")
         self._insert_links(stage, base)
@@ -125,6 +132,27 @@ class Loader:
         self.conn.deserialize(stage_rows(batch).image, name=STAGE)
         self._images += 1
         return f"/* image {self._images} */ {STAGE}."
+
+    def _takeovers(self, claims: list[tuple[int, str]]) -> dict[int, int]:
+        """{track index: rowid of the album-less track it takes over} for the claims whose
+        track is in the catalog; the first claimant of an id wins."""
+        ids = [pid for _, pid in claims]
+        # One probe of the public-id index: with no track in the claims' range at all
+        # (the common case: no standalone recording loaded), the batch costs nothing more.
+        probe = "SELECT 1 FROM tracks WHERE public_id BETWEEN ? AND ? LIMIT 1"
+        if self.conn.execute(probe, (min(ids), max(ids))).fetchone() is None:
+            return {}
+        out: dict[int, int] = {}
+        taken: set[int] = set()
+        for key, rowid in self.conn.execute(
+            "SELECT j.key, t.id FROM json_each(?) j JOIN tracks t ON t.public_id = j.value"
+            " WHERE t.album_id IS NULL ORDER BY j.key",
+            (json.dumps(ids),),
+        ):
+            if rowid not in taken:
+                taken.add(rowid)
+                out.setdefault(claims[key][0], rowid)
+        return out
 
     def _staged_rows(self, batch: Batch, stage: str) -> Batch:
         """The attached image's rows as lists again (for the per-id path)."""
@@ -157,8 +185,17 @@ class Loader:
             "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
             f" SELECT 'track', c1 + {base}, c2, c3 FROM {stage}external_ids ORDER BY rowid"
         )
+        if self.conn.execute(f"SELECT 1 FROM {stage}aliases LIMIT 1").fetchone():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO track_aliases(track_id, name, sort_name, locale)"
+                f" SELECT c1 + {base}, c2, c3, c4 FROM {stage}aliases ORDER BY rowid"
+            )
 
-    def _upsert_tracks(self, batch: Batch, chunk_base: int, result: WriteResult) -> None:
+    def _upsert_tracks(
+        self, batch: Batch, chunk_base: int, result: WriteResult, takeover: dict[int, int]
+    ) -> None:
+        """The per-id path: new ids are inserted, known ones replaced (§1.6), and a new
+        track in ``takeover`` replaces the album-less track whose row it takes."""
         tracks: list[TrackTuple] = batch.tracks
         found = {
             str(pid): (int(tid), ua, fp)  # type: ignore[call-overload]
@@ -170,9 +207,14 @@ class Loader:
         rowid: dict[int, int] = {}  # batch index -> rowid
         new: list[int] = []
         replace: list[int] = []
+        taken: list[int] = []
         for i, t in enumerate(tracks):
             hit = found.get(t[0])
-            if hit is None:
+            if hit is None and i in takeover:
+                rowid[i] = takeover[i]
+                replace.append(i)
+                taken.append(i)
+            elif hit is None:
                 rowid[i] = fresh
                 fresh += 1
                 new.append(i)
@@ -191,6 +233,9 @@ class Loader:
                 f" (?, ?,?,?,{ALBUM_ID},?,?,?,?,?,?,?,?,?,?,? + {chunk_base * RECORD_REF_LINES})",
                 [(rowid[i], *tracks[i]) for i in new],
             )
+        if taken:
+            self._keep_placeholders([rowid[i] for i in taken])
+            result.taken_over += len(taken)
         if replace:
             ids = json.dumps([rowid[i] for i in replace])
             if self.maintain_search:
@@ -202,7 +247,7 @@ class Loader:
                 f" record_ref=? + {chunk_base * RECORD_REF_LINES} WHERE id=?",
                 [(*tracks[i], rowid[i]) for i in replace],
             )
-            for table in ("track_artists", "track_genres"):
+            for table in ("track_artists", "track_genres", "track_aliases"):
                 self.conn.execute(
                     f"DELETE FROM {table} WHERE track_id IN (SELECT value FROM json_each(?))",
                     (ids,),
@@ -219,8 +264,11 @@ class Loader:
             credits=[(rowid[c[0]], *c[1:]) for c in batch.credits if c[0] in rowid],
             genres=[(rowid[g[0]], g[1]) for g in batch.genres if g[0] in rowid],
             external_ids=[(rowid[e[0]], *e[1:]) for e in batch.external_ids if e[0] in rowid],
+            aliases=[(rowid[a[0]], *a[1:]) for a in batch.aliases if a[0] in rowid],
         )
         self._insert_links(self._attach_image(relinked), 0)
+        if taken:
+            self._restore_placeholders()
         if self.maintain_search:
             if done:
                 index_tracks(
@@ -229,6 +277,77 @@ class Loader:
                     (json.dumps([rowid[i] for i in done]),),
                 )
             self._reindex_pending()
+
+    # What a track of a recording knows that a release's record of it does not: the
+    # recording's ISRCs and aliases (from its recording document), a duration, and the
+    # listens a listens import gave it. The record taking over keeps them, so the catalog
+    # is the same whichever was imported first (a release, then its recordings update
+    # its tracks the same way: §6.4).
+    _PLACEHOLDER_DDL = (
+        "CREATE TEMP TABLE IF NOT EXISTS takeover(track_id INTEGER PRIMARY KEY, isrc,"
+        " duration_ms, listens, listeners, listens_import, popularity, popularity_derived)",
+        "CREATE TEMP TABLE IF NOT EXISTS takeover_isrcs(track_id, value)",
+        "CREATE TEMP TABLE IF NOT EXISTS takeover_aliases(track_id, name, sort_name, locale)",
+    )
+
+    def _keep_placeholders(self, rowids: list[int]) -> None:
+        """Save what the album-less tracks about to be taken over hold (see above)."""
+        for ddl in self._PLACEHOLDER_DDL:
+            self.conn.execute(ddl)
+        for table in ("takeover", "takeover_isrcs", "takeover_aliases"):
+            self.conn.execute(f"DELETE FROM temp.{table}")
+        ids = json.dumps(rowids)
+        self.conn.execute(
+            "INSERT INTO temp.takeover SELECT id, isrc, duration_ms, listens, listeners,"
+            " listens_import, popularity, popularity_derived FROM tracks"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        )
+        self.conn.execute(
+            "INSERT INTO temp.takeover_isrcs SELECT entity_id, value FROM external_ids"
+            " WHERE entity = 'track' AND scheme = 'isrc'"
+            " AND entity_id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        )
+        self.conn.execute(
+            "INSERT INTO temp.takeover_aliases SELECT track_id, name, sort_name, locale"
+            " FROM track_aliases WHERE track_id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        )
+
+    def _restore_placeholders(self) -> None:
+        """Give the taken-over rows back what :meth:`_keep_placeholders` saved: the
+        recording's ISRCs (its first one in ``isrc``) and aliases when it had any, its
+        duration when the new record has none, and its listens and popularity when the
+        new record brings neither."""
+        self.conn.execute(
+            "UPDATE tracks SET isrc = coalesce(o.isrc, tracks.isrc),"
+            " duration_ms = coalesce(tracks.duration_ms, o.duration_ms)"
+            " FROM temp.takeover o WHERE tracks.id = o.track_id"
+        )
+        self.conn.execute(
+            "UPDATE tracks SET listens = o.listens, listeners = o.listeners,"
+            " listens_import = o.listens_import, popularity = o.popularity,"
+            " popularity_derived = o.popularity_derived FROM temp.takeover o"
+            " WHERE tracks.id = o.track_id AND tracks.listens IS NULL"
+            " AND tracks.popularity IS NULL"
+        )
+        self.conn.execute(
+            "DELETE FROM external_ids WHERE entity = 'track' AND scheme = 'isrc'"
+            " AND entity_id IN (SELECT track_id FROM temp.takeover_isrcs)"
+        )
+        self.conn.execute(
+            "DELETE FROM track_aliases"
+            " WHERE track_id IN (SELECT track_id FROM temp.takeover_aliases)"
+        )
+        self.conn.execute(
+            "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)"
+            " SELECT 'track', track_id, 'isrc', value FROM temp.takeover_isrcs"
+        )
+        self.conn.execute(
+            "INSERT OR IGNORE INTO track_aliases(track_id, name, sort_name, locale)"
+            " SELECT track_id, name, sort_name, locale FROM temp.takeover_aliases"
+        )
 
     def _keep_loaded_lines(
         self,

@@ -69,6 +69,14 @@ class AlbumRecord(msgspec.Struct, omit_defaults=True):
     external_ids: dict[ShortText, ShortText] = {}
 
 
+class Alias(msgspec.Struct, omit_defaults=True):
+    """Another name of a track (a MusicBrainz recording's alias): search finds it by it."""
+
+    name: Name
+    sort_name: Name | None = None
+    locale: ShortText | None = None
+
+
 class TrackRecord(msgspec.Struct, omit_defaults=True):
     """One line of an interchange file: a track with its album and artists nested."""
 
@@ -88,6 +96,7 @@ class TrackRecord(msgspec.Struct, omit_defaults=True):
     external_ids: dict[ShortText, ShortText] = {}
     updated_at: ShortText | None = None
     """RFC 3339 time of the source record; when two records share an id the newer wins."""
+    aliases: Annotated[list[Alias], msgspec.Meta(max_length=500)] = []
 
 
 class RecordError(ValueError):

@@ -361,7 +361,20 @@ _V6 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# v7: other names of tracks (a MusicBrainz recording's aliases), searched with the title,
+# and tracks without an album of MusicBrainz recordings on no release (docs/FORMAT.md §6.4).
+_V7 = """
+        CREATE TABLE IF NOT EXISTS track_aliases(
+            track_id  INTEGER NOT NULL REFERENCES tracks(id),
+            name      TEXT NOT NULL,
+            sort_name TEXT,
+            locale    TEXT,
+            PRIMARY KEY(track_id, name)
+        ) WITHOUT ROWID;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -83,8 +83,15 @@ ARTISTS_SQL = (
     " FROM track_artists ta JOIN artist_aliases aa ON aa.artist_id = ta.artist_id"
     " WHERE ta.track_id = t.id), '')"
 )
+# The title column: the title, then the track's own aliases (track_aliases: a MusicBrainz
+# recording's other names). What changes them must unindex the track first, as above:
+# the loader replaces them with the track's record, recording documents unindex first.
+TITLE_SQL = (
+    "t.title || coalesce((SELECT ' ' || group_concat(tl.name, ' ')"
+    " FROM track_aliases tl WHERE tl.track_id = t.id), '')"
+)
 _FTS_ROWS = f"""
-    SELECT r.key, t.title, {ARTISTS_SQL}, coalesce(a.title, '')
+    SELECT r.key, {TITLE_SQL}, {ARTISTS_SQL}, coalesce(a.title, '')
     FROM search_rank r JOIN tracks t ON t.id = r.track_id
     LEFT JOIN albums a ON a.id = t.album_id
 """
@@ -142,6 +149,8 @@ def rebuild_search(
     # Without any alias the subquery adds nothing but a lookup per track: skip it.
     has_aliases = conn.execute("SELECT 1 FROM artist_aliases LIMIT 1").fetchone() is not None
     artists = ARTISTS_SQL if has_aliases else "t.artist_credit"
+    has_titles = conn.execute("SELECT 1 FROM track_aliases LIMIT 1").fetchone() is not None
+    title = TITLE_SQL if has_titles else "t.title"
     report = progress or (lambda step, done, total: None)
     # max(id) reads the end of the rowid B-tree; count(*) would read the whole table.
     total = int(conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0])
@@ -178,7 +187,7 @@ def rebuild_search(
             " SELECT key, title, credit, album FROM ("
             + keyed(
                 "id, title, credit, album",
-                f"t.title AS title, {artists} AS credit, coalesce(a.title, '') AS album",
+                f"{title} AS title, {artists} AS credit, coalesce(a.title, '') AS album",
                 "tracks t LEFT JOIN albums a ON a.id = t.album_id",
             )
             + f") WHERE {sampled}"

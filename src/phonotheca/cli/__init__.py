@@ -36,7 +36,7 @@ from phonotheca.archive import Archive, ArchiveError, open_archive
 from phonotheca.catalog import schema
 from phonotheca.cli import failures
 from phonotheca.config import SettingsError
-from phonotheca.sources.jsonl import SourceError
+from phonotheca.sources.compressed import DamagedInput, SourceError
 
 F = TypeVar("F", bound=Callable[..., Any])
 # soft_wrap: a message is one line however wide the terminal, so logs stay grep-able and
@@ -190,18 +190,23 @@ def run_import(
     strict: bool,
     import_one: Callable[..., S],
     record: str = "line",
-) -> tuple[list[S], float]:
+) -> tuple[list[S], float, DamagedInput | None]:
     """The frame every import command shares: one connection, a progress bar per file,
     ``--strict`` as one transaction around all files, then the postponed indexes.
 
     ``import_one(conn, path, rejects_dir, strict=..., progress=...)`` imports one file.
-    Returns the per-file summaries and the seconds spent on the indexes.
+    Returns the per-file summaries, the seconds spent on the indexes, and the
+    :class:`DamagedInput` of a file that broke off: the import stops there, keeps what it
+    loaded (its summary is the last, ``complete`` False) and builds the indexes; the
+    command reports it with :func:`fail_damaged` after the summaries. With ``--strict``
+    nothing is kept and the error is raised at once.
     """
     from phonotheca.catalog.importer import ImportRejected, finish_import
 
     archive = archive_at(archive_dir, create=True)
     conn = archive.connect()
     summaries: list[S] = []
+    damage: DamagedInput | None = None
     try:
         with progress_bar(None, "bytes") as bar, user_errors():
             if strict:
@@ -213,9 +218,19 @@ def run_import(
                     def advance(done: int, pos: int, size: int, task: Any = task) -> None:
                         bar.update(task, completed=pos)
 
-                    summaries.append(
-                        import_one(conn, path, archive.rejects_dir, strict=strict, progress=advance)
-                    )
+                    try:
+                        summaries.append(
+                            import_one(
+                                conn, path, archive.rejects_dir, strict=strict, progress=advance
+                            )
+                        )
+                    except DamagedInput as exc:
+                        if strict:
+                            raise
+                        damage = exc
+                        if exc.summary is not None:
+                            summaries.append(exc.summary)
+                        break
                     bar.update(task, completed=path.stat().st_size)
                 if strict:
                     conn.execute("COMMIT")
@@ -226,6 +241,12 @@ def run_import(
                     f"{exc} (--strict: nothing of this import was kept; fix the {record} or"
                     " run without --strict to load the rest and collect rejects)"
                 ) from exc
+            except DamagedInput as exc:  # --strict
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise click.ClickException(
+                    f"{exc} (--strict: nothing of this import was kept)"
+                ) from exc
             except BaseException:
                 if strict and conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -235,7 +256,20 @@ def run_import(
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    return summaries, time.monotonic() - t0
+    return summaries, time.monotonic() - t0, damage
+
+
+def fail_damaged(damage: DamagedInput | None, files: Sequence[Path], what: str) -> None:
+    """End an import command whose input broke off: the error names the file and the
+    offset, says what was kept and how to go on, and the exit status is 1."""
+    if damage is None:
+        return
+    rest = list(files)[list(files).index(damage.path) + 1 :] if damage.path in files else []
+    skipped = f" The files after it were not imported: {', '.join(map(str, rest))}." if rest else ""
+    raise click.ClickException(
+        f"{damage}. The {what} read before the break are loaded: replace the file with a"
+        f" whole one and run the command again to load the rest.{skipped}"
+    )
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

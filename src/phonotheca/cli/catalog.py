@@ -25,6 +25,7 @@ from phonotheca.cli import (
     archive_option,
     err,
     export,
+    fail_damaged,
     import_,
     index_steps,
     json_option,
@@ -37,6 +38,7 @@ from phonotheca.cli import (
     user_errors,
     workers_option,
 )
+from phonotheca.sources.jsonl import check_jsonl_name
 
 
 @main.command()
@@ -62,26 +64,35 @@ def init(directory: Path, name: str | None) -> None:
 def import_jsonl(
     files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
 ) -> None:
-    """Import interchange JSONL files (.jsonl or .jsonl.zst), one track per line.
+    """Import interchange JSONL files, one track per line: .jsonl, plain or compressed
+    (.jsonl.zst, .jsonl.gz, .jsonl.bz2, .jsonl.xz). Other files are refused.
 
     Bad lines go to ARCHIVE/rejects/ with their line number and reason and the import
-    goes on. Safe to interrupt: running the same command again resumes.
+    goes on. Safe to interrupt: running the same command again resumes. A compressed
+    file that is cut short or damaged stops the import with an error naming the file
+    and the byte where it broke (exit status 1); the lines before it stay loaded.
     """
-    summaries, index_seconds = run_import(
+    with user_errors():
+        for path in files:
+            check_jsonl_name(path)  # before anything is imported
+    summaries, index_seconds, damage = run_import(
         archive_dir, files, strict, functools.partial(import_lines, workers=workers)
     )
     if as_json:
         print_summaries_json(summaries)
+        fail_damaged(damage, files, "lines")
         return
     for s in summaries:
         resumed = f" (resumed at line {s.resumed_at_line})" if s.resumed_at_line else ""
+        broke = "" if s.complete else " before the file broke off (the rest was not read)"
         click.echo(
             f"{s.path}: read {s.read:,}, loaded {s.loaded:,}, rejected {s.rejected:,},"
-            f" invalid ISRCs {s.invalid_isrc:,}{resumed} in {s.seconds:.1f} s"
+            f" invalid ISRCs {s.invalid_isrc:,}{resumed}{broke} in {s.seconds:.1f} s"
         )
         if s.rejects_file:
             click.echo(f"  rejects: {s.rejects_file}")
     click.echo(f"search index refreshed in {index_seconds:.1f} s")
+    fail_damaged(damage, files, "lines")
 
 
 @export.command("jsonl")

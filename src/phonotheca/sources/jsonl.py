@@ -1,9 +1,11 @@
 """The JSONL interchange format as a source: read lines, validate, normalise.
 
-Reading streams the file in blocks (``.jsonl`` or ``.jsonl.zst``), so memory stays
-bounded whatever the file size. Each line is decoded into the structs of
-:mod:`phonotheca.catalog.record`; a line that fails becomes a reject with its
-line number and reason, never an exception.
+Reading streams the file in blocks (``.jsonl``, plain or compressed: ``.jsonl.zst``,
+``.gz``, ``.bz2``, ``.xz``; :mod:`phonotheca.sources.compressed`), so memory stays bounded
+whatever the file size. Each line is decoded into the structs of
+:mod:`phonotheca.catalog.record`; a line that fails becomes a reject with its line number
+and reason, never an exception. A compressed file that ends early or is damaged raises
+:class:`~phonotheca.sources.compressed.DamagedInput` after the whole lines before the break.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
 
 import msgspec
 import zstandard
@@ -29,6 +30,7 @@ from phonotheca.catalog.isrc import parse_isrc
 from phonotheca.catalog.record import (
     MAX_LINE_BYTES,
     AlbumRecord,
+    Alias,
     ArtistCredit,
     RecordError,
     TrackRecord,
@@ -36,28 +38,40 @@ from phonotheca.catalog.record import (
     derived_id,
     parse_date,
 )
+from phonotheca.sources.compressed import (
+    CODECS,
+    DamagedInput,
+    InputStream,
+    Readable,
+    SourceError,
+    open_input,
+)
+
+__all__ = ["DamagedInput", "SourceError"]  # importers and the CLI take them from here too
 
 BLOCK = 1 << 22
+JSONL_NAMES = tuple([".jsonl"] + [f".jsonl{ending}" for ending in CODECS])
+"""The names ``import jsonl`` reads: ``.jsonl``, plain or compressed."""
 
 
-class SourceError(Exception):
-    """An input file that cannot be read at all (missing, not zstd, ...)."""
+def check_jsonl_name(path: Path) -> None:
+    """Refuse a file that is not named as interchange JSONL (:data:`JSONL_NAMES`)."""
+    if not path.name.lower().endswith(JSONL_NAMES):
+        raise SourceError(
+            f"{path}: not a file name import jsonl reads: interchange JSONL is named .jsonl,"
+            f" plain or compressed ({', '.join(JSONL_NAMES[1:])})"
+        )
 
 
-def open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
-    """Open ``path`` for reading, decompressing ``.zst`` on the fly.
+def open_binary(path: Path) -> tuple[InputStream, InputStream]:
+    """Open ``path`` for reading, decompressing it on the fly when its name says so.
 
-    Returns (stream of decompressed bytes, raw file): the raw file's position tells
-    how far into the input we are, for progress bars.
+    Returns (stream of decompressed bytes, the same stream): its ``position`` tells how
+    far into the file as stored reading has gone, for progress bars. (The pair is kept
+    for the callers of the time when the second was the raw file.)
     """
-    try:
-        raw = path.open("rb")
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if path.name.endswith(".zst"):
-        dctx = zstandard.ZstdDecompressor(max_window_size=1 << 31)
-        return dctx.stream_reader(raw, read_size=BLOCK, closefd=True), raw
-    return raw, raw
+    stream = open_input(path)
+    return stream, stream
 
 
 def file_fingerprint(path: Path) -> str:
@@ -68,7 +82,7 @@ def file_fingerprint(path: Path) -> str:
     return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
-def bounded_lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes]:
+def bounded_lines(stream: Readable, max_bytes: int) -> Iterator[bytes]:
     """The lines of a binary stream, read :data:`BLOCK` bytes at a time.
 
     A line longer than ``max_bytes`` is cut just past that length (so it will be
@@ -100,25 +114,50 @@ def iter_line_blocks(
 
     Line numbers start at 1. The first ``skip_lines`` lines are skipped (resume).
     A line longer than :data:`MAX_LINE_BYTES` is cut just past that length (it will be
-    rejected), so one hostile line never costs more memory than that.
+    rejected), so one hostile line never costs more memory than that. Only files named
+    as JSONL are read (:func:`check_jsonl_name`). Where a compressed file breaks, the
+    whole lines before the break are yielded, then
+    :class:`~phonotheca.sources.compressed.DamagedInput` is raised (the cut line is not
+    yielded).
     """
-    stream, raw = open_binary(path)
-    with stream, raw:
-        line_no = 0
-        pending: list[bytes] = []
-        try:
-            for line in bounded_lines(stream, MAX_LINE_BYTES):
-                line_no += 1
-                if line_no <= skip_lines:
-                    continue
-                pending.append(line)
-                if len(pending) >= lines_per_block:
-                    yield line_no - len(pending) + 1, pending, raw.tell()
-                    pending = []
-        except zstandard.ZstdError as exc:
-            raise SourceError(f"{path}: not a valid zstd stream ({exc})") from exc
-        if pending:
-            yield line_no - len(pending) + 1, pending, raw.tell()
+    check_jsonl_name(path)
+    stream = open_input(path)
+    with stream:
+        yield from line_blocks(stream, stream, lines_per_block, skip_lines, MAX_LINE_BYTES)
+
+
+def line_blocks(
+    stream: Readable,
+    source: InputStream,
+    lines_per_block: int,
+    skip_lines: int,
+    max_bytes: int,
+    max_block_bytes: int = 1 << 62,
+) -> Iterator[tuple[int, list[bytes], int]]:
+    """The blocks of lines of ``stream`` (the bytes of ``source``, or of a part of it):
+    (number of the first line, lines, bytes of ``source`` read so far). A block ends
+    after ``lines_per_block`` lines or ``max_block_bytes`` bytes of lines; see
+    :func:`iter_line_blocks`."""
+    line_no = 0
+    pending: list[bytes] = []
+    size = 0
+    damage: DamagedInput | None = None
+    try:
+        for line in bounded_lines(stream, max_bytes):
+            line_no += 1
+            if line_no <= skip_lines:
+                continue
+            pending.append(line)
+            size += len(line)
+            if len(pending) >= lines_per_block or size >= max_block_bytes:
+                yield line_no - len(pending) + 1, pending, source.position
+                pending, size = [], 0
+    except DamagedInput as exc:
+        damage = exc
+    if pending:
+        yield line_no - len(pending) + 1, pending, source.position
+    if damage is not None:
+        raise damage
 
 
 class _TrackLine(TrackRecord):
@@ -343,6 +382,11 @@ def _fill(
             batch.genres += [(i, g) for g in dict.fromkeys(rec.genres)]
         if rec.external_ids:
             batch.external_ids += [(i, k, v) for k, v in sorted(rec.external_ids.items())]
+        if rec.aliases:
+            first: dict[str, Alias] = {}  # one alias per name: the first
+            for a in rec.aliases:
+                first.setdefault(a.name, a)
+            batch.aliases += [(i, a.name, a.sort_name, a.locale) for a in first.values()]
     if chunk and cctx is not None:
         batch.chunks.append(cctx.compress(b"\n".join(chunk)))
 

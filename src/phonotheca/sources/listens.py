@@ -3,7 +3,10 @@
 Rows name a recording by MusicBrainz id (``recording_mbid``) or ISRC (``isrc``) and give
 its ``listen_count`` and optionally its ``user_count`` (the ``total_listen_count`` and
 ``total_user_count`` of the ListenBrainz API are accepted too), in CSV (one row a line,
-a header first), JSONL or Parquet, ``.zst``-compressed or not.
+a header first), JSONL or Parquet; CSV and JSONL plain or compressed (``.zst``, ``.gz``,
+``.bz2``, ``.xz``: :mod:`phonotheca.sources.compressed`). A file that breaks off raises
+:class:`~phonotheca.sources.compressed.DamagedInput` once the rows before the break are
+applied.
 
 Everything is set-based: rows go in chunks into a temporary table, are matched with two
 joins and applied with one ``UPDATE ... FROM``; memory is bounded by the chunk. A
@@ -41,7 +44,15 @@ from phonotheca.catalog.search import (
     search_is_stale,
     unindex_tracks,
 )
-from phonotheca.sources.jsonl import SourceError, file_fingerprint, open_binary
+from phonotheca.sources.compressed import (
+    CODECS,
+    DamagedInput,
+    SourceError,
+    codec_of,
+    open_input,
+    stem,
+)
+from phonotheca.sources.jsonl import file_fingerprint
 
 ROWS_PER_CHUNK = 50_000
 MAX_COUNT = 1 << 62
@@ -153,8 +164,7 @@ def _pick(fields: list[Any], i: int | None) -> object:
 
 
 def _csv_rows(path: Path) -> Iterator[RawRow]:
-    stream, raw = open_binary(path)
-    with stream, raw:
+    with open_input(path) as stream:
         lines = io.BufferedReader(cast(Any, stream), 1 << 20)
         header = lines.readline().decode("utf-8-sig", "replace").rstrip("\r\n")
         cols = _columns(path, next(csv.reader([header]), []))
@@ -172,8 +182,7 @@ def _csv_rows(path: Path) -> Iterator[RawRow]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[RawRow]:
-    stream, raw = open_binary(path)
-    with stream, raw:
+    with open_input(path) as stream:
         lines = io.BufferedReader(cast(Any, stream), 1 << 20)
         for n, data in enumerate(lines, 1):
             text = data.rstrip(b"\r\n")
@@ -211,24 +220,42 @@ def _parquet_rows(path: Path) -> Iterator[RawRow]:
     cols = _columns(path, names)
     wanted = [names[i] for i in cols if i is not None]
     n = 0
-    for batch in pf.iter_batches(batch_size=ROWS_PER_CHUNK, columns=wanted):
-        data = batch.to_pydict()
-        values = [data[names[i]] if i is not None else None for i in cols]
-        for k in range(batch.num_rows):
-            n += 1
-            yield n, *(v[k] if v is not None else None for v in values), None  # type: ignore[misc]
+    size = path.stat().st_size
+    for group in range(pf.num_row_groups):
+        batches = pf.iter_batches(batch_size=ROWS_PER_CHUNK, columns=wanted, row_groups=[group])
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:  # pyarrow raises OSError, ArrowInvalid, ... for bad pages
+                offset = pf.metadata.row_group(group).column(0).file_offset
+                raise DamagedInput(
+                    path, "parquet", offset, size, f"row group {group}: {exc}", truncated=False
+                ) from exc
+            if batch is None:
+                break
+            data = batch.to_pydict()
+            values = [data[names[i]] if i is not None else None for i in cols]
+            for k in range(batch.num_rows):
+                n += 1
+                yield n, *(v[k] if v is not None else None for v in values), None  # type: ignore[misc]
 
 
 def iter_rows(path: Path) -> Iterator[RawRow]:
-    """Rows of a listens file, by its name: ``.csv``, ``.jsonl``, ``.parquet`` (+ ``.zst``)."""
-    name = path.name.lower().removesuffix(".zst")
+    """Rows of a listens file, by its name: ``.csv``, ``.jsonl``, ``.parquet``; CSV and
+    JSONL may be compressed (``.zst``, ``.gz``, ``.bz2``, ``.xz``)."""
+    name = stem(path)
     if name.endswith(".csv"):
         return _csv_rows(path)
     if name.endswith((".jsonl", ".json")):
         return _jsonl_rows(path)
-    if name.endswith(".parquet"):
+    if name.endswith(".parquet") and codec_of(path) is None:
         return _parquet_rows(path)
-    raise SourceError(f"{path}: unknown format: name it .csv, .jsonl or .parquet (.zst for zstd)")
+    if name.endswith(".parquet"):
+        raise SourceError(f"{path}: a Parquet file is read as it is: decompress it first")
+    raise SourceError(
+        f"{path}: unknown format: name it .csv, .jsonl or .parquet (CSV and JSONL may be"
+        f" compressed: {', '.join(CODECS)})"
+    )
 
 
 def _estimated_rows(path: Path) -> int:
@@ -356,6 +383,8 @@ class ListensSummary:
     tracks_updated: int
     rejects_file: str | None
     seconds: float
+    complete: bool = True
+    """False when the input broke off: the counts are of the rows before the break."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -377,12 +406,18 @@ def import_listens(
     Unmatched and bad rows go to the rejects file. A large file (relative to the
     catalog) marks the search index stale instead of moving tracks one by one: call
     :func:`~phonotheca.catalog.importer.finish_import` after the last file. Re-running
-    a file is a no-op. ``progress(rows done)`` is called after each chunk.
+    a file is a no-op. ``progress(rows done)`` is called after each chunk. A file that
+    breaks off raises :class:`DamagedInput` (``summary``: this summary, ``complete``
+    False) once the rows before the break are applied.
     """
     started = time.monotonic()
     # Reading the first row checks the format and the columns before anything is written.
     rows = iter_rows(path)
-    first = next(rows, None)
+    try:
+        first = next(rows, None)
+    except DamagedInput as exc:
+        exc.summary = ListensSummary(str(path), 0, 0, 0, 0, 0, 0, None, 0.0, complete=False)
+        raise
     rows_iter = itertools.chain([first] if first is not None else [], rows)
     schema.ensure_indexes(conn)  # matching looks ids up in external_ids and tracks.isrc
     with schema.transaction(conn):
@@ -402,6 +437,7 @@ def import_listens(
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
     rejects = RejectsFile(rejects_path, 0)
     s = ListensSummary(str(path), 0, 0, 0, 0, 0, 0, None, 0.0)
+    damage: DamagedInput | None = None
     try:
         chunk: list[Row] = []
         records: dict[int, bytes] = {}
@@ -441,33 +477,39 @@ def import_listens(
             if progress is not None:
                 progress(s.read)
 
-        for n, mbid, isrc, listens, users, record in rows_iter:
-            s.read += 1
-            last = n
-            if record is None:
-                record = msgspec.json.encode(
-                    {
-                        "recording_mbid": mbid,
-                        "isrc": isrc,
-                        "listen_count": listens,
-                        "user_count": users,
-                    }
-                )
-            try:
-                chunk.append(parse_row(n, mbid, isrc, listens, users))
-            except ValueError as exc:
-                s.rejected += 1
-                bad.append(Reject(n, str(exc), record))
+        try:
+            for n, mbid, isrc, listens, users, record in rows_iter:
+                s.read += 1
+                last = n
+                if record is None:
+                    record = msgspec.json.encode(
+                        {
+                            "recording_mbid": mbid,
+                            "isrc": isrc,
+                            "listen_count": listens,
+                            "user_count": users,
+                        }
+                    )
+                try:
+                    chunk.append(parse_row(n, mbid, isrc, listens, users))
+                except ValueError as exc:
+                    s.rejected += 1
+                    bad.append(Reject(n, str(exc), record))
+                else:
+                    records[n] = record
                 if len(chunk) + len(bad) >= ROWS_PER_CHUNK:
                     flush()
-                continue
-            records[n] = record
-            if len(chunk) + len(bad) >= ROWS_PER_CHUNK:
-                flush()
+        except DamagedInput as exc:
+            damage = exc  # the rows read before the break are applied
         flush()
-        conn.execute("UPDATE imports SET finished_at=? WHERE id=?", (_now(), import_id))
+        if damage is None:
+            conn.execute("UPDATE imports SET finished_at=? WHERE id=?", (_now(), import_id))
     finally:
         rejects.close()
     s.rejects_file = str(rejects_path) if rejects.size else None
     s.seconds = round(time.monotonic() - started, 3)
+    if damage is not None:
+        s.complete = False
+        damage.summary = s
+        raise damage
     return s

@@ -6,14 +6,16 @@ lenient about what is missing (a null artist credit, no date, media without trac
 what is there is loaded, and only a document that is not JSON, not a release, or has no
 id or title is rejected. The mapping is specified in docs/FORMAT.md §6.
 
-Recording documents (``mbdump/recording``) are parsed here too (:func:`parse_recording`);
+Recording documents (``mbdump/recording``) are parsed here too: :func:`parse_recording`
+reads what a recording changes in the tracks of its releases, :func:`prepare_recordings`
+maps a recording on no loaded release to a track without an album (``mb:recording:<id>``);
 :mod:`phonotheca.sources.musicbrainz_import` applies them to the catalog.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import zstandard
@@ -30,6 +32,8 @@ from phonotheca.catalog.batch import (
 from phonotheca.catalog.isrc import parse_isrc
 from phonotheca.catalog.record import RecordError, derived_id, parse_date
 
+STANDALONE_PREFIX = "mb:recording:"
+"""Public id prefix of the track of a recording on no loaded release (docs/FORMAT.md §6.4)."""
 MAX_DOCUMENT_BYTES = 16 << 20
 """A release of a large box set with every alias runs to a few MiB; this is far above."""
 RECORDS_PER_CHUNK = 100  # documents are ~10 KiB: chunks of ~1 MiB keep export lookups cheap
@@ -143,17 +147,27 @@ class _Release(msgspec.Struct, rename="kebab"):
 
 
 class RecordingDocument(msgspec.Struct, rename="kebab"):
-    """What a recording document (``mbdump/recording``) contributes to the catalog."""
+    """What a recording document (``mbdump/recording``) changes in its releases' tracks."""
 
     id: str | None = None
     length: int | None = None
     isrcs: list[str] | None = None
+    aliases: list[_Alias] | None = None
     media: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     release_group: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
+class _StandaloneRecording(RecordingDocument, rename="kebab"):
+    """A recording document read whole: it becomes a track of its own (§6.4)."""
+
+    title: str | None = None
+    artist_credit: list[_Credit] | None = None
+    genres: list[_Named] | None = None
+
+
 _release_decoder = msgspec.json.Decoder(_Release)
 _recording_decoder = msgspec.json.Decoder(RecordingDocument)
+_standalone_decoder = msgspec.json.Decoder(_StandaloneRecording)
 
 DocumentKind = Literal["release", "recording"]
 
@@ -365,6 +379,8 @@ def _add_tracks(
             rid = _uuid(rec.id)
             if rid:
                 out_ext.append((i, "musicbrainz_recording", rid))
+                # The first track of a recording takes over its standalone track (§6.4).
+                batch.claims.append((i, STANDALONE_PREFIX + rid))
             isrc: str | None = None
             valid: bool | None = None
             if rec.isrcs:
@@ -491,8 +507,11 @@ def prepare_releases(first_line: int, lines: list[bytes]) -> Batch:
 # -- recording documents ---------------------------------------------------------------------
 
 
+AliasRow = tuple[str, str | None, str | None]
+
+
 class Recording(msgspec.Struct, frozen=True):
-    """A recording document reduced to what it changes in the catalog."""
+    """A recording document reduced to what it changes in the tracks of its releases."""
 
     mbid: str
     isrc: str | None
@@ -501,27 +520,115 @@ class Recording(msgspec.Struct, frozen=True):
     """Every ISRC, normalised (``external_ids``)."""
     isrc_valid: bool | None
     length: int | None
+    aliases: tuple[AliasRow, ...] | None = None
+    """(name, sort name, locale) of each alias, one per name, sorted; None when the
+    document does not list aliases (then the tracks keep theirs)."""
 
 
-def parse_recording(data: bytes) -> Recording:
-    """Parse a recording document; raises ``RecordError`` with the reason when it is not one."""
+def _aliases(aliases: list[_Alias] | None) -> tuple[AliasRow, ...] | None:
+    if aliases is None:
+        return None
+    out: dict[str, AliasRow] = {}
+    for al in aliases:
+        if al.name and al.name not in out:
+            out[al.name] = (al.name, al.sort_name or None, al.locale or None)
+    return tuple(sorted(out.values()))
+
+
+def _decode_recording(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     try:
-        doc = _recording_decoder.decode(data)
+        doc = decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise RecordError(f"invalid recording: {exc}") from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RecordError(_reject_reason(data, exc)) from exc
     if doc.media is not msgspec.UNSET or doc.release_group is not msgspec.UNSET:
         raise RecordError("a release document, not a recording: import release files on their own")
-    mbid = _uuid(doc.id)
-    if mbid is None:
+    if _uuid(doc.id) is None:
         raise RecordError(f"recording id {doc.id!r} is not a MusicBrainz id (a UUID)")
-    isrcs = [parse_isrc(raw) for raw in doc.isrcs or ()]
+    return doc
+
+
+def _isrcs(raw: list[str] | None) -> tuple[str | None, tuple[str, ...], bool | None]:
+    """(the ISRC for ``tracks.isrc``, every one normalised, whether the first is valid)."""
+    isrcs = [parse_isrc(code) for code in raw or ()]
     best = next((i for i in isrcs if i.valid), isrcs[0] if isrcs else None)
-    return Recording(
-        mbid=mbid,
-        isrc=best.value if best else None,
-        isrcs=tuple(dict.fromkeys(i.value for i in isrcs)),
-        isrc_valid=best.valid if best else None,
-        length=_duration(doc.length),
+    return (
+        best.value if best else None,
+        tuple(dict.fromkeys(i.value for i in isrcs)),
+        best.valid if best else None,
     )
+
+
+def parse_recording(data: bytes) -> Recording:
+    """Parse a recording document; raises ``RecordError`` with the reason when it is not one."""
+    doc = _decode_recording(data, _recording_decoder)
+    isrc, isrcs, valid = _isrcs(doc.isrcs)
+    return Recording(
+        mbid=_uuid(doc.id) or "",
+        isrc=isrc,
+        isrcs=isrcs,
+        isrc_valid=valid,
+        length=_duration(doc.length),
+        aliases=_aliases(doc.aliases),
+    )
+
+
+def prepare_recordings(documents: list[tuple[int, bytes]]) -> Batch:
+    """Map recording documents, (line, document) each, to tracks without an album: the
+    tracks of recordings on no release in the catalog (docs/FORMAT.md §6.4).
+
+    Each becomes ``mb:recording:<id>`` with the recording's title, artist credits,
+    length, ISRCs, genres and aliases; the document is kept in a zstd chunk as the
+    track's source record. A document that does not parse is a reject.
+    """
+    first = documents[0][0] if documents else 0
+    last = documents[-1][0] if documents else 0
+    batch = Batch(first_line=first, last_line=last, read=len(documents))
+    cctx = zstandard.ZstdCompressor(level=CHUNK_LEVEL)
+    chunk: list[bytes] = []
+    for n, data in documents:
+        try:
+            doc: _StandaloneRecording = _decode_recording(data, _standalone_decoder)
+        except RecordError as exc:
+            batch.rejects.append(Reject(n, str(exc), data))
+            continue
+        mbid = _uuid(doc.id) or ""
+        i = len(batch.tracks)
+        credits, credit = _credits(doc.artist_credit, batch.artists)
+        isrc, isrcs, valid = _isrcs(doc.isrcs)
+        if valid is False:
+            batch.invalid_isrc += 1
+        batch.external_ids.append((i, "musicbrainz_recording", mbid))
+        batch.external_ids += [(i, "isrc", code) for code in isrcs]
+        batch.genres += [(i, g) for g in _names(doc.genres)]
+        batch.aliases += [(i, *alias) for alias in _aliases(doc.aliases) or ()]
+        for pos, (aid, credited_as, join) in enumerate(credits):
+            batch.credits.append((i, pos, aid, credited_as, join))
+        record_ref = len(batch.chunks) * RECORD_REF_LINES + len(chunk)
+        chunk.append(data)
+        if len(chunk) == RECORDS_PER_CHUNK:
+            batch.chunks.append(cctx.compress(b"\n".join(chunk)))
+            chunk = []
+        batch.tracks.append(
+            (
+                STANDALONE_PREFIX + mbid,
+                doc.title or "",
+                credit,
+                None,
+                None,
+                None,
+                _duration(doc.length),
+                isrc,
+                None,
+                None,
+                None,
+                None,
+                None,
+                fingerprint_bytes(data),
+                record_ref,
+            )
+        )
+    if chunk:
+        batch.chunks.append(cctx.compress(b"\n".join(chunk)))
+    return batch

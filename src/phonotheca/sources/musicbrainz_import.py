@@ -1,22 +1,27 @@
 """Read MusicBrainz JSON dumps and import them.
 
-Inputs: a file of one document per line (``.jsonl``, ``.jsonl.zst``, ``.json.xz``), a
-single pretty-printed document (``.json``, as the web service returns it), or a dump
-archive itself (``release.tar.xz``, ``recording.tar.xz``): the archive is streamed
-(``tarfile`` stream mode) and its ``mbdump/release`` or ``mbdump/recording`` member read
-line by line, never unpacked to disk or memory.
+Inputs: a file of one document per line (``.jsonl``, plain or compressed: ``.zst``,
+``.gz``, ``.bz2``, ``.xz``), a single pretty-printed document (``.json``, as the web
+service returns it), or a dump archive itself (``release.tar.xz``, ``recording.tar.xz``):
+the archive is streamed (``tarfile`` stream mode over
+:mod:`phonotheca.sources.compressed`) and its ``mbdump/release`` or ``mbdump/recording``
+member read line by line, never unpacked to disk or memory. An input that ends early or
+is damaged raises :class:`~phonotheca.sources.compressed.DamagedInput` once the documents
+before the break are imported.
 
 A file of releases goes through the generic importer (:func:`import_lines` with
 :func:`~phonotheca.sources.musicbrainz.prepare_releases`): batches, worker processes,
-rejects, resume. A file of recordings changes tracks already in the catalog (their
-ISRCs, a missing duration): a set-based update per block of documents.
+rejects, resume; a release's track takes over the standalone track of its recording
+(``Batch.claims``). A file of recordings changes the tracks of its recordings already in
+the catalog (their ISRCs and aliases, a missing duration) with a set-based update per
+block of documents, and loads the recordings on no release as standalone tracks
+(:func:`~phonotheca.sources.musicbrainz.prepare_recordings`, through the loader).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import lzma
 import sqlite3
 import tarfile
 import time
@@ -25,27 +30,40 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 import msgspec
-import zstandard
 
 from phonotheca.catalog import schema
-from phonotheca.catalog.batch import Reject
+from phonotheca.catalog.batch import Batch, Reject
+from phonotheca.catalog.entities import lookup
 from phonotheca.catalog.importer import (
     ImportRejected,
+    ImportSummary,
     Progress,
     RejectsFile,
     import_lines,
     save_progress,
 )
+from phonotheca.catalog.load import Loader
 from phonotheca.catalog.record import RecordError
-from phonotheca.sources.jsonl import BLOCK, SourceError, bounded_lines, file_fingerprint
+from phonotheca.catalog.search import index_tracks, unindex_tracks
+from phonotheca.sources.compressed import (
+    DamagedInput,
+    InputStream,
+    Readable,
+    SourceError,
+    stem,
+)
+from phonotheca.sources.compressed import open_input as open_compressed
+from phonotheca.sources.jsonl import file_fingerprint, line_blocks
 from phonotheca.sources.musicbrainz import (
     MAX_DOCUMENT_BYTES,
+    STANDALONE_PREFIX,
     DocumentKind,
     document_kind,
     parse_recording,
+    prepare_recordings,
     prepare_releases,
 )
 
@@ -54,14 +72,16 @@ BLOCK_BYTES = 8 << 20
 for: a batch in flight stays bounded (a release document is ~10 KiB, not a JSONL line)."""
 DUMP_MEMBERS = ("mbdump/release", "mbdump/recording")
 RECORDINGS_PER_BLOCK = 10_000
+MEMBER_PIECE = 16 << 10
+"""Bytes of a dump archive's member read at a time (see :class:`_Member`)."""
 
 
 @dataclass
 class _Input:
-    raw: BinaryIO
-    """The file as stored: its position is the progress."""
-    stream: IO[bytes] | None
-    """Documents one per line, decompressed; None for a single document."""
+    stream: InputStream
+    """The file's decompressed bytes; its ``position`` is the progress."""
+    lines: Readable | None
+    """Documents one per line; None for a single document."""
     document: bytes | None = None
 
 
@@ -78,41 +98,102 @@ def _single_document(data: bytes) -> bytes | None:
         return None
 
 
+class _Member(io.RawIOBase):
+    """A tar member's bytes, read so that a break in the compressed stream loses little.
+
+    tarfile's stream reader drops what a read gathered when its source raises, so the
+    member is read :data:`MEMBER_PIECE` bytes at a time and the pieces before a break are
+    returned first (:class:`DamagedInput` comes with the next read). A tar that ends
+    inside the member is a :class:`DamagedInput` too; and once the member is read, the
+    rest of the compressed stream is checked to its end, where gzip and zstd keep the
+    checksum of what was read.
+    """
+
+    def __init__(self, member: IO[bytes], stream: InputStream, name: str) -> None:
+        super().__init__()
+        self._member = member
+        self._stream = stream
+        self._name = name
+        self._error: DamagedInput | None = None
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
+        want = (1 << 62) if size is None or size < 0 else size
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < want:
+                piece = self._piece(min(want - got, MEMBER_PIECE))
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except DamagedInput as exc:
+            self._error = exc
+            if not parts:
+                raise
+        return b"".join(parts)
+
+    def _piece(self, size: int) -> bytes:
+        s = self._stream
+        try:
+            piece = self._member.read(size)
+        except tarfile.ReadError as exc:
+            found = s.damage_ahead()
+            if found is not None:
+                raise found from exc
+            raise DamagedInput(
+                s.path,
+                s.codec or "tar",
+                s.position,
+                s.size,
+                f"the tar archive ends inside {self._name}: {exc}",
+                truncated=s.codec is None,
+            ) from exc
+        if not piece and not self._checked:
+            self._checked = True
+            found = s.damage_ahead(limit=None)
+            if found is not None:
+                raise found
+        return piece
+
+
 @contextmanager
 def open_input(path: Path) -> Iterator[_Input]:
     """Open a MusicBrainz input of any supported shape (see the module docstring)."""
-    try:
-        raw = path.open("rb")
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    name = path.name.lower()
-    with raw:
-        try:
-            if ".tar" in name:
-                with tarfile.open(fileobj=raw, mode="r|*") as tar:
+    name = stem(path)
+    stream = open_compressed(path)
+    with stream:
+        if name.endswith(".tar"):
+            try:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
                     for member in tar:
-                        if member.isfile() and member.name.removeprefix("./") in DUMP_MEMBERS:
-                            yield _Input(raw, tar.extractfile(member))
+                        member_name = member.name.removeprefix("./")
+                        if member.isfile() and member_name in DUMP_MEMBERS:
+                            member_file = tar.extractfile(member)
+                            assert member_file is not None
+                            yield _Input(stream, _Member(member_file, stream, member_name))
                             return
-                raise SourceError(
-                    f"{path}: no mbdump/release or mbdump/recording inside:"
-                    " is it a MusicBrainz JSON dump (release.tar.xz)?"
-                )
-            elif name.endswith(".zst"):
-                dctx = zstandard.ZstdDecompressor(max_window_size=1 << 31)
-                with dctx.stream_reader(raw, read_size=BLOCK, closefd=False) as stream:
-                    yield _Input(raw, stream)
-            elif name.endswith(".xz"):
-                with lzma.open(raw) as stream:
-                    yield _Input(raw, stream)
-            elif name.endswith(".json") and path.stat().st_size <= MAX_DOCUMENT_BYTES:
-                data = raw.read()
-                doc = _single_document(data)
-                yield _Input(raw, io.BytesIO(data)) if doc is None else _Input(raw, None, doc)
-            else:
-                yield _Input(raw, raw)
-        except (tarfile.TarError, lzma.LZMAError, zstandard.ZstdError, EOFError) as exc:
-            raise SourceError(f"{path}: cannot decompress ({exc})") from exc
+            except tarfile.ReadError as exc:
+                found = stream.damage_ahead()
+                if found is not None:
+                    raise found from exc
+                raise SourceError(f"{path}: not a readable tar archive ({exc})") from exc
+            raise SourceError(
+                f"{path}: no mbdump/release or mbdump/recording inside:"
+                " is it a MusicBrainz JSON dump (release.tar.xz)?"
+            )
+        if name.endswith(".json") and stream.codec is None and stream.size <= MAX_DOCUMENT_BYTES:
+            data = stream.read()
+            doc = _single_document(data)
+            yield _Input(stream, io.BytesIO(data)) if doc is None else _Input(stream, None, doc)
+            return
+        yield _Input(stream, stream)
 
 
 def read_documents(
@@ -121,27 +202,23 @@ def read_documents(
     """Yield (number of the first document, documents, input bytes read so far).
 
     The reader of :func:`import_lines`: documents are numbered from 1 (lines of the
-    file, or of the dump's member); the first ``skip_lines`` are skipped (resume).
+    file, or of the dump's member); the first ``skip_lines`` are skipped (resume). Where
+    the input breaks, the documents before the break are yielded, then
+    :class:`~phonotheca.sources.compressed.DamagedInput` is raised.
     """
     with open_input(path) as source:
-        if source.stream is None:
+        if source.lines is None:
             if skip_lines < 1 and source.document is not None:
-                yield 1, [source.document], source.raw.tell()
+                yield 1, [source.document], source.stream.position
             return
-        pending: list[bytes] = []
-        size = 0
-        number = 0
-        for line in bounded_lines(source.stream, MAX_DOCUMENT_BYTES):
-            number += 1
-            if number <= skip_lines:
-                continue
-            pending.append(line)
-            size += len(line)
-            if len(pending) >= lines_per_block or size >= BLOCK_BYTES:
-                yield number - len(pending) + 1, pending, source.raw.tell()
-                pending, size = [], 0
-        if pending:
-            yield number - len(pending) + 1, pending, source.raw.tell()
+        yield from line_blocks(
+            source.lines,
+            source.stream,
+            lines_per_block,
+            skip_lines,
+            MAX_DOCUMENT_BYTES,
+            BLOCK_BYTES,
+        )
 
 
 def input_kind(path: Path) -> DocumentKind:
@@ -165,18 +242,44 @@ class MusicBrainzSummary:
     documents: DocumentKind
     read: int
     loaded: int
-    """Releases loaded, or recordings applied to tracks of the catalog."""
+    """Releases loaded, or recordings applied to the catalog (to the tracks of their
+    releases, or as standalone tracks)."""
     rejected: int
     tracks: int
-    """Tracks loaded (releases), or tracks whose ISRC or duration changed (recordings)."""
+    """Tracks loaded (releases), or tracks of releases whose ISRCs, aliases or duration
+    changed (recordings)."""
     invalid_isrc: int
     superseded: int
     rejects_file: str | None
     resumed_at_line: int
     seconds: float
+    standalone: int = 0
+    """Recordings: those on no release in the catalog, loaded as tracks without an album
+    (new, replaced, or unchanged). Releases: tracks of this run that took over the track
+    of such a recording."""
+    complete: bool = True
+    """False when the input broke off (see :class:`ImportSummary`)."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _release_summary(s: ImportSummary) -> MusicBrainzSummary:
+    return MusicBrainzSummary(
+        path=s.path,
+        documents="release",
+        read=s.read,
+        loaded=s.read - s.rejected,
+        rejected=s.rejected,
+        tracks=s.loaded - s.superseded,
+        invalid_isrc=s.invalid_isrc,
+        superseded=s.superseded,
+        rejects_file=s.rejects_file,
+        resumed_at_line=s.resumed_at_line,
+        seconds=s.seconds,
+        standalone=s.taken_over,
+        complete=s.complete,
+    )
 
 
 def import_musicbrainz(
@@ -191,77 +294,83 @@ def import_musicbrainz(
     """Import one file of MusicBrainz release or recording documents.
 
     Like :func:`import_lines`: with ``strict`` the caller holds the transaction; call
-    :func:`~phonotheca.catalog.importer.finish_import` once after the last file.
+    :func:`~phonotheca.catalog.importer.finish_import` once after the last file. An
+    input that breaks off raises :class:`DamagedInput` (its ``summary`` a
+    :class:`MusicBrainzSummary` with ``complete=False``) after loading what came before.
     """
     if input_kind(path) == "recording":
         return import_recordings(conn, path, rejects_dir, strict=strict, progress=progress)
-    s = import_lines(
-        conn,
-        path,
-        rejects_dir,
-        kind="musicbrainz",
-        prepare=prepare_releases,
-        read_blocks=read_documents,
-        strict=strict,
-        workers=workers,
-        progress=progress,
-    )
-    return MusicBrainzSummary(
-        path=s.path,
-        documents="release",
-        read=s.read,
-        loaded=s.read - s.rejected,
-        rejected=s.rejected,
-        tracks=s.loaded - s.superseded,
-        invalid_isrc=s.invalid_isrc,
-        superseded=s.superseded,
-        rejects_file=s.rejects_file,
-        resumed_at_line=s.resumed_at_line,
-        seconds=s.seconds,
-    )
+    try:
+        s = import_lines(
+            conn,
+            path,
+            rejects_dir,
+            kind="musicbrainz",
+            prepare=prepare_releases,
+            read_blocks=read_documents,
+            strict=strict,
+            workers=workers,
+            progress=progress,
+        )
+    except DamagedInput as exc:
+        if isinstance(exc.summary, ImportSummary):
+            exc.summary = _release_summary(exc.summary)
+        raise
+    return _release_summary(s)
 
 
 # -- recordings ------------------------------------------------------------------------------
 
 _RECORDINGS_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS mb_recordings(line INTEGER PRIMARY KEY,"
-    " mbid TEXT NOT NULL, isrc TEXT, isrcs TEXT, length INTEGER)"
+    " mbid TEXT NOT NULL, isrc TEXT, isrcs TEXT, length INTEGER, aliases TEXT)"
 )
 _HITS = "temp.mb_hits h JOIN temp.mb_recordings r ON r.line = h.line"
+_RecordingRow = tuple[int, str, str | None, str | None, int | None, str | None]
 
 
 def _apply_recordings(
-    conn: sqlite3.Connection, rows: list[tuple[int, str, str | None, str | None, int | None]]
-) -> tuple[set[int], int, int]:
-    """Apply a block of recordings to their tracks; return (lines without a track,
-    documents superseded by a later one of the same recording, tracks changed)."""
+    conn: sqlite3.Connection, rows: list[_RecordingRow], search: bool
+) -> tuple[list[int], int, int]:
+    """Apply a block of recordings to the tracks of their releases; return (lines of the
+    recordings on no release: their standalone tracks are loaded next, documents
+    superseded by a later one of the same recording, tracks changed)."""
     conn.execute("DELETE FROM temp.mb_recordings")
-    conn.executemany("INSERT INTO temp.mb_recordings VALUES (?,?,?,?,?)", rows)
+    conn.executemany("INSERT INTO temp.mb_recordings VALUES (?,?,?,?,?,?)", rows)
     superseded = conn.execute(
         "DELETE FROM temp.mb_recordings WHERE line NOT IN"
         " (SELECT max(line) FROM temp.mb_recordings GROUP BY mbid)"
     ).rowcount
     conn.execute("DROP TABLE IF EXISTS temp.mb_hits")
+    # The tracks of the recording on releases: not its own standalone track, whose
+    # record the document is (it is loaded again, as a record, by the caller).
     conn.execute(
         "CREATE TEMP TABLE mb_hits AS SELECT r.line, e.entity_id AS track_id"
         " FROM temp.mb_recordings r JOIN external_ids e ON e.scheme = 'musicbrainz_recording'"
         " AND e.value = r.mbid AND e.entity = 'track'"
+        " JOIN tracks t ON t.id = e.entity_id"
+        f" WHERE t.public_id != '{STANDALONE_PREFIX}' || r.mbid"
     )
-    unmatched = {
+    unmatched = [
         line
         for (line,) in conn.execute(
             "SELECT line FROM temp.mb_recordings WHERE line NOT IN (SELECT line FROM temp.mb_hits)"
+            " ORDER BY line"
         )
-    }
+    ]
     # Track titles and lengths are the release's own (a track may be an edit or printed
     # differently); ISRCs belong to the recording. A track without a length takes it.
-    changed = conn.execute(
-        "UPDATE tracks SET isrc = coalesce(r.isrc, tracks.isrc),"
-        " duration_ms = coalesce(tracks.duration_ms, r.length)"
-        f" FROM {_HITS} WHERE tracks.id = h.track_id"
-        " AND (tracks.isrc IS NOT coalesce(r.isrc, tracks.isrc)"
-        "      OR (tracks.duration_ms IS NULL AND r.length IS NOT NULL))"
-    ).rowcount
+    changed = {
+        track_id
+        for (track_id,) in conn.execute(
+            "UPDATE tracks SET isrc = coalesce(r.isrc, tracks.isrc),"
+            " duration_ms = coalesce(tracks.duration_ms, r.length)"
+            f" FROM {_HITS} WHERE tracks.id = h.track_id"
+            " AND (tracks.isrc IS NOT coalesce(r.isrc, tracks.isrc)"
+            "      OR (tracks.duration_ms IS NULL AND r.length IS NOT NULL))"
+            " RETURNING tracks.id"
+        )
+    }
     conn.execute(
         "DELETE FROM external_ids WHERE entity = 'track' AND scheme = 'isrc' AND entity_id IN"
         f" (SELECT h.track_id FROM {_HITS} WHERE r.isrcs IS NOT NULL)"
@@ -271,7 +380,63 @@ def _apply_recordings(
         f" SELECT 'track', h.track_id, 'isrc', j.value FROM {_HITS}, json_each(r.isrcs) j"
         " WHERE r.isrcs IS NOT NULL"
     )
-    return unmatched, superseded, changed
+    changed |= _apply_aliases(conn, search)
+    return unmatched, superseded, len(changed)
+
+
+def _apply_aliases(conn: sqlite3.Connection, search: bool) -> set[int]:
+    """Give the tracks of ``temp.mb_hits`` their recording's aliases, when the document
+    lists aliases and they differ; returns the tracks changed. Their search entries
+    follow (a contentless index forgets a row only when told the text it indexed)."""
+    conn.execute("DROP TABLE IF EXISTS temp.mb_alias_rows")
+    conn.execute(
+        "CREATE TEMP TABLE mb_alias_rows AS SELECT h.track_id,"
+        " json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS sort_name,"
+        " json_extract(j.value, '$[2]') AS locale"
+        f" FROM {_HITS}, json_each(r.aliases) j WHERE r.aliases IS NOT NULL"
+    )
+    ids = [
+        track_id
+        for (track_id,) in conn.execute(
+            f"SELECT DISTINCT h.track_id FROM {_HITS} WHERE r.aliases IS NOT NULL AND ("
+            " EXISTS (SELECT name, sort_name, locale FROM temp.mb_alias_rows a"
+            "         WHERE a.track_id = h.track_id"
+            "         EXCEPT SELECT name, sort_name, locale FROM track_aliases x"
+            "         WHERE x.track_id = h.track_id)"
+            " OR EXISTS (SELECT name, sort_name, locale FROM track_aliases x"
+            "            WHERE x.track_id = h.track_id"
+            "            EXCEPT SELECT name, sort_name, locale FROM temp.mb_alias_rows a"
+            "            WHERE a.track_id = h.track_id))"
+        )
+    ]
+    if not ids:
+        return set()
+    where = ("t.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+    if search:
+        unindex_tracks(conn, *where)
+    conn.execute(
+        "DELETE FROM track_aliases WHERE track_id IN (SELECT value FROM json_each(?))",
+        where[1],
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO track_aliases(track_id, name, sort_name, locale)"
+        " SELECT track_id, name, sort_name, locale FROM temp.mb_alias_rows"
+        " WHERE track_id IN (SELECT value FROM json_each(?))",
+        where[1],
+    )
+    if search:
+        index_tracks(conn, *where)
+    return set(ids)
+
+
+def _only_new_artists(conn: sqlite3.Connection, batch: Batch) -> None:
+    """Keep in ``batch`` only the artists the catalog does not hold yet: a recording
+    document adds the artists it credits, but never rewrites one. Their records come from
+    releases, and a recording document's artist may carry less (no aliases)."""
+    if batch.artists:
+        known = lookup(conn, "artists", "id", list(batch.artists))
+        for pid, _ in known:
+            del batch.artists[str(pid)]
 
 
 def _now() -> str:
@@ -286,13 +451,15 @@ def import_recordings(
     strict: bool = False,
     progress: Progress | None = None,
 ) -> MusicBrainzSummary:
-    """Apply recording documents to the tracks of those recordings already in the catalog.
+    """Apply recording documents to the catalog (docs/FORMAT.md §6.4).
 
-    Every track with ``external_ids(musicbrainz_recording)`` equal to the document's id
-    takes its ISRCs (``tracks.isrc`` the first valid one, all of them in
-    ``external_ids``) and its length when the track has none. A recording without a
-    track in the catalog is a reject ("import its releases first"). Not resumable: a
-    re-run applies the same values again.
+    A recording with tracks on releases in the catalog (``external_ids``
+    ``musicbrainz_recording`` equal to the document's id) gives them its ISRCs
+    (``tracks.isrc`` the first valid one, all of them in ``external_ids``), its aliases,
+    and its length when a track has none. A recording on no loaded release becomes a
+    track without an album, ``mb:recording:<id>`` (:func:`prepare_recordings`), which a
+    release holding the recording takes over when it is imported. Not resumable: a
+    re-run applies the same values again, and changes nothing.
     """
     started = time.monotonic()
     schema.ensure_indexes(conn)  # recordings are matched through external_ids_value
@@ -309,10 +476,13 @@ def import_recordings(
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
     rejects = None if strict else RejectsFile(rejects_path, 0)
-    read = loaded = rejected = invalid = superseded = changed = 0
+    loader = Loader(conn, import_id, "musicbrainz-recording")
+    search = loader.maintain_search
+    read = loaded = rejected = invalid = superseded = changed = standalone = 0
+    damage: DamagedInput | None = None
     try:
         for first, docs, pos in read_documents(path, RECORDINGS_PER_BLOCK):
-            rows: list[tuple[int, str, str | None, str | None, int | None]] = []
+            rows: list[_RecordingRow] = []
             bad: list[Reject] = []
             by_line: dict[int, bytes] = {}
             for n, doc in enumerate(docs, first):
@@ -330,25 +500,25 @@ def import_recordings(
                     continue
                 invalid += rec.isrc_valid is False
                 isrcs = json.dumps(rec.isrcs) if rec.isrcs else None
-                rows.append((n, rec.mbid, rec.isrc, isrcs, rec.length))
+                aliases = None if rec.aliases is None else json.dumps(rec.aliases)
+                rows.append((n, rec.mbid, rec.isrc, isrcs, rec.length, aliases))
                 by_line[n] = doc
             if strict and bad:
                 raise ImportRejected(path, bad[0])
             if not strict:
                 conn.execute("BEGIN IMMEDIATE")
             try:
-                unmatched, dropped, n_changed = _apply_recordings(conn, rows)
+                unmatched, dropped, n_changed = _apply_recordings(conn, rows, search)
+                alone = prepare_recordings([(n, by_line[n]) for n in unmatched])
+                if strict and alone.rejects:
+                    raise ImportRejected(path, alone.rejects[0])
+                _only_new_artists(conn, alone)
+                loader.write(alone)
                 superseded += dropped
                 changed += n_changed
-                loaded += len(rows) - len(unmatched)
-                bad += [
-                    Reject(
-                        n,
-                        "no track of this recording in the catalog: import its releases first",
-                        by_line[n],
-                    )
-                    for n in sorted(unmatched)
-                ]
+                standalone += alone.track_count
+                bad += alone.rejects
+                loaded += len(rows) - len(alone.rejects)
                 rejected += len(bad)
                 if rejects is not None:
                     rejects.write(path, sorted(bad, key=lambda r: r.line))
@@ -368,10 +538,12 @@ def import_recordings(
             if progress is not None:
                 progress(first + len(docs) - 1, pos, size)
         conn.execute("UPDATE imports SET finished_at=? WHERE id=?", (_now(), import_id))
+    except DamagedInput as exc:
+        damage = exc
     finally:
         if rejects is not None:
             rejects.close()
-    return MusicBrainzSummary(
+    summary = MusicBrainzSummary(
         path=str(path),
         documents="recording",
         read=read,
@@ -383,4 +555,10 @@ def import_recordings(
         rejects_file=str(rejects_path) if rejects is not None and rejects.size else None,
         resumed_at_line=0,
         seconds=round(time.monotonic() - started, 3),
+        standalone=standalone,
+        complete=damage is None,
     )
+    if damage is not None:
+        damage.summary = summary
+        raise damage
+    return summary
