@@ -97,17 +97,17 @@ def test_build_numbers_each_collections_tracks_densely(built_archive: Path) -> N
         assert sorted(positions) == list(range(len(positions)))
 
 
-def test_the_v5_migration_numbers_collections_in_track_order(
+def test_the_v6_migration_numbers_collections_in_track_order(
     built_archive: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "catalog.sqlite3"
     shutil.copyfile(built_archive / "catalog.sqlite3", path)
     conn = schema.connect(path)
     try:
-        # The catalog as schema v4 had it: no position column, no index.
+        # The catalog as schema v5 had it: no position column, no index (nor v7's table).
         conn.executescript(
             "DROP INDEX ledger_position; ALTER TABLE ledger DROP COLUMN position;"
-            " PRAGMA user_version = 4;"
+            " DROP TABLE track_aliases; PRAGMA user_version = 5;"
         )
         assert schema.migrate(conn) == schema.SCHEMA_VERSION
         rows = conn.execute(
