@@ -102,6 +102,17 @@ class Totals(msgspec.Struct, kw_only=True):
     share_of_listens: Share
 
 
+class LocatorRef(msgspec.Struct, kw_only=True):
+    """The track locator published beside ``torrents.json`` (FORMAT.md §17)."""
+
+    url: str
+    """Relative to ``base_url`` (or to the listing's own location), like ``torrent_url``."""
+    size: NonNegative
+    sha256: Hex64
+    block_size: Annotated[int, msgspec.Meta(gt=0)]
+    """The most bytes one block takes: what a lookup reads besides the index."""
+
+
 class Listing(msgspec.Struct, kw_only=True):
     format: str = FORMAT
     version: Annotated[int, msgspec.Meta(ge=1)] = VERSION
@@ -109,6 +120,9 @@ class Listing(msgspec.Struct, kw_only=True):
     generated_at: Timestamp
     base_url: str | None = None
     """URL of the directory holding ``torrents.json`` and ``torrents/``, when published."""
+    locator: LocatorRef | None = None
+    """Where to find a track without reading any collection's index (absent in listings
+    written before locators existed)."""
     totals: Totals
     torrents: list[TorrentEntry]
 

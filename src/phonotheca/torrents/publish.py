@@ -33,6 +33,7 @@ from phonotheca.torrents.listing import (
     read_listing,
     write_listing,
 )
+from phonotheca.torrents.locator_catalog import publish_locator
 from phonotheca.torrents.metadata import MetadataRelease, release_metadata
 
 
@@ -278,7 +279,8 @@ def publish(
     level: int = 9,
     threads: int = 2,
 ) -> PublishResult:
-    """Release the metadata when it changed, then write ``torrents.json`` (and a whitelist).
+    """Release the metadata when it changed, then write ``tracks.locator`` (the release's)
+    and ``torrents.json`` that lists it (and a whitelist).
 
     ``conn`` is a writable catalog connection. ``base_url`` defaults to the settings'.
     """
@@ -292,6 +294,9 @@ def publish(
         base_url=base_url or archive.settings.torrents.base_url,
         kinds=("metadata",) if metadata_only else KINDS,
         previous=_previous(path),
+    )
+    listing.locator = publish_locator(
+        archive.torrents_dir / release.name, archive.catalog_path, archive.root
     )
     write_listing(listing, path)
     if whitelist is not None:

@@ -1,7 +1,7 @@
 """``phonotheca serve-files``: the torrents directory over plain HTTP, a BEP 19 web seed.
 
-Serves ``/torrents.json`` and ``/torrents/<path>`` from the archive, with the Range
-support BitTorrent clients need (libtorrent refuses a server that gets ranges wrong):
+Serves ``/torrents.json``, ``/tracks.locator`` and ``/torrents/<path>`` from the archive, with
+the Range support BitTorrent clients need (libtorrent refuses a server that gets ranges wrong):
 ``206`` with ``Content-Range``, several ranges as ``multipart/byteranges``, ``416`` for
 ranges past the end, ``HEAD``, strong ``ETag`` and ``Last-Modified`` with ``If-Range``,
 ``If-None-Match`` and ``If-Modified-Since``. Files are streamed in chunks.
@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 from phonotheca.httprange import ByteRange, RangeNotSatisfiable, if_range_matches, parse_ranges
 from phonotheca.torrents.listing import LISTING_FILE
+from phonotheca.torrents.locator import LOCATOR_FILE
 
 CHUNK = 256 * 1024
 TORRENTS_PREFIX = "/torrents/"
@@ -37,6 +38,7 @@ _TYPES = {
     ".jsonl": "application/jsonl",
     ".zst": "application/zstd",
     ".md": "text/markdown; charset=utf-8",
+    ".locator": "application/octet-stream",
     ".txt": "text/plain; charset=utf-8",
 }
 
@@ -53,8 +55,8 @@ def resolve_request_path(archive_root: Path, url_path: str) -> Path:
     regular file whose name does not end in ``.partial``.
     """
     path = urllib.parse.urlsplit(url_path).path
-    if path == "/" + LISTING_FILE:
-        parts = [LISTING_FILE]
+    if path in ("/" + LISTING_FILE, "/" + LOCATOR_FILE):
+        parts = [path[1:]]
         base = archive_root
     elif path.startswith(TORRENTS_PREFIX):
         parts = path[len(TORRENTS_PREFIX) :].split("/")
