@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from phonotheca.torrents.locator import COVER, LOCATOR_FILE, TRACK, FileSource, Locator
+from phonotheca.torrents.locator import COVER, FOOTER, LOCATOR_FILE, TRACK, FileSource, Locator
 from phonotheca.torrents.locator_catalog import (
     _COVERS_SQL,
     _TRACKS_SQL,
@@ -53,12 +54,15 @@ def test_publish_writes_lists_and_releases_the_locator(fixture: FixtureArchive) 
     # The same bytes mirrors get in the metadata torrent.
     assert (fixture.archive.torrents_dir / release / LOCATOR_FILE).read_bytes() == data
     listing = json.loads((fixture.root / "torrents.json").read_bytes())
-    assert listing["locator"] == {
+    ref = listing["locator"]
+    top = base64.b64decode(ref.pop("top_index"))
+    assert ref == {
         "url": LOCATOR_FILE,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "block_size": 65536,
     }
+    assert data[-FOOTER.size - len(top) : -FOOTER.size] == top  # the file's own top index
     locator = Locator(FileSource(path))
     packed = _packed(fixture)
     assert 0 < len(packed) < fixture.tracks  # some tracks are not packed

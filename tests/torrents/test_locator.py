@@ -120,6 +120,24 @@ def test_lookup_costs_at_most_two_reads_once_the_top_index_is_cached(tmp_path: P
         assert source.bytes_read - before[1] <= SMALL_BLOCK + SMALL_PAGE
 
 
+def test_with_the_listings_top_index_even_the_first_lookup_is_two_reads(tmp_path: Path) -> None:
+    entries = _entries(3000)
+    path = tmp_path / "t.locator"
+    summary = write_locator(entries, path, block_size=SMALL_BLOCK, page_size=SMALL_PAGE)
+    assert summary.leaf_pages > 2
+    for e in entries[::211]:
+        source = FileSource(path)
+        locator = Locator(source, top_index=summary.top_index, block_size=SMALL_BLOCK)
+        assert locator.lookup(e.id, e.kind) == e
+        assert source.reads <= 2 and source.bytes_read <= SMALL_BLOCK + SMALL_PAGE
+    # A top index that is not this file's: refused, saying so.
+    other = write_locator(_entries(2500), tmp_path / "o.locator", block_size=SMALL_BLOCK)
+    stale = Locator(FileSource(path), top_index=other.top_index, block_size=SMALL_BLOCK)
+    with pytest.raises(LocatorError, match="top index is not this locator's"):
+        for e in entries[::97]:
+            stale.lookup(e.id, e.kind)
+
+
 def test_unsorted_or_duplicate_entries_are_refused(tmp_path: Path) -> None:
     entries = _entries(10, covers=False)
     with pytest.raises(LocatorError, match="out of order"):

@@ -111,6 +111,9 @@ class LocatorRef(msgspec.Struct, kw_only=True):
     sha256: Hex64
     block_size: Annotated[int, msgspec.Meta(gt=0)]
     """The most bytes one block takes: what a lookup reads besides the index."""
+    top_index: bytes | None = None
+    """The locator's top index as stored in it (base64 in JSON, a few KB at 100 M tracks):
+    with it, a lookup reads a leaf page and a block, the first lookup too."""
 
 
 class Listing(msgspec.Struct, kw_only=True):

@@ -130,6 +130,8 @@ class LocatorSummary:
     size: int
     sha256: str
     block_size: int
+    top_index: bytes
+    """The top index as stored (what a listing may carry so a lookup need not read it)."""
 
 
 class _Writer:
@@ -156,13 +158,23 @@ class _Writer:
         return _Ref(first[0], first[1], at, len(data), checksum(data))
 
 
-def _check(entry: LocatorEntry) -> None:
-    if not entry.id or entry.kind not in (TRACK, COVER):
-        raise LocatorError(f"entry {entry.id!r}: empty id or unknown kind {entry.kind}")
-    if not _COLLECTION.fullmatch(entry.collection) or not 1 <= entry.volume <= 9999:
-        raise LocatorError(f"entry {entry.id!r}: bad collection or volume")
-    if entry.offset < 0 or entry.length < 0 or len(entry.sha256) != 32:
-        raise LocatorError(f"entry {entry.id!r}: bad offset, length or sha256")
+def _check(entry: LocatorEntry, collections: set[str]) -> None:
+    """Refuse what a reader could not use; ``collections`` caches the names seen good."""
+    if entry.collection not in collections:
+        if not _COLLECTION.fullmatch(entry.collection):
+            raise LocatorError(f"entry {entry.id!r}: bad collection name {entry.collection!r}")
+        collections.add(entry.collection)
+    if (
+        not entry.id
+        or entry.kind not in (TRACK, COVER)
+        or not 1 <= entry.volume <= 9999
+        or entry.offset < 0
+        or entry.length < 0
+        or len(entry.sha256) != 32
+    ):
+        raise LocatorError(
+            f"entry {entry.id!r}: empty id, or bad kind, volume, offset, length or sha256"
+        )
 
 
 def write_locator(
@@ -184,7 +196,7 @@ def write_locator(
         with open(partial, "wb") as f:
             w = _Writer(f, block_size, page_size, level)
             w.write(HEADER.pack(MAGIC, *VERSION))
-            summary = _write_body(w, entries, block_size, page_size)
+            *summary, top = _write_body(w, entries, block_size, page_size)
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)
@@ -193,12 +205,12 @@ def write_locator(
         raise
     sync_directory(path.parent)
     count, blocks, pages = summary
-    return LocatorSummary(path, count, blocks, pages, w.pos, w.hash.hexdigest(), block_size)
+    return LocatorSummary(path, count, blocks, pages, w.pos, w.hash.hexdigest(), block_size, top)
 
 
 def _write_body(
     w: _Writer, entries: Iterable[LocatorEntry], block_size: int, page_size: int
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, bytes]:
     block: list[bytes] = []
     block_bytes = 5
     first: tuple[str, int] = ("", -1)
@@ -230,14 +242,15 @@ def _write_body(
         page_bytes += len(encoded)
         block, block_bytes = [], 5
 
+    collections: set[str] = set()
     for entry in entries:
-        key = entry.key
+        key = (entry.id, entry.kind)
         if prev is not None and key <= prev:
             raise LocatorError(
                 f"entries out of order: {entry.id!r} (kind {entry.kind}) after {prev[0]!r}"
                 f" (kind {prev[1]}); they must be sorted by id, then kind, each key once"
             )
-        _check(entry)
+        _check(entry, collections)
         prev = key
         encoded = _entry_encoder.encode(entry)
         if block and block_bytes + len(encoded) > block_size - _MARGIN:
@@ -272,7 +285,7 @@ def _write_body(
             MAGIC,
         )
     )
-    return count, blocks, len(pages)
+    return count, blocks, len(pages), top_data
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -375,11 +388,24 @@ def open_source(location: str, timeout: float = 30.0) -> RangeSource:
 
 
 class Locator:
-    """Lookups in a locator by range reads; the top index and leaf pages are cached."""
+    """Lookups in a locator by range reads; the top index and leaf pages are cached.
 
-    def __init__(self, source: RangeSource, *, expected_size: int | None = None) -> None:
+    With ``top_index`` (and ``block_size``), as a listing carries them, the footer is not
+    read: every lookup, the first included, is then a leaf page and a block at most.
+    """
+
+    def __init__(
+        self,
+        source: RangeSource,
+        *,
+        expected_size: int | None = None,
+        top_index: bytes | None = None,
+        block_size: int | None = None,
+    ) -> None:
         self.source = source
         self.expected_size = expected_size
+        self._given_top = top_index
+        self._top_data = b""
         self._top: list[_Ref] | None = None
         self._top_keys: list[tuple[str, int]] = []
         self._tail = b""
@@ -387,7 +413,7 @@ class Locator:
         self._pages: dict[int, tuple[list[tuple[str, int]], list[_Ref]]] = {}
         self.entries = 0
         self.blocks = 0
-        self.block_size = 0
+        self.block_size = block_size or BLOCK_SIZE
 
     @property
     def name(self) -> str:
@@ -401,6 +427,10 @@ class Locator:
     def _open(self) -> list[_Ref]:
         if self._top is not None:
             return self._top
+        if self._given_top is not None:
+            self._top_data = self._given_top
+            refs = _decode_page(self._given_top, checksum(self._given_top), self.name, "top index")
+            return self._set_top(refs)
         tail, size = self.source.tail(TAIL_READ)
         if self.expected_size is not None and size != self.expected_size:
             raise LocatorError(
@@ -424,10 +454,18 @@ class Locator:
             raise LocatorError(f"{self.name}: damaged footer (its top index is out of the file)")
         self._tail, self._tail_at = tail, size - len(tail)
         self.entries, self.blocks, self.block_size = count, blocks, block_size
-        refs = _decode_page(self._bytes(top_at, top_len), top_sum, self.name, "top index")
+        self._top_data = self._bytes(top_at, top_len)
+        return self._set_top(_decode_page(self._top_data, top_sum, self.name, "top index"))
+
+    def _set_top(self, refs: list[_Ref]) -> list[_Ref]:
         self._top = refs
         self._top_keys = [(r.first_id, r.first_kind) for r in refs]
         return refs
+
+    @property
+    def top_index(self) -> bytes:
+        """The top index as stored (after :meth:`open`)."""
+        return self._top_data
 
     def _bytes(self, offset: int, length: int) -> bytes:
         """From the cached tail when it holds them, else one range read."""
@@ -443,6 +481,8 @@ class Locator:
         page = self._pages.get(ref.offset)
         if page is None:
             what = f"index page at offset {ref.offset}"
+            if self._given_top is not None:
+                what += " (or the listing's top index is not this locator's)"
             refs = _decode_page(self._bytes(ref.offset, ref.length), ref.checksum, self.name, what)
             page = ([(r.first_id, r.first_kind) for r in refs], refs)
             self._pages[ref.offset] = page

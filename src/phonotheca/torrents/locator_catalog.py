@@ -155,6 +155,7 @@ def publish_locator(release_dir: Path, catalog: Path, archive_root: Path) -> Loc
         size=target.stat().st_size,
         sha256=_sha256_of(target),
         block_size=locator.block_size,
+        top_index=locator.top_index,
     )
 
 
@@ -166,6 +167,11 @@ def open_locator(
     if location is None:
         if listing.locator is None:
             return None
-        where = resolve_url(source, listing, listing.locator.url)
-        return Locator(open_source(where, timeout), expected_size=listing.locator.size)
+        ref = listing.locator
+        return Locator(
+            open_source(resolve_url(source, listing, ref.url), timeout),
+            expected_size=ref.size,
+            top_index=ref.top_index,
+            block_size=ref.block_size,
+        )
     return Locator(open_source(location, timeout))
