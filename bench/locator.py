@@ -37,13 +37,10 @@ from phonotheca.plan.sizes import format_size
 from phonotheca.torrents.locator import (
     LOCATOR_FILE,
     TRACK,
-    FileSource,
-    HttpSource,
-    Locator,
     LocatorEntry,
-    RangeSource,
     write_locator,
 )
+from phonotheca.torrents.locator_read import FileSource, HttpSource, Locator, RangeSource
 
 COLLECTIONS = 2800
 VOLUMES = 25

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from phonotheca.torrents.locator import COVER, FOOTER, LOCATOR_FILE, TRACK, FileSource, Locator
+from phonotheca.torrents.locator import COVER, FOOTER, LOCATOR_FILE, TRACK
 from phonotheca.torrents.locator_catalog import (
     _COVERS_SQL,
     _TRACKS_SQL,
     build_locator,
     catalog_entries,
 )
+from phonotheca.torrents.locator_read import FileSource, Locator
 from phonotheca.torrents.publish import publish
 from tests.peers import FixtureArchive, build_archive
 

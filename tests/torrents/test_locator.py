@@ -12,13 +12,11 @@ from phonotheca.torrents.locator import (
     COVER,
     FOOTER,
     TRACK,
-    FileSource,
-    Locator,
     LocatorEntry,
     LocatorError,
-    read_header,
     write_locator,
 )
+from phonotheca.torrents.locator_read import FileSource, HttpSource, Locator, read_header
 
 SMALL_BLOCK = 2048
 SMALL_PAGE = 512
@@ -200,3 +198,23 @@ def test_empty_locator(tmp_path: Path) -> None:
     summary = write_locator([], path)
     assert summary.entries == summary.blocks == 0
     assert Locator(FileSource(path)).lookup("syn:track:1") is None
+
+
+def test_a_server_without_range_support_is_a_clear_error(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    path = _write(tmp_path, _entries(10))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+        with pytest.raises(LocatorError, match="did not answer a range request"):
+            Locator(HttpSource(url)).lookup("syn:track:0000001")
+        with pytest.raises(LocatorError, match="cannot read the locator"):
+            Locator(HttpSource(url + "-gone")).lookup("syn:track:0000001")
+    finally:
+        server.shutdown()
+        server.server_close()
