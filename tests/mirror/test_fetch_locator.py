@@ -85,7 +85,11 @@ def _locator_of(published: Published) -> None:
     summary = write_locator(entries, published.root / LOCATOR_FILE)
     listing = read_listing(published.listing)
     listing.locator = LocatorRef(
-        url=LOCATOR_FILE, size=summary.size, sha256=summary.sha256, block_size=summary.block_size
+        url=LOCATOR_FILE,
+        size=summary.size,
+        sha256=summary.sha256,
+        block_size=summary.block_size,
+        top_index=summary.top_index,  # as publish lists it
     )
     write_listing(listing, published.listing)
 
