@@ -147,28 +147,38 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=500)
     parser.add_argument("--http", action="store_true", help="also look up over serve-files")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR / "locator")
+    parser.add_argument(
+        "--reuse", action="store_true", help="look up in the file of an earlier run of this size"
+    )
     args = parser.parse_args()
     n = args.entries
     args.workdir.mkdir(parents=True, exist_ok=True)
     path = args.workdir / LOCATOR_FILE
     print(f"locator of {n:,} entries ({COLLECTIONS:,} collections) -> {path}", flush=True)
-    t0 = time.monotonic()
-    summary = write_locator(entries(n), path)
-    build = time.monotonic() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if args.reuse and path.exists() and Locator(FileSource(path)).open().entries == n:
+        print("  build: reused the file of an earlier run")
+        top = Locator(FileSource(path)).open().top_index
+    else:
+        t0, c0 = time.monotonic(), time.process_time()
+        summary = write_locator(entries(n), path)
+        build, cpu = time.monotonic() - t0, time.process_time() - c0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(
+            f"  build: {build:.1f} s ({n / build / 1e6:.2f} M entries/s), {cpu:.1f} CPU-s"
+            f" ({cpu / max(n, 1) * 1e6:.2f} us per entry, synthetic entries included),"
+            f" peak RSS {format_size(rss)}"
+        )
+        top = summary.top_index
+    opened = Locator(FileSource(path)).open()
+    size = path.stat().st_size
     print(
-        f"  build: {build:.1f} s ({n / build / 1e6:.2f} M entries/s), peak RSS {format_size(rss)}"
-    )
-    print(
-        f"  file: {format_size(summary.size)} ({summary.size / max(n, 1):.1f} B/entry),"
-        f" {summary.blocks:,} blocks of <= 64 KiB, {summary.leaf_pages:,} leaf pages,"
-        f" top index {format_size(len(summary.top_index))}"
+        f"  file: {format_size(size)} ({size / max(n, 1):.1f} B/entry), {opened.blocks:,}"
+        f" blocks of <= 64 KiB, top index {format_size(len(top))}"
     )
     rng = random.Random(2)
     present = [track_id(rng.randrange(n), n) for _ in range(args.lookups)]
     absent = [track_id(rng.randrange(n), n) + "x" for _ in range(args.lookups)]
     ids = present + absent
-    top = summary.top_index
     results = {"file": measure(lambda: FileSource(path), ids, len(present), top)}
     if args.http:
         from phonotheca.torrents.webseed import make_server

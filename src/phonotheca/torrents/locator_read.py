@@ -1,6 +1,6 @@
 """Reading a track locator (:mod:`phonotheca.torrents.locator`) by range reads.
 
-A lookup takes the top index (from the listing, or from the file's last 16 KiB, cached),
+A lookup takes the top index (from the listing, or from the file's last 32 KiB, cached),
 one leaf page (cached) and one block; each is checked against the checksum the level above
 gives before it is decoded. The bytes come from a local file or from an HTTP server that
 answers ``Range`` requests; every source counts its reads and bytes, which is what the
