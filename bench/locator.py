@@ -3,6 +3,7 @@
     .venv/bin/python bench/locator.py                      # 100 M entries
     .venv/bin/python bench/locator.py --entries 10000000   # 10 M
     .venv/bin/python bench/locator.py --entries 1000000 --http
+    .venv/bin/python bench/locator.py --entries 1000000 --from-catalog 3000000
 
 Entries are generated in sorted order (MusicBrainz-style ids, ``mb:track:<uuid>``, the
 longest common form; 2,800 collections of 25 volumes; random sha256), written with
@@ -141,6 +142,66 @@ def measure(
     return out
 
 
+def catalog_of(workdir: Path, tracks: int) -> Path:
+    """A catalog (real schema) of ``tracks`` tracks with random UUID ids, a third of them
+    packed in the ledger: made once and reused."""
+
+    from phonotheca.catalog import schema
+
+    path = workdir / f"catalog-{tracks}.sqlite3"
+    if path.exists():
+        return path
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn = schema.connect(partial)
+    schema.migrate(conn)
+    rng = random.Random(3)
+    conn.execute("BEGIN")
+    for start in range(0, tracks, 100_000):
+        rows = range(start, min(tracks, start + 100_000))
+        ids = [f"mb:track:{rng.getrandbits(128):032x}" for _ in rows]
+        conn.executemany(
+            "INSERT INTO tracks(id, public_id, title, artist_credit) VALUES (?, ?, 't', 'a')",
+            zip((i + 1 for i in rows), ids, strict=True),
+        )
+        conn.executemany(
+            "INSERT INTO ledger(track_id, status, collection, volume, offset, length, sha256,"
+            " codec) VALUES (?, ?, ?, ?, ?, ?, ?, 'opus')",
+            (
+                (
+                    i + 1,
+                    "packed" if i % 3 == 0 else "skipped_budget",
+                    f"bench_pop-050-100_{i % COLLECTIONS + 1:04d}",
+                    f"bench_pop-050-100_{i % COLLECTIONS + 1:04d}.{i % VOLUMES + 1:04d}.tar",
+                    512 * i,
+                    3_500_000,
+                    f"{rng.getrandbits(256):064x}",
+                )
+                for i in rows
+            ),
+        )
+    conn.execute("COMMIT")
+    conn.close()
+    partial.rename(path)
+    return path
+
+
+def from_catalog(workdir: Path, tracks: int) -> None:
+    """Time ``build_locator`` on a catalog: what ``publish`` does per metadata release."""
+    from phonotheca.torrents.locator_catalog import build_locator
+
+    catalog = catalog_of(workdir, tracks)
+    t0, c0 = time.monotonic(), time.process_time()
+    summary = build_locator(catalog, workdir / f"catalog-{tracks}.locator")
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    print(
+        f"  from a catalog of {tracks:,} tracks ({summary.entries:,} packed,"
+        f" {format_size(catalog.stat().st_size)}): {wall:.1f} s, {cpu:.1f} CPU-s"
+        f" ({cpu / max(summary.entries, 1) * 1e6:.2f} us per packed track),"
+        f" {format_size(summary.size)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=100_000_000)
@@ -149,6 +210,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR / "locator")
     parser.add_argument(
         "--reuse", action="store_true", help="look up in the file of an earlier run of this size"
+    )
+    parser.add_argument(
+        "--from-catalog",
+        type=int,
+        metavar="TRACKS",
+        help="also build from a catalog of TRACKS tracks, a third packed (as publish does)",
     )
     args = parser.parse_args()
     n = args.entries
@@ -197,6 +264,8 @@ def main() -> None:
                 f"  {where} {phase}: at most {reads} reads, {format_size(nbytes)}"
                 f" ({nbytes:,} B), {ms:.2f} ms mean" + f"  [<= 2 reads, 128 KiB: {ok}]"
             )
+    if args.from_catalog:
+        from_catalog(args.workdir, args.from_catalog)
     line = baseline_line_bytes()
     print(
         f"  baseline (fetch without a locator: every index.jsonl): {format_size(n * line)}"

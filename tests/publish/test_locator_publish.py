@@ -142,15 +142,22 @@ def test_covers_and_determinism(fixture: FixtureArchive, tmp_path: Path) -> None
     assert locator.lookup("syn:album:8", COVER) is None  # no image packed
 
 
-def test_entries_are_read_in_id_order_without_a_sort(fixture: FixtureArchive) -> None:
-    """Memory stays bounded at any scale: SQLite walks the unique id indexes, no sorter."""
+def test_entries_are_read_sequentially_then_sorted(fixture: FixtureArchive) -> None:
+    """Memory stays bounded at any scale: the ledger and tracks are read in rowid order and
+    sorted by SQLite's external merge sort; albums are walked through their id index."""
     conn = fixture.archive.connect(readonly=True)
     try:
-        for sql in (_TRACKS_SQL, _COVERS_SQL):
-            # The outer scan (parent 0); a cover's subquery sorts the few images of an album.
-            outer = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}") if row[1] == 0]
-            assert not any("TEMP B-TREE" in step for step in outer), outer
-            assert "public_id" in outer[0], outer
+        steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_TRACKS_SQL}")]
+        assert steps == [
+            "SEARCH l USING INDEX ledger_status (status=?)",
+            "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)",
+            "USE TEMP B-TREE FOR ORDER BY",
+        ], steps
+        # The outer scan (parent 0); a cover's subquery sorts the few images of an album.
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {_COVERS_SQL}").fetchall()
+        outer = [row[3] for row in plan if row[1] == 0]
+        assert not any("TEMP B-TREE" in step for step in outer), outer
+        assert "albums_public_id" in outer[0], outer
         keys = [(e.id, e.kind) for e in catalog_entries(conn)]
         assert keys == sorted(keys, key=lambda k: (k[0].encode(), k[1])) and keys
     finally:

@@ -1,10 +1,13 @@
 """The track locator of a catalog: made for each metadata release, published beside
 ``torrents.json``, opened by ``fetch`` from a listing.
 
-Entries come from the ledger's packed tracks and the covers collections' images, read in
-public id order through the catalog's unique indexes (``tracks_public_id``,
-``albums_public_id``): a streaming scan merged on the fly, with memory bounded at any
-scale and no sort, so the same catalog gives the same bytes.
+Entries come from the ledger's packed tracks and the covers collections' images, merged
+on the fly in public id order, with memory bounded at any scale. Packed tracks are read
+in ledger order (which is the tracks' rowid order, so both tables are read sequentially)
+and put in id order by SQLite's external merge sort (temporary files where the archive
+puts them, ``ARCHIVE/work/sqlite/``): at 86 M packed tracks in a catalog larger than RAM,
+walking ``tracks_public_id`` instead would cost one random ledger read per catalog track.
+Albums are few next to tracks and are read through ``albums_public_id``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from phonotheca.torrents.locator_read import Locator, open_source
 
 _TRACKS_SQL = """
     SELECT t.public_id, l.collection, l.volume, l.offset, l.length, l.sha256, l.codec
-    FROM tracks t INDEXED BY tracks_public_id CROSS JOIN ledger l ON l.track_id = t.id
+    FROM ledger l INDEXED BY ledger_status CROSS JOIN tracks t ON t.id = l.track_id
     WHERE l.status = 'packed' ORDER BY t.public_id
 """
 # Per album, its front cover first (then by position) among the images a covers
@@ -114,6 +117,9 @@ def build_locator(catalog: Path, path: Path) -> LocatorSummary:
     """Write the locator of the catalog at ``catalog`` (opened read-only) to ``path``."""
     conn = sqlite3.connect(f"{Path(catalog).resolve().as_uri()}?mode=ro", uri=True)
     try:
+        # The sort's memory: runs of 64 MiB, merged from temporary files.
+        conn.execute("PRAGMA temp_store=FILE")
+        conn.execute("PRAGMA cache_size=-65536")
         return write_locator(catalog_entries(conn), path)
     except sqlite3.Error as exc:
         raise LocatorError(f"{catalog}: cannot read the packed tracks: {exc}") from None
