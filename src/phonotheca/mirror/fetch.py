@@ -260,13 +260,14 @@ def fetch_track(
     try:
         pending = []
         found: tuple[_Torrent, IndexEntry] | None = None
-        if located is not None:
+        if located is not None:  # no index to read: straight to the track's pieces
             t = fetcher.add(candidates[0], torrent_data(source, listing, candidates[0]))
             found = (t, _index_entry(located))
-        for entry in candidates if located is None else ():
-            t = fetcher.add(entry, torrent_data(source, listing, entry))
-            fetcher.want(t, t.layout.file_pieces(INDEX_PATH))
-            pending.append(t)
+        else:
+            for entry in candidates:
+                t = fetcher.add(entry, torrent_data(source, listing, entry))
+                fetcher.want(t, t.layout.file_pieces(INDEX_PATH))
+                pending.append(t)
         while pending and found is None:
             t = fetcher.wait(pending, lambda t: t.layout.file_pieces(INDEX_PATH))
             pending.remove(t)
