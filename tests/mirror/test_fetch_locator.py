@@ -230,3 +230,55 @@ def test_listing_without_a_locator_is_read_as_before() -> None:
     from phonotheca.torrents.listing import decode_listing
 
     assert decode_listing(msgspec.json.encode(text)).locator is None
+
+
+def test_fetch_from_a_real_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """publish (locator from the catalog, listed with its top index) -> serve-files -> fetch."""
+    import datetime as dt
+
+    from phonotheca.torrents.publish import publish
+    from tests.peers import PIECE_LENGTH, build_archive
+
+    port = free_port()
+    fx = build_archive(tmp_path / "archive", web_seeds=[f"http://127.0.0.1:{port}/torrents/"])
+    conn = fx.archive.connect()
+    try:
+        publish(fx.archive, conn, now=dt.datetime(2026, 3, 4, tzinfo=dt.UTC))
+        track, sha, length = conn.execute(
+            "SELECT t.public_id, l.sha256, l.length FROM ledger l JOIN tracks t"
+            " ON t.id = l.track_id WHERE l.status = 'packed' ORDER BY t.public_id LIMIT 1 OFFSET 3"
+        ).fetchone()
+    finally:
+        conn.close()
+    counts = Counts()
+    server = make_server(fx.root, port=port)
+    base: Any = server.RequestHandlerClass
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def _copy(self, f: BinaryIO, offset: int, length: int) -> None:
+            super()._copy(f, offset, length)
+            counts.add(self.path, offset, length)
+
+    server.RequestHandlerClass = Counting
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "phonotheca.toml").write_text(MIRROR_TOML.format(port=free_port()))
+    monkeypatch.chdir(work)
+    try:
+        report = _fetch(track, "--torrents", f"http://127.0.0.1:{port}/torrents.json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report["found_by"] == "locator" and report["sha256"] == sha
+    assert hashlib.sha256(Path(report["path"]).read_bytes()).hexdigest() == sha
+    assert 1 <= report["locator_reads"] <= 2
+    assert counts.bytes_of(LOCATOR_FILE) == report["locator_bytes"]
+    # The collection's files: the track's pieces at most (its header, 2 partial pieces).
+    assert (
+        counts.distinct_bytes_of("")
+        - sum(
+            counts.distinct_bytes_of(name) for name in ("torrents.json", LOCATOR_FILE, ".torrent")
+        )
+        <= length + BLOCK + 2 * PIECE_LENGTH
+    )
