@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/serve.py
 	$(PY) bench/fetch.py
 	$(PY) bench/resume.py
+	$(PY) bench/locator.py --entries 10000000 --http --from-catalog 3000000
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from phonotheca.torrents import bencode
+from phonotheca.torrents.locator import LOCATOR_FILE
 from phonotheca.torrents.metadata import (
     CATALOG_FILE,
     FORMAT_FILE,
@@ -50,7 +51,8 @@ def test_release_holds_a_scrubbed_catalog_that_zstd_reads(
     release = _release(fixture)
     assert release.created and release.name == "demo_metadata_0001"
     payload = fixture.archive.torrents_dir / release.name
-    assert sorted(p.name for p in payload.iterdir()) == sorted([CATALOG_FILE, FORMAT_FILE])
+    names = sorted(p.name for p in payload.iterdir())
+    assert names == sorted([CATALOG_FILE, FORMAT_FILE, LOCATOR_FILE])
     assert (payload / FORMAT_FILE).read_bytes() == format_doc().read_bytes()
     # The zstd command line reads the seekable file as a plain one.
     out = tmp_path / "catalog.sqlite3"
@@ -150,7 +152,7 @@ def test_unchanged_catalog_makes_no_new_release(fixture: FixtureArchive) -> None
         "SELECT name, obsolete, items, files FROM collections WHERE kind = 'metadata' ORDER BY seq"
     ).fetchall()
     conn.close()
-    assert rows == [("demo_metadata_0001", 1, 18, 2), ("demo_metadata_0002", 0, 18, 2)]
+    assert rows == [("demo_metadata_0001", 1, 18, 3), ("demo_metadata_0002", 0, 18, 3)]
 
 
 def test_crashed_release_is_replaced(fixture: FixtureArchive) -> None:

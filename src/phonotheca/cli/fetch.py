@@ -26,7 +26,13 @@ from phonotheca.plan.sizes import format_size
 @click.option(
     "--catalog",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="A catalog.sqlite3 (e.g. a mirror's) to find the collection without reading indexes.",
+    help="A catalog.sqlite3 (e.g. a mirror's) to find the collection (then reads its index).",
+)
+@click.option(
+    "--locator",
+    "locator",
+    metavar="PATH|URL",
+    help="A tracks.locator to use instead of the listing's (e.g. the metadata torrent's copy).",
 )
 @click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for pieces.")
@@ -37,17 +43,23 @@ def fetch(
     source: str,
     output: Path,
     catalog: Path | None,
+    locator: str | None,
     listen: str | None,
     timeout: float,
     publisher_key: str | None,
     allow_unsigned: bool,
     as_json: bool,
 ) -> None:
-    """Download one track, fetching only the pieces that hold it and its collection's index.
+    """Download one track, fetching only the pieces that hold it.
 
-    Works from peers and from web seeds alone; the track's sha256 is checked before it is
-    written. The listing must be signed (by --publisher-key or [mirror] publisher_key,
-    else by the key it names) unless --allow-unsigned. Settings ([mirror]) come from
+    The track is found in the archive's track locator (tracks.locator, beside
+    torrents.json: two small range reads, no collection index), or with --locator in a
+    local copy. With --catalog, the ledger names its collection and that collection's
+    index is read. Listings without a locator (older archives) fall back to reading the
+    index of every audio collection. Works from peers and from web seeds alone; the
+    track's sha256 is checked before it is written. The listing must be signed (by
+    --publisher-key or [mirror] publisher_key, else by the key it names) unless
+    --allow-unsigned. Settings ([mirror]) come from
     ./phonotheca.toml when there is one.
     """
     from phonotheca.mirror.fetch import fetch_track
@@ -71,6 +83,7 @@ def fetch(
             catalog=catalog,
             timeout=timeout,
             listing=checked.listing,
+            locator=locator,
         )
     if as_json:
         print_json(
@@ -83,6 +96,9 @@ def fetch(
                 "downloaded": result.downloaded,
                 "pieces": result.pieces,
                 "piece_length": result.piece_length,
+                "found_by": result.found_by,
+                "locator_reads": result.locator_reads,
+                "locator_bytes": result.locator_bytes,
             }
         )
     else:

@@ -24,6 +24,7 @@ from phonotheca.cli import (
 from phonotheca.cli.key import passphrase_stdin_option, unlock_archive_key
 from phonotheca.plan.sizes import format_size
 from phonotheca.torrents.listing import LISTING_FILE, ListingError, read_listing
+from phonotheca.torrents.locator import LocatorError
 from phonotheca.torrents.metadata import MetadataError
 from phonotheca.torrents.publish import PublishError
 
@@ -58,10 +59,13 @@ def publish(
     """Release the catalog as a metadata torrent and write torrents.json.
 
     The metadata torrent holds the catalog (ledger included, source paths and other
-    operator data left out) as a seekable catalog.sqlite3.zst, and FORMAT.md. A new one
-    is made only when the catalog changed; the previous one is then marked obsolete.
+    operator data left out) as a seekable catalog.sqlite3.zst, the track locator
+    (tracks.locator: where each packed track is) and FORMAT.md. A new one is made only
+    when the catalog changed; the previous one is then marked obsolete. The locator is
+    also written beside torrents.json, which lists it, for fetch to find tracks.
     When the archive has a key (`phonotheca key generate`), torrents.json gets the next
-    seq, an expiry ([publish] valid_days) and its signature torrents.json.minisig.
+    seq, an expiry ([publish] valid_days) and its signature torrents.json.minisig, and
+    the locator its tracks.locator.minisig.
     """
     from phonotheca.torrents.publish import publish as run_publish
 
@@ -137,7 +141,7 @@ def _publish_errors() -> Iterator[None]:
     """The publish stage's own user errors, as one clear line."""
     try:
         yield
-    except (PublishError, MetadataError, ListingError) as exc:
+    except (PublishError, MetadataError, ListingError, LocatorError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -153,7 +157,7 @@ def _publish_errors() -> Iterator[None]:
 )
 @click.option("--log", "log_requests", is_flag=True, help="Print one line per request.")
 def serve_files(archive_dir: Path, host: str, port: int, log_requests: bool) -> None:
-    """Serve torrents/ and torrents.json over HTTP: a BEP 19 web seed.
+    """Serve torrents/, torrents.json and tracks.locator over HTTP: a BEP 19 web seed.
 
     Answers Range requests as BitTorrent clients need; never serves anything outside
     torrents/, symbolic links or unfinished (*.partial) files. Stop with Ctrl-C or

@@ -1,8 +1,10 @@
 """``phonotheca fetch``: one track out of the swarm, downloading only the pieces that hold it.
 
-The collection holding the track comes from a catalog's ledger when one is at hand
-(``collection``, ``volume``, ``offset``, ``length``), else from the collections' own
-``data/index.jsonl`` files, of which only the pieces are fetched. Every other piece has
+Where the track is comes from the archive's track locator (``tracks.locator``, named by
+the listing or a local copy: two range reads, then only the track's pieces), or from a
+catalog's ledger when one is given (then its collection's ``data/index.jsonl`` is read).
+Listings written before locators existed fall back to the collections' own indexes, of
+which only the pieces are fetched, every audio collection's. Every other piece has
 priority 0; the needed ones get deadlines so libtorrent asks for them first, from peers or
 from BEP 19 web seeds (HTTP Range). The track's sha256 from the index is checked before
 the file is written (atomically) under its tar member name.
@@ -30,6 +32,8 @@ from phonotheca.mirror.sources import torrent_data
 from phonotheca.mirror.state import MirrorError
 from phonotheca.torrents.layout import INDEX_PATH, LayoutError, TorrentLayout, parse_layout
 from phonotheca.torrents.listing import Listing, TorrentEntry, read_listing
+from phonotheca.torrents.locator import LocatorEntry, LocatorError
+from phonotheca.torrents.locator_catalog import open_locator
 
 CODEC_EXTENSIONS = {"opus": "opus", "vorbis": "ogg", "flac": "flac", "mp3": "mp3", "aac": "m4a"}
 """Extension by index codec, used when the tar header cannot be read."""
@@ -47,8 +51,13 @@ class FetchResult:
     downloaded: int
     """Payload bytes received from peers and web seeds, all torrents together."""
     pieces: int
-    """Pieces fetched for the track and the index."""
+    """Pieces fetched for the track (and the index, without a locator)."""
     piece_length: int
+    found_by: str = "locator"
+    """``locator``, ``catalog`` (then the collection's index) or ``indexes`` (every one)."""
+    locator_reads: int = 0
+    """Range reads of the locator (footer and top index, a leaf page, a block)."""
+    locator_bytes: int = 0
 
 
 def locate_in_catalog(catalog: Path, track_id: str) -> str | None:
@@ -182,6 +191,34 @@ def _extension(header: bytes, entry: IndexEntry) -> str:
     return CODEC_EXTENSIONS.get(entry.codec or "", "bin")
 
 
+def _locate(
+    source: str, listing: Listing, track_id: str, location: str | None, timeout: float
+) -> tuple[LocatorEntry | None, tuple[int, int]]:
+    """The track's entry in the locator and the (reads, bytes) it took; (None, (0, 0))
+    when there is no locator (a listing from before locators existed)."""
+    try:
+        opened = open_locator(source, listing, location, timeout)
+        if opened is None:
+            return None, (0, 0)
+        entry = opened.lookup(track_id)
+    except LocatorError as exc:
+        raise MirrorError(str(exc)) from None
+    if entry is None:
+        raise MirrorError(f"track {track_id} is not in the archive's locator ({opened.name})")
+    return entry, (opened.source.reads, opened.source.bytes_read)
+
+
+def _index_entry(entry: LocatorEntry) -> IndexEntry:
+    return IndexEntry(
+        id=entry.id,
+        volume=entry.volume_name,
+        offset=entry.offset,
+        length=entry.length,
+        sha256=entry.sha256.hex(),
+        codec=entry.codec,
+    )
+
+
 def fetch_track(
     source: str,
     track_id: str,
@@ -191,8 +228,12 @@ def fetch_track(
     catalog: Path | None = None,
     timeout: float = 300.0,
     listing: Listing | None = None,
+    locator: str | None = None,
 ) -> FetchResult:
-    """Download one track; ``out`` is a directory (the file gets its member name) or a file."""
+    """Download one track; ``out`` is a directory (the file gets its member name) or a file.
+
+    ``locator`` is a track locator's path or URL, instead of the one the listing names.
+    """
     listing = listing or read_listing(source)
     audio = [e for e in listing.torrents if e.kind == "audio"]
     candidates = sorted(audio, key=lambda e: e.obsolete)  # current collections first
@@ -203,6 +244,18 @@ def fetch_track(
         candidates = [e for e in candidates if e.collection == collection]
         if not candidates:
             raise MirrorError(f"{source}: no torrent for collection {collection}")
+    located: LocatorEntry | None = None
+    reads = (0, 0)
+    if catalog is None:
+        located, reads = _locate(source, listing, track_id, locator, timeout)
+        if located is not None:
+            collection = located.collection
+            candidates = [e for e in candidates if e.collection == collection][:1]
+            if not candidates:
+                raise MirrorError(
+                    f"{source}: no torrent for collection {collection}, where the locator says"
+                    f" {track_id} is: the listing and its locator are out of step"
+                )
     if not candidates:
         raise MirrorError(f"{source}: lists no audio torrents")
     workdir = Path(
@@ -211,11 +264,15 @@ def fetch_track(
     fetcher = _Fetcher(options, workdir, timeout)
     try:
         pending = []
-        for entry in candidates:
-            t = fetcher.add(entry, torrent_data(source, listing, entry))
-            fetcher.want(t, t.layout.file_pieces(INDEX_PATH))
-            pending.append(t)
         found: tuple[_Torrent, IndexEntry] | None = None
+        if located is not None:  # no index to read: straight to the track's pieces
+            t = fetcher.add(candidates[0], torrent_data(source, listing, candidates[0]))
+            found = (t, _index_entry(located))
+        else:
+            for entry in candidates:
+                t = fetcher.add(entry, torrent_data(source, listing, entry))
+                fetcher.want(t, t.layout.file_pieces(INDEX_PATH))
+                pending.append(t)
         while pending and found is None:
             t = fetcher.wait(pending, lambda t: t.layout.file_pieces(INDEX_PATH))
             pending.remove(t)
@@ -228,7 +285,16 @@ def fetch_track(
         for other in pending:  # stop fetching indexes we no longer need
             other.handle.prioritize_pieces([0] * other.layout.num_pieces)
         volume = f"{PAYLOAD_DIR}/{line.volume}"
-        offset, length = torrent.layout.track_span(line)
+        try:
+            offset, length = torrent.layout.track_span(line)
+            fits = line.offset + line.length <= torrent.layout.file(volume).length
+        except KeyError:
+            fits = False
+        if not fits:
+            raise MirrorError(
+                f"{torrent.entry.name}: has no {volume} holding bytes {line.offset}"
+                f"+{line.length} of {track_id}: its locator or index is out of step with it"
+            )
         header_at = max(0, offset - BLOCK)
         pieces = torrent.layout.pieces(header_at, offset + length - header_at)
         fetcher.want(torrent, pieces)
@@ -256,6 +322,9 @@ def fetch_track(
             downloaded=fetcher.downloaded(),
             pieces=len(torrent.wanted),
             piece_length=torrent.layout.piece_length,
+            found_by="locator" if located else "catalog" if catalog else "indexes",
+            locator_reads=reads[0],
+            locator_bytes=reads[1],
         )
     finally:
         for t in fetcher.torrents:

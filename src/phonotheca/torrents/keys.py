@@ -129,7 +129,8 @@ def sign_file(path: Path, secret: SecretKey, *, now: dt.datetime | None = None) 
     when = int((now or dt.datetime.now(dt.UTC)).timestamp())
     comment = f"timestamp:{when}\tfile:{path.name}\thashed"
     out = signature_path(path)
-    write_atomically(out, minisign.sign(path.read_bytes(), secret, comment).encode("utf-8"))
+    text = minisign.sign_digest(minisign.file_digest(path), secret, comment)
+    write_atomically(out, text.encode("utf-8"))
     return out
 
 

@@ -112,6 +112,20 @@ class Totals(msgspec.Struct, kw_only=True):
     share_of_listens: Share
 
 
+class LocatorRef(msgspec.Struct, kw_only=True):
+    """The track locator published beside ``torrents.json`` (FORMAT.md §17)."""
+
+    url: str
+    """Relative to ``base_url`` (or to the listing's own location), like ``torrent_url``."""
+    size: NonNegative
+    sha256: Hex64
+    block_size: Annotated[int, msgspec.Meta(gt=0)]
+    """The most bytes one block takes: what a lookup reads besides the index."""
+    top_index: bytes | None = None
+    """The locator's top index as stored in it (base64 in JSON, a few KB at 100 M tracks):
+    with it, a lookup reads a leaf page and a block, the first lookup too."""
+
+
 class Listing(msgspec.Struct, kw_only=True):
     format: str = FORMAT
     version: Annotated[int, msgspec.Meta(ge=1)] = VERSION
@@ -127,6 +141,9 @@ class Listing(msgspec.Struct, kw_only=True):
     serves it); ``[publish] valid_days`` after ``generated_at``. Null when unsigned."""
     publisher_key: str | None = None
     """The minisign public key (``RW…``) that signs this listing, for pinning on first use."""
+    locator: LocatorRef | None = None
+    """Where to find a track without reading any collection's index (absent in listings
+    written before locators existed)."""
     totals: Totals
     torrents: list[TorrentEntry]
 

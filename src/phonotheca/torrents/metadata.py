@@ -1,7 +1,8 @@
 """The metadata release: the catalog, minus the operator's own data, as a torrent of its own.
 
 ``<archive>_metadata_<seq:04d>/`` holds ``catalog.sqlite3.zst`` (a seekable zstd file,
-:mod:`phonotheca.torrents.seekable`) and ``FORMAT.md``, the specification a reader needs.
+:mod:`phonotheca.torrents.seekable`), ``tracks.locator`` (where each packed track is,
+:mod:`phonotheca.torrents.locator`) and ``FORMAT.md``, the specification a reader needs.
 The catalog is copied with SQLite's backup API (a consistent snapshot while imports may
 run), scrubbed of everything that is only the operator's (:data:`SCRUB`), rid of the
 source records newer ones replaced (:func:`phonotheca.catalog.records.compact`), and
@@ -27,6 +28,8 @@ import phonotheca
 from phonotheca.archive import Archive
 from phonotheca.catalog import records, schema
 from phonotheca.catalog.search import FTS_TABLE
+from phonotheca.torrents.locator import LOCATOR_FILE
+from phonotheca.torrents.locator_catalog import build_locator
 from phonotheca.torrents.make import Torrent, make_torrent, write_torrent
 from phonotheca.torrents.seekable import FRAME_SIZE, compress_file
 
@@ -220,6 +223,7 @@ def release_metadata(
             out.flush()
             os.fsync(out.fileno())
         shutil.copyfile(format_doc(), payload / FORMAT_FILE)
+        build_locator(snapshot, payload / LOCATOR_FILE)
         snapshot.unlink()
         torrent = make_torrent(
             payload,

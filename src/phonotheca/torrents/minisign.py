@@ -232,9 +232,31 @@ def sign(
     untrusted_comment: str = "signature from phonotheca publisher key",
 ) -> str:
     """The ``.minisig`` text of a prehashed (``ED``) signature of ``data``."""
+    digest = hashlib.blake2b(data, digest_size=64).digest()
+    return sign_digest(digest, secret, trusted_comment, untrusted_comment)
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> bytes:
+    """The BLAKE2b-512 of a file, read in chunks: what a prehashed signature signs, without
+    holding the file in memory (a locator is gigabytes at the reference scale)."""
+    h = hashlib.blake2b(digest_size=64)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.digest()
+
+
+def sign_digest(
+    digest: bytes,
+    secret: SecretKey,
+    trusted_comment: str,
+    untrusted_comment: str = "signature from phonotheca publisher key",
+) -> str:
+    """The ``.minisig`` text of a prehashed (``ED``) signature of the file whose BLAKE2b-512
+    is ``digest``."""
     if "\n" in trusted_comment or "\r" in trusted_comment:
         raise ValueError("a trusted comment is one line")
-    sig = secret.sign_raw(hashlib.blake2b(data, digest_size=64).digest())
+    sig = secret.sign_raw(digest)
     global_sig = secret.sign_raw(sig + trusted_comment.encode("utf-8"))
     return (
         f"{UNTRUSTED}{untrusted_comment}\n"

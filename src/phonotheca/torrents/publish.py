@@ -21,6 +21,7 @@ from pathlib import Path
 from phonotheca.archive import Archive
 from phonotheca.durable import write_atomically
 from phonotheca.torrents import bencode
+from phonotheca.torrents.keys import sign_file
 from phonotheca.torrents.listing import (
     KINDS,
     LISTING_FILE,
@@ -32,6 +33,8 @@ from phonotheca.torrents.listing import (
     Totals,
     read_listing,
 )
+from phonotheca.torrents.locator import LOCATOR_FILE
+from phonotheca.torrents.locator_catalog import publish_locator
 from phonotheca.torrents.metadata import MetadataRelease, release_metadata
 from phonotheca.torrents.minisign import SecretKey
 from phonotheca.torrents.release import write_release
@@ -284,7 +287,8 @@ def publish(
     threads: int = 2,
     secret: SecretKey | None = None,
 ) -> PublishResult:
-    """Release the metadata when it changed, then write ``torrents.json`` (and a whitelist).
+    """Release the metadata when it changed, then write ``tracks.locator`` (the release's)
+    and ``torrents.json`` that lists it (and a whitelist).
 
     ``conn`` is a writable catalog connection. ``base_url`` defaults to the settings'.
     With ``secret`` (the archive's publisher key), the listing gets the next ``seq``, an
@@ -301,6 +305,13 @@ def publish(
         kinds=("metadata",) if metadata_only else KINDS,
         previous=_previous(path),
     )
+    listing.locator = publish_locator(
+        archive.torrents_dir / release.name, archive.catalog_path, archive.root
+    )
+    if secret is not None:
+        # Signed before the listing that names it: a mirror reading the locator by ranges
+        # trusts it through the listing's sha256 and top index; a whole copy, by this.
+        sign_file(archive.root / LOCATOR_FILE, secret, now=now)
     listing = write_release(
         listing,
         path,

@@ -1,6 +1,6 @@
 """``phonotheca serve-files``: the torrents directory over plain HTTP, a BEP 19 web seed.
 
-Serves ``/torrents.json``, its signature ``/torrents.json.minisig`` and
+Serves ``/torrents.json``, ``/tracks.locator`` (each with its ``.minisig`` signature) and
 ``/torrents/<path>`` from the archive, with the Range support BitTorrent clients need
 (libtorrent refuses a server that gets ranges wrong): ``206`` with ``Content-Range``,
 several ranges as ``multipart/byteranges``, ``416`` for ranges past the end, ``HEAD``,
@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 from phonotheca.httprange import ByteRange, RangeNotSatisfiable, if_range_matches, parse_ranges
 from phonotheca.torrents.listing import LISTING_FILE
+from phonotheca.torrents.locator import LOCATOR_FILE
 from phonotheca.torrents.minisign import SIGNATURE_SUFFIX
 
 CHUNK = 256 * 1024
@@ -40,6 +41,7 @@ _TYPES = {
     ".jsonl": "application/jsonl",
     ".zst": "application/zstd",
     ".md": "text/markdown; charset=utf-8",
+    ".locator": "application/octet-stream",
     ".txt": "text/plain; charset=utf-8",
 }
 
@@ -48,8 +50,13 @@ class FileNotServed(Exception):
     """The path names nothing this server hands out (answered ``404``)."""
 
 
-LISTING_PATHS = ("/" + LISTING_FILE, "/" + LISTING_FILE + SIGNATURE_SUFFIX)
-"""The paths outside ``torrents/`` that are served: the listing and its signature."""
+LISTING_PATHS = tuple(
+    "/" + name + suffix
+    for name in (LISTING_FILE, LOCATOR_FILE)
+    for suffix in ("", SIGNATURE_SUFFIX)
+)
+"""The paths outside ``torrents/`` that are served: the listing, the track locator and
+their signatures."""
 
 
 def resolve_request_path(archive_root: Path, url_path: str) -> Path:
