@@ -21,7 +21,9 @@ from click.testing import CliRunner
 from phonotheca.build import read_index
 from phonotheca.build.tarvolume import BLOCK
 from phonotheca.cli import main
-from phonotheca.torrents.layout import INDEX_PATH, read_layout
+from phonotheca.torrents import minisign
+from phonotheca.torrents.keys import ArchiveKeys, generate_keys, load_secret, verify_file
+from phonotheca.torrents.layout import INDEX_PATH, parse_layout
 from phonotheca.torrents.listing import LocatorRef, read_listing, write_listing
 from phonotheca.torrents.locator import LOCATOR_FILE, TRACK, LocatorEntry, write_locator
 from phonotheca.torrents.webseed import make_server
@@ -92,6 +94,8 @@ def _locator_of(published: Published) -> None:
         top_index=summary.top_index,  # as publish lists it
     )
     write_listing(listing, published.listing)
+    # Rewritten, so no longer what the publisher signed: these listings are unsigned.
+    published.listing.with_name(published.listing.name + ".minisig").unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -109,10 +113,10 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     base: Any = server.RequestHandlerClass
 
     class Counting(base):  # type: ignore[misc, valid-type]
-        def _serve(self, *, send_body: bool) -> None:
+        def _serve(self) -> None:
             with counts.lock:
                 counts.requests.append(self.path)
-            super()._serve(send_body=send_body)
+            super()._serve()
 
         def _copy(self, f: BinaryIO, offset: int, length: int) -> None:
             super()._copy(f, offset, length)
@@ -133,6 +137,11 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
 
 
 def _fetch(*args: str) -> dict[str, Any]:
+    """The fetch command's report. The listings these tests rewrite are unsigned: the
+    locator is what is tested here (signed releases: tests/mirror/test_tamper.py, and the
+    real publish below)."""
+    if "--publisher-key" not in args:
+        args = (*args, "--allow-unsigned")
     result = CliRunner().invoke(main, ["fetch", *args, "--timeout", "60", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
@@ -144,7 +153,7 @@ def test_fetch_reads_no_index_among_50_collections(served: Served) -> None:
     collection, data = published.tracks[track]
     # The track shares no piece with its collection's index (else the web seed would send
     # that piece's part of the index as well).
-    layout = read_layout((published.torrents / f"{collection}.torrent").read_bytes())
+    layout = parse_layout((published.torrents / f"{collection}.torrent").read_bytes())
     bag = published.torrents / collection
     line = next(
         ln.entry
@@ -194,7 +203,9 @@ def test_fetch_with_a_local_locator_and_a_missing_track(served: Served) -> None:
     assert f"/{LOCATOR_FILE}" not in served.counts.requests  # read from the local copy
     assert not [p for p in served.counts.requests if p.endswith("index.jsonl")]
     result = CliRunner().invoke(
-        main, ["fetch", "demo:track:nope", "--torrents", served.url, "--timeout", "60"]
+        main,
+        ["fetch", "demo:track:nope", "--torrents", served.url, "--timeout", "60"]
+        + ["--allow-unsigned"],
     )
     assert result.exit_code == 1
     assert "track demo:track:nope is not in the archive's locator" in result.output
@@ -207,7 +218,9 @@ def test_fetch_refuses_a_corrupt_locator_with_a_clear_error(served: Served) -> N
     data[40] ^= 0xFF  # inside the first block
     path.write_bytes(bytes(data))
     track = next(iter(sorted(served.published.tracks)))
-    result = CliRunner().invoke(main, ["fetch", track, "--torrents", served.url])
+    result = CliRunner().invoke(
+        main, ["fetch", track, "--torrents", served.url, "--allow-unsigned"]
+    )
     assert result.exit_code == 1
     assert "tracks.locator: block at offset 16 is corrupt" in result.output
     assert not [p for p in served.counts.requests if p.endswith((".torrent", ".tar"))]
@@ -241,9 +254,13 @@ def test_fetch_from_a_real_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     port = free_port()
     fx = build_archive(tmp_path / "archive", web_seeds=[f"http://127.0.0.1:{port}/torrents/"])
+    keys = ArchiveKeys(fx.root)
+    public = generate_keys(keys, None, cost=minisign.INTERACTIVE)
     conn = fx.archive.connect()
     try:
-        publish(fx.archive, conn, now=dt.datetime(2026, 3, 4, tzinfo=dt.UTC))
+        secret = load_secret(keys, lambda: b"")
+        now = dt.datetime.now(dt.UTC)  # a signed listing expires: not a fixed date
+        publish(fx.archive, conn, now=now, secret=secret)
         track, sha, length = conn.execute(
             "SELECT t.public_id, l.sha256, l.length FROM ledger l JOIN tracks t"
             " ON t.id = l.track_id WHERE l.status = 'packed' ORDER BY t.public_id LIMIT 1 OFFSET 3"
@@ -266,11 +283,19 @@ def test_fetch_from_a_real_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (work / "phonotheca.toml").write_text(MIRROR_TOML.format(port=free_port()))
     monkeypatch.chdir(work)
     try:
-        report = _fetch(track, "--torrents", f"http://127.0.0.1:{port}/torrents.json")
+        report = _fetch(
+            track,
+            "--torrents",
+            f"http://127.0.0.1:{port}/torrents.json",
+            "--publisher-key",
+            public.to_base64(),
+        )
     finally:
         server.shutdown()
         server.server_close()
     assert report["found_by"] == "locator" and report["sha256"] == sha
+    # The locator is signed too, for whoever holds a whole copy of it.
+    assert verify_file(fx.root / LOCATOR_FILE, public).prehashed
     assert hashlib.sha256(Path(report["path"]).read_bytes()).hexdigest() == sha
     assert 1 <= report["locator_reads"] <= 2
     assert counts.bytes_of(LOCATOR_FILE) == report["locator_bytes"]

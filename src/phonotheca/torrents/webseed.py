@@ -19,6 +19,7 @@ import mimetypes
 import os
 import secrets
 import stat
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -243,12 +244,16 @@ class WebSeedHandler(BaseHTTPRequestHandler):
                     self.wfile.write(part)
                 else:
                     assert reply.file is not None
-                    for chunk in file_chunks(reply.file, *part):
-                        self.wfile.write(chunk)
+                    self._copy(reply.file, *part)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
             reply.close()
+
+    def _copy(self, f: BinaryIO, offset: int, length: int) -> None:
+        """Send ``length`` bytes of ``f`` from ``offset`` (one range of a file)."""
+        for chunk in file_chunks(f, offset, length):
+            self.wfile.write(chunk)
 
 
 def _part_head(boundary: str, kind: str, content_range: str) -> bytes:
@@ -280,6 +285,16 @@ def make_server(
         (WebSeedHandler,),
         {"archive_root": Path(archive_root).resolve(), "quiet": quiet},
     )
-    server = ThreadingHTTPServer((host, port), handler)
+    server = WebSeedServer((host, port), handler)
     server.daemon_threads = True
     return server
+
+
+class WebSeedServer(ThreadingHTTPServer):
+    """BitTorrent clients drop connections all the time (a cancelled request, a peer gone):
+    that is no error worth a traceback on the console; anything else still is one."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
