@@ -293,6 +293,14 @@ def test_a_new_plan_keeps_the_packed_durations(built: Built, tmp_path: Path) -> 
     }
 
 
+def undo_v6(conn: sqlite3.Connection) -> None:
+    """Take a catalog back to what version 5 had (no loudness)."""
+    for table in ("ledger", "source_files"):
+        for column in ("loudness_lufs", "true_peak_dbtp", "loudness_range_lu", "loudness_blocks"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("DROP TABLE album_loudness")
+
+
 def test_catalogs_packed_before_v5_take_their_source_files_durations(
     built: Built, tmp_path: Path
 ) -> None:
@@ -300,6 +308,7 @@ def test_catalogs_packed_before_v5_take_their_source_files_durations(
     conn = schema.connect(root / "catalog.sqlite3")
     try:
         conn.execute("ALTER TABLE ledger DROP COLUMN duration_ms")
+        undo_v6(conn)
         conn.execute("PRAGMA user_version = 4")
         schema.migrate(conn)
         rows = dict(
