@@ -111,6 +111,7 @@ def test_index_lines_locate_every_track(tmp_path: Path) -> None:
     assert list(lines[0]) == [
         "id", "volume", "offset", "length", "sha256", "codec", "bitrate", "duration_ms",
         "tier", "title", "artists", "album", "isrc", "popularity",
+        "loudness_lufs", "true_peak_dbtp", "loudness_range_lu",
     ]  # fmt: skip
     for line, item in zip(lines, items, strict=True):
         volume = (tmp_path / "data" / line["volume"]).read_bytes()

@@ -204,8 +204,7 @@ def test_fetch_with_a_local_locator_and_a_missing_track(served: Served) -> None:
     assert not [p for p in served.counts.requests if p.endswith("index.jsonl")]
     result = CliRunner().invoke(
         main,
-        ["fetch", "demo:track:nope", "--torrents", served.url, "--timeout", "60"]
-        + ["--allow-unsigned"],
+        ["fetch", "demo:track:nope", "--torrents", served.url, "--allow-unsigned"],
     )
     assert result.exit_code == 1
     assert "track demo:track:nope is not in the archive's locator" in result.output

@@ -30,6 +30,7 @@ from phonotheca.mirror.catalog import unpack_catalog
 from phonotheca.mirror.state import MirrorDir
 from phonotheca.serve.state import StateStore, SubsonicCredentials
 from phonotheca.synth.audio import encode, render
+from tests.schema_rewind import rewind
 from tests.serve.conftest import LiveServer, copy_archive, make_app
 
 SECONDS = 12.3
@@ -299,12 +300,7 @@ def test_catalogs_packed_before_v5_take_their_source_files_durations(
     root = copy_archive(built.root, tmp_path / "arc")
     conn = schema.connect(root / "catalog.sqlite3")
     try:
-        # Back to a v4 catalog: what the migrations from v5 on add, removed.
-        conn.execute("ALTER TABLE ledger DROP COLUMN duration_ms")
-        conn.execute("DROP INDEX ledger_position")
-        conn.execute("ALTER TABLE ledger DROP COLUMN position")
-        conn.execute("DROP TABLE track_aliases")
-        conn.execute("PRAGMA user_version = 4")
+        rewind(conn, 4)
         schema.migrate(conn)
         rows = dict(
             conn.execute(

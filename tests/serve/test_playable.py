@@ -13,6 +13,7 @@ from phonotheca.config import load_settings
 from phonotheca.serve.app import create_app
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.playable import DRAW_SQL, PLACES_SQL, PlayableSampler
+from tests.schema_rewind import rewind
 
 
 class Uniform(PlayableSampler):
@@ -104,11 +105,7 @@ def test_the_v6_migration_numbers_collections_in_track_order(
     shutil.copyfile(built_archive / "catalog.sqlite3", path)
     conn = schema.connect(path)
     try:
-        # The catalog as schema v5 had it: no position column, no index (nor v7's table).
-        conn.executescript(
-            "DROP INDEX ledger_position; ALTER TABLE ledger DROP COLUMN position;"
-            " DROP TABLE track_aliases; PRAGMA user_version = 5;"
-        )
+        rewind(conn, 5)  # the catalog as schema v5 had it: no position column, no index
         assert schema.migrate(conn) == schema.SCHEMA_VERSION
         rows = conn.execute(
             "SELECT collection, position, track_id FROM ledger WHERE collection IS NOT NULL"

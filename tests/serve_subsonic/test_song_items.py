@@ -32,10 +32,12 @@ def _reference_songs(
                coalesce(l.duration_ms, t.duration_ms),
                CASE WHEN t.isrc_valid = 1 THEN t.isrc END, t.explicit,
                t.album_id, a.public_id, a.title, a.release_date, a.artist_credit, l.codec,
-               l.bitrate, l.length
+               l.bitrate, l.length, l.loudness_lufs, l.true_peak_dbtp, al.loudness_lufs,
+               al.true_peak_dbtp
         FROM tracks t
         LEFT JOIN albums a ON a.id = t.album_id
         LEFT JOIN ledger l ON l.track_id = t.id AND l.status = 'packed'
+        LEFT JOIN album_loudness al ON al.album_id = t.album_id
         WHERE t.id IN ({ids})
     """
     rows = {r[0]: r for r in items.rows_in(conn, sql, track_ids)}
@@ -97,7 +99,8 @@ def _reference_songs(
     for tid in present:
         row = rows[tid]
         (_, pid, title, credit, number, disc, duration_ms, isrc, explicit, album_id) = row[:10]
-        (album_pid, album_title, date, album_credit, codec, bitrate, length) = row[10:]
+        (album_pid, album_title, date, album_credit, codec, bitrate, length) = row[10:17]
+        (lufs, peak, album_lufs, album_peak) = row[17:]
         artists = track_artists.get(tid, [])
         names = track_genres.get(tid) or album_genres.get(album_id, [])
         mime, suffix = codec_type(codec) if codec else (None, None)
@@ -141,6 +144,15 @@ def _reference_songs(
                 "albumArtists": refs(album_artists.get(album_id, [])),
                 "displayAlbumArtist": album_credit or "",
                 "explicitStatus": {1: "explicit", 0: "clean"}.get(explicit, ""),
+                "replayGain": None
+                if lufs is None
+                else {
+                    "trackGain": round(-18 - lufs, 2),
+                    "albumGain": None if album_lufs is None else round(-18 - album_lufs, 2),
+                    "trackPeak": None if peak is None else round(10 ** (peak / 20), 6),
+                    "albumPeak": None if album_peak is None else round(10 ** (album_peak / 20), 6),
+                    "baseGain": 0,
+                },
             }
         )
     return out

@@ -24,7 +24,7 @@ import ctypes
 import hashlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache
 from itertools import chain
@@ -35,6 +35,7 @@ import av
 import mutagen
 
 from phonotheca.audio.integrity import truncation
+from phonotheca.audio.loudness import Loudness, LoudnessMeter
 from phonotheca.audio.oggopus import (
     FLAG_EOS,
     MAX_PAGE_PACKET,
@@ -89,10 +90,15 @@ class OpusTags:
     album_artists: Sequence[str] = field(default=())
     track_total: int | None = None
     disc_total: int | None = None
+    r128_track_gain: int | None = None
+    """RFC 7845's R128_TRACK_GAIN (Q7.8 dB to −23 LUFS); set from the measurement made
+    while encoding, never by the caller."""
 
     def comments(self) -> list[tuple[str, str]]:
-        """``(KEY, value)`` fields in a fixed order; empty values are left out."""
+        """``(KEY, value)`` fields in a fixed order; empty values are left out. The gain
+        comes first so that cutting an oversized header never drops it."""
         fields: list[tuple[str, object]] = [
+            ("R128_TRACK_GAIN", self.r128_track_gain),
             ("TITLE", self.title),
             *(("ARTIST", a) for a in self.artists),
             ("ALBUM", self.album),
@@ -120,6 +126,8 @@ class Transcoded:
     """Average bits per second over the whole file (size × 8 / duration)."""
     sample_rate: int
     channels: int
+    loudness: Loudness | None = None
+    """The source's loudness, measured from the audio decoded for the encoder."""
 
 
 def stream_serial(public_id: str) -> int:
@@ -146,7 +154,7 @@ def encode_opus(source: Path, *, kbps: int, tags: OpusTags) -> tuple[bytes, Tran
     :func:`transcode_to_opus` does."""
     if not MIN_KBPS <= kbps <= MAX_KBPS:
         raise ValueError(f"Opus bitrate must be {MIN_KBPS} to {MAX_KBPS} kbit/s, got {kbps}")
-    data, channels, duration_samples = _encode(Path(source), kbps, tags)
+    data, channels, duration_samples, loudness = _encode(Path(source), kbps, tags)
     return data, Transcoded(
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -154,11 +162,14 @@ def encode_opus(source: Path, *, kbps: int, tags: OpusTags) -> tuple[bytes, Tran
         bitrate=round(len(data) * 8 * OPUS_RATE / max(1, duration_samples)),
         sample_rate=OPUS_RATE,
         channels=channels,
+        loudness=loudness,
     )
 
 
-def _encode(source: Path, kbps: int, tags: OpusTags) -> tuple[bytes, int, int]:
-    """The whole Ogg Opus file in memory, its channel count and duration in 48 kHz samples."""
+def _encode(source: Path, kbps: int, tags: OpusTags) -> tuple[bytes, int, int, Loudness]:
+    """The whole Ogg Opus file in memory, its channel count, duration in 48 kHz samples
+    and the source's loudness. The OpusHead output gain stays 0 (RFC 7845 5.1): the gain
+    to −23 LUFS goes into the R128_TRACK_GAIN comment, which players apply on request."""
     try:
         size = source.stat().st_size
     except OSError as exc:
@@ -170,7 +181,7 @@ def _encode(source: Path, kbps: int, tags: OpusTags) -> tuple[bytes, int, int]:
         raise TranscodeError(source, problem)
     out = io.BytesIO()
     try:
-        channels, rate, decoded, declared, lossless = _transcode_stream(
+        channels, rate, decoded, declared, lossless, loudness = _transcode_stream(
             source, out, kbps, stream_serial(tags.track_id)
         )
     except TranscodeError:
@@ -193,6 +204,7 @@ def _encode(source: Path, kbps: int, tags: OpusTags) -> tuple[bytes, int, int]:
                 f"damaged or cut short: decoded {decoded / rate:.2f} s of the {declared:.2f} s"
                 " the container declares",
             )
+    tags = replace(tags, r128_track_gain=loudness.r128_gain_q78)
     headers, head, pages = replace_headers(
         out.getbuffer(), tags_packet=_tags_packet(tags), input_sample_rate=rate
     )
@@ -201,15 +213,15 @@ def _encode(source: Path, kbps: int, tags: OpusTags) -> tuple[bytes, int, int]:
         raise RuntimeError(f"{source}: the Ogg muxer left the stream without an end page")
     body = out.getbuffer()[pages[0].offset :]
     data = headers + bytes(body)
-    return data, channels, last.granule - head.pre_skip
+    return data, channels, last.granule - head.pre_skip, loudness
 
 
 def _transcode_stream(
     source: Path, out: io.BytesIO, kbps: int, serial: int
-) -> tuple[int, int, int, float | None, bool]:
+) -> tuple[int, int, int, float | None, bool, Loudness]:
     """Decode, resample, encode and mux; returns output channels, the source's sample rate,
-    the samples decoded (at that rate), the duration the source declares (if any) and
-    whether its codec is lossless."""
+    the samples decoded (at that rate), the duration the source declares (if any),
+    whether its codec is lossless and the loudness of the decoded audio."""
     try:
         inp = av.open(str(source), "r")
     except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
@@ -253,18 +265,22 @@ def _transcode_stream(
             time_base = Fraction(1, rate)
             decoded = 0
             encode, mux = ost.encode, muxer.mux
+            meter = LoudnessMeter(rate, in_channels)
+            measure = meter.add_frame
             # Decoded frames go straight to the encoder: PyAV's encoder-side resampler
             # converts format, layout and rate and cuts 20 ms frames in one FFmpeg filter
             # graph (a frame that differs from the first raises ValueError). Timestamps
             # are sample counts from zero, whatever the source's say.
             for frame in chain((first,), frames):
+                measure(frame)  # before the encoder's resampler takes the frame
                 frame.pts = decoded
                 frame.time_base = time_base
                 decoded += frame.samples
                 mux(encode(frame))
             mux(encode(None))
     codec = ist.codec_context.codec
-    return channels, rate, decoded, declared, bool(codec.lossless and not codec.lossy)
+    loudness = meter.result()
+    return channels, rate, decoded, declared, bool(codec.lossless and not codec.lossy), loudness
 
 
 def _cut_short(source: Path, size: int) -> str | None:

@@ -26,6 +26,9 @@ METADATA_FIELDS = (
     "album",
     "isrc",
     "popularity",
+    "loudness_lufs",
+    "true_peak_dbtp",
+    "loudness_range_lu",
 )
 """The keys a caller may give per track; each one missing is written as null."""
 
@@ -50,6 +53,10 @@ class IndexEntry(msgspec.Struct):
     album: str | None = None
     isrc: str | None = None
     popularity: int | None = None
+    loudness_lufs: float | None = None
+    """EBU R128 integrated loudness of the audio (the source's, for Opus)."""
+    true_peak_dbtp: float | None = None
+    loudness_range_lu: float | None = None
 
 
 class CoverEntry(msgspec.Struct):

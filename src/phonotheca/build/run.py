@@ -31,9 +31,16 @@ from phonotheca.archive import Archive
 from phonotheca.build.bag import PackItem
 from phonotheca.build.covers import CoverItem, assigned_covers, pending_covers
 from phonotheca.build.executor import Executor, TaskFuture, make_executor, ordered_map
+from phonotheca.build.loudness import update_album_loudness
 from phonotheca.build.packing import PARTIAL_DIR_SUFFIX, PackJob, PackResult, pack_job
 from phonotheca.build.tarvolume import member_span
-from phonotheca.build.work import Staged, assigned_items, pending_items, stage
+from phonotheca.build.work import (
+    LoudnessFacts,
+    Staged,
+    assigned_items,
+    pending_items,
+    stage,
+)
 from phonotheca.catalog import schema
 from phonotheca.plan.model import estimate_listens
 
@@ -316,6 +323,9 @@ class _Builder:
                     "album": s.item.album,
                     "isrc": s.item.isrc,
                     "popularity": s.item.popularity,
+                    "loudness_lufs": s.loudness.lufs if s.loudness else None,
+                    "true_peak_dbtp": s.loudness.true_peak if s.loudness else None,
+                    "loudness_range_lu": s.loudness.lra if s.loudness else None,
                 },
                 sha256=s.sha256,
             )
@@ -386,27 +396,37 @@ class _Builder:
 
     def _publish_audio(self, result: PackResult, chunk: list[Staged]) -> None:
         staged = {s.item.public_id: s for s in chunk}
+        rows = []
+        for e in result.entries:
+            s = staged[e.public_id]
+            facts = s.loudness or LoudnessFacts(None, None, None, b"")
+            rows.append(
+                (
+                    result.collection,
+                    e.volume,
+                    e.offset,
+                    e.length,
+                    e.sha256,
+                    e.length,
+                    s.codec,
+                    s.bitrate,
+                    s.duration_ms,
+                    facts.lufs,
+                    facts.true_peak,
+                    facts.lra,
+                    facts.blocks if s.loudness else None,
+                    s.item.track_id,
+                )
+            )
         with schema.transaction(self.conn):
             self.conn.executemany(
                 "UPDATE ledger SET status = 'packed', collection = ?, volume = ?, offset = ?,"
-                " length = ?, sha256 = ?, size = ?, codec = ?, bitrate = ?, duration_ms = ?"
-                " WHERE track_id = ?",
-                (
-                    (
-                        result.collection,
-                        e.volume,
-                        e.offset,
-                        e.length,
-                        e.sha256,
-                        e.length,
-                        staged[e.public_id].codec,
-                        staged[e.public_id].bitrate,
-                        staged[e.public_id].duration_ms,
-                        staged[e.public_id].item.track_id,
-                    )
-                    for e in result.entries
-                ),
+                " length = ?, sha256 = ?, size = ?, codec = ?, bitrate = ?, duration_ms = ?,"
+                " loudness_lufs = ?, true_peak_dbtp = ?, loudness_range_lu = ?,"
+                " loudness_blocks = ? WHERE track_id = ?",
+                rows,
             )
+            update_album_loudness(self.conn, [s.item.track_id for s in chunk])
             self._publish_collection(result)
         self.summary.collections.append(result.collection)
         self.summary.tracks += len(result.entries)

@@ -15,11 +15,15 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from phonotheca.build.tarvolume import member_name
 from phonotheca.durable import write_atomically
+
+if TYPE_CHECKING:
+    from phonotheca.audio.loudness import Loudness
 
 HASH_CHUNK = 1 << 20
 
@@ -62,6 +66,28 @@ class WorkItem:
     disc_number: int | None
     date: str | None
     isrc: str | None
+    source_loudness: LoudnessFacts | None = None
+    """What ``import files --loudness`` measured, if it did: an original whose bytes are
+    as scanned is not decoded again."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoudnessFacts:
+    """A track's EBU R128 measurement as stored: levels and the gating-block histogram."""
+
+    lufs: float | None
+    true_peak: float | None
+    lra: float | None
+    blocks: bytes
+
+    @classmethod
+    def of(cls, loudness: Loudness) -> LoudnessFacts:
+        return cls(
+            loudness.integrated_lufs,
+            loudness.true_peak_dbtp,
+            loudness.range_lu,
+            loudness.histogram,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +103,9 @@ class Staged:
     duration_ms: int | None = None
     """Length of the file to pack: the source's for an original, the re-encode's for Opus."""
     ext: str | None = None
+    loudness: LoudnessFacts | None = None
+    """The source's loudness (None when its audio could not be decoded: an original is
+    still packed, bit-exact)."""
     error: str | None = None
     """``error_source_missing``, ``error_source_changed`` or ``error_transcode``."""
     message: str | None = None
@@ -96,6 +125,10 @@ class _StagedOpus(msgspec.Struct):
     sha256: str
     duration_ms: int
     bitrate: int
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    loudness_range_lu: float | None
+    loudness_blocks: bytes
 
 
 def original_extension(container: str | None, codec: str | None, path: str) -> str:
@@ -154,8 +187,24 @@ def opus_path(staging_dir: Path, item: WorkItem, source_sha256: str) -> Path:
     return staging_dir / key[:2] / f"{key}.opus"
 
 
+def _measure_original(item: WorkItem, sha256: str) -> LoudnessFacts | None:
+    """The original's loudness: the scan's when the bytes are those it measured, else
+    decoded and measured now; None when the audio does not decode."""
+    import av
+
+    from phonotheca.audio.loudness import measure_file
+
+    if item.source_loudness is not None and sha256 == item.source_sha256:
+        return item.source_loudness
+    try:
+        return LoudnessFacts.of(measure_file(Path(item.source_path)))
+    except (av.FFmpegError, OSError, EOFError, ValueError):
+        return None
+
+
 def stage(item: WorkItem, staging_dir: str) -> Staged:
-    """Check (original) or transcode (opus) one track; never raises for bad sources."""
+    """Check and measure (original) or transcode (opus) one track; never raises for bad
+    sources."""
     sha, error, message = _check_source(item)
     if error is not None or sha is None:
         return Staged(item, error=error, message=message)
@@ -169,6 +218,7 @@ def stage(item: WorkItem, staging_dir: str) -> Staged:
             bitrate=item.source_bitrate,
             duration_ms=item.duration_ms,
             ext=original_extension(item.source_container, item.source_codec, item.source_path),
+            loudness=_measure_original(item, sha),
         )
     return _stage_opus(item, Path(staging_dir), sha)
 
@@ -196,6 +246,8 @@ def _stage_opus(item: WorkItem, staging_dir: Path, source_sha256: str) -> Staged
             result = transcode_to_opus(Path(item.source_path), dest, kbps=item.kbps, tags=tags)
         except TranscodeError as exc:
             return Staged(item, error="error_transcode", message=str(exc))
+        measured = result.loudness
+        assert measured is not None
         done = _StagedOpus(
             source_sha256,
             item.kbps,
@@ -203,6 +255,10 @@ def _stage_opus(item: WorkItem, staging_dir: Path, source_sha256: str) -> Staged
             result.sha256,
             result.duration_ms,
             result.bitrate,
+            measured.integrated_lufs,
+            measured.true_peak_dbtp,
+            measured.range_lu,
+            measured.histogram,
         )
         write_atomically(sidecar, msgspec.json.encode(done), unique=True)
     return Staged(
@@ -214,6 +270,9 @@ def _stage_opus(item: WorkItem, staging_dir: Path, source_sha256: str) -> Staged
         bitrate=done.bitrate,
         duration_ms=done.duration_ms,
         ext="opus",
+        loudness=LoudnessFacts(
+            done.loudness_lufs, done.true_peak_dbtp, done.loudness_range_lu, done.loudness_blocks
+        ),
     )
 
 
@@ -236,7 +295,9 @@ _ITEM_SQL = """
               FROM (SELECT * FROM track_artists WHERE track_id = t.id ORDER BY position) ta
               JOIN artists ar ON ar.id = ta.artist_id),
            al.title, t.track_number, t.disc_number, al.release_date,
-           CASE WHEN t.isrc_valid = 1 THEN t.isrc END
+           CASE WHEN t.isrc_valid = 1 THEN t.isrc END,
+           s.loudness_blocks IS NOT NULL, s.loudness_lufs, s.true_peak_dbtp,
+           s.loudness_range_lu, s.loudness_blocks
     FROM ledger l
     JOIN tracks t ON t.id = l.track_id
     JOIN source_files s ON s.id = l.source_file_id
@@ -267,6 +328,14 @@ def _item(row: tuple[object, ...], kbps: int | None) -> WorkItem:
         disc_number=row[16],  # type: ignore[arg-type]
         date=row[17],  # type: ignore[arg-type]
         isrc=row[18],  # type: ignore[arg-type]
+        source_loudness=LoudnessFacts(
+            row[20],  # type: ignore[arg-type]
+            row[21],  # type: ignore[arg-type]
+            row[22],  # type: ignore[arg-type]
+            bytes(row[23]),  # type: ignore[call-overload]
+        )
+        if row[19]
+        else None,
     )
 
 

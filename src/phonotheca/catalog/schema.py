@@ -374,7 +374,29 @@ _V7 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+# v8: EBU R128 loudness measured at build (and by ``import files --loudness``), per packed
+# track and per source file, and the album loudness gated over all of its packed tracks'
+# blocks (docs/FORMAT.md §4.6). ``loudness_blocks`` is the histogram of the gating blocks
+# (phonotheca.audio.loudness.encode_histogram) from which album loudness is computed.
+_V8 = """
+        ALTER TABLE ledger ADD COLUMN loudness_lufs REAL;
+        ALTER TABLE ledger ADD COLUMN true_peak_dbtp REAL;
+        ALTER TABLE ledger ADD COLUMN loudness_range_lu REAL;
+        ALTER TABLE ledger ADD COLUMN loudness_blocks BLOB;
+        ALTER TABLE source_files ADD COLUMN loudness_lufs REAL;
+        ALTER TABLE source_files ADD COLUMN true_peak_dbtp REAL;
+        ALTER TABLE source_files ADD COLUMN loudness_range_lu REAL;
+        ALTER TABLE source_files ADD COLUMN loudness_blocks BLOB;
+        CREATE TABLE album_loudness(
+            album_id       INTEGER PRIMARY KEY REFERENCES albums(id),
+            loudness_lufs  REAL,
+            true_peak_dbtp REAL,
+            tracks         INTEGER NOT NULL   -- packed tracks measured
+        );
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -69,8 +69,20 @@ def _files_bar() -> Progress:
     is_flag=True,
     help="Never compute Chromaprint fingerprints (ties by name go to the closest duration).",
 )
+@click.option(
+    "--loudness",
+    is_flag=True,
+    help="Also decode each file and measure its EBU R128 loudness (a full decode: several"
+    " times slower than reading tags and hashing). Measures unchanged files never measured"
+    " too. The build measures what it packs anyway and reuses these.",
+)
 def import_files(
-    paths: tuple[Path, ...], archive_dir: Path, as_json: bool, workers: int, no_fingerprints: bool
+    paths: tuple[Path, ...],
+    archive_dir: Path,
+    as_json: bool,
+    workers: int,
+    no_fingerprints: bool,
+    loudness: bool,
 ) -> None:
     """Scan folders of audio files: read tags and stream properties, hash, match each file
     to a catalog track (MusicBrainz id, ISRC, artist + title + duration, fingerprint) or
@@ -98,6 +110,7 @@ def import_files(
                 rejects_dir=archive.rejects_dir,
                 workers=workers,
                 fingerprints=not no_fingerprints,
+                loudness=loudness,
                 progress=advance,
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -23,6 +23,7 @@ from phonotheca.serve.models import (
     Artist,
     ArtistCredit,
     Availability,
+    Loudness,
     Track,
     TrackSummary,
 )
@@ -85,6 +86,11 @@ _HITS_SQL = (
 )
 
 
+def _loudness(media: TrackMedia | None) -> Loudness | None:
+    fields = media.loudness() if media is not None else None
+    return None if fields is None else Loudness.model_validate(fields)
+
+
 class Browser:
     """Builds the API models from the catalog for one server."""
 
@@ -126,6 +132,7 @@ class Browser:
                     listens=r[11],  # type: ignore[arg-type]
                     playable=playable,
                     audio_url=audio_url(public_id) if playable else None,
+                    loudness=_loudness(media),
                 )
             )
         return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from phonotheca.audio.loudness import replaygain
 from phonotheca.blobs import blob_path, sniff_image
 from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
 from phonotheca.serve.context import ServeContext
@@ -121,6 +122,27 @@ class TrackMedia:
     :data:`INCOMPLETE`."""
     torrent: str | None
     """``<collection>.torrent``: the torrent that holds the file."""
+    levels: tuple[float | None, float | None, float | None, float | None, float | None] = (
+        None,
+    ) * 5
+    """EBU R128 figures from the ledger: loudness, true peak, range, album loudness and
+    album true peak."""
+
+    def loudness(self) -> dict[str, float | None] | None:
+        """The API's ``loudness`` object (:class:`~phonotheca.serve.models.Loudness`), or
+        None when the track was not measured."""
+        lufs, peak, lra, album_lufs, album_peak = self.levels
+        if lufs is None:
+            return None
+        return {
+            "integrated_lufs": lufs,
+            "true_peak_dbtp": peak,
+            "range_lu": lra,
+            "album_lufs": album_lufs,
+            "album_true_peak_dbtp": album_peak,
+            "track_gain_db": replaygain(lufs),
+            "album_gain_db": replaygain(album_lufs),
+        }
 
     @property
     def filename(self) -> str:
@@ -163,8 +185,10 @@ class CoverMedia:
 
 _TRACK_FROM = """
     t.public_id, t.title, t.artist_credit, l.status, l.collection, l.volume, l.offset,
-    l.length, l.sha256, l.codec, l.bitrate, l.duration_ms
+    l.length, l.sha256, l.codec, l.bitrate, l.duration_ms, l.loudness_lufs, l.true_peak_dbtp,
+    l.loudness_range_lu, al.loudness_lufs, al.true_peak_dbtp
     FROM tracks t LEFT JOIN ledger l ON l.track_id = t.id
+    LEFT JOIN album_loudness al ON al.album_id = t.album_id
 """
 _TRACK_SQL = f"SELECT {_TRACK_FROM}"
 
@@ -234,6 +258,7 @@ class MediaLibrary:
             codec,
             bitrate,
             duration_ms,
+            *levels,
         ) = row
         track_public_id = str(public_id)
         content_type, ext = codec_type(codec)
@@ -287,6 +312,7 @@ class MediaLibrary:
             playable=reason is None,
             reason=reason,
             torrent=f"{collection}.torrent",
+            levels=tuple(levels),
         )
 
     def _find_volume(

@@ -36,6 +36,21 @@ class Availability(BaseModel):
     content_type: str | None = None
 
 
+class Loudness(BaseModel):
+    """EBU R128 loudness of the archived audio, measured once at build (FORMAT.md §9.4),
+    and the ReplayGain 2 gains (to −18 LUFS) a player applies to level tracks."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float | None = None
+    range_lu: float | None = None
+    album_lufs: float | None = Field(
+        default=None, description="the album's, gated over all its packed tracks' blocks"
+    )
+    album_true_peak_dbtp: float | None = None
+    track_gain_db: float = Field(description="gain to −18 LUFS (ReplayGain 2)")
+    album_gain_db: float | None = None
+
+
 class TrackSummary(BaseModel):
     id: str
     title: str
@@ -58,6 +73,9 @@ class TrackSummary(BaseModel):
     playable: bool = False
     audio_url: str | None = Field(
         default=None, description="where to stream it, when playable here"
+    )
+    loudness: Loudness | None = Field(
+        default=None, description="when packed and measured (null for silent audio)"
     )
 
 

@@ -37,6 +37,16 @@ class _AlbumRef(msgspec.Struct):
     title: str
 
 
+class _Loudness(msgspec.Struct):
+    integrated_lufs: float
+    true_peak_dbtp: float | None
+    range_lu: float | None
+    album_lufs: float | None
+    album_true_peak_dbtp: float | None
+    track_gain_db: float
+    album_gain_db: float | None
+
+
 class _TrackSummary(msgspec.Struct):
     id: str
     title: str
@@ -52,6 +62,7 @@ class _TrackSummary(msgspec.Struct):
     listens: int | None
     playable: bool
     audio_url: str | None
+    loudness: _Loudness | None
 
 
 class _SearchResults(msgspec.Struct):
@@ -130,6 +141,11 @@ def _tracks(
                 listens=r[12],
                 playable=playable,
                 audio_url=audio_url(public_id) if playable else None,
+                loudness=_loudness(found.loudness() if found else None),
             )
         )
     return out
+
+
+def _loudness(fields: dict[str, float | None] | None) -> _Loudness | None:
+    return None if fields is None else _Loudness(**fields)  # type: ignore[arg-type]

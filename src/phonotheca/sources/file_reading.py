@@ -62,6 +62,17 @@ class ScannedFile(msgspec.Struct, array_like=True):
     stream: StreamInfo | None = None
     tags: Tags | None = None
     images: list[ImageRef] = []
+    loudness: MeasuredLoudness | None = None
+    """Measured only when the scan was asked to (``--loudness``): it decodes the file."""
+
+
+class MeasuredLoudness(msgspec.Struct, array_like=True):
+    """EBU R128 figures of a file (:mod:`phonotheca.audio.loudness`)."""
+
+    lufs: float | None
+    true_peak: float | None
+    lra: float | None
+    blocks: bytes
 
 
 # -- walking --------------------------------------------------------------------------------
@@ -184,8 +195,23 @@ def _sha256(fh: io.BufferedReader) -> str:
     return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_file(found: FoundFile, blobs_dir: Path) -> ScannedFile:
-    """Probe, hash and store the pictures of one file; failures become ``error``."""
+def measure_loudness(path: str) -> MeasuredLoudness | None:
+    """Decode the file and measure its loudness; None when its audio does not decode
+    (the scan's verdict on the file stays the probe's)."""
+    import av
+
+    from phonotheca.audio.loudness import measure_file
+
+    try:
+        m = measure_file(Path(path))
+    except (av.FFmpegError, OSError, EOFError, ValueError):
+        return None
+    return MeasuredLoudness(m.integrated_lufs, m.true_peak_dbtp, m.range_lu, m.histogram)
+
+
+def read_file(found: FoundFile, blobs_dir: Path, loudness: bool = False) -> ScannedFile:
+    """Probe, hash and store the pictures of one file (and with ``loudness``, decode and
+    measure it); failures become ``error``."""
     out = ScannedFile(found.path, found.size, found.mtime_ns)
     try:
         with open(found.path, "rb") as fh:
@@ -215,6 +241,8 @@ def read_file(found: FoundFile, blobs_dir: Path) -> ScannedFile:
     refs = [_image_ref(blobs_dir, p.data, p.kind, p.mime) for p in probe.pictures]
     refs += [_cover_ref(blobs_dir, c) for c in found.covers]
     out.images = [r for r in refs if r is not None]
+    if loudness:
+        out.loudness = measure_loudness(found.path)
     return out
 
 
@@ -222,22 +250,25 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[ScannedFile])
 
 
-def _read_chunk(blobs_dir: str, files: list[FoundFile]) -> bytes:
-    return _encoder.encode([read_file(f, Path(blobs_dir)) for f in files])
+def _read_chunk(blobs_dir: str, loudness: bool, files: list[FoundFile]) -> bytes:
+    return _encoder.encode([read_file(f, Path(blobs_dir), loudness) for f in files])
 
 
-def read_files(files: list[FoundFile], blobs_dir: Path, workers: int) -> Iterator[ScannedFile]:
+def read_files(
+    files: list[FoundFile], blobs_dir: Path, workers: int, loudness: bool = False
+) -> Iterator[ScannedFile]:
     """Read files in order, in ``workers`` processes (0: in this one)."""
-    if workers <= 0 or len(files) < POOL_MIN_FILES:
+    if workers <= 0 or len(files) < (POOL_MIN_FILES // 20 if loudness else POOL_MIN_FILES):
         for f in files:
-            yield read_file(f, blobs_dir)
+            yield read_file(f, blobs_dir, loudness)
         return
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         window: deque[Future[bytes]] = deque()
         for i in range(0, len(files), FILES_PER_TASK):
-            window.append(pool.submit(_read_chunk, str(blobs_dir), files[i : i + FILES_PER_TASK]))
+            chunk = files[i : i + FILES_PER_TASK]
+            window.append(pool.submit(_read_chunk, str(blobs_dir), loudness, chunk))
             if len(window) > workers * 4:
                 yield from _decoder.decode(window.popleft().result())
         while window:

@@ -24,15 +24,26 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 from phonotheca.blobs import blob_url
 from phonotheca.catalog import schema
 from phonotheca.catalog.load import Loader
 from phonotheca.catalog.search import refresh_search
-from phonotheca.sources.file_reading import ImageRef, ScannedFile, Walk, read_files, walk
+from phonotheca.sources.file_reading import (
+    ImageRef,
+    MeasuredLoudness,
+    ScannedFile,
+    Walk,
+    measure_loudness,
+    read_files,
+    walk,
+)
 from phonotheca.sources.file_tracks import SOURCE_KIND, TrackMaker
 from phonotheca.sources.matching import METHODS, FileFacts, Matcher
 
@@ -64,12 +75,20 @@ class ScanSummary:
     blobs_stored: int = 0
     images_linked: int = 0
     invalid_isrc: int = 0
+    measured_unchanged: int = 0
+    """Unchanged files measured for loudness (``--loudness``) that no scan had measured."""
     rejects_file: str | None = None
     seconds: float = 0.0
     files_per_second: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _loudness_columns(m: MeasuredLoudness | None) -> tuple[object, ...]:
+    if m is None:
+        return (None, None, None, None)
+    return (m.lufs, m.true_peak, m.lra, m.blocks)
 
 
 def _now() -> str:
@@ -101,15 +120,18 @@ class _Rejects:
 
 _UPSERT = """
 INSERT INTO source_files(track_id, path, size, mtime_ns, sha256, container, codec, lossless,
-    bitrate, sample_rate, channels, duration_ms, chromaprint, status, match, error, scanned_at)
-VALUES ((SELECT id FROM tracks WHERE public_id = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    bitrate, sample_rate, channels, duration_ms, chromaprint, status, match, error, scanned_at,
+    loudness_lufs, true_peak_dbtp, loudness_range_lu, loudness_blocks)
+VALUES ((SELECT id FROM tracks WHERE public_id = ?),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT(path) DO UPDATE SET track_id=excluded.track_id, size=excluded.size,
     mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, container=excluded.container,
     codec=excluded.codec, lossless=excluded.lossless, bitrate=excluded.bitrate,
     sample_rate=excluded.sample_rate, channels=excluded.channels,
     duration_ms=excluded.duration_ms, chromaprint=excluded.chromaprint,
     status=excluded.status, match=excluded.match, error=excluded.error,
-    scanned_at=excluded.scanned_at
+    scanned_at=excluded.scanned_at, loudness_lufs=excluded.loudness_lufs,
+    true_peak_dbtp=excluded.true_peak_dbtp, loudness_range_lu=excluded.loudness_range_lu,
+    loudness_blocks=excluded.loudness_blocks
 """
 
 
@@ -165,6 +187,7 @@ class _Writer:
                             None,
                             reason,
                             now,
+                            *[None] * 4,
                         )
                     )
                     continue
@@ -202,6 +225,7 @@ class _Writer:
                         method,
                         None,
                         now,
+                        *_loudness_columns(f.loudness),
                     )
                 )
                 images += [(pid, img) for img in f.images]
@@ -294,9 +318,14 @@ def scan_files(
     rejects_dir: Path,
     workers: int = 2,
     fingerprints: bool = True,
+    loudness: bool = False,
     progress: Progress | None = None,
 ) -> ScanSummary:
-    """Scan ``roots`` (folders or files) into the catalog behind ``conn``."""
+    """Scan ``roots`` (folders or files) into the catalog behind ``conn``.
+
+    With ``loudness``, every file read is also decoded and measured (EBU R128), and so
+    are the unchanged files measured by no earlier scan.
+    """
     started = time.monotonic()
     refresh_search(conn)  # matching by name reads the search index
     found = walk(roots)
@@ -348,7 +377,7 @@ def scan_files(
     if progress is not None:
         progress(done, summary.files)
     pending: list[ScannedFile] = []
-    for scanned in read_files(todo, blobs_dir, workers):
+    for scanned in read_files(todo, blobs_dir, workers, loudness):
         pending.append(scanned)
         done += 1
         if len(pending) >= BATCH_FILES:
@@ -360,8 +389,52 @@ def scan_files(
         writer.write(pending)
     if progress is not None:
         progress(done, summary.files)
+    if loudness:
+        summary.measured_unchanged = _measure_unchanged(conn, seen, workers)
     conn.execute("UPDATE imports SET finished_at = ? WHERE id = ?", (_now(), import_id))
     summary.rejects_file = str(rejects.path) if rejects.count else None
     summary.seconds = round(time.monotonic() - started, 3)
     summary.files_per_second = round(summary.files / max(summary.seconds, 1e-6), 1)
     return summary
+
+
+def _measure_unchanged(conn: sqlite3.Connection, paths: set[str], workers: int) -> int:
+    """Measure the loudness of the ``ok`` files among ``paths`` that have none yet;
+    commits every :data:`BATCH_FILES` files. Returns how many were measured."""
+    rows = conn.execute(
+        "SELECT id, path FROM source_files WHERE status = 'ok' AND loudness_blocks IS NULL"
+    ).fetchall()
+    todo = [(int(r[0]), str(r[1])) for r in rows if r[1] in paths]
+    if not todo:
+        return 0
+    measured = 0
+    ctx = get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else _Inline() as pool:
+        for i in range(0, len(todo), BATCH_FILES):
+            batch = todo[i : i + BATCH_FILES]
+            results = list(pool.map(measure_loudness, [p for _, p in batch]))
+            with schema.transaction(conn):
+                conn.executemany(
+                    "UPDATE source_files SET loudness_lufs = ?, true_peak_dbtp = ?,"
+                    " loudness_range_lu = ?, loudness_blocks = ? WHERE id = ?",
+                    [
+                        (*_loudness_columns(m), file_id)
+                        for (file_id, _), m in zip(batch, results, strict=True)
+                        if m is not None
+                    ],
+                )
+            measured += sum(m is not None for m in results)
+    return measured
+
+
+class _Inline:
+    """A stand-in for a process pool that maps in this process."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable[[str], MeasuredLoudness | None], items: list[str]) -> Any:
+        return map(fn, items)

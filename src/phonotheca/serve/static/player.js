@@ -43,10 +43,47 @@
     document.getElementById("now-title").textContent = now ? now.title + " — " + now.artist : "Nothing playing";
   }
 
+  // -- loudness normalisation ------------------------------------------------------------
+  // The audio element plays through a Web Audio gain node set to the track's ReplayGain 2
+  // gain (to -18 LUFS, measured at build), held down so that its true peak stays under
+  // full scale. On by default; the choice is remembered in localStorage.
+  const LEVEL = "phonotheca.normalize";
+  let normalize = localStorage.getItem(LEVEL) !== "off";
+  let audioCtx = null;
+  let gainNode = null;
+
+  function gainOf(t) {
+    if (!t || t.gain == null || !isFinite(t.gain)) return 1;
+    let db = Number(t.gain);
+    if (t.peak != null && t.peak > 0) db = Math.min(db, -20 * Math.log10(t.peak));
+    return Math.pow(10, db / 20);
+  }
+  function applyGain() {
+    const value = normalize ? gainOf(queue[current]) : 1;
+    if (!gainNode && value !== 1 && window.AudioContext) {
+      audioCtx = new AudioContext();
+      gainNode = audioCtx.createGain();
+      audioCtx.createMediaElementSource(audio).connect(gainNode).connect(audioCtx.destination);
+    }
+    if (gainNode) {
+      gainNode.gain.value = value;
+      if (audioCtx.state === "suspended") audioCtx.resume();
+    }
+    // What is applied, for people and tests: the node's own value once there is one.
+    audio.dataset.gain = String(gainNode ? gainNode.gain.value : value);
+  }
+  function showLevel() {
+    const b = document.getElementById("normalize");
+    if (!b) return;
+    b.setAttribute("aria-pressed", String(normalize));
+    b.textContent = normalize ? "Level volume: on" : "Level volume: off";
+  }
+
   function playAt(i) {
     if (i < 0 || i >= queue.length) return;
     current = i;
     audio.src = queue[i].audio;
+    applyGain();
     audio.play().catch(function () { /* autoplay refused: the controls are there */ });
     save();
     render();
@@ -56,7 +93,11 @@
   function trackOf(el) {
     const row = el.closest("[data-track-id]");
     if (!row || !row.dataset.audio) return null;
-    return { id: row.dataset.trackId, title: row.dataset.title, artist: row.dataset.artist, audio: row.dataset.audio };
+    return {
+      id: row.dataset.trackId, title: row.dataset.title, artist: row.dataset.artist, audio: row.dataset.audio,
+      gain: row.dataset.gain ? Number(row.dataset.gain) : null,
+      peak: row.dataset.peak ? Number(row.dataset.peak) : null,
+    };
   }
 
   function enqueue(track, playNow) {
@@ -66,7 +107,12 @@
   }
 
   function apiTrack(t) {
-    return { id: t.id, title: t.title, artist: t.artist_credit, audio: t.audio_url };
+    const l = t.loudness;
+    return {
+      id: t.id, title: t.title, artist: t.artist_credit, audio: t.audio_url,
+      gain: l ? l.track_gain_db : null,
+      peak: l && l.true_peak_dbtp != null ? Math.pow(10, l.true_peak_dbtp / 20) : null,
+    };
   }
 
   let fetching = false;
@@ -149,6 +195,9 @@
         tr.dataset.title = t.title;
         tr.dataset.artist = t.artist_credit;
         if (t.audio_url) tr.dataset.audio = t.audio_url;
+        const level = apiTrack(t);
+        if (level.gain != null) tr.dataset.gain = String(level.gain);
+        if (level.peak != null) tr.dataset.peak = String(level.peak);
         const title = link("/tracks/" + enc(t.id), t.title);
         title.title = t.title;
         cell(tr, title, "title-col");
@@ -215,6 +264,18 @@
     document.getElementById("clear-queue").addEventListener("click", function () {
       queue = []; current = -1; radio = false; audio.removeAttribute("src"); audio.load(); save(); render();
     });
+    const level = document.getElementById("normalize");
+    level.hidden = false;
+    level.addEventListener("click", function () {
+      normalize = !normalize;
+      localStorage.setItem(LEVEL, normalize ? "on" : "off");
+      showLevel();
+      applyGain();
+    });
+    showLevel();
+    audio.addEventListener("play", function () {
+      if (audioCtx && audioCtx.state === "suspended") audioCtx.resume();
+    });
     const toggle = document.getElementById("toggle-queue");
     toggle.addEventListener("click", function () {
       queueList.hidden = !queueList.hidden;
@@ -241,7 +302,10 @@
       });
     }
     wireTracks(document);
-    if (queue.length && current >= 0 && queue[current]) audio.src = queue[current].audio;
+    if (queue.length && current >= 0 && queue[current]) {
+      audio.src = queue[current].audio;
+      applyGain();
+    }
     render();
   }
 })();

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from phonotheca.audio.loudness import linear_peak, replaygain
 from phonotheca.serve.media import codec_type
 from phonotheca.serve.subsonic.envelope import Payload, Pruned
 
@@ -96,10 +97,12 @@ _SONG_SQL = f"""
                    WHERE x.album_id = t.album_id ORDER BY g.name))),
            EXISTS(SELECT 1 FROM images WHERE album_id = t.album_id AND blob_sha256 IS NOT NULL),
            (SELECT max(value) FROM external_ids WHERE entity = 'track'
-               AND scheme = 'musicbrainz_recording' AND entity_id = t.id)
+               AND scheme = 'musicbrainz_recording' AND entity_id = t.id),
+           l.loudness_lufs, l.true_peak_dbtp, al.loudness_lufs, al.true_peak_dbtp
     FROM tracks t
     LEFT JOIN albums a ON a.id = t.album_id
     LEFT JOIN ledger l ON l.track_id = t.id AND l.status = 'packed'
+    LEFT JOIN album_loudness al ON al.album_id = t.album_id
     WHERE t.id IN ({{ids}})
 """
 _DECODE = msgspec.json.Decoder(list[dict[str, str]])
@@ -120,6 +123,22 @@ def _stars_of(starred: Stars | None, public_ids: list[str]) -> Mapping[str, str]
     if callable(starred):
         return starred(public_ids) if public_ids else {}
     return starred or {}
+
+
+def replay_gain(
+    track_lufs: float, track_peak: float | None, album_lufs: float | None, album_peak: float | None
+) -> Pruned:
+    """OpenSubsonic ``replayGain``: gains in dB to ReplayGain 2's −18 LUFS, peaks linear,
+    ``baseGain`` 0 (the files' own gain: an Opus output gain is always 0 here)."""
+    gain = Pruned(trackGain=replaygain(track_lufs))
+    if album_lufs is not None:
+        gain["albumGain"] = replaygain(album_lufs)
+    if track_peak is not None:
+        gain["trackPeak"] = linear_peak(track_peak)
+    if album_peak is not None:
+        gain["albumPeak"] = linear_peak(album_peak)
+    gain["baseGain"] = 0
+    return gain
 
 
 def songs(
@@ -158,6 +177,10 @@ def songs(
         genres_json,
         cover,
         recording,
+        track_lufs,
+        track_peak,
+        album_lufs,
+        album_peak,
     ) in found:
         credits = decode(artists_json)
         genres = decode(genres_json)
@@ -219,6 +242,8 @@ def songs(
         song["albumArtists"] = decode(album_artists_json)
         song["displayAlbumArtist"] = album_credit or ""
         song["explicitStatus"] = _EXPLICIT.get(explicit, "")
+        if track_lufs is not None:
+            song["replayGain"] = replay_gain(track_lufs, track_peak, album_lufs, album_peak)
         out.append(song)
     return out
 
