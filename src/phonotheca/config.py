@@ -96,6 +96,9 @@ class ServeSettings:
     further attempts get 429 until the oldest failure is that old (each server process
     counts its own)."""
     signin_window: int = 600
+    subsonic_library: str = "playable"
+    """What a Subsonic app lists when it names no music folder: ``playable`` (the tracks
+    this server plays; the whole catalog while it holds none) or ``catalog``."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,12 @@ def _torrent_format(value: Any) -> str:
     return str(value)
 
 
+def _subsonic_library(value: Any) -> str:
+    if value not in ("playable", "catalog"):
+        raise ValueError('expected "playable" or "catalog"')
+    return str(value)
+
+
 def _kbps(value: Any) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 6 <= value <= 510:
         raise ValueError("expected an Opus bitrate in kbit/s from 6 to 510")
@@ -283,6 +292,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.public_audio": _bool,
     "serve.signin_failures": _count,
     "serve.signin_window": _count,
+    "serve.subsonic_library": _subsonic_library,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

@@ -24,6 +24,7 @@ from phonotheca.config import load_settings
 from phonotheca.serve import api, media_routes, pages
 from phonotheca.serve.browse import Browser
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
 from phonotheca.serve.security import Sessions, load_key
@@ -120,6 +121,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
     """The whole server for ``ctx``'s roots and settings."""
     ctx.state = StateStore(ctx.state_path)
     ctx.media = MediaLibrary(ctx)
+    ctx.library = ServerLibrary(ctx)
     sessions = Sessions(load_key(ctx.root), ctx.state)
     app = FastAPI(
         lifespan=_lifespan,

@@ -28,13 +28,15 @@ class ServeContext:
     ``roots``: the archive or mirror directories given with ``--archive``; the catalog
     is the first one's ``catalog.sqlite3``; collections are looked for under each root's
     ``torrents/``. ``state`` is the users/stars/playlists store (``state.sqlite3`` of the
-    first root), ``media`` finds a track's bytes; both are attached by the app factory.
+    first root), ``media`` finds a track's bytes, ``library`` reads the prepared lists
+    (:mod:`phonotheca.serve.library`); all are attached by the app factory.
     """
 
     settings: Settings
     roots: list[Path]
     state: Any = None
     media: Any = None
+    library: Any = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property

@@ -398,29 +398,3 @@ def artists(
         }
         for _, pid, name, sort_name, count, mbid in found
     ]
-
-
-def artist_album_ids(conn: sqlite3.Connection, artist_id: int) -> list[int]:
-    """Albums of an artist: credited as album artist, or on one of its tracks; by date."""
-    return [
-        r[0]
-        for r in conn.execute(
-            """SELECT a.id FROM albums a WHERE a.id IN (
-                   SELECT album_id FROM album_artists WHERE artist_id = :a
-                   UNION
-                   SELECT t.album_id FROM track_artists ta JOIN tracks t ON t.id = ta.track_id
-                   WHERE ta.artist_id = :a AND t.album_id IS NOT NULL)
-               ORDER BY a.release_date IS NULL, a.release_date, a.title, a.id""",
-            {"a": artist_id},
-        )
-    ]
-
-
-def sort_key(name: str, articles: Sequence[str]) -> str:
-    """A name without a leading article ("The Beatles" -> "beatles"), folded for sorting."""
-    lowered = name.strip()
-    for article in articles:
-        if lowered.lower().startswith(article.lower() + " "):
-            lowered = lowered[len(article) + 1 :]
-            break
-    return lowered.casefold()

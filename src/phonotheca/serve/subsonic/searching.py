@@ -7,8 +7,9 @@ songs, keeping those whose own name matches the words. So "floyd" lists Pink Flo
 "dark side" its album, each found through their popular tracks, in index time.
 
 An empty query (``""``, or the two quote characters some clients send) pages through the
-whole catalog in a stable order with the ``*Count``/``*Offset`` parameters: the way
-clients that keep an offline copy of a library sync it.
+music folder's artists (index order), albums and songs (catalog order) with the
+``*Count``/``*Offset`` parameters: the way clients that keep an offline copy of a library
+sync it. Each page is one range of positions in the library file, however deep.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Any
 
 import msgspec
 
+from phonotheca.catalog import library as lib
 from phonotheca.catalog import search
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items
 from phonotheca.serve.subsonic.call import Call, Handler
 from phonotheca.serve.subsonic.envelope import Payload
+from phonotheca.serve.subsonic.folders import library_of, server_library
 
 DEFAULT_COUNT = 20
 MAX_WORDS_PAGE = search.MAX_LIMIT
@@ -73,7 +76,7 @@ def _pages(call: Call, high: int) -> dict[str, tuple[int, int]]:
     out = {}
     for kind in ("artist", "album", "song"):
         count = call.count(f"{kind}Count", DEFAULT_COUNT, high)
-        offset = call.count(f"{kind}Offset", 0, 1 << 40)
+        offset = call.count(f"{kind}Offset", 0, 1 << 62)
         out[kind] = (count, offset)
     return out
 
@@ -82,11 +85,21 @@ def _is_empty(query: str) -> bool:
     return query.strip().strip('"').strip() == ""
 
 
-def _page_all(conn: sqlite3.Connection, table: str, count: int, offset: int) -> list[int]:
+def _page_all(call: Call, what: str, count: int, offset: int) -> list[int]:
+    """Page ``offset`` of everything in the music folder, by position (never skipping)."""
     if count == 0:
         return []
-    rows = conn.execute(f"SELECT id FROM {table} ORDER BY id LIMIT ? OFFSET ?", (count, offset))
-    return [r[0] for r in rows]
+    shelf = server_library(call)
+    library = library_of(call)
+    if what == "artist":
+        rows = shelf.reader().execute(
+            "SELECT artist_id FROM artist_order WHERE lib = ? AND pos >= ? ORDER BY pos LIMIT ?",
+            (library, offset, count),
+        )
+        return [int(r[0]) for r in rows]
+    kind, table = (lib.SONGS_ALL, lib.SONG) if what == "song" else (lib.ALBUMS_BY_ID, lib.ALBUM)
+    span = shelf.span(table, library, kind)
+    return shelf.page(table, library, kind, span, offset, count)
 
 
 def _fold(text: str) -> str:
@@ -211,9 +224,9 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
     if _is_empty(query):
         pages = _pages(call, MAX_SYNC_PAGE)
         return (
-            _page_all(conn, "artists", *pages["artist"]),
-            _page_all(conn, "albums", *pages["album"]),
-            _page_all(conn, "tracks", *pages["song"]),
+            _page_all(call, "artist", *pages["artist"]),
+            _page_all(call, "album", *pages["album"]),
+            _page_all(call, "song", *pages["song"]),
         )
     pages = _pages(call, MAX_WORDS_PAGE)
     songs = _ranked_tracks(conn, query, *pages["song"]) if pages["song"][0] else []
