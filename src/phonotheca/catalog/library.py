@@ -179,6 +179,52 @@ def build(catalog_path: Path, out: Path, held: Sequence[str]) -> str:
     return stamp
 
 
+def held_collections(conn: sqlite3.Connection, root: Path) -> list[str]:
+    """Collections of ``root`` whose audio a server there plays, as the server lists them
+    (:func:`phonotheca.serve.playable.present_collections`): a directory with ``data``
+    under ``torrents/`` (in a mirror, also a verified-pieces file) and packed tracks."""
+    from phonotheca.serve.availability import is_mirror, verified_path
+
+    mirror = is_mirror(root)
+    try:
+        entries = sorted((root / "torrents").iterdir())
+    except OSError:
+        return []
+    held = []
+    for entry in entries:
+        name = entry.name
+        if not (entry / "data").is_dir() or (mirror and not verified_path(root, name).is_file()):
+            continue
+        packed = conn.execute(
+            "SELECT 1 FROM ledger INDEXED BY ledger_collection"
+            " WHERE collection = ? AND status = 'packed' LIMIT 1",
+            (name,),
+        ).fetchone()
+        if packed:
+            held.append(name)
+    return held
+
+
+def refresh(
+    conn: sqlite3.Connection,
+    progress: schema.StepProgress | None = None,
+    *,
+    force: bool = False,
+) -> bool:
+    """Make the library file beside the catalog of ``conn`` (a write connection, all
+    committed) unless it is current; True if it did. Called where the lists change: at
+    the end of an import, a build, ``reindex``."""
+    catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+    out = catalog_path.with_name(LIBRARY_FILE)
+    held = held_collections(conn, catalog_path.parent)
+    if not force and is_current(out, catalog_stamp(conn), held):
+        return False
+    if progress is not None:
+        progress("library lists", None, None)
+    build(catalog_path, out, held)
+    return True
+
+
 def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
     conn.execute("CREATE TEMP TABLE held(name TEXT PRIMARY KEY) WITHOUT ROWID")
     conn.executemany("INSERT OR IGNORE INTO held VALUES(?)", [(h,) for h in held])
