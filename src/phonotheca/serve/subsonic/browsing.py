@@ -219,9 +219,9 @@ def get_genres(call: Call) -> Payload:
     counts = {
         (what, key): n
         for what, key, n in reader.execute(
-            "SELECT what, key, n FROM ranges WHERE lib = ? AND"
-            " ((what = ? AND kind = ?) OR (what = ? AND kind = ?))",
-            (library, lib.SONG, lib.SONGS_BY_GENRE, lib.ALBUM, lib.ALBUMS_BY_GENRE),
+            "SELECT what, key, n FROM ranges WHERE lib = ? AND what = ? AND kind = ?"
+            " UNION ALL SELECT what, key, n FROM ranges WHERE lib = ? AND what = ? AND kind = ?",
+            (library, lib.SONG, lib.SONGS_BY_GENRE, library, lib.ALBUM, lib.ALBUMS_BY_GENRE),
         )
     }
     genres = call.conn.execute("SELECT id, name FROM genres ORDER BY name").fetchall()
