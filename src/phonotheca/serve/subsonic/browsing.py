@@ -111,31 +111,41 @@ def _index(call: Call) -> list[Payload]:
     return [{"name": letter, "artist": artist} for letter, artist in groups.items()]
 
 
-def get_indexes(call: Call) -> Payload:
-    """Artists by letter; nothing new (no ``index``) when ``ifModifiedSince`` is recent."""
+def _stars_digest(call: Call) -> str:
+    stars = starred(call, "artist", None)
+    return hashlib.sha256(json.dumps(sorted(stars.items())).encode()).hexdigest()
+
+
+def get_indexes(call: Call) -> Response:
+    """Artists by letter; nothing new (no ``index``) when ``ifModifiedSince`` is recent.
+    Prepared like :func:`get_artists`."""
     try:
         modified = int(call.ctx.catalog_path.stat().st_mtime * 1000)
     except OSError:
         modified = 0
     since = call.integer("ifModifiedSince", 0) or 0
-    return {
-        "indexes": {
-            "lastModified": modified,
-            "ignoredArticles": " ".join(IGNORED_ARTICLES),
-            "index": _index(call) if since < modified else [],
-        }
-    }
+    fresh = since < modified
+    return prepared.respond(
+        call,
+        "getIndexes",
+        f"{_stars_digest(call)}:{modified}:{fresh}",
+        lambda: {
+            "indexes": {
+                "lastModified": modified,
+                "ignoredArticles": " ".join(IGNORED_ARTICLES),
+                "index": _index(call) if fresh else [],
+            }
+        },
+    )
 
 
 def get_artists(call: Call) -> Response:
     """The artist index, prepared once per library file, music folder, format and the
     caller's starred artists, sent compressed with an ETag (a repeat answers 304)."""
-    stars = starred(call, "artist", None)
-    variant = hashlib.sha256(json.dumps(sorted(stars.items())).encode()).hexdigest()
     return prepared.respond(
         call,
         "getArtists",
-        variant,
+        _stars_digest(call),
         lambda: {"artists": {"ignoredArticles": " ".join(IGNORED_ARTICLES), "index": _index(call)}},
     )
 
