@@ -168,3 +168,14 @@ def test_a_large_catalog_is_made_again_in_the_background(
     release.set()
     worker.join()
     assert _page(http, key, 1) == first + second
+
+
+def test_index_letters_skip_articles() -> None:
+    assert library.sort_key("The Beatles") == "beatles"
+    assert [library.index_letter(n) for n in ("The Beatles", "los lobos", "2Pac", "Édith")] == [
+        "B",
+        "L",
+        "#",
+        "É",
+    ]
+    assert library.index_letter("The") == "T"  # an article alone is a name
