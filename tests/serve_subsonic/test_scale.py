@@ -364,3 +364,20 @@ def test_get_artists_is_prepared_with_an_etag(api: Api) -> None:
     mine = starred.json()["subsonic-response"]["artists"]["index"][0]["artist"][0]
     assert mine["id"] == artist["id"] and mine["starred"]
     api("unstar", artistId=artist["id"])
+
+
+def test_starred_in_a_folder(api: Api, catalog: sqlite3.Connection) -> None:
+    held, other = (
+        catalog.execute(
+            "SELECT 'tr-' || public_id FROM tracks WHERE id % 10 = ? ORDER BY id LIMIT 1", (r,)
+        ).fetchone()[0]
+        for r in (3, 4)
+    )
+    api("star", id=[held, other])
+    try:
+        every = {s["id"] for s in api("getStarred2")["starred2"]["song"]}
+        in_mirror = {s["id"] for s in api("getStarred2", musicFolderId=1)["starred2"]["song"]}
+        whole = {s["id"] for s in api("getStarred", musicFolderId=2)["starred"]["song"]}
+        assert every == whole == {held, other} and in_mirror == {held}
+    finally:
+        api("unstar", id=[held, other])

@@ -222,6 +222,29 @@ class ServerLibrary:
         }
         return [a for a in album_ids if a in keep]
 
+    def artists_in(self, library: int, artist_ids: Sequence[int]) -> list[int]:
+        """The artists of ``artist_ids`` that ``library`` lists, in the order given."""
+        counts = self.album_counts(library, artist_ids)
+        return [a for a in artist_ids if counts.get(a)]
+
+    def songs_in(self, library: int, track_ids: Sequence[int]) -> list[int]:
+        """The tracks of ``track_ids`` that ``library`` lists (in a held collection)."""
+        if library == CATALOG or not track_ids:
+            return list(track_ids)
+        held = set(self.held())
+        conn = self.ctx.catalog()
+        keep: set[int] = set()
+        unique = list(dict.fromkeys(track_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            rows = conn.execute(
+                "SELECT track_id, collection FROM ledger WHERE status = 'packed'"
+                f" AND track_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            keep.update(int(t) for t, collection in rows if collection in held)
+        return [t for t in track_ids if t in keep]
+
 
 class _file_lock:
     """An exclusive ``flock`` on ``<path>.lock``: one process makes the file at a time."""
