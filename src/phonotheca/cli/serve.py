@@ -59,6 +59,11 @@ def serve(
     Plays the tracks whose bytes are here: in a builder's archive the volumes it built,
     in a mirror the pieces it has verified. Audio needs a signed-in user unless
     [serve] public_audio is true; add users with 'phonotheca user add'.
+
+    Music apps see two folders, the tracks played here and the whole catalog
+    ([serve] subsonic_library picks what an app that names none lists); their lists are
+    kept in FIRST-ARCHIVE/library.sqlite3, made again when the catalog or the collections
+    held change.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess

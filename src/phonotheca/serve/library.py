@@ -22,6 +22,7 @@ import os
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ FOLDERS = ((PLAYABLE, "In this mirror"), (CATALOG, "Whole catalog"))
 INLINE_BUILD_TRACKS = 200_000
 """Catalogs up to this many tracks get their library file made before the call is
 answered; larger ones in the background."""
+RETRY_AFTER = 300.0
+"""Seconds before a background build that failed is tried again."""
 
 
 class ServerLibrary:
@@ -51,6 +54,7 @@ class ServerLibrary:
         self._build_lock = threading.Lock()
         self._current: tuple[str, str] | None = None
         self._worker: threading.Thread | None = None
+        self._failed_at = -RETRY_AFTER
         self.prepared: Any = None
         """Rendered answers kept by :mod:`phonotheca.serve.subsonic.prepared`."""
 
@@ -101,9 +105,16 @@ class ServerLibrary:
             INLINE_BUILD_TRACKS
         )
         if small or not self.path.exists():
-            self._build(held)
+            try:
+                self._build(held)
+            except (OSError, sqlite3.Error) as exc:
+                if not self.path.exists():
+                    raise
+                log.warning("could not make %s, answering from the last one: %s", self.path, exc)
             return
         with self._lock:
+            if time.monotonic() - self._failed_at < RETRY_AFTER:
+                return  # the last attempt failed (a read-only disk?): the old file answers
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._build_logged, args=(held,), name="library", daemon=True
@@ -114,6 +125,7 @@ class ServerLibrary:
         try:
             self._build(held)
         except (OSError, sqlite3.Error) as exc:
+            self._failed_at = time.monotonic()
             log.warning("could not make %s: %s", self.path, exc)
 
     def _build(self, held: list[str]) -> None:
