@@ -57,24 +57,15 @@ def album_items(call: Call, album_ids: Sequence[int]) -> list[Payload]:
 
 def artist_items(call: Call, artist_ids: Sequence[int]) -> list[Payload]:
     """Artists, each with the number of albums ``getArtist`` lists for it (the call's
-    music folder)."""
+    music folder; see :func:`artist_library`)."""
     if not artist_ids:
         return []
-    out = items.artists(call.conn, artist_ids, lambda pids: starred(call, "artist", pids))
     shelf = server_library(call)
     counts = shelf.album_counts(library_of(call), artist_ids)
     if call.get("musicFolderId") is None and library_of(call) == PLAYABLE:
-        # As getArtist lists them (see artist_library).
         missing = [a for a in artist_ids if not counts.get(a)]
         counts.update(shelf.album_counts(CATALOG, missing))
-    by_pid = dict(
-        items.rows_in(
-            call.conn, "SELECT 'ar-' || public_id, id FROM artists WHERE id IN ({ids})", artist_ids
-        )
-    )
-    for artist in out:
-        artist["albumCount"] = counts.get(by_pid.get(artist["id"], -1), 0)
-    return out
+    return items.artists(call.conn, artist_ids, counts, lambda pids: starred(call, "artist", pids))
 
 
 def _rowid(call: Call, table: str, public_id: str, what: str) -> int:

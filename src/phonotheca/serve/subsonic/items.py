@@ -369,7 +369,6 @@ def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
 
 _ARTIST_SQL = """
     SELECT ar.id, ar.public_id, ar.name, ar.sort_name,
-           (SELECT count(*) FROM album_artists WHERE artist_id = ar.id),
            (SELECT max(value) FROM external_ids WHERE entity = 'artist'
                AND scheme = 'musicbrainz_artist' AND entity_id = ar.id)
     FROM artists ar WHERE ar.id IN ({ids})
@@ -377,12 +376,15 @@ _ARTIST_SQL = """
 
 
 def artists(
-    conn: sqlite3.Connection, artist_ids: Sequence[int], starred: Stars | None = None
+    conn: sqlite3.Connection,
+    artist_ids: Sequence[int],
+    album_counts: Mapping[int, int],
+    starred: Stars | None = None,
 ) -> list[Payload]:
     """``ArtistID3`` items for artists (rowids), in the order given.
 
-    ``albumCount`` counts the albums the artist is credited on as an album artist.
-    ``starred``: see :data:`Stars`.
+    ``album_counts``: each artist's number of albums in the music folder listed (the
+    length of the album list ``getArtist`` gives). ``starred``: see :data:`Stars`.
     """
     rows = {r[0]: r for r in rows_in(conn, _ARTIST_SQL, artist_ids)}
     found = [rows[a] for a in artist_ids if a in rows]
@@ -391,10 +393,10 @@ def artists(
         {
             "id": f"ar-{pid}",
             "name": name,
-            "albumCount": count,
+            "albumCount": album_counts.get(rowid, 0),
             "starred": stars.get(pid),
             "musicBrainzId": mbid or "",
             "sortName": sort_name or "",
         }
-        for _, pid, name, sort_name, count, mbid in found
+        for rowid, pid, name, sort_name, mbid in found
     ]
