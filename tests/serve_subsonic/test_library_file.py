@@ -179,3 +179,23 @@ def test_index_letters_skip_articles() -> None:
         "É",
     ]
     assert library.index_letter("The") == "T"  # an article alone is a name
+
+
+def test_an_import_under_way_keeps_the_lists_until_it_ends(
+    root: Path, client: tuple[httpx.Client, ServeContext, str]
+) -> None:
+    http, _, key = client
+    assert _sync(http, key, 2) == TRACKS
+    conn = schema.connect(root / "catalog.sqlite3")
+    try:
+        with schema.transaction(conn):
+            conn.execute(
+                "INSERT INTO imports(kind, path, fingerprint, started_at)"
+                " VALUES('jsonl', 'more.jsonl', 'x', 'now')"
+            )
+            conn.execute("INSERT INTO tracks(public_id, title) VALUES('t:new', 'New')")
+        assert _sync(http, key, 2) == TRACKS  # half an import is not listed
+        conn.execute("UPDATE imports SET finished_at = 'later' WHERE finished_at IS NULL")
+    finally:
+        conn.close()
+    assert _sync(http, key, 2) == TRACKS + 1

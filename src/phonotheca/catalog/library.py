@@ -113,6 +113,15 @@ def catalog_stamp(conn: sqlite3.Connection, prefix: str = "") -> str:
     return json.dumps(list(row))
 
 
+def importing(conn: sqlite3.Connection) -> bool:
+    """Whether the last import has not finished (running, or killed and to be run again):
+    its end makes the file, so a server keeps the one it has meanwhile."""
+    row = conn.execute(
+        "SELECT finished_at IS NULL FROM imports ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def held_digest(held: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()
 
@@ -132,11 +141,16 @@ def read_meta(path: Path) -> dict[str, str] | None:
 
 
 def is_current(path: Path, stamp: str, held: Sequence[str]) -> bool:
-    meta = read_meta(path)
+    return matches(read_meta(path), stamp, held)
+
+
+def matches(meta: dict[str, str] | None, stamp: str | None, held: Sequence[str]) -> bool:
+    """Whether a library file's meta rows are for this stamp (any, when None) and held
+    collections."""
     return (
         meta is not None
         and meta.get("format") == str(FORMAT_VERSION)
-        and meta.get("stamp") == stamp
+        and (stamp is None or meta.get("stamp") == stamp)
         and meta.get("held") == held_digest(held)
     )
 

@@ -98,9 +98,12 @@ class ServerLibrary:
         want = (stamp, lib.held_digest(held))
         if want == self._current:
             return
-        if lib.is_current(self.path, stamp, held):
+        meta = lib.read_meta(self.path)
+        if lib.matches(meta, stamp, held):
             self._current = want
             return
+        if lib.matches(meta, None, held) and lib.importing(self.ctx.catalog()):
+            return  # the catalog is being imported: the import's end makes the file
         small = (self.ctx.catalog().execute("SELECT max(id) FROM tracks").fetchone()[0] or 0) < (
             INLINE_BUILD_TRACKS
         )
