@@ -10,7 +10,10 @@ whole list (deep pages included). The table gives, per size, the first request's
 (which may render a prepared answer, such as getArtists') and p50/p99 in ms of the
 others, and the ratio
 of the largest size's p99 to the smallest's: a call whose cost does not grow with the
-catalog stays near 1. Targets (issue #18): p99 <= 50 ms at 10 M, ratio <= 2.
+catalog stays near 1. Targets (issue #18): p99 <= 50 ms at 10 M, ratio <= 2. As
+latencies on a shared machine vary with its load, a second table gives the median number
+of SQLite virtual machine steps per request (from a server in the bench's process): the
+database work, which the load does not change.
 
     .venv/bin/python bench/serve_scale.py [--tracks 100000 1000000] [--workdir DIR]
         [--requests 50]
@@ -202,6 +205,71 @@ def measure(port: int, key: str, root: Path, requests: int) -> dict[tuple[int, s
     return out
 
 
+class StepCounter:
+    """SQLite virtual machine steps run by the server's catalog and library connections:
+    a measure of a request's database work that the machine's load does not change."""
+
+    EVERY = 100
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self) -> int:
+        self.ticks += 1
+        return 0
+
+    def hook(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        conn.set_progress_handler(self.tick, self.EVERY)
+        return conn
+
+
+def count_steps(root: Path, key: str, requests: int) -> dict[tuple[int, str], int]:
+    """Median VM steps per request of each call, from a server in this process (requests
+    one at a time, so each step belongs to the request under way)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from phonotheca.archive import open_archive
+    from phonotheca.serve.app import create_app
+    from phonotheca.serve.context import ServeContext
+    from phonotheca.serve.library import ServerLibrary
+
+    counter = StepCounter()
+    catalog, reader = ServeContext.catalog, ServerLibrary.reader
+    ServeContext.catalog = lambda self: counter.hook(catalog(self))  # type: ignore[method-assign]
+    ServerLibrary.reader = lambda self: counter.hook(reader(self))  # type: ignore[method-assign]
+    app = create_app(ServeContext(open_archive(root).settings, [root]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    out: dict[tuple[int, str], int] = {}
+    rng = random.Random(2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as client:
+            client.get("/rest/getGenres", params={"apiKey": key, "f": "json"})
+            for folder in (1, 2):
+                for name, (method, params) in calls(root, folder).items():
+                    steps = []
+                    for _ in range(requests + 1):
+                        query = {**params(rng), "musicFolderId": folder, "apiKey": key}
+                        counter.ticks = 0
+                        client.get(f"/rest/{method}", params={**query, "f": "json"})
+                        steps.append(counter.ticks * counter.EVERY)
+                    out[(folder, name)] = int(percentile(steps[1:], 0.5))
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+        ServeContext.catalog, ServerLibrary.reader = catalog, reader  # type: ignore[method-assign]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tracks", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -209,9 +277,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
     results: dict[int, dict[tuple[int, str], list[float]]] = {}
+    steps: dict[int, dict[tuple[int, str], int]] = {}
     for tracks in args.tracks:
         print(f"{tracks:,} tracks", flush=True)
         root, key = prepared_root(args.workdir, tracks)
+        steps[tracks] = count_steps(root, key, 10)
         port = free_port()
         cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
         with running(cmd, port, root / "serve-scale.log"):
@@ -229,6 +299,11 @@ def main() -> int:
         low = percentile(results[sizes[0]][(folder, name)][1:], 0.99)
         high = percentile(results[sizes[-1]][(folder, name)][1:], 0.99)
         print(f"{folder:>6} {name:<22}{cells} {high / low:>10.2f}")
+    head = "".join(f" {f'{n:,}':>12}" for n in sizes)
+    print(f"\nSQLite VM steps per request (median, thousands)\n{'folder':>6} {'call':<22}{head}")
+    for folder, name in steps[sizes[0]]:
+        cells = "".join(f" {steps[n][(folder, name)] / 1000:>12.1f}" for n in sizes)
+        print(f"{folder:>6} {name:<22}{cells}")
     return 0
 
 
