@@ -24,7 +24,12 @@ def test_tables_parsed() -> None:
                 "trackers": ["udp://127.0.0.1:6969/announce", ["http://a/x", "http://b/x"]],
                 "web_seeds": ["http://127.0.0.1:8080/torrents/"],
             },
-            "serve": {"port": 9000, "public_audio": True, "signin_failures": 5},
+            "serve": {
+                "port": 9000,
+                "public_audio": True,
+                "signin_failures": 5,
+                "subsonic_library": "catalog",
+            },
             "mirror": {"dht": False},
             "future": {"x": 1},
         }
@@ -34,6 +39,8 @@ def test_tables_parsed() -> None:
     assert s.torrents.trackers == (("udp://127.0.0.1:6969/announce",), ("http://a/x", "http://b/x"))
     assert s.serve.port == 9000 and s.serve.public_audio
     assert (s.serve.signin_failures, s.serve.signin_window) == (5, 600)
+    assert s.serve.subsonic_library == "catalog"
+    assert Settings.from_mapping({}).serve.subsonic_library == "playable"
     assert not s.mirror.dht and s.mirror.lsd
     assert s.extra == {"future": {"x": 1}}
 
@@ -52,6 +59,7 @@ def test_tables_parsed() -> None:
         ({"serve": {"signin_failures": 0}}, "serve.signin_failures"),
         ({"serve": {"signin_window": True}}, "at least 1"),
         ({"mirror": {"dht": "no"}}, "true or false"),
+        ({"serve": {"subsonic_library": "all"}}, '"playable" or "catalog"'),
         ({"serve": []}, "[serve] must be a table"),
     ],
 )

@@ -102,6 +102,9 @@ class ServeSettings:
     query_budget_ms: int = 2000
     """Milliseconds of catalog queries one request may take; past them the request is
     answered 503 (Subsonic: error 0) and its worker thread is free again."""
+    subsonic_library: str = "playable"
+    """What a Subsonic app lists when it names no music folder: ``playable`` (the tracks
+    this server plays; the whole catalog while it holds none) or ``catalog``."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,12 @@ def _torrent_format(value: Any) -> str:
     return str(value)
 
 
+def _subsonic_library(value: Any) -> str:
+    if value not in ("playable", "catalog"):
+        raise ValueError('expected "playable" or "catalog"')
+    return str(value)
+
+
 def _kbps(value: Any) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 6 <= value <= 510:
         raise ValueError("expected an Opus bitrate in kbit/s from 6 to 510")
@@ -359,6 +368,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.signin_window": _count,
     "serve.password_cost": _password_cost,
     "serve.query_budget_ms": _count,
+    "serve.subsonic_library": _subsonic_library,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

@@ -47,19 +47,22 @@ def albums(body: dict) -> list[dict]:
 
 
 def test_album_list_orders(api: Api, catalog: sqlite3.Connection) -> None:
+    """The whole catalog's albums (music folder 2) in each order."""
     total = catalog.execute("SELECT count(*) FROM albums").fetchone()[0]
-    newest = albums(api("getAlbumList2", type="newest", size=500))
+    newest = albums(api("getAlbumList2", musicFolderId=2, type="newest", size=500))
     ids = [r[0] for r in catalog.execute("SELECT public_id FROM albums ORDER BY id DESC")]
     assert [a["id"] for a in newest] == [f"al-{p}" for p in ids]
-    by_artist = albums(api("getAlbumList2", type="alphabeticalByArtist", size=500))
+    by_artist = albums(api("getAlbumList2", musicFolderId=2, type="alphabeticalByArtist", size=500))
     keys = [(a["artist"].lower(), a["name"].lower()) for a in by_artist]
     assert keys == sorted(keys)
-    page = albums(api("getAlbumList2", type="alphabeticalByName", size=2, offset=1))
-    full = albums(api("getAlbumList2", type="alphabeticalByName", size=500))
+    page = albums(
+        api("getAlbumList2", musicFolderId=2, type="alphabeticalByName", size=2, offset=1)
+    )
+    full = albums(api("getAlbumList2", musicFolderId=2, type="alphabeticalByName", size=500))
     assert page == full[1:3]
-    randoms = albums(api("getAlbumList2", type="random", size=500))
+    randoms = albums(api("getAlbumList2", musicFolderId=2, type="random", size=500))
     assert len(randoms) == total and len({a["id"] for a in randoms}) == total
-    bad = api("getAlbumList2", type="bestOf")
+    bad = api("getAlbumList2", musicFolderId=2, type="bestOf")
     assert bad["status"] == "failed" and "newest" in bad["error"]["message"]
 
 
@@ -69,22 +72,33 @@ def test_album_list_by_year_and_genre(api: Api, catalog: sqlite3.Connection) -> 
         for r in catalog.execute("SELECT release_date FROM albums WHERE release_date IS NOT NULL")
     )
     low, high = years[0], years[len(years) // 2]
-    found = albums(api("getAlbumList2", type="byYear", fromYear=low, toYear=high, size=500))
+    found = albums(
+        api("getAlbumList2", musicFolderId=2, type="byYear", fromYear=low, toYear=high, size=500)
+    )
     assert len(found) == sum(low <= y <= high for y in years)
     assert [a["year"] for a in found] == sorted(a["year"] for a in found)
-    backwards = albums(api("getAlbumList2", type="byYear", fromYear=high, toYear=low, size=500))
+    backwards = albums(
+        api("getAlbumList2", musicFolderId=2, type="byYear", fromYear=high, toYear=low, size=500)
+    )
     assert {a["id"] for a in backwards} == {a["id"] for a in found}
     assert [a["year"] for a in backwards] == sorted((a["year"] for a in found), reverse=True)
     genre, count = catalog.execute(
         "SELECT g.name, count(*) FROM album_genres ag JOIN genres g ON g.id = ag.genre_id"
         " GROUP BY g.id ORDER BY count(*) DESC LIMIT 1"
     ).fetchone()
-    in_genre = albums(api("getAlbumList2", type="byGenre", genre=genre, size=500))
+    in_genre = albums(api("getAlbumList2", musicFolderId=2, type="byGenre", genre=genre, size=500))
     assert len(in_genre) == count and all(
         genre in [g["name"] for g in a["genres"]] for a in in_genre
     )
-    assert api("getAlbumList2", type="byGenre", genre="no such genre")["error"]["code"] == 70
-    assert api("getAlbumList2", type="byYear", fromYear=1990)["error"]["code"] == 10
+    assert (
+        api("getAlbumList2", musicFolderId=2, type="byGenre", genre="no such genre")["error"][
+            "code"
+        ]
+        == 70
+    )
+    assert (
+        api("getAlbumList2", musicFolderId=2, type="byYear", fromYear=1990)["error"]["code"] == 10
+    )
 
 
 def test_songs_by_genre_and_genre_counts(api: Api) -> None:
@@ -164,7 +178,7 @@ def test_search2_and_folders(api: Api, catalog: sqlite3.Connection) -> None:
     found3 = api("search3", query=name)["searchResult3"]
     assert found3["artist"][0]["id"] == f"ar-{artist_pid}"
     assert found3["album"] and all(name in a["artist"] for a in found3["album"])
-    directory = api("getMusicDirectory", id=f"ar-{artist_pid}")["directory"]
+    directory = api("getMusicDirectory", id=f"ar-{artist_pid}", musicFolderId=2)["directory"]
     assert directory["name"] == name and all(c["isDir"] for c in directory["child"])
     assert api("getMusicDirectory", id=directory["child"][0]["id"])["directory"]["child"]
 

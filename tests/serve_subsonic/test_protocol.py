@@ -65,8 +65,11 @@ def test_xml_shapes(client: httpx.Client, auth: dict[str, str], archive_fixture:
     assert root.get("status") == "ok" and len(root) == 0
 
     folders = xml_call(client, "getMusicFolders", **auth)
-    (folder,) = children(children(folders, "musicFolders")[0], "musicFolder")
-    assert folder.get("id") == "1" and folder.get("name") == "demo"
+    listed = children(children(folders, "musicFolders")[0], "musicFolder")
+    assert [(f.get("id"), f.get("name")) for f in listed] == [
+        ("1", "In this mirror"),
+        ("2", "Whole catalog"),
+    ]
 
     artists = children(xml_call(client, "getArtists", **auth), "artists")[0]
     assert artists.get("ignoredArticles")

@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import BinaryIO
 
-from phonotheca.catalog import schema
+from phonotheca.catalog import library, schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
 from phonotheca.catalog.search import mark_search_stale, refresh_search
@@ -329,9 +329,11 @@ def import_lines(
 
 
 def finish_import(conn: sqlite3.Connection, progress: schema.StepProgress | None = None) -> None:
-    """Build what a bulk load postponed: secondary indexes, then the search index.
+    """Build what a bulk load postponed: secondary indexes, the search index, then the
+    lists a server reads (:func:`phonotheca.catalog.library.refresh`).
 
     ``progress(step, done, total)`` hears of each step (see :func:`rebuild_search`).
     """
     schema.ensure_indexes(conn, progress)
     refresh_search(conn, progress=progress)
+    library.refresh(conn, progress)

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from phonotheca.build.run import Progress as BuildProgress
+from phonotheca.catalog import library
 from phonotheca.cli import archive_at, archive_option, err, json_option, main, print_json
 
 
@@ -112,6 +113,12 @@ def build_cmd(
             )
     except (BuildError, BuildSetupError) as exc:
         raise click.ClickException(str(exc)) from exc
+    # The tracks a server here plays changed: the lists music apps page through follow.
+    conn = archive.connect()
+    try:
+        library.refresh(conn)
+    finally:
+        conn.close()
     seconds = time.monotonic() - started
     if as_json:
         print_json(

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from phonotheca.archive import init_archive
-from phonotheca.catalog import records, schema
+from phonotheca.catalog import library, records, schema
 from phonotheca.catalog.export import catalog_stats, export_jsonl
 from phonotheca.catalog.importer import import_lines
 from phonotheca.catalog.search import TrackHit, refresh_search, search, search_is_stale, shuffle
@@ -253,7 +253,11 @@ def stats_cmd(archive_dir: Path, as_json: bool) -> None:
 @main.command()
 @archive_option
 def reindex(archive_dir: Path) -> None:
-    """Rebuild the search index (imports do this themselves)."""
+    """Rebuild the search index and the lists music apps page through (library.sqlite3).
+
+    Imports and builds do this themselves; a server remakes the lists when the catalog
+    or the collections it holds change.
+    """
     archive = archive_at(archive_dir)
     conn = archive.connect()
     try:
@@ -262,10 +266,11 @@ def reindex(archive_dir: Path) -> None:
             step = index_steps(bar)
             schema.ensure_indexes(conn, step)
             refresh_search(conn, force=True, progress=step)
+            library.refresh(conn, step, force=True)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    click.echo(f"search index rebuilt in {time.monotonic() - t0:.1f} s")
+    click.echo(f"search index and library lists rebuilt in {time.monotonic() - t0:.1f} s")
 
 
 @main.command()

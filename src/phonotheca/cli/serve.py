@@ -62,6 +62,11 @@ def serve(
     [serve] public_audio is true; add users with 'phonotheca user add'. A builder's
     archive also serves torrents.json and torrents/ as serve-files does (a BEP 19 web
     seed). Stop with Ctrl-C or SIGTERM (exit status 0).
+
+    Music apps see two folders, the tracks played here and the whole catalog
+    ([serve] subsonic_library picks what an app that names none lists); their lists are
+    kept in FIRST-ARCHIVE/library.sqlite3, made again when the catalog or the collections
+    held change.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess

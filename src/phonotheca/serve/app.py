@@ -32,6 +32,7 @@ from phonotheca.serve.budget import QueryBudgets, budget_response
 from phonotheca.serve.compression import Compression
 from phonotheca.serve.conditional import CatalogValidators
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.media import MediaLibrary
 from phonotheca.serve.overview import Overview
 from phonotheca.serve.security import Sessions, SignInThrottle, load_key
@@ -131,6 +132,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
     ctx.media = MediaLibrary(ctx)
     serve = ctx.settings.serve
     ctx.throttle = SignInThrottle(serve.signin_failures, serve.signin_window, store=ctx.state)
+    ctx.library = ServerLibrary(ctx)
     sessions = Sessions(load_key(ctx.root), ctx.state)
     app = FastAPI(
         lifespan=_lifespan,

@@ -31,8 +31,8 @@ class ServeContext:
     is the first one's ``catalog.sqlite3``; collections are looked for under each root's
     ``torrents/``. ``state`` is the users/stars/playlists store (``state.sqlite3`` of the
     first root), ``media`` finds a track's bytes, ``throttle`` counts failed sign-ins of
-    the web form, the Subsonic API and the JSON API together; all are attached by the app
-    factory.
+    the web form, the Subsonic API and the JSON API together, ``library`` reads the
+    prepared lists (:mod:`phonotheca.serve.library`); all are attached by the app factory.
     """
 
     settings: Settings
@@ -40,6 +40,7 @@ class ServeContext:
     state: Any = None
     media: Any = None
     throttle: Any = None
+    library: Any = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property

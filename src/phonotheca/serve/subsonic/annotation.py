@@ -19,6 +19,7 @@ from phonotheca.serve.subsonic.envelope import (
     Payload,
     SubsonicError,
 )
+from phonotheca.serve.subsonic.folders import library_of, server_library
 
 _TABLES = {"track": "tracks", "album": "albums", "artist": "artists"}
 
@@ -68,6 +69,13 @@ def _starred_lists(call: Call) -> tuple[list[Payload], list[Payload], list[Paylo
     for kind in ("artist", "album", "track"):
         stars = starred(call, kind, None)  # newest first
         found.append(items.rowids(conn, _TABLES[kind], list(stars)))
+    if call.get("musicFolderId") is not None:  # else every star, whichever folder it was in
+        library, shelf = library_of(call), server_library(call)
+        found = [
+            shelf.artists_in(library, found[0]),
+            shelf.albums_in(library, found[1]),
+            shelf.songs_in(library, found[2]),
+        ]
     return artist_items(call, found[0]), album_items(call, found[1]), song_items(call, found[2])
 
 

@@ -1,20 +1,29 @@
 """Browsing: music folders, indexes, directories (folder style) and ID3 artists/albums/songs.
 
-The archive is one music folder. The folder-style calls (``getIndexes``,
-``getMusicDirectory``) present the same tree as the ID3 ones: artist -> albums -> songs.
+Two music folders (:mod:`.folders`): the tracks this server plays and the whole catalog.
+The folder-style calls (``getIndexes``, ``getMusicDirectory``) present the same tree as
+the ID3 ones: artist -> albums -> songs. Artist indexes, an artist's albums and genre
+counts come from the library file (:mod:`phonotheca.serve.library`): an artist's
+``albumCount`` is the length of the list ``getArtist`` returns, a genre's counts those of
+``getSongsByGenre`` and ``getAlbumList2?type=byGenre``, in the same music folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sequence
 
-from phonotheca.serve.subsonic import items
+from starlette.responses import Response
+
+from phonotheca.catalog import library as lib
+from phonotheca.catalog.library import CATALOG, IGNORED_ARTICLES, PLAYABLE
+from phonotheca.serve.library import FOLDERS
+from phonotheca.serve.subsonic import items, prepared
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import NOT_FOUND, Payload, SubsonicError
-
-IGNORED_ARTICLES = ("The", "El", "La", "Los", "Las", "Le", "Les", "Die", "Der", "Das")
-MUSIC_FOLDER_ID = 1
+from phonotheca.serve.subsonic.folders import library_of, server_library
 
 
 def catalog_created(call: Call) -> str:
@@ -47,9 +56,16 @@ def album_items(call: Call, album_ids: Sequence[int]) -> list[Payload]:
 
 
 def artist_items(call: Call, artist_ids: Sequence[int]) -> list[Payload]:
+    """Artists, each with the number of albums ``getArtist`` lists for it (the call's
+    music folder; see :func:`artist_library`)."""
     if not artist_ids:
         return []
-    return items.artists(call.conn, artist_ids, lambda pids: starred(call, "artist", pids))
+    shelf = server_library(call)
+    counts = shelf.album_counts(library_of(call), artist_ids)
+    if call.get("musicFolderId") is None and library_of(call) == PLAYABLE:
+        missing = [a for a in artist_ids if not counts.get(a)]
+        counts.update(shelf.album_counts(CATALOG, missing))
+    return items.artists(call.conn, artist_ids, counts, lambda pids: starred(call, "artist", pids))
 
 
 def _rowid(call: Call, table: str, public_id: str, what: str) -> int:
@@ -63,51 +79,84 @@ def _rowid(call: Call, table: str, public_id: str, what: str) -> int:
 
 
 def get_music_folders(call: Call) -> Payload:
-    return {
-        "musicFolders": {"musicFolder": [{"id": MUSIC_FOLDER_ID, "name": call.ctx.settings.name}]}
-    }
-
-
-def _album_artists(call: Call) -> list[tuple[str, str, int]]:
-    """(public id, name, album count) of every artist credited on an album, sorted."""
-    rows = call.conn.execute(
-        "SELECT ar.public_id, ar.name, count(*) FROM album_artists aa"
-        " JOIN artists ar ON ar.id = aa.artist_id GROUP BY ar.id"
-    ).fetchall()
-    rows.sort(key=lambda r: (items.sort_key(r[1], IGNORED_ARTICLES), r[0]))
-    return rows
+    return {"musicFolders": {"musicFolder": [{"id": i, "name": name} for i, name in FOLDERS]}}
 
 
 def _index(call: Call) -> list[Payload]:
+    """The artist index of the call's music folder, read in index order (one range)."""
     stars = starred(call, "artist", None)
     groups: dict[str, list[Payload]] = {}
-    for pid, name, count in _album_artists(call):
-        key = items.sort_key(name, IGNORED_ARTICLES)[:1].upper()
-        letter = key if key.isalpha() else "#"
+    rows = (
+        server_library(call)
+        .reader()
+        .execute(
+            "SELECT ar.public_id, ar.name, o.letter, o.albums FROM artist_order o"
+            " JOIN c.artists ar ON ar.id = o.artist_id WHERE o.lib = ? ORDER BY o.pos",
+            (library_of(call),),
+        )
+    )
+    for pid, name, letter, count in rows:
         groups.setdefault(letter, []).append(
             {"id": f"ar-{pid}", "name": name, "albumCount": count, "starred": stars.get(pid)}
         )
-    return [{"name": letter, "artist": groups[letter]} for letter in sorted(groups)]
+    return [{"name": letter, "artist": artist} for letter, artist in groups.items()]
 
 
-def get_indexes(call: Call) -> Payload:
-    """Artists by letter; nothing new (no ``index``) when ``ifModifiedSince`` is recent."""
+def _stars_digest(call: Call) -> str:
+    stars = starred(call, "artist", None)
+    return hashlib.sha256(json.dumps(sorted(stars.items())).encode()).hexdigest()
+
+
+def get_indexes(call: Call) -> Response:
+    """Artists by letter; nothing new (no ``index``) when ``ifModifiedSince`` is recent.
+    Prepared like :func:`get_artists`."""
     try:
         modified = int(call.ctx.catalog_path.stat().st_mtime * 1000)
     except OSError:
         modified = 0
     since = call.integer("ifModifiedSince", 0) or 0
-    return {
-        "indexes": {
-            "lastModified": modified,
-            "ignoredArticles": " ".join(IGNORED_ARTICLES),
-            "index": _index(call) if since < modified else [],
-        }
-    }
+    fresh = since < modified
+    return prepared.respond(
+        call,
+        "getIndexes",
+        f"{_stars_digest(call)}:{modified}:{fresh}",
+        lambda: {
+            "indexes": {
+                "lastModified": modified,
+                "ignoredArticles": " ".join(IGNORED_ARTICLES),
+                "index": _index(call) if fresh else [],
+            }
+        },
+    )
 
 
-def get_artists(call: Call) -> Payload:
-    return {"artists": {"ignoredArticles": " ".join(IGNORED_ARTICLES), "index": _index(call)}}
+def get_artists(call: Call) -> Response:
+    """The artist index, prepared once per library file, music folder, format and the
+    caller's starred artists, sent compressed with an ETag (a repeat answers 304)."""
+    return prepared.respond(
+        call,
+        "getArtists",
+        _stars_digest(call),
+        lambda: {"artists": {"ignoredArticles": " ".join(IGNORED_ARTICLES), "index": _index(call)}},
+    )
+
+
+def artist_library(call: Call, artist_id: int) -> int:
+    """The music folder an artist's albums are listed from: the call's; without
+    ``musicFolderId`` (``getArtist`` has none) the default one, or the whole catalog for
+    an artist with no album there (an app browsing the whole catalog opened it)."""
+    library = library_of(call)
+    if (
+        call.get("musicFolderId") is None
+        and library == PLAYABLE
+        and not server_library(call).album_counts(PLAYABLE, [artist_id])[artist_id]
+    ):
+        return CATALOG
+    return library
+
+
+def _artist_albums(call: Call, artist_id: int) -> list[int]:
+    return server_library(call).artist_albums(artist_library(call, artist_id), artist_id)
 
 
 def get_music_directory(call: Call) -> Payload:
@@ -118,7 +167,7 @@ def get_music_directory(call: Call) -> Payload:
         name = conn.execute("SELECT name FROM artists WHERE id = ?", (artist_id,)).fetchone()[0]
         children = []
         keys = ("year", "genre", "coverArt", "duration", "starred")
-        for album in album_items(call, items.artist_album_ids(conn, artist_id)):
+        for album in album_items(call, _artist_albums(call, artist_id)):
             child = items.album_as_child(album, keys, parent=f"ar-{public_id}")
             child.update(albumId=album["id"], artistId=album["artistId"])
             children.append(child)
@@ -145,7 +194,7 @@ def get_artist(call: Call) -> Payload:
     public_id = expect_id(call.require("id"), "artist")
     artist_id = _rowid(call, "artists", public_id, "artist")
     artist = artist_items(call, [artist_id])[0]
-    album_list = album_items(call, items.artist_album_ids(call.conn, artist_id))
+    album_list = album_items(call, _artist_albums(call, artist_id))
     artist["albumCount"] = len(album_list)
     artist["album"] = album_list
     return {"artist": artist}
@@ -165,19 +214,28 @@ def get_song(call: Call) -> Payload:
 
 
 def get_genres(call: Call) -> Payload:
-    # A track's genres are its own, or its album's when it has none.
-    rows = call.conn.execute(
-        """SELECT g.name,
-                  (SELECT count(*) FROM track_genres tg WHERE tg.genre_id = g.id)
-                  + (SELECT count(*) FROM album_genres ag JOIN tracks t ON t.album_id = ag.album_id
-                     WHERE ag.genre_id = g.id
-                       AND NOT EXISTS (SELECT 1 FROM track_genres x WHERE x.track_id = t.id)),
-                  (SELECT count(*) FROM album_genres ag WHERE ag.genre_id = g.id)
-           FROM genres g ORDER BY g.name"""
-    ).fetchall()
+    """Every genre with the lengths of its song and album lists in the music folder."""
+    reader = server_library(call).reader()
+    library = library_of(call)
+    counts = {
+        (what, key): n
+        for what, key, n in reader.execute(
+            "SELECT what, key, n FROM ranges WHERE lib = ? AND what = ? AND kind = ?"
+            " UNION ALL SELECT what, key, n FROM ranges WHERE lib = ? AND what = ? AND kind = ?",
+            (library, lib.SONG, lib.SONGS_BY_GENRE, library, lib.ALBUM, lib.ALBUMS_BY_GENRE),
+        )
+    }
+    genres = call.conn.execute("SELECT id, name FROM genres ORDER BY name").fetchall()
     return {
         "genres": {
-            "genre": [{"songCount": s, "albumCount": a, "value": name} for name, s, a in rows]
+            "genre": [
+                {
+                    "songCount": counts.get((lib.SONG, gid), 0),
+                    "albumCount": counts.get((lib.ALBUM, gid), 0),
+                    "value": name,
+                }
+                for gid, name in genres
+            ]
         }
     }
 

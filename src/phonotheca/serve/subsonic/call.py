@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from phonotheca.serve.state import StateStore, User
 
 MAX_OFFSET = 100_000
-"""The largest ``offset`` of a list or a search: skipping costs time in proportion to
-the offset, and no one pages a hundred thousand items deep by hand."""
-MAX_SYNC_OFFSET = 1_000_000
-"""The largest offset of a query-less ``search3``, with which apps copy a library."""
+"""The largest offset of a search by words: skipping matches costs time in proportion to
+the offset, and no one pages a hundred thousand items deep by hand. (Lists and the
+query-less sync are read by position, at any depth: folders.offset_of.)"""
 MAX_DIGITS = 30
 """An integer parameter longer than this is refused without being converted."""
 

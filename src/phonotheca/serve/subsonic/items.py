@@ -394,7 +394,6 @@ def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
 
 _ARTIST_SQL = """
     SELECT ar.id, ar.public_id, ar.name, ar.sort_name,
-           (SELECT count(*) FROM album_artists WHERE artist_id = ar.id),
            (SELECT max(value) FROM external_ids WHERE entity = 'artist'
                AND scheme = 'musicbrainz_artist' AND entity_id = ar.id)
     FROM artists ar WHERE ar.id IN ({ids})
@@ -402,12 +401,15 @@ _ARTIST_SQL = """
 
 
 def artists(
-    conn: sqlite3.Connection, artist_ids: Sequence[int], starred: Stars | None = None
+    conn: sqlite3.Connection,
+    artist_ids: Sequence[int],
+    album_counts: Mapping[int, int],
+    starred: Stars | None = None,
 ) -> list[Payload]:
     """``ArtistID3`` items for artists (rowids), in the order given.
 
-    ``albumCount`` counts the albums the artist is credited on as an album artist.
-    ``starred``: see :data:`Stars`.
+    ``album_counts``: each artist's number of albums in the music folder listed (the
+    length of the album list ``getArtist`` gives). ``starred``: see :data:`Stars`.
     """
     rows = {r[0]: r for r in rows_in(conn, _ARTIST_SQL, artist_ids)}
     found = [rows[a] for a in artist_ids if a in rows]
@@ -416,36 +418,10 @@ def artists(
         {
             "id": f"ar-{pid}",
             "name": name,
-            "albumCount": count,
+            "albumCount": album_counts.get(rowid, 0),
             "starred": stars.get(pid),
             "musicBrainzId": mbid or "",
             "sortName": sort_name or "",
         }
-        for _, pid, name, sort_name, count, mbid in found
+        for rowid, pid, name, sort_name, mbid in found
     ]
-
-
-def artist_album_ids(conn: sqlite3.Connection, artist_id: int) -> list[int]:
-    """Albums of an artist: credited as album artist, or on one of its tracks; by date."""
-    return [
-        r[0]
-        for r in conn.execute(
-            """SELECT a.id FROM albums a WHERE a.id IN (
-                   SELECT album_id FROM album_artists WHERE artist_id = :a
-                   UNION
-                   SELECT t.album_id FROM track_artists ta JOIN tracks t ON t.id = ta.track_id
-                   WHERE ta.artist_id = :a AND t.album_id IS NOT NULL)
-               ORDER BY a.release_date IS NULL, a.release_date, a.title, a.id""",
-            {"a": artist_id},
-        )
-    ]
-
-
-def sort_key(name: str, articles: Sequence[str]) -> str:
-    """A name without a leading article ("The Beatles" -> "beatles"), folded for sorting."""
-    lowered = name.strip()
-    for article in articles:
-        if lowered.lower().startswith(article.lower() + " "):
-            lowered = lowered[len(article) + 1 :]
-            break
-    return lowered.casefold()

@@ -11,10 +11,10 @@ matching tracks (a scan of the matches, which is then small enough).
 
 from __future__ import annotations
 
-import random
 import sqlite3
 
-from phonotheca.catalog import search
+from phonotheca.catalog import library as lib
+from phonotheca.catalog.library import CATALOG
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, song_items, starred
 from phonotheca.serve.subsonic.call import Call, Handler
@@ -25,8 +25,13 @@ from phonotheca.serve.subsonic.envelope import (
     Payload,
     SubsonicError,
 )
+from phonotheca.serve.subsonic.folders import (
+    library_of,
+    offset_of,
+    page_size,
+    server_library,
+)
 
-MAX_LIST = 500
 LIST_TYPES = (
     "random",
     "newest",
@@ -56,30 +61,6 @@ def genre_id(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0])
 
 
-def _random_albums(conn: sqlite3.Connection, size: int) -> list[int]:
-    """``size`` distinct albums drawn uniformly (rowids are dense, so picks are O(1))."""
-    lo = conn.execute("SELECT min(id) FROM albums").fetchone()[0]
-    hi = conn.execute("SELECT max(id) FROM albums").fetchone()[0]
-    if lo is None:
-        return []
-    total = (
-        conn.execute("SELECT count(*) FROM albums").fetchone()[0] if hi - lo < 4 * size else None
-    )
-    want = min(size, total) if total is not None else size
-    rng = random.Random()
-    picked: dict[int, None] = {}
-    tries = 0
-    while len(picked) < want and tries < 50 * want + 100:
-        tries += 1
-        aid = rng.randint(lo, hi)
-        if (
-            aid not in picked
-            and conn.execute("SELECT 1 FROM albums WHERE id = ?", (aid,)).fetchone()
-        ):
-            picked[aid] = None
-    return list(picked)
-
-
 def _by_plays(call: Call, order: str) -> list[int]:
     """Albums of the user's scrobbled tracks, by play count or by the last play."""
     plays = call.state.play_counts(call.user_id)
@@ -105,53 +86,52 @@ def _by_plays(call: Call, order: str) -> list[int]:
 
 def _album_ids(call: Call, kind: str, size: int, offset: int) -> list[int]:
     conn = call.conn
-    if kind == "random":
-        return _random_albums(conn, size)
+    shelf = server_library(call)
+    library = library_of(call)
     if kind in ("frequent", "recent"):
-        return _by_plays(call, kind)[offset : offset + size]
+        return shelf.albums_in(library, _by_plays(call, kind))[offset : offset + size]
     if kind == "starred":
         stars = starred(call, "album", None)
-        pids = sorted(stars, key=lambda p: stars[p], reverse=True)[offset : offset + size]
-        return items.rowids(conn, "albums", pids)
+        pids = sorted(stars, key=lambda p: stars[p], reverse=True)
+        return shelf.albums_in(library, items.rowids(conn, "albums", pids))[offset : offset + size]
     if kind == "highest":
         return []  # no ratings in Phonotheca
-    order = {
-        "newest": "a.id DESC",
-        "alphabeticalByName": "a.title COLLATE NOCASE, a.id",
-        "alphabeticalByArtist": "a.artist_credit COLLATE NOCASE, a.title COLLATE NOCASE, a.id",
+    orders = {
+        "random": lib.ALBUMS_BY_ID,
+        "newest": lib.ALBUMS_BY_ID,
+        "alphabeticalByName": lib.ALBUMS_BY_NAME,
+        "alphabeticalByArtist": lib.ALBUMS_BY_ARTIST,
+        "byYear": lib.ALBUMS_BY_YEAR,
+        "byGenre": lib.ALBUMS_BY_GENRE,
     }
-    params: dict[str, object] = {"size": size, "offset": offset}
-    where = "1"
-    if kind in order:
-        sort = order[kind]
-    elif kind == "byYear":
+    if kind not in orders:
+        raise SubsonicError(
+            GENERIC, f"unknown album list type {kind!r}: use one of {', '.join(LIST_TYPES)}"
+        )
+    order = orders[kind]
+    descending = kind == "newest"
+    if kind == "byYear":
         low = call.integer("fromYear")
         high = call.integer("toYear")
         if low is None or high is None:
             raise SubsonicError(MISSING_PARAMETER, "byYear needs 'fromYear' and 'toYear'")
-        params.update(low=min(low, high), high=max(low, high))
-        where = "CAST(substr(a.release_date, 1, 4) AS INTEGER) BETWEEN :low AND :high"
         # fromYear > toYear lists newest first, as the Subsonic docs say.
-        sort = "a.release_date DESC, a.id" if low > high else "a.release_date, a.id"
+        descending = low > high
+        span = shelf.span(lib.ALBUM, library, order, min(low, high), max(low, high))
     elif kind == "byGenre":
-        params["genre"] = genre_id(conn, call.require("genre"))
-        where = "a.id IN (SELECT album_id FROM album_genres WHERE genre_id = :genre)"
-        sort = "a.title COLLATE NOCASE, a.id"
+        genre = genre_id(conn, call.require("genre"))
+        span = shelf.span(lib.ALBUM, library, order, genre, genre)
     else:
-        raise SubsonicError(
-            GENERIC, f"unknown album list type {kind!r}: use one of {', '.join(LIST_TYPES)}"
-        )
-    rows = conn.execute(
-        f"SELECT a.id FROM albums a WHERE {where} ORDER BY {sort} LIMIT :size OFFSET :offset",
-        params,
-    )
-    return [r[0] for r in rows]
+        span = shelf.span(lib.ALBUM, library, order)
+    if kind == "random":
+        return shelf.random(lib.ALBUM, library, order, span, size)
+    return shelf.page(lib.ALBUM, library, order, span, offset, size, descending)
 
 
 def _album_list(call: Call) -> list[Payload]:
     kind = call.require("type")
-    size = call.count("size", 10, MAX_LIST)
-    offset = call.offset("offset")
+    size = page_size(call, "size", 10)
+    offset = offset_of(call)
     return album_items(call, _album_ids(call, kind, size, offset))
 
 
@@ -189,91 +169,67 @@ def _filters(call: Call) -> tuple[str, dict[str, object]]:
     return " AND ".join(where), params
 
 
-def _random_tracks(call: Call, n: int) -> tuple[list[int], bool]:
-    """Up to ``n`` different tracks drawn uniformly among those this server plays, or
-    over the catalog when it holds no audio; and which of the two it was."""
-    playable = call.ctx.media.sampler.distinct(n)
-    if playable is not None:
-        return playable, True
-    conn = call.conn
-    drawn = list(dict.fromkeys(items.track_rowids(conn, [h.id for h in search.shuffle(conn, n)])))
-    for _ in range(3):  # draws are with replacement: top up the rare repeat
-        if len(drawn) >= n:
-            break
-        extra = items.track_rowids(conn, [h.id for h in search.shuffle(conn, n)])
-        drawn = list(dict.fromkeys([*drawn, *extra]))
-    return drawn[:n], False
+def _random_playable(call: Call, n: int) -> list[int]:
+    """Up to ``n`` different tracks drawn uniformly among those this server plays."""
+    return call.ctx.media.sampler.distinct(n) or []
 
 
 def get_random_songs(call: Call) -> Payload:
-    size = call.count("size", 10, MAX_LIST)
-    conn = call.conn
-    where, params = _filters(call)
-    if not params:
-        drawn, _ = _random_tracks(call, size)
+    """Random songs of the library; a genre or year filter draws within that genre's or
+    those years' run of positions (the narrower one), checking the other filter."""
+    size = page_size(call, "size", 10)
+    library = library_of(call)
+    shelf = server_library(call)
+    genre = call.get("genre")
+    low, high = call.integer("fromYear"), call.integer("toYear")
+    if not genre and low is None and high is None:
+        if library == CATALOG:
+            span = shelf.span(lib.SONG, library, lib.SONGS_ALL)
+            drawn = shelf.random(lib.SONG, library, lib.SONGS_ALL, span, size)
+        else:
+            drawn = _random_playable(call, size)
         return {"randomSongs": {"song": song_items(call, drawn)}}
-    picked: list[int] = []
-    sql = "SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE t.id IN ({})"
-    playable = True
-    for _ in range(8):
-        if len(picked) >= size:
-            break
-        draw, playable = _random_tracks(call, max(64, 4 * size))
-        if not draw:
-            break
-        passing = {
-            r[0]
-            for r in conn.execute(
-                # rowids from the catalog itself: integers, safe to inline
-                sql.format(",".join(str(int(t)) for t in draw)) + f" AND {where}",
-                params,
-            )
-        }
-        picked = list(dict.fromkeys([*picked, *(t for t in draw if t in passing)]))
-    if len(picked) < size:
-        picked = list(
-            dict.fromkeys([*picked, *_random_matches(call, where, params, size, playable)])
+    spans: list[tuple[int, range]] = []
+    if genre:
+        gid = genre_id(call.conn, genre)
+        spans.append(
+            (lib.SONGS_BY_GENRE, shelf.span(lib.SONG, library, lib.SONGS_BY_GENRE, gid, gid))
         )
+    if low is not None or high is not None:
+        years = (-(1 << 31) if low is None else low, (1 << 31) if high is None else high)
+        spans.append((lib.SONGS_BY_YEAR, shelf.span(lib.SONG, library, lib.SONGS_BY_YEAR, *years)))
+    kind, span = min(spans, key=lambda s: len(s[1]))
+    where, params = _filters(call)
+    picked: list[int] = []
+    for _ in range(8):
+        want = max(64, 4 * size)
+        draw = shelf.random(lib.SONG, library, kind, span, want)
+        if library != CATALOG:
+            ok = call.ctx.media.playable_rowids(draw)
+            draw = [t for t in draw if t in ok]
+        if len(spans) > 1 and draw:
+            sql = "SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id"
+            # rowids from the library file: integers, safe to inline
+            ids = ",".join(str(int(t)) for t in draw)
+            passing = {
+                r[0] for r in call.conn.execute(f"{sql} WHERE t.id IN ({ids}) AND {where}", params)
+            }
+            draw = [t for t in draw if t in passing]
+        picked = list(dict.fromkeys([*picked, *draw]))
+        if len(picked) >= size or len(span) <= want:
+            break
     return {"randomSongs": {"song": song_items(call, picked[:size])}}
 
 
-def _random_matches(
-    call: Call, where: str, params: dict[str, object], size: int, playable: bool
-) -> list[int]:
-    """SQLite's random choice among every matching track (the playable ones when
-    ``playable``): a scan of the matches, for filters too narrow to hit by drawing."""
-    if not playable:
-        rows = call.conn.execute(
-            f"SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id WHERE {where}"
-            " ORDER BY random() LIMIT :size",
-            {**params, "size": size},
-        )
-        return [r[0] for r in rows]
-    media = call.ctx.media
-    held = media.sampler.candidates().names
-    marks = ",".join(f":c{i}" for i in range(len(held)))
-    rows = call.conn.execute(
-        "SELECT t.id FROM ledger l JOIN tracks t ON t.id = l.track_id"
-        " LEFT JOIN albums a ON a.id = t.album_id"
-        f" WHERE l.status = 'packed' AND l.collection IN ({marks}) AND {where}"
-        " ORDER BY random() LIMIT :size",
-        {**params, **{f"c{i}": c for i, c in enumerate(held)}, "size": 4 * size},
-    )
-    found = [int(r[0]) for r in rows]
-    ok = media.playable_rowids(found)
-    return [t for t in found if t in ok]
-
-
 def get_songs_by_genre(call: Call) -> Payload:
-    conn = call.conn
-    genre = genre_id(conn, call.require("genre"))
-    count = call.count("count", 10, MAX_LIST)
-    offset = call.offset("offset")
-    rows = conn.execute(
-        f"SELECT t.id FROM tracks t WHERE {IN_GENRE} ORDER BY t.id LIMIT :count OFFSET :offset",
-        {"genre": genre, "count": count, "offset": offset},
-    )
-    return {"songsByGenre": {"song": song_items(call, [r[0] for r in rows])}}
+    genre = genre_id(call.conn, call.require("genre"))
+    count = page_size(call, "count", 10)
+    offset = offset_of(call)
+    library = library_of(call)
+    shelf = server_library(call)
+    span = shelf.span(lib.SONG, library, lib.SONGS_BY_GENRE, genre, genre)
+    ids = shelf.page(lib.SONG, library, lib.SONGS_BY_GENRE, span, offset, count)
+    return {"songsByGenre": {"song": song_items(call, ids)}}
 
 
 ENDPOINTS: dict[str, Handler] = {

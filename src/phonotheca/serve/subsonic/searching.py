@@ -7,8 +7,9 @@ songs, keeping those whose own name matches the words. So "floyd" lists Pink Flo
 "dark side" its album, each found through their popular tracks, in index time.
 
 An empty query (``""``, or the two quote characters some clients send) pages through the
-whole catalog in a stable order with the ``*Count``/``*Offset`` parameters: the way
-clients that keep an offline copy of a library sync it.
+music folder's artists (index order), albums and songs (catalog order) with the
+``*Count``/``*Offset`` parameters: the way clients that keep an offline copy of a library
+sync it. Each page is one range of positions in the library file, however deep.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from typing import Any
 
 import msgspec
 
+from phonotheca.catalog import library as lib
 from phonotheca.catalog import search
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items
-from phonotheca.serve.subsonic.call import MAX_OFFSET, MAX_SYNC_OFFSET, Call, Handler
+from phonotheca.serve.subsonic.call import MAX_OFFSET, Call, Handler
 from phonotheca.serve.subsonic.envelope import Payload
+from phonotheca.serve.subsonic.folders import library_of, server_library
 
 DEFAULT_COUNT = 20
+SYNC_OFFSET = 1 << 62
+"""Deepest offset of a query-less search (a library sync): a position, read by index."""
 MAX_WORDS_PAGE = search.MAX_LIMIT
 """The most songs looked at for one search with words (the pool of albums and artists)."""
 MAX_COUNT = 500
@@ -53,11 +58,21 @@ def _is_empty(query: str) -> bool:
     return query.strip().strip('"').strip() == ""
 
 
-def _page_all(conn: sqlite3.Connection, table: str, count: int, offset: int) -> list[int]:
+def _page_all(call: Call, what: str, count: int, offset: int) -> list[int]:
+    """Page ``offset`` of everything in the music folder, by position (never skipping)."""
     if count == 0:
         return []
-    rows = conn.execute(f"SELECT id FROM {table} ORDER BY id LIMIT ? OFFSET ?", (count, offset))
-    return [r[0] for r in rows]
+    shelf = server_library(call)
+    library = library_of(call)
+    if what == "artist":
+        rows = shelf.reader().execute(
+            "SELECT artist_id FROM artist_order WHERE lib = ? AND pos >= ? ORDER BY pos LIMIT ?",
+            (library, offset, count),
+        )
+        return [int(r[0]) for r in rows]
+    kind, table = (lib.SONGS_ALL, lib.SONG) if what == "song" else (lib.ALBUMS_BY_ID, lib.ALBUM)
+    span = shelf.span(table, library, kind)
+    return shelf.page(table, library, kind, span, offset, count)
 
 
 def _fold(text: str) -> str:
@@ -180,11 +195,12 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
     query = call.require("query")
     conn = call.conn
     if _is_empty(query):
-        pages = _pages(call, MAX_SYNC_PAGE, MAX_SYNC_OFFSET)
+        # The sync reads the prepared lists by position: any depth costs the same.
+        pages = _pages(call, MAX_SYNC_PAGE, SYNC_OFFSET)
         return (
-            _page_all(conn, "artists", *pages["artist"]),
-            _page_all(conn, "albums", *pages["album"]),
-            _page_all(conn, "tracks", *pages["song"]),
+            _page_all(call, "artist", *pages["artist"]),
+            _page_all(call, "album", *pages["album"]),
+            _page_all(call, "song", *pages["song"]),
         )
     pages = _pages(call, MAX_COUNT)
     songs = _ranked_tracks(conn, query, *pages["song"]) if pages["song"][0] else []

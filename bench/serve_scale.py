@@ -1,0 +1,311 @@
+"""Subsonic list calls as the catalog grows: p50/p99 per call at each size, and the growth.
+
+For each size (default 100,000 and 1,000,000 tracks; ``--tracks`` for others, such as
+10,000,000) a synthetic catalog is imported (cached under the work directory), a tenth of
+its tracks is marked held (packed in ten collections present on disk, as after a build),
+and the library file is made (its time is printed: the cost an import or build pays).
+Then ``phonotheca serve`` answers, one request at a time, 50 requests of each call in
+both music folders (1: in this mirror, 2: whole catalog), with offsets drawn over the
+whole list (deep pages included). The table gives, per size, the first request's time
+(which may render a prepared answer, such as getArtists') and p50/p99 in ms of the
+others, and the ratio
+of the largest size's p99 to the smallest's: a call whose cost does not grow with the
+catalog stays near 1. Targets (issue #18): p99 <= 50 ms at 10 M, ratio <= 2. As
+latencies on a shared machine vary with its load, a second table gives the median number
+of SQLite virtual machine steps per request (from a server in the bench's process): the
+database work, which the load does not change.
+
+    .venv/bin/python bench/serve_scale.py [--tracks 100000 1000000] [--workdir DIR]
+        [--requests 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_WORKDIR, percentile, phonotheca_cmd, run_measured, synthetic_catalog
+from phonotheca.archive import init_archive
+from phonotheca.catalog import library, schema
+from phonotheca.serve.state import StateStore
+from serve import free_port, running
+
+COLLECTIONS = 10
+Params = Callable[[random.Random], dict[str, Any]]
+
+
+def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
+    """An archive of ``tracks`` synthetic tracks, a tenth held; and a user's API key."""
+    root = workdir / f"serve-scale-{tracks}"
+    if not (root / "catalog.sqlite3").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        src = synthetic_catalog(workdir, tracks)
+        run = run_measured(phonotheca_cmd("import", "jsonl", str(src), "--archive", str(root)))
+        print(f"  imported {tracks:,} tracks in {run.seconds:.0f} s", flush=True)
+    init_archive(root, "bench")
+    conn = schema.connect(root / "catalog.sqlite3")
+    try:
+        if conn.execute("SELECT count(*) FROM collections").fetchone()[0] == 0:
+            with schema.transaction(conn):
+                conn.execute(
+                    "INSERT INTO plans(id, created_at, budget, settings) VALUES(1, 'b', 1, '{}')"
+                )
+                conn.execute(
+                    "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume,"
+                    " offset, length, codec)"
+                    f" SELECT id, 1, 'packed', 'original', 'bench_pop-000-100_' ||"
+                    f" printf('%04d', 1 + id % {COLLECTIONS}), 'bench.0001.tar', 512, 1000,"
+                    " 'flac' FROM tracks WHERE id % 10 = 3"
+                )
+                for n in range(1, COLLECTIONS + 1):
+                    conn.execute(
+                        "INSERT INTO collections(name, kind, seq, plan_id, status, items,"
+                        " built_at) VALUES(?, 'audio', ?, 1, 'published', 0, 'b')",
+                        (f"bench_pop-000-100_{n:04d}", n),
+                    )
+        for n in range(1, COLLECTIONS + 1):
+            (root / "torrents" / f"bench_pop-000-100_{n:04d}" / "data").mkdir(
+                parents=True, exist_ok=True
+            )
+        t0 = time.monotonic()
+        if library.refresh(conn):
+            print(f"  library file made in {time.monotonic() - t0:.1f} s", flush=True)
+    finally:
+        conn.close()
+    store = StateStore(root / "state.sqlite3")
+    try:
+        if store.get_user("bench") is None:
+            store.add_user("bench", "bench password")
+        key = store.rotate_subsonic_credentials("bench").api_key
+    finally:
+        store.close()
+    return root, key
+
+
+def calls(root: Path, folder: int) -> dict[str, tuple[str, Params]]:
+    """name -> (method, parameters per request) for one music folder and catalog."""
+    shelf = sqlite3.connect(f"{(root / library.LIBRARY_FILE).as_uri()}?mode=ro", uri=True)
+    try:
+
+        def size(what: int, kind: int) -> int:
+            row = shelf.execute(
+                "SELECT sum(n) FROM ranges WHERE lib = ? AND what = ? AND kind = ?",
+                (folder, what, kind),
+            ).fetchone()
+            return int(row[0] or 0)
+
+        albums = size(library.ALBUM, library.ALBUMS_BY_ID)
+        songs = size(library.SONG, library.SONGS_ALL)
+        genre_ids = [
+            r[0]
+            for r in shelf.execute(
+                "SELECT key FROM ranges WHERE lib = ? AND what = ? AND kind = ? ORDER BY n DESC",
+                (folder, library.SONG, library.SONGS_BY_GENRE),
+            )
+        ][:5]
+        artists = [
+            r[0]
+            for r in shelf.execute(
+                "SELECT artist_id FROM artist_order WHERE lib = ? AND pos % 997 = 0", (folder,)
+            )
+        ]
+    finally:
+        shelf.close()
+    catalog = sqlite3.connect(f"{(root / 'catalog.sqlite3').as_uri()}?mode=ro", uri=True)
+    try:
+        genres = [
+            catalog.execute("SELECT name FROM genres WHERE id = ?", (g,)).fetchone()[0]
+            for g in genre_ids
+        ]
+        artist_ids = [
+            "ar-"
+            + catalog.execute("SELECT public_id FROM artists WHERE id = ?", (a,)).fetchone()[0]
+            for a in artists[:50]
+        ]
+    finally:
+        catalog.close()
+
+    def album_list(kind: str) -> Params:
+        return lambda r: {"type": kind, "size": 50, "offset": r.randrange(max(1, albums - 50))}
+
+    return {
+        "getArtists": ("getArtists", lambda r: {}),
+        "getIndexes": ("getIndexes", lambda r: {}),
+        "getGenres": ("getGenres", lambda r: {}),
+        "getArtist": ("getArtist", lambda r: {"id": r.choice(artist_ids)}),
+        "albums byName deep": ("getAlbumList2", album_list("alphabeticalByName")),
+        "albums byArtist deep": ("getAlbumList2", album_list("alphabeticalByArtist")),
+        "albums newest deep": ("getAlbumList2", album_list("newest")),
+        "albums random": ("getAlbumList2", lambda r: {"type": "random", "size": 50}),
+        "albums byYear": (
+            "getAlbumList2",
+            lambda r: {
+                "type": "byYear",
+                "fromYear": 1960,
+                "toYear": 2020,
+                "size": 50,
+                "offset": r.randrange(1000),
+            },
+        ),
+        "albums byGenre": (
+            "getAlbumList2",
+            lambda r: {
+                "type": "byGenre",
+                "genre": r.choice(genres),
+                "size": 50,
+                "offset": r.randrange(100),
+            },
+        ),
+        "songsByGenre deep": (
+            "getSongsByGenre",
+            lambda r: {"genre": genres[0], "count": 50, "offset": r.randrange(songs // 20 + 1)},
+        ),
+        "randomSongs genre": ("getRandomSongs", lambda r: {"size": 20, "genre": r.choice(genres)}),
+        "search3 sync deep": (
+            "search3",
+            lambda r: {
+                "query": "",
+                "artistCount": 0,
+                "albumCount": 0,
+                "songCount": 500,
+                "songOffset": r.randrange(max(1, songs - 500)),
+            },
+        ),
+    }
+
+
+def measure(port: int, key: str, root: Path, requests: int) -> dict[tuple[int, str], list[float]]:
+    out: dict[tuple[int, str], list[float]] = {}
+    rng = random.Random(1)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+        client.get("/rest/ping", params={"apiKey": key})
+        # The first call makes the library file if the server finds it stale: not measured.
+        client.get("/rest/getGenres", params={"apiKey": key, "f": "json"})
+        for folder in (1, 2):
+            for name, (method, params) in calls(root, folder).items():
+                times = []
+                for _ in range(requests + 1):  # the first one is reported apart (cold)
+                    query = {**params(rng), "musicFolderId": folder, "apiKey": key, "f": "json"}
+                    t0 = time.perf_counter()
+                    r = client.get(f"/rest/{method}", params=query)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    body = r.json()["subsonic-response"]
+                    if body["status"] != "ok":
+                        raise SystemExit(f"{method} {query}: {body}")
+                out[(folder, name)] = times
+    return out
+
+
+class StepCounter:
+    """SQLite virtual machine steps run by the server's catalog and library connections:
+    a measure of a request's database work that the machine's load does not change."""
+
+    EVERY = 100
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self) -> int:
+        self.ticks += 1
+        return 0
+
+    def hook(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        conn.set_progress_handler(self.tick, self.EVERY)
+        return conn
+
+
+def count_steps(root: Path, key: str, requests: int) -> dict[tuple[int, str], int]:
+    """Median VM steps per request of each call, from a server in this process (requests
+    one at a time, so each step belongs to the request under way)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from phonotheca.archive import open_archive
+    from phonotheca.serve.app import create_app
+    from phonotheca.serve.context import ServeContext
+    from phonotheca.serve.library import ServerLibrary
+
+    counter = StepCounter()
+    catalog, reader = ServeContext.catalog, ServerLibrary.reader
+    ServeContext.catalog = lambda self: counter.hook(catalog(self))  # type: ignore[method-assign]
+    ServerLibrary.reader = lambda self: counter.hook(reader(self))  # type: ignore[method-assign]
+    app = create_app(ServeContext(open_archive(root).settings, [root]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    out: dict[tuple[int, str], int] = {}
+    rng = random.Random(2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as client:
+            client.get("/rest/getGenres", params={"apiKey": key, "f": "json"})
+            for folder in (1, 2):
+                for name, (method, params) in calls(root, folder).items():
+                    steps = []
+                    for _ in range(requests + 1):
+                        query = {**params(rng), "musicFolderId": folder, "apiKey": key}
+                        counter.ticks = 0
+                        client.get(f"/rest/{method}", params={**query, "f": "json"})
+                        steps.append(counter.ticks * counter.EVERY)
+                    out[(folder, name)] = int(percentile(steps[1:], 0.5))
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+        ServeContext.catalog, ServerLibrary.reader = catalog, reader  # type: ignore[method-assign]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tracks", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
+    results: dict[int, dict[tuple[int, str], list[float]]] = {}
+    steps: dict[int, dict[tuple[int, str], int]] = {}
+    for tracks in args.tracks:
+        print(f"{tracks:,} tracks", flush=True)
+        root, key = prepared_root(args.workdir, tracks)
+        steps[tracks] = count_steps(root, key, 10)
+        port = free_port()
+        cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
+        with running(cmd, port, root / "serve-scale.log"):
+            results[tracks] = measure(port, key, root, args.requests)
+    sizes = args.tracks
+    head = "".join(f" {f'{n:,} first, p50/p99 ms':>29}" for n in sizes)
+    print(f"\n{'folder':>6} {'call':<22}{head} {'p99 ratio':>10}")
+    for folder, name in results[sizes[0]]:
+        cells = ""
+        for n in sizes:
+            first, *times = results[n][(folder, name)]
+            cells += (
+                f" {first:>7.1f}, {percentile(times, 0.5):>8.1f} /{percentile(times, 0.99):>9.1f}"
+            )
+        low = percentile(results[sizes[0]][(folder, name)][1:], 0.99)
+        high = percentile(results[sizes[-1]][(folder, name)][1:], 0.99)
+        print(f"{folder:>6} {name:<22}{cells} {high / low:>10.2f}")
+    head = "".join(f" {f'{n:,}':>12}" for n in sizes)
+    print(f"\nSQLite VM steps per request (median, thousands)\n{'folder':>6} {'call':<22}{head}")
+    for folder, name in steps[sizes[0]]:
+        cells = "".join(f" {steps[n][(folder, name)] / 1000:>12.1f}" for n in sizes)
+        print(f"{folder:>6} {name:<22}{cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,370 @@
+"""The library file: every list the Subsonic API offers, prepared as dense positions.
+
+A music app pages through lists of a library of any size: albums by name, by artist, by
+year, by genre, newest; songs by genre, every song (an offline sync); artists by their
+index letter. Sorting the catalog per request costs O(catalog), an ``OFFSET`` O(offset).
+So the lists are computed set-based, once, when the catalog or the collections held
+change (the end of an import, a build, ``reindex``; the server when it sees a new set of
+collections or a new catalog), into ``ARCHIVE/library.sqlite3`` (FORMAT.md §13.9):
+
+- ``song_order`` / ``album_order``: one row per (library, order, position) -> item, with
+  positions dense from 0, so the page at offset ``k`` is ``pos >= start + k LIMIT n`` on
+  the primary key;
+- ``ranges``: where each key (a genre, a year) starts in an order and how many items it
+  has: the counts ``getGenres`` shows are the lengths of the lists it leads to;
+- ``artist_order`` / ``artist_albums``: the artist index and each artist's albums, so an
+  artist's ``albumCount`` is the length of the album list ``getArtist`` returns;
+- ``album_stats`` / ``artist_stats``: tracks and playable tracks of each album / artist.
+
+Two libraries are kept: :data:`PLAYABLE` (the tracks of the collections this server
+holds) and :data:`CATALOG` (every track). The file is derived: it is written beside as
+``.partial`` and renamed over the old one, so readers keep the file they opened and a
+killed build leaves the previous file; deleting it only costs a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from phonotheca.catalog import schema
+
+PLAYABLE = 1
+CATALOG = 2
+LIBRARY_FILE = "library.sqlite3"
+FORMAT_VERSION = 1
+IGNORED_ARTICLES = ("The", "El", "La", "Los", "Las", "Le", "Les", "Die", "Der", "Das")
+
+# Orders (``kind``) of songs and albums. Keyed orders group their items by a key (a genre
+# id, a year), each group a contiguous run of positions listed in ``ranges``.
+SONGS_ALL, SONGS_BY_GENRE, SONGS_BY_YEAR = 0, 1, 2
+ALBUMS_BY_ID, ALBUMS_BY_NAME, ALBUMS_BY_ARTIST, ALBUMS_BY_YEAR, ALBUMS_BY_GENRE = 0, 1, 2, 3, 4
+SONG, ALBUM = 0, 1  # ranges.what
+
+_DDL = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE song_order(
+    lib INTEGER NOT NULL, kind INTEGER NOT NULL, pos INTEGER NOT NULL,
+    key INTEGER NOT NULL, track_id INTEGER NOT NULL,
+    PRIMARY KEY(lib, kind, pos)) WITHOUT ROWID;
+CREATE TABLE album_order(
+    lib INTEGER NOT NULL, kind INTEGER NOT NULL, pos INTEGER NOT NULL,
+    key INTEGER NOT NULL, album_id INTEGER NOT NULL,
+    PRIMARY KEY(lib, kind, pos)) WITHOUT ROWID;
+CREATE TABLE ranges(
+    lib INTEGER NOT NULL, what INTEGER NOT NULL, kind INTEGER NOT NULL, key INTEGER NOT NULL,
+    start INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY(lib, what, kind, key)) WITHOUT ROWID;
+CREATE TABLE artist_order(
+    lib INTEGER NOT NULL, pos INTEGER NOT NULL, artist_id INTEGER NOT NULL,
+    letter TEXT NOT NULL, albums INTEGER NOT NULL,
+    PRIMARY KEY(lib, pos)) WITHOUT ROWID;
+CREATE TABLE artist_albums(
+    lib INTEGER NOT NULL, artist_id INTEGER NOT NULL, rank INTEGER NOT NULL,
+    album_id INTEGER NOT NULL,
+    PRIMARY KEY(lib, artist_id, rank)) WITHOUT ROWID;
+CREATE TABLE album_stats(
+    album_id INTEGER PRIMARY KEY, tracks INTEGER NOT NULL, playable INTEGER NOT NULL);
+CREATE TABLE artist_stats(
+    artist_id INTEGER PRIMARY KEY, tracks INTEGER NOT NULL, playable INTEGER NOT NULL);
+"""
+
+_YEAR = "CASE WHEN {d} GLOB '[0-9][0-9][0-9][0-9]*' THEN CAST(substr({d}, 1, 4) AS INTEGER) END"
+
+
+def sort_key(name: str, articles: Sequence[str] = IGNORED_ARTICLES) -> str:
+    """A name without a leading article ("The Beatles" -> "beatles"), folded for sorting."""
+    text = name.strip()
+    for article in articles:
+        if text.lower().startswith(article.lower() + " "):
+            text = text[len(article) + 1 :]
+            break
+    return text.casefold()
+
+
+def index_letter(name: str) -> str:
+    """The artist index group of a name: its first letter after any article, else ``#``."""
+    first = sort_key(name)[:1].upper()
+    return first if first.isalpha() else "#"
+
+
+def catalog_stamp(conn: sqlite3.Connection, prefix: str = "") -> str:
+    """What identifies the catalog's content for the lists, from a few index seeks.
+
+    Every import records its progress in ``imports``, a build its collections, a plan its
+    row; new tracks, albums and artists raise their tables' largest rowids. The stamp
+    changes when any of them does, never by reading the catalog's rows.
+    """
+    p = prefix
+    row = conn.execute(
+        f"""SELECT (SELECT max(id) FROM {p}imports),
+                   (SELECT lines_done || '/' || coalesce(finished_at, '') FROM {p}imports
+                    ORDER BY id DESC LIMIT 1),
+                   (SELECT max(id) FROM {p}tracks), (SELECT max(id) FROM {p}albums),
+                   (SELECT max(id) FROM {p}artists), (SELECT max(id) FROM {p}genres),
+                   (SELECT max(id) FROM {p}plans),
+                   (SELECT count(*) || '/' || coalesce(max(built_at), '') FROM {p}collections)"""
+    ).fetchone()
+    return json.dumps(list(row))
+
+
+def importing(conn: sqlite3.Connection) -> bool:
+    """Whether the last import has not finished (running, or killed and to be run again):
+    its end makes the file, so a server keeps the one it has meanwhile."""
+    row = conn.execute(
+        "SELECT finished_at IS NULL FROM imports ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def held_digest(held: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()
+
+
+def read_meta(path: Path) -> dict[str, str] | None:
+    """The meta rows of a library file; None when it is missing or unreadable."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def is_current(path: Path, stamp: str, held: Sequence[str]) -> bool:
+    return matches(read_meta(path), stamp, held)
+
+
+def matches(meta: dict[str, str] | None, stamp: str | None, held: Sequence[str]) -> bool:
+    """Whether a library file's meta rows are for this stamp (any, when None) and held
+    collections."""
+    return (
+        meta is not None
+        and meta.get("format") == str(FORMAT_VERSION)
+        and (stamp is None or meta.get("stamp") == stamp)
+        and meta.get("held") == held_digest(held)
+    )
+
+
+def build(catalog_path: Path, out: Path, held: Sequence[str]) -> str:
+    """Write the library file ``out`` for the catalog and the collections ``held``.
+
+    Reads the catalog in one read transaction (a consistent snapshot whatever writers
+    do meanwhile) and returns the stamp of that snapshot, which the file records.
+    """
+    partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn = sqlite3.connect(partial)
+    try:
+        conn.isolation_level = None
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("ATTACH ? AS c", (f"{catalog_path.resolve().as_uri()}?mode=ro",))
+        conn.create_function("phonotheca_sort_key", 1, sort_key, deterministic=True)
+        conn.create_function("phonotheca_letter", 1, index_letter, deterministic=True)
+        conn.executescript(_DDL)
+        with schema.big_sorts(conn):
+            conn.execute("BEGIN")
+            stamp = catalog_stamp(conn, "c.")
+            _fill(conn, held)
+            for key, value in (
+                ("format", str(FORMAT_VERSION)),
+                ("stamp", stamp),
+                ("held", held_digest(held)),
+                ("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            ):
+                conn.execute("INSERT INTO meta VALUES(?, ?)", (key, value))
+            conn.execute("COMMIT")
+        conn.execute("DETACH c")
+    finally:
+        conn.close()
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, out)
+    return stamp
+
+
+def held_collections(conn: sqlite3.Connection, root: Path) -> list[str]:
+    """Collections of ``root`` whose audio a server there plays, as the server lists them
+    (:func:`phonotheca.serve.playable.present_collections`): a directory with ``data``
+    under ``torrents/`` (in a mirror, also a verified-pieces file) and packed tracks."""
+    from phonotheca.serve.availability import is_mirror, verified_path
+
+    mirror = is_mirror(root)
+    try:
+        entries = sorted((root / "torrents").iterdir())
+    except OSError:
+        return []
+    held = []
+    for entry in entries:
+        name = entry.name
+        if not (entry / "data").is_dir() or (mirror and not verified_path(root, name).is_file()):
+            continue
+        packed = conn.execute(
+            "SELECT 1 FROM ledger INDEXED BY ledger_collection"
+            " WHERE collection = ? AND status = 'packed' LIMIT 1",
+            (name,),
+        ).fetchone()
+        if packed:
+            held.append(name)
+    return held
+
+
+def refresh(
+    conn: sqlite3.Connection,
+    progress: schema.StepProgress | None = None,
+    *,
+    force: bool = False,
+) -> bool:
+    """Make the library file beside the catalog of ``conn`` (a write connection, all
+    committed) unless it is current; True if it did. Called where the lists change: at
+    the end of an import, a build, ``reindex``."""
+    catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+    out = catalog_path.with_name(LIBRARY_FILE)
+    held = held_collections(conn, catalog_path.parent)
+    if not force and is_current(out, catalog_stamp(conn), held):
+        return False
+    if progress is not None:
+        progress("library lists", None, None)
+    build(catalog_path, out, held)
+    return True
+
+
+def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
+    conn.execute("CREATE TEMP TABLE held(name TEXT PRIMARY KEY) WITHOUT ROWID")
+    conn.executemany("INSERT OR IGNORE INTO held VALUES(?)", [(h,) for h in held])
+    conn.execute("CREATE TEMP TABLE playable(track_id INTEGER PRIMARY KEY)")
+    conn.execute(
+        "INSERT OR IGNORE INTO playable SELECT l.track_id FROM held h"
+        " JOIN c.ledger l ON l.collection = h.name"
+        " JOIN c.tracks t ON t.id = l.track_id WHERE l.status = 'packed' ORDER BY 1"
+    )
+    conn.execute(
+        "INSERT INTO album_stats SELECT t.album_id, count(*), count(p.track_id)"
+        " FROM c.tracks t LEFT JOIN playable p ON p.track_id = t.id"
+        " WHERE t.album_id IS NOT NULL GROUP BY t.album_id"
+    )
+    conn.execute(
+        "INSERT INTO artist_stats SELECT ta.artist_id, count(DISTINCT ta.track_id),"
+        " count(DISTINCT p.track_id) FROM c.track_artists ta"
+        " LEFT JOIN playable p ON p.track_id = ta.track_id GROUP BY ta.artist_id"
+    )
+    for lib in (PLAYABLE, CATALOG):
+        if lib == PLAYABLE:
+            tracks = (
+                "SELECT p.track_id AS id, t.album_id FROM playable p"
+                " JOIN c.tracks t ON t.id = p.track_id"
+            )
+            albums = (
+                "SELECT a.* FROM c.albums a JOIN album_stats s ON s.album_id = a.id"
+                " WHERE s.playable > 0"
+            )
+        else:
+            tracks = "SELECT id, album_id FROM c.tracks"
+            albums = "SELECT * FROM c.albums"
+        _songs(conn, lib, tracks)
+        _albums(conn, lib, albums)
+        _artists(conn, lib, tracks, albums)
+
+
+def _ordered(table: str, lib: int, kind: int, item: str, key: str, order: str, source: str) -> str:
+    return (
+        f"INSERT INTO {table}(lib, kind, pos, key, {item})"
+        f" SELECT {lib}, {kind}, row_number() OVER (ORDER BY {order}) - 1, {key}, id"
+        f" FROM ({source})"
+    )
+
+
+def _ranges(conn: sqlite3.Connection, table: str, what: int, lib: int, kind: int) -> None:
+    conn.execute(
+        f"INSERT INTO ranges SELECT lib, {what}, kind, key, min(pos), count(*) FROM {table}"
+        " WHERE lib = ? AND kind = ? GROUP BY key",
+        (lib, kind),
+    )
+
+
+def _songs(conn: sqlite3.Connection, lib: int, tracks: str) -> None:
+    # A track's genres are its own, or its album's when it has none.
+    genres = f"""
+        SELECT s.id, tg.genre_id AS g FROM ({tracks}) s
+            JOIN c.track_genres tg ON tg.track_id = s.id
+        UNION ALL
+        SELECT s.id, ag.genre_id FROM ({tracks}) s
+            JOIN c.album_genres ag ON ag.album_id = s.album_id
+        WHERE NOT EXISTS (SELECT 1 FROM c.track_genres x WHERE x.track_id = s.id)"""
+    years = f"""
+        SELECT s.id, {_YEAR.format(d="a.release_date")} AS y FROM ({tracks}) s
+            JOIN c.albums a ON a.id = s.album_id"""
+    steps = (
+        (SONGS_ALL, "0", "id", tracks),
+        (SONGS_BY_GENRE, "g", "g, id", genres),
+        (SONGS_BY_YEAR, "y", "y, id", f"SELECT * FROM ({years}) WHERE y IS NOT NULL"),
+    )
+    for kind, key, order, source in steps:
+        conn.execute(_ordered("song_order", lib, kind, "track_id", key, order, source))
+        _ranges(conn, "song_order", SONG, lib, kind)
+
+
+def _albums(conn: sqlite3.Connection, lib: int, albums: str) -> None:
+    year = _YEAR.format(d="release_date")
+    by_genre = (
+        f"SELECT a.id, a.title, ag.genre_id AS g FROM ({albums}) a"
+        " JOIN c.album_genres ag ON ag.album_id = a.id"
+    )
+    steps = (
+        (ALBUMS_BY_ID, "0", "id", albums),
+        (ALBUMS_BY_NAME, "0", "title COLLATE NOCASE, id", albums),
+        (
+            ALBUMS_BY_ARTIST,
+            "0",
+            "artist_credit COLLATE NOCASE, title COLLATE NOCASE, id",
+            albums,
+        ),
+        (
+            ALBUMS_BY_YEAR,
+            "y",
+            "y, release_date, id",
+            f"SELECT * FROM (SELECT id, release_date, {year} AS y FROM ({albums}))"
+            " WHERE y IS NOT NULL",
+        ),
+        (ALBUMS_BY_GENRE, "g", "g, title COLLATE NOCASE, id", by_genre),
+    )
+    for kind, key, order, source in steps:
+        conn.execute(_ordered("album_order", lib, kind, "album_id", key, order, source))
+        _ranges(conn, "album_order", ALBUM, lib, kind)
+
+
+def _artists(conn: sqlite3.Connection, lib: int, tracks: str, albums: str) -> None:
+    # An artist's albums: those it is credited on as album artist, or on one of the tracks
+    # of this library; by release date, then title.
+    conn.execute(
+        f"""INSERT INTO artist_albums
+        SELECT {lib}, artist_id, row_number() OVER (
+                   PARTITION BY artist_id
+                   ORDER BY a.release_date IS NULL, a.release_date, a.title, a.id) - 1, a.id
+        FROM (SELECT aa.artist_id, aa.album_id FROM c.album_artists aa
+                  JOIN ({albums}) x ON x.id = aa.album_id
+              UNION
+              SELECT ta.artist_id, s.album_id FROM ({tracks}) s
+                  JOIN c.track_artists ta ON ta.track_id = s.id
+              WHERE s.album_id IS NOT NULL) p
+        JOIN c.albums a ON a.id = p.album_id"""
+    )
+    conn.execute(
+        f"""INSERT INTO artist_order
+        SELECT {lib}, row_number() OVER (ORDER BY letter, k, public_id) - 1, id, letter, n FROM (
+            SELECT ar.id, ar.public_id, phonotheca_sort_key(ar.name) AS k,
+                   phonotheca_letter(ar.name) AS letter, n
+            FROM (SELECT artist_id, count(*) AS n FROM artist_albums WHERE lib = {lib}
+                  GROUP BY artist_id) x
+            JOIN c.artists ar ON ar.id = x.artist_id)"""
+    )

@@ -1,0 +1,89 @@
+"""Prepared responses: a large answer that changes only with the library file.
+
+``getArtists`` of a library of millions of artists is megabytes. Its body is rendered
+once per library file, music folder, format and the caller's starred artists, kept
+gzip-compressed in memory (:data:`ENTRIES` answers at most), and sent with an ETag: a
+repeat with ``If-None-Match`` gets 304 without a body, any other repeat the stored bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.responses import Response
+
+from phonotheca.serve.subsonic.call import Call
+from phonotheca.serve.subsonic.envelope import Payload, render
+from phonotheca.serve.subsonic.folders import library_of, server_library
+
+ENTRIES = 16
+
+
+@dataclass(frozen=True)
+class _Answer:
+    etag: str
+    media_type: str
+    body: bytes
+    gzipped: bytes
+
+
+@dataclass
+class PreparedCache:
+    """Rendered answers by key, the least recently used dropped first."""
+
+    answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: str) -> _Answer | None:
+        with self.lock:
+            answer = self.answers.get(key)
+            if answer is not None:
+                self.answers.move_to_end(key)
+            return answer
+
+    def put(self, key: str, answer: _Answer) -> None:
+        with self.lock:
+            self.answers[key] = answer
+            while len(self.answers) > ENTRIES:
+                self.answers.popitem(last=False)
+
+
+def respond(call: Call, method: str, variant: str, payload: Callable[[], Payload]) -> Response:
+    """The answer to ``call`` (``variant``: what else it depends on, such as a digest of
+    the caller's stars), from the cache or made by ``payload()`` and kept."""
+    shelf = server_library(call)
+    library = library_of(call)
+    shelf.reader()  # the current file, whose identity is part of the key
+    fmt, callback = call.get("f"), call.get("callback")
+    key = "\0".join((method, shelf.build_id(), str(library), str(fmt), str(callback), variant))
+    if shelf.prepared is None:
+        shelf.prepared = PreparedCache()  # two threads racing here only build it twice
+    cache: PreparedCache = shelf.prepared
+    answer = cache.get(key)
+    if answer is None:
+        rendered = render(payload(), fmt, callback)
+        body = bytes(rendered.body)
+        answer = _Answer(
+            etag='"' + hashlib.sha256(key.encode() + b"\0" + body).hexdigest()[:40] + '"',
+            media_type=str(rendered.media_type),
+            body=body,
+            gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+        )
+        cache.put(key, answer)
+    headers = {"ETag": answer.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+    if answer.etag in _tags(call.request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    if "gzip" in call.request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return Response(answer.gzipped, media_type=answer.media_type, headers=headers)
+    return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+def _tags(header: str) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header (weak ones compared as strong)."""
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}

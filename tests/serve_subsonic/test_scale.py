@@ -1,0 +1,383 @@
+"""Lists at scale: every list call reads index ranges, counts agree with lists, both folders.
+
+A synthetic catalog of 20,000 tracks is imported as a user does; a tenth of its tracks
+are then "held": packed in a collection present on disk (the ledger says so, as after a
+build). Every statement the server runs for a call is captured and its query plan
+checked: no SCAN of a table that grows with the catalog, and no temporary B-tree (a sort)
+in the list queries, at offset 0 and at the end of each list.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import libsonic
+import pytest
+from click.testing import CliRunner
+
+from phonotheca.catalog import schema
+from phonotheca.catalog.library import LIBRARY_FILE
+from phonotheca.cli import main
+from phonotheca.serve.context import ServeContext
+from phonotheca.serve.library import ServerLibrary
+from phonotheca.serve.state import StateStore
+from tests.serve_subsonic.conftest import LiveServer
+
+TRACKS = 20_000
+HELD = "scale_pop-000-100_0001"
+BIG = {
+    "tracks",
+    "albums",
+    "artists",
+    "track_genres",
+    "album_genres",
+    "track_artists",
+    "album_artists",
+    "ledger",
+    "song_order",
+    "album_order",
+    "artist_order",
+    "artist_albums",
+    "album_stats",
+    "artist_stats",
+}
+
+
+@dataclass
+class Scale:
+    root: Path
+    api_key: str
+    user: str
+    password: str
+    held_tracks: int
+
+
+def _run(*args: str) -> None:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory: pytest.TempPathFactory) -> Scale:
+    base = tmp_path_factory.mktemp("scale")
+    root, catalog = base / "scale", base / "catalog.jsonl"
+    _run("synth", "catalog", "--tracks", str(TRACKS), "--seed", "3", str(catalog))
+    _run("init", str(root), "--name", "scale")
+    _run("import", "jsonl", "--archive", str(root), str(catalog))
+    conn = schema.connect(root / "catalog.sqlite3")
+    try:
+        with schema.transaction(conn):
+            conn.execute(
+                "INSERT INTO plans(id, created_at, budget, settings) VALUES(1, '2026', 1, '{}')"
+            )
+            conn.execute(
+                "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume,"
+                " offset, length, codec)"
+                " SELECT id, 1, 'packed', 'original', ?, 'scale.0001.tar', 512, 1000, 'flac'"
+                " FROM tracks WHERE id % 10 = 3",
+                (HELD,),
+            )
+            held = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+            conn.execute(
+                "INSERT INTO collections(name, kind, seq, plan_id, status, items, built_at)"
+                " VALUES(?, 'audio', 1, 1, 'published', ?, '2026-01-01T00:00:00Z')",
+                (HELD, held),
+            )
+    finally:
+        conn.close()
+    (root / "torrents" / HELD / "data").mkdir(parents=True)
+    store = StateStore(root / "state.sqlite3")
+    store.add_user("bob", "bob's web password")
+    creds = store.rotate_subsonic_credentials("bob")
+    store.close()
+    return Scale(root, creds.api_key, creds.user, creds.password, held)
+
+
+class Recorder:
+    """Every statement the server's catalog and library connections run."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.statements: list[tuple[str, str]] = []
+
+    def hook(self, conn: sqlite3.Connection, where: str) -> sqlite3.Connection:
+        def record(sql: str) -> None:
+            with self.lock:
+                self.statements.append((where, sql))
+
+        conn.set_trace_callback(record)
+        return conn
+
+    def take(self) -> list[tuple[str, str]]:
+        with self.lock:
+            out, self.statements = self.statements, []
+        return out
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def server(scale: Scale, recorder: Recorder) -> Iterator[LiveServer]:
+    patch = pytest.MonkeyPatch()
+    catalog, reader = ServeContext.catalog, ServerLibrary.reader
+    patch.setattr(ServeContext, "catalog", lambda self: recorder.hook(catalog(self), "catalog"))
+    patch.setattr(ServerLibrary, "reader", lambda self: recorder.hook(reader(self), "library"))
+    live = LiveServer(scale.root)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+        patch.undo()
+
+
+class Api:
+    def __init__(self, live: LiveServer, key: str) -> None:
+        self.client = httpx.Client(base_url=live.url, timeout=60)
+        self.key = key
+
+    def raw(self, method: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+        return self.client.get(
+            f"/rest/{method}", params={**params, "apiKey": self.key, "f": "json"}, headers=headers
+        )
+
+    def __call__(self, method: str, **params: Any) -> dict[str, Any]:
+        body: dict[str, Any] = self.raw(method, **params).json()["subsonic-response"]
+        assert body["status"] == "ok", body
+        return body
+
+
+@pytest.fixture(scope="module")
+def api(server: LiveServer, scale: Scale) -> Iterator[Api]:
+    client = Api(server, scale.api_key)
+    try:
+        yield client
+    finally:
+        client.client.close()
+
+
+@pytest.fixture(scope="module")
+def sonic(server: LiveServer, scale: Scale) -> libsonic.Connection:
+    return libsonic.Connection(
+        "http://127.0.0.1",
+        scale.user,
+        scale.password,
+        port=server.port,
+        serverPath="/rest",
+        appName="phonotheca-tests",
+        apiVersion="1.16.1",
+        insecure=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def catalog(scale: Scale) -> Iterator[sqlite3.Connection]:
+    conn = schema.connect(scale.root / "catalog.sqlite3", readonly=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+_SCAN = re.compile(r"\bSCAN (\w+)")
+
+
+def _problems(scale: Scale, statements: list[tuple[str, str]]) -> list[str]:
+    """Plans that scan a table growing with the catalog, or sort a list query's rows."""
+    conn = sqlite3.connect(f"{(scale.root / LIBRARY_FILE).as_uri()}?mode=ro", uri=True)
+    conn.execute("ATTACH ? AS c", (f"{(scale.root / 'catalog.sqlite3').as_uri()}?mode=ro",))
+    out = []
+    try:
+        for where, sql in statements:
+            if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                continue
+            for row in conn.execute("EXPLAIN QUERY PLAN " + sql):
+                detail = str(row[3])
+                scanned = _SCAN.search(detail)
+                if scanned and scanned.group(1) in BIG:
+                    out.append(f"{where}: {detail}: {sql[:200]}")
+                if where == "library" and "TEMP B-TREE" in detail:
+                    out.append(f"{where}: {detail}: {sql[:200]}")
+    finally:
+        conn.close()
+    return out
+
+
+def _indexed(api: Api, scale: Scale, recorder: Recorder, method: str, **params: Any) -> Any:
+    """The call's answer, after checking the plans of what it ran, twice (the first call
+    may make a prepared answer the second reuses)."""
+    recorder.take()
+    api(method, **params)
+    body = api(method, **params)
+    assert _problems(scale, recorder.take()) == [], method
+    return body
+
+
+def _albums_in(catalog: sqlite3.Connection, folder: int) -> int:
+    if folder == 2:
+        return int(catalog.execute("SELECT count(*) FROM albums").fetchone()[0])
+    return int(
+        catalog.execute(
+            "SELECT count(DISTINCT t.album_id) FROM ledger l JOIN tracks t ON t.id = l.track_id"
+            " WHERE l.status = 'packed' AND t.album_id IS NOT NULL"
+        ).fetchone()[0]
+    )
+
+
+@pytest.mark.parametrize("folder", [1, 2])
+def test_every_list_reads_an_index_range(
+    api: Api, scale: Scale, recorder: Recorder, catalog: sqlite3.Connection, folder: int
+) -> None:
+    albums = _albums_in(catalog, folder)
+    songs = scale.held_tracks if folder == 1 else TRACKS
+    genre = catalog.execute(
+        "SELECT g.name FROM album_genres ag JOIN genres g ON g.id = ag.genre_id"
+        " GROUP BY g.id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()[0]
+    f = {"musicFolderId": folder}
+    for kind in ("newest", "alphabeticalByName", "alphabeticalByArtist", "random", "highest"):
+        for offset in (0, albums - 3):
+            body = _indexed(
+                api, scale, recorder, "getAlbumList2", type=kind, size=5, offset=offset, **f
+            )
+            expected = 0 if kind == "highest" else 5 if kind == "random" or offset == 0 else 3
+            assert len(body["albumList2"]["album"]) == expected, (kind, offset)
+    for kind in ("frequent", "recent", "starred"):
+        _indexed(api, scale, recorder, "getAlbumList2", type=kind, size=5, **f)
+    years = _indexed(
+        api, scale, recorder, "getAlbumList2", type="byYear", fromYear=2020, toYear=1950, size=50,
+        offset=10, **f,
+    )["albumList2"]["album"]  # fmt: skip
+    assert [a["year"] for a in years] == sorted((a["year"] for a in years), reverse=True)
+    by_genre = _indexed(
+        api, scale, recorder, "getAlbumList2", type="byGenre", genre=genre, size=50, **f
+    )["albumList2"]["album"]
+    assert by_genre and all(genre in [g["name"] for g in a["genres"]] for a in by_genre)
+    deep = _indexed(
+        api, scale, recorder, "search3", query="", artistCount=0, albumCount=0, songCount=10,
+        songOffset=songs - 4, **f,
+    )["searchResult3"]  # fmt: skip
+    assert len(deep["song"]) == 4
+    for method, params in (
+        ("getArtists", {}),
+        ("getIndexes", {}),
+        ("getGenres", {}),
+        ("getSongsByGenre", {"genre": genre, "count": 20, "offset": 100}),
+        ("getRandomSongs", {"size": 20, "genre": genre}),
+        ("getRandomSongs", {"size": 20, "fromYear": 1990, "toYear": 1999}),
+        ("search3", {"query": "", "artistCount": 20, "albumCount": 20, "songCount": 0,
+                     "artistOffset": 50, "albumOffset": albums - 1}),
+    ):  # fmt: skip
+        _indexed(api, scale, recorder, method, **params, **f)
+    artist = api("getArtists", **f)["artists"]["index"][0]["artist"][0]
+    listed = _indexed(api, scale, recorder, "getArtist", id=artist["id"], **f)["artist"]
+    assert listed["albumCount"] == len(listed["album"]) == artist["albumCount"]
+    _indexed(api, scale, recorder, "getMusicDirectory", id=artist["id"], **f)
+
+
+@pytest.mark.parametrize("folder", [1, 2])
+def test_counts_agree_with_the_lists_they_count(
+    api: Api, sonic: libsonic.Connection, catalog: sqlite3.Connection, scale: Scale, folder: int
+) -> None:
+    # Every artist of the index: albumCount is the length of getArtist's album list.
+    index = sonic.getArtists(musicFolderId=folder)["artists"]["index"]
+    artists = [a for group in index for a in group["artist"]]
+    assert artists and [g["name"] for g in index] == sorted(g["name"] for g in index)
+    for artist in artists[:: max(1, len(artists) // 40)]:
+        got = api("getArtist", id=artist["id"], musicFolderId=folder)["artist"]
+        assert len(got["album"]) == got["albumCount"] == artist["albumCount"], artist
+    # Genres: songCount and albumCount are what getSongsByGenre and byGenre page through.
+    genres = api("getGenres", musicFolderId=folder)["genres"]["genre"]
+    for genre in sorted(genres, key=lambda g: -g["songCount"])[:2]:
+        songs: list[str] = []
+        while page := sonic.getSongsByGenre(
+            genre["value"], count=500, offset=len(songs), musicFolderId=folder
+        )["songsByGenre"].get("song", []):
+            songs += [s["id"] for s in page]
+        assert len(songs) == len(set(songs)) == genre["songCount"] > 0
+        albums: list[str] = []
+        while page := sonic.getAlbumList2(
+            "byGenre", size=500, offset=len(albums), genre=genre["value"], musicFolderId=folder
+        )["albumList2"].get("album", []):
+            albums += [a["id"] for a in page]
+        assert len(albums) == len(set(albums)) == genre["albumCount"] > 0
+    # Syncing the whole folder through search3 gives each of its albums once.
+    total = _albums_in(catalog, folder)
+    synced: list[str] = []
+    while page := sonic.search3(
+        "", artistCount=0, albumCount=500, albumOffset=len(synced), songCount=0,
+        musicFolderId=folder,
+    )["searchResult3"].get("album", []):  # fmt: skip
+        synced += [a["id"] for a in page]
+    assert len(synced) == len(set(synced)) == total
+
+
+def test_folders_and_their_default(api: Api, sonic: libsonic.Connection, scale: Scale) -> None:
+    folders = sonic.getMusicFolders()["musicFolders"]["musicFolder"]
+    assert [(f["id"], f["name"]) for f in folders] == [(1, "In this mirror"), (2, "Whole catalog")]
+    held = {
+        s["id"]
+        for s in api("getSongsByGenre", genre=_top_genre(api), count=500)["songsByGenre"]["song"]
+    }
+    in_mirror = {
+        s["id"]
+        for s in api("getSongsByGenre", genre=_top_genre(api), count=500, musicFolderId=1)[
+            "songsByGenre"
+        ]["song"]
+    }
+    assert held == in_mirror  # no musicFolderId: [serve] subsonic_library = "playable"
+    bad = api.raw("getAlbumList2", type="newest", musicFolderId=3).json()["subsonic-response"]
+    assert bad["error"]["code"] == 70 and "Whole catalog" in bad["error"]["message"]
+    big = api.raw("getAlbumList2", type="newest", size=501).json()["subsonic-response"]
+    assert big["error"]["code"] == 0 and "at most 500" in big["error"]["message"]
+
+
+def _top_genre(api: Api) -> str:
+    genres = api("getGenres", musicFolderId=1)["genres"]["genre"]
+    return str(max(genres, key=lambda g: g["songCount"])["value"])
+
+
+def test_get_artists_is_prepared_with_an_etag(api: Api) -> None:
+    first = api.raw("getArtists", musicFolderId=2)
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+    again = api.raw("getArtists", headers={"If-None-Match": etag}, musicFolderId=2)
+    assert again.status_code == 304 and again.content == b""
+    other = api.raw("getArtists", headers={"If-None-Match": etag}, musicFolderId=1)
+    assert other.status_code == 200 and other.headers["etag"] != etag
+    assert other.json()["subsonic-response"]["artists"]["index"]
+    # The caller's stars are part of the answer: starring an artist changes the ETag.
+    artist = first.json()["subsonic-response"]["artists"]["index"][0]["artist"][0]
+    api("star", artistId=artist["id"])
+    starred = api.raw("getArtists", headers={"If-None-Match": etag}, musicFolderId=2)
+    assert starred.status_code == 200 and starred.headers["etag"] != etag
+    mine = starred.json()["subsonic-response"]["artists"]["index"][0]["artist"][0]
+    assert mine["id"] == artist["id"] and mine["starred"]
+    api("unstar", artistId=artist["id"])
+
+
+def test_starred_in_a_folder(api: Api, catalog: sqlite3.Connection) -> None:
+    held, other = (
+        catalog.execute(
+            "SELECT 'tr-' || public_id FROM tracks WHERE id % 10 = ? ORDER BY id LIMIT 1", (r,)
+        ).fetchone()[0]
+        for r in (3, 4)
+    )
+    api("star", id=[held, other])
+    try:
+        every = {s["id"] for s in api("getStarred2")["starred2"]["song"]}
+        in_mirror = {s["id"] for s in api("getStarred2", musicFolderId=1)["starred2"]["song"]}
+        whole = {s["id"] for s in api("getStarred", musicFolderId=2)["starred"]["song"]}
+        assert every == whole == {held, other} and in_mirror == {held}
+    finally:
+        api("unstar", id=[held, other])
