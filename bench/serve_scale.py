@@ -61,10 +61,11 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
                 )
                 conn.execute(
                     "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume,"
-                    " offset, length, codec)"
+                    " offset, length, codec, position)"
                     f" SELECT id, 1, 'packed', 'original', 'bench_pop-000-100_' ||"
                     f" printf('%04d', 1 + id % {COLLECTIONS}), 'bench.0001.tar', 512, 1000,"
-                    " 'flac' FROM tracks WHERE id % 10 = 3"
+                    f" 'flac', row_number() OVER (PARTITION BY id % {COLLECTIONS} ORDER BY id) - 1"
+                    " FROM tracks WHERE id % 10 = 3"
                 )
                 for n in range(1, COLLECTIONS + 1):
                     conn.execute(

@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from phonotheca.serve.subsonic.call import MAX_OFFSET
-from phonotheca.serve.subsonic.lists import MAX_LIST
+from phonotheca.serve.subsonic.folders import MAX_LIST
 from phonotheca.serve.transcode import (
     MAX_TRANSCODES,
     RETRY_AFTER,

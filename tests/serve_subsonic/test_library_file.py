@@ -50,8 +50,8 @@ def _hold(root: Path, name: str, remainder: int) -> int:
             )
             count = conn.execute(
                 "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume, offset,"
-                " length) SELECT id, 1, 'packed', 'original', ?, 'v.tar', 512, 10 FROM tracks"
-                " WHERE id % 10 = ?",
+                " length, position) SELECT id, 1, 'packed', 'original', ?, 'v.tar', 512, 10,"
+                " row_number() OVER (ORDER BY id) - 1 FROM tracks WHERE id % 10 = ?",
                 (name, remainder),
             ).rowcount
             conn.execute(

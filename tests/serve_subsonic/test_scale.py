@@ -79,9 +79,9 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Scale:
             )
             conn.execute(
                 "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume,"
-                " offset, length, codec)"
-                " SELECT id, 1, 'packed', 'original', ?, 'scale.0001.tar', 512, 1000, 'flac'"
-                " FROM tracks WHERE id % 10 = 3",
+                " offset, length, codec, position)"
+                " SELECT id, 1, 'packed', 'original', ?, 'scale.0001.tar', 512, 1000, 'flac',"
+                " row_number() OVER (ORDER BY id) - 1 FROM tracks WHERE id % 10 = 3",
                 (HELD,),
             )
             held = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
