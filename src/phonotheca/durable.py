@@ -1,16 +1,20 @@
 """Files that survive a crash: written whole or not at all, renames that stick.
 
 Every small file Phonotheca writes (sidecars, listings, ``.torrent`` files, mirror state)
-goes through :func:`write_atomically`: a reader, or a run after ``kill -9`` or a power
-cut, sees the old file or the new one, never half of one.
+goes through :func:`write_atomically` (a large one, written as a stream, through
+:func:`atomic_file`): a reader, or a run after ``kill -9`` or a power cut, sees the old
+file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def sync_directory(path: Path) -> None:
@@ -30,13 +34,22 @@ def write_atomically(path: Path, data: bytes, *, unique: bool = False) -> None:
     name carries the process and thread, for files that several writers may produce at
     once (the last rename wins; each wrote the whole file).
     """
+    with atomic_file(path, unique=unique) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, unique: bool = False) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through, as :func:`write_atomically` does, for files too
+    large to hold in memory: it appears at ``path`` (fsynced, renamed, directory fsynced)
+    only when the block ends without an exception; otherwise nothing changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = f".{os.getpid()}.{threading.get_ident()}.partial" if unique else ".partial"
     partial = path.with_name(path.name + suffix)
     try:
         with open(partial, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)

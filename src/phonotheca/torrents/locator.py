@@ -22,7 +22,6 @@ fixed level, canonical MessagePack).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import struct
 from collections.abc import Iterable
@@ -33,7 +32,7 @@ from typing import BinaryIO
 import msgspec
 import zstandard
 
-from phonotheca.durable import sync_directory
+from phonotheca.durable import atomic_file
 
 LOCATOR_FILE = "tracks.locator"
 MAGIC = b"PHONOLOC"
@@ -188,19 +187,10 @@ def write_locator(
     page and the finished leaf pages' references (about 1/2000 of the file).
     """
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "wb") as f:
-            w = _Writer(f, block_size, page_size, level)
-            w.write(HEADER.pack(MAGIC, *VERSION))
-            *summary, top = _write_body(w, entries, block_size, page_size)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    sync_directory(path.parent)
+    with atomic_file(path) as f:
+        w = _Writer(f, block_size, page_size, level)
+        w.write(HEADER.pack(MAGIC, *VERSION))
+        *summary, top = _write_body(w, entries, block_size, page_size)
     count, blocks, pages = summary
     return LocatorSummary(path, count, blocks, pages, w.pos, w.hash.hexdigest(), block_size, top)
 
