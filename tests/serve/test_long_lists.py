@@ -25,7 +25,7 @@ from phonotheca.catalog import library, schema
 from phonotheca.cli import main
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.library import ServerLibrary
-from phonotheca.serve.listing import ALBUMS_PER_PAGE, TRACKS_PER_PAGE
+from phonotheca.serve.listing import ALBUMS_PER_PAGE, TRACKS_PER_PAGE, Pager
 from tests.serve.conftest import LiveServer, make_app
 
 ALBUMS = 12_000
@@ -250,6 +250,10 @@ def test_an_artist_s_albums_page_through_by_position(
 
     past, _ = _page(client, recorder, big, f"{base}?at=20000")
     assert "No albums this far" in past and _links(past) == {"first": 0, "prev": 9960}
+    far, _ = _page(client, recorder, big, f"{base}?at={2**53}")
+    assert _links(far) == {"first": 0, "prev": 9960}
+    assert client.get(f"{base}?at={2**63}").status_code == 422
+    assert client.get(f"{base}?at=-1").status_code == 422
 
 
 def test_a_genre_s_tracks_page_through_by_position(
@@ -276,6 +280,8 @@ def test_a_genre_s_tracks_page_through_by_position(
     folk, _ = _page(client, recorder, big, "/genres/Folk")
     assert "1–100 of 5,000 tracks" in folk
     assert client.get("/genres/Polka").status_code == 404
+    etag = client.get(base).headers["etag"]
+    assert client.get(base, headers={"If-None-Match": etag}).status_code == 304
 
 
 def test_track_and_album_pages_link_their_genres(
@@ -295,3 +301,21 @@ def test_track_and_album_pages_link_their_genres(
     ).json()
     assert artist["album_count"] == BIG_ARTIST_ALBUMS and artist["albums_offset"] == 9990
     assert len(artist["albums"]) == 10 and artist["top_tracks"] == []
+
+
+@pytest.mark.parametrize(
+    ("at", "total", "previous", "following", "last"),
+    [
+        (0, 0, None, None, 0),
+        (0, 60, None, None, 0),  # one full page
+        (0, 61, None, 60, 60),
+        (60, 61, 0, None, 60),
+        (30, 200, 0, 90, 180),  # a position off the grid pages from where it is
+        (500, 200, 180, None, 180),  # past the end: back to the last page
+    ],
+)
+def test_pager_positions(
+    at: int, total: int, previous: int | None, following: int | None, last: int
+) -> None:
+    pager = Pager(at, 60, total)
+    assert (pager.previous, pager.next, pager.last) == (previous, following, last)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from phonotheca.catalog.search import MAX_LIMIT
 from phonotheca.serve.browse import MAX_ARTIST_ALBUMS, Browser
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.listing import MAX_POSITION
 from phonotheca.serve.models import (
     Album,
     Artist,
@@ -142,7 +143,9 @@ def create_router(
     @router.get("/artists/{artist_id:path}", response_model=Artist, responses=NOT_FOUND)
     def artist(
         artist_id: PublicId,
-        offset: Annotated[int, Query(ge=0, description="first album's position")] = 0,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_POSITION, description="first album's position")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_ARTIST_ALBUMS)] = MAX_ARTIST_ALBUMS,
     ) -> Response:
         """The artist, ``limit`` of its albums from ``offset`` (any depth costs the same)

@@ -23,6 +23,8 @@ from phonotheca.serve.context import ServeContext
 ALBUMS_PER_PAGE = 60
 TRACKS_PER_PAGE = 100
 WEB_LIBRARY = lib.CATALOG
+MAX_POSITION = 2**53
+"""Largest ``?at=`` taken: far past any list, and within SQLite's 64-bit integers."""
 
 
 @dataclass(frozen=True)

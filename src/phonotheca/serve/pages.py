@@ -211,7 +211,7 @@ def create_router(
     def artist_page(
         request: Request,
         artist_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
-        at: Annotated[int, Query(ge=0)] = 0,
+        at: Annotated[int, Query(ge=0, le=listing.MAX_POSITION)] = 0,
     ) -> Response:
         if (redirect := gate(request)) is not None:
             return redirect
@@ -225,7 +225,7 @@ def create_router(
     def genre_page(
         request: Request,
         name: Annotated[str, Path(max_length=MAX_ID_CHARS)],
-        at: Annotated[int, Query(ge=0)] = 0,
+        at: Annotated[int, Query(ge=0, le=listing.MAX_POSITION)] = 0,
     ) -> Response:
         """A genre's tracks, a page at a time (:mod:`phonotheca.serve.listing`)."""
         if (redirect := gate(request)) is not None:
