@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from click.testing import CliRunner
+from playwright.sync_api import Browser
 
 from phonotheca.catalog import library, schema
 from phonotheca.cli import main
@@ -27,6 +28,7 @@ from phonotheca.serve.context import ServeContext
 from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.listing import ALBUMS_PER_PAGE, TRACKS_PER_PAGE, Pager
 from tests.serve.conftest import LiveServer, make_app
+from tests.serve.test_layout import BROKEN_WORDS_JS, OVERFLOW_JS, WIDTHS
 
 ALBUMS = 12_000
 BIG_ARTIST_ALBUMS = 10_000
@@ -137,19 +139,22 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture(scope="module")
-def client(big: Path, recorder: Recorder) -> Iterator[httpx.Client]:
+def live(big: Path, recorder: Recorder) -> Iterator[LiveServer]:
     patch = pytest.MonkeyPatch()
     catalog, reader = ServeContext.catalog, ServerLibrary.reader
     patch.setattr(ServeContext, "catalog", lambda self: recorder.hook(catalog(self), "catalog"))
     patch.setattr(ServerLibrary, "reader", lambda self: recorder.hook(reader(self), "library"))
     try:
-        with (
-            LiveServer(make_app(big)) as live,
-            httpx.Client(base_url=live.url, timeout=60) as http,
-        ):
-            yield http
+        with LiveServer(make_app(big)) as server:
+            yield server
     finally:
         patch.undo()
+
+
+@pytest.fixture(scope="module")
+def client(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=60) as http:
+        yield http
 
 
 def _connections(root: Path) -> dict[str, sqlite3.Connection]:
@@ -301,6 +306,29 @@ def test_track_and_album_pages_link_their_genres(
     ).json()
     assert artist["album_count"] == BIG_ARTIST_ALBUMS and artist["albums_offset"] == 9990
     assert len(artist["albums"]) == 10 and artist["top_tracks"] == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_long_list_pages_fit_a_phone_and_a_desktop(
+    browser: Browser, live: LiveServer, width: int, tmp_path: Path
+) -> None:
+    context = browser.new_context(base_url=live.url, viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        for name, path in (
+            ("artist", f"/artists/{quote(BIG_ARTIST, safe='')}?at=9000"),
+            ("genre", f"/genres/{quote(GENRE, safe='')}?at=45000"),
+        ):
+            page.goto(path)
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(tmp_path / f"{name}-{width}.png"), full_page=True)
+            assert page.evaluate(OVERFLOW_JS) == [], (name, width)
+            assert page.evaluate(BROKEN_WORDS_JS) == [], (name, width)
+            for nav in page.locator("nav.pager").all():  # above and below the list
+                rels = nav.locator("a").evaluate_all("links => links.map(a => a.rel)")
+                assert rels == ["first", "prev", "next", "last"], (name, rels)
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(
