@@ -27,7 +27,7 @@ from phonotheca.cli import main
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.listing import ALBUMS_PER_PAGE, TRACKS_PER_PAGE, Pager
-from tests.serve.conftest import LiveServer, make_app
+from tests.serve.conftest import LiveServer, copy_archive, make_app
 from tests.serve.test_layout import BROKEN_WORDS_JS, OVERFLOW_JS, WIDTHS
 
 ALBUMS = 12_000
@@ -347,3 +347,32 @@ def test_pager_positions(
 ) -> None:
     pager = Pager(at, 60, total)
     assert (pager.previous, pager.next, pager.last) == (previous, following, last)
+
+
+def test_an_older_library_file_shows_albums_without_top_tracks(
+    built_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Format 1 had no ``artist_top``: while a large catalog's new file is made in the
+    background, the server answers from the old one, and the artist page still works."""
+    root = copy_archive(built_archive, tmp_path / "arc")
+    library.build(root / "catalog.sqlite3", root / library.LIBRARY_FILE, [])
+    shelf = sqlite3.connect(root / library.LIBRARY_FILE)
+    shelf.execute("DROP TABLE artist_top")
+    shelf.commit()
+    shelf.close()
+    monkeypatch.setattr(ServerLibrary, "_ensure_current", lambda self: None)
+    artist = (
+        sqlite3.connect(root / "catalog.sqlite3")
+        .execute(
+            "SELECT ar.public_id FROM artists ar JOIN album_artists aa ON aa.artist_id = ar.id"
+            " LIMIT 1"
+        )
+        .fetchone()[0]
+    )
+    with (
+        LiveServer(make_app(root)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        page = http.get(f"/artists/{quote(artist, safe='')}")
+        assert page.status_code == 200
+        assert 'class="tile"' in page.text and "Most popular tracks" not in page.text
