@@ -140,6 +140,10 @@ def _pages(root: Path) -> dict[str, str]:
             "SELECT t.public_id FROM ledger l JOIN tracks t ON t.id = l.track_id"
             " WHERE l.status = 'packed' ORDER BY t.id LIMIT 1"
         ).fetchone()[0]
+        genre = conn.execute(
+            "SELECT g.name FROM album_genres ag JOIN genres g ON g.id = ag.genre_id"
+            " GROUP BY g.id ORDER BY count(*) DESC, g.id LIMIT 1"
+        ).fetchone()[0]
     finally:
         conn.close()
 
@@ -156,6 +160,8 @@ def _pages(root: Path) -> dict[str, str]:
         "album-long": f"/albums/{q(LONG_ALBUM_ID)}",
         "track": f"/tracks/{q(held)}",
         "track-long": "/tracks/test%3Atrack%3Along",
+        "genre": f"/genres/{q(genre)}",
+        "genre-deep": f"/genres/{q(genre)}?at=20",  # with its pager
         "stats": "/stats",
         "torrents": "/torrents",
         "shuffle": "/shuffle",
@@ -222,6 +228,8 @@ def test_every_page_fits_and_breaks_no_word(
         if tiles:
             _same_size(tiles)
             assert all(t["image"] in ("cover", "placeholder") for t in tiles), (name, tiles)
+        if name == "genre-deep":
+            assert window.locator("nav.pager a[rel=prev]").count() == 2  # above and below
 
 
 def _sign_in(page: Page) -> None:

@@ -14,7 +14,9 @@ collections or a new catalog), into ``ARCHIVE/library.sqlite3`` (FORMAT.md §13.
   has: the counts ``getGenres`` shows are the lengths of the lists it leads to;
 - ``artist_order`` / ``artist_albums``: the artist index and each artist's albums, so an
   artist's ``albumCount`` is the length of the album list ``getArtist`` returns;
-- ``album_stats`` / ``artist_stats``: tracks and playable tracks of each album / artist.
+- ``album_stats`` / ``artist_stats``: tracks and playable tracks of each album / artist;
+- ``artist_top``: each artist's most popular tracks of the whole catalog (the web artist
+  page's), so that a prolific artist's tracks are not sorted per request.
 
 Two libraries are kept: :data:`PLAYABLE` (the tracks of the collections this server
 holds) and :data:`CATALOG` (every track). The file is derived: it is written beside as
@@ -37,7 +39,9 @@ from phonotheca.catalog import schema
 PLAYABLE = 1
 CATALOG = 2
 LIBRARY_FILE = "library.sqlite3"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ARTIST_TOP = 20
+"""Most popular tracks kept per artist in ``artist_top``."""
 IGNORED_ARTICLES = ("The", "El", "La", "Los", "Las", "Le", "Les", "Die", "Der", "Das")
 
 # Orders (``kind``) of songs and albums. Keyed orders group their items by a key (a genre
@@ -72,6 +76,9 @@ CREATE TABLE album_stats(
     album_id INTEGER PRIMARY KEY, tracks INTEGER NOT NULL, playable INTEGER NOT NULL);
 CREATE TABLE artist_stats(
     artist_id INTEGER PRIMARY KEY, tracks INTEGER NOT NULL, playable INTEGER NOT NULL);
+CREATE TABLE artist_top(
+    artist_id INTEGER NOT NULL, rank INTEGER NOT NULL, track_id INTEGER NOT NULL,
+    PRIMARY KEY(artist_id, rank)) WITHOUT ROWID;
 """
 
 _YEAR = "CASE WHEN {d} GLOB '[0-9][0-9][0-9][0-9]*' THEN CAST(substr({d}, 1, 4) AS INTEGER) END"
@@ -258,6 +265,7 @@ def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
         " count(DISTINCT p.track_id) FROM c.track_artists ta"
         " LEFT JOIN playable p ON p.track_id = ta.track_id GROUP BY ta.artist_id"
     )
+    _top(conn)
     for lib in (PLAYABLE, CATALOG):
         if lib == PLAYABLE:
             tracks = (
@@ -367,4 +375,20 @@ def _artists(conn: sqlite3.Connection, lib: int, tracks: str, albums: str) -> No
             FROM (SELECT artist_id, count(*) AS n FROM artist_albums WHERE lib = {lib}
                   GROUP BY artist_id) x
             JOIN c.artists ar ON ar.id = x.artist_id)"""
+    )
+
+
+def _top(conn: sqlite3.Connection) -> None:
+    # Each artist's most popular tracks, as the web artist page shows them: popularity
+    # (unknown last), then listens, then id. One sort of the credits, at build time.
+    conn.execute(
+        f"""INSERT INTO artist_top
+        SELECT artist_id, r - 1, track_id FROM (
+            SELECT x.artist_id, x.track_id, row_number() OVER (
+                       PARTITION BY x.artist_id
+                       ORDER BY t.popularity IS NULL, t.popularity DESC, t.listens DESC,
+                                t.id) AS r
+            FROM (SELECT DISTINCT artist_id, track_id FROM c.track_artists) x
+            JOIN c.tracks t ON t.id = x.track_id)
+        WHERE r <= {ARTIST_TOP}"""
     )

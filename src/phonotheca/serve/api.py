@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from phonotheca.catalog.search import MAX_LIMIT
-from phonotheca.serve.browse import Browser
+from phonotheca.serve.browse import MAX_ARTIST_ALBUMS, Browser
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.listing import MAX_POSITION
 from phonotheca.serve.models import (
     Album,
     Artist,
@@ -140,8 +141,16 @@ def create_router(
         return _found(browser.album(album_id), "album")
 
     @router.get("/artists/{artist_id:path}", response_model=Artist, responses=NOT_FOUND)
-    def artist(artist_id: PublicId) -> Response:
-        return _found(browser.artist(artist_id), "artist")
+    def artist(
+        artist_id: PublicId,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_POSITION, description="first album's position")
+        ] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_ARTIST_ALBUMS)] = MAX_ARTIST_ALBUMS,
+    ) -> Response:
+        """The artist, ``limit`` of its albums from ``offset`` (any depth costs the same)
+        and, with the first albums, its most popular tracks."""
+        return _found(browser.artist(artist_id, offset, limit), "artist")
 
     @router.get("/shuffle", response_model=ShuffleResults)
     def shuffle(

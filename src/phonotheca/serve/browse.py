@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from phonotheca.catalog import search as engine
+from phonotheca.serve import listing
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary, TrackMedia, durations
 from phonotheca.serve.models import (
@@ -30,6 +31,7 @@ from phonotheca.serve.models import (
 
 MAX_ALBUM_TRACKS = 1000
 MAX_ARTIST_ALBUMS = 200
+MAX_GENRES = 20
 ARTIST_TOP_TRACKS = 20
 
 
@@ -43,6 +45,10 @@ def album_url(album_id: str) -> str:
 
 def artist_url(artist_id: str) -> str:
     return f"/artists/{quote(artist_id, safe='')}"
+
+
+def genre_url(name: str) -> str:
+    return f"/genres/{quote(name, safe='')}"
 
 
 def audio_url(track_id: str) -> str:
@@ -170,9 +176,13 @@ class Browser:
         (summary,) = self._summaries([row])
         media = self.media.locate(public_id)
         album_id = summary.album.id if summary.album else None
+        (album_rowid,) = (
+            self.conn().execute("SELECT album_id FROM tracks WHERE id = ?", (row[0],)).fetchone()
+        )
         return Track(
             **summary.model_dump(),
             explicit=None if row[12] is None else bool(row[12]),
+            genres=self.genres(int(row[0]), album_rowid),
             availability=_availability(media),
             cover_url=cover_url(album_id) if album_id and self.media.cover(album_id) else None,
         )
@@ -231,11 +241,62 @@ class Browser:
             total_discs=row[11],
             cover_url=cover_url(row[1]) if self.media.cover(row[1]) else None,
             artists=credits.get(row[0], []),
+            genres=self.genres(None, row[0]),
             duration_ms=sum(t.duration_ms or 0 for t in tracks),
             tracks=tracks,
         )
 
-    def artist(self, public_id: str) -> Artist | None:
+    def albums_by_rowid(self, rowids: Sequence[int]) -> list[AlbumSummary]:
+        """Album summaries in the order given (unknown ids left out): one seek each."""
+        unique = list(dict.fromkeys(rowids))
+        if not unique:
+            return []
+        rows = self.conn().execute(
+            "SELECT a.id, a.public_id, a.title, a.artist_credit, a.release_date, a.album_type,"
+            " EXISTS(SELECT 1 FROM images i WHERE i.album_id = a.id"
+            "        AND i.blob_sha256 IS NOT NULL)"
+            f" FROM albums a WHERE a.id IN ({_marks(len(unique))})",
+            unique,
+        )
+        by_rowid = {
+            int(r[0]): AlbumSummary(
+                id=r[1],
+                title=r[2],
+                artist_credit=r[3] or "",
+                release_date=r[4],
+                album_type=r[5],
+                cover_url=cover_url(r[1]) if r[6] else None,
+            )
+            for r in rows
+        }
+        return [by_rowid[r] for r in rowids if r in by_rowid]
+
+    def genres(self, track_rowid: int | None, album_rowid: int | None) -> list[str]:
+        """A track's genres (its own, else its album's; ``track_rowid`` None: the album's),
+        by genre id: what the songs-by-genre lists count it under (FORMAT.md §14.1)."""
+        conn = self.conn()
+        for table, key, owner in (
+            ("track_genres", "track_id", track_rowid),
+            ("album_genres", "album_id", album_rowid),
+        ):
+            if owner is None:
+                continue
+            names = [
+                str(r[0])
+                for r in conn.execute(
+                    f"SELECT g.name FROM {table} x JOIN genres g ON g.id = x.genre_id"
+                    f" WHERE x.{key} = ? ORDER BY x.genre_id LIMIT ?",
+                    (owner, MAX_GENRES),
+                )
+            ]
+            if names:
+                return names
+        return []
+
+    def artist(self, public_id: str, at: int = 0, size: int = MAX_ARTIST_ALBUMS) -> Artist | None:
+        """The artist with its albums at positions ``[at, at + size)`` of its prepared
+        list (:mod:`phonotheca.serve.listing`): one index range at any depth. Its most
+        popular tracks (prepared too) come with the first page only."""
         conn = self.conn()
         row = conn.execute(
             "SELECT id, public_id, name, sort_name, disambiguation FROM artists"
@@ -244,40 +305,18 @@ class Browser:
         ).fetchone()
         if row is None:
             return None
-        albums = [
-            AlbumSummary(
-                id=r[0],
-                title=r[1],
-                artist_credit=r[2] or "",
-                release_date=r[3],
-                album_type=r[4],
-                cover_url=cover_url(r[0]) if r[5] else None,
-            )
-            for r in conn.execute(
-                "SELECT a.public_id, a.title, a.artist_credit, a.release_date, a.album_type,"
-                " EXISTS(SELECT 1 FROM images i WHERE i.album_id = a.id"
-                "        AND i.blob_sha256 IS NOT NULL)"
-                " FROM album_artists aa JOIN albums a ON a.id = aa.album_id"
-                " WHERE aa.artist_id = ? GROUP BY a.id"
-                " ORDER BY a.release_date IS NULL, a.release_date, a.title LIMIT ?",
-                (row[0], MAX_ARTIST_ALBUMS),
-            )
-        ]
-        # The artist's most popular tracks: their credits are indexed by artist; a
-        # prolific artist's tracks are sorted here, bounded by the LIMIT's heap.
-        top_rows = conn.execute(
-            f"{_SUMMARY_SQL} WHERE t.id IN (SELECT track_id FROM track_artists"
-            " WHERE artist_id = ?) ORDER BY t.popularity IS NULL, t.popularity DESC,"
-            " t.listens DESC, t.id LIMIT ?",
-            (row[0], ARTIST_TOP_TRACKS),
-        ).fetchall()
+        total = listing.artist_album_count(self.ctx, row[0])
+        albums = self.albums_by_rowid(listing.artist_albums(self.ctx, row[0], at, size))
+        top = listing.artist_top(self.ctx, row[0], ARTIST_TOP_TRACKS) if at == 0 else []
         return Artist(
             id=row[1],
             name=row[2],
             sort_name=row[3],
             disambiguation=row[4],
+            album_count=total,
+            albums_offset=at,
             albums=albums,
-            top_tracks=self._summaries(top_rows),
+            top_tracks=self.tracks_by_rowid(top),
         )
 
 

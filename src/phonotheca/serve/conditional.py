@@ -42,7 +42,7 @@ private, because pages show the signed-in user."""
 
 _PATHS = re.compile(
     r"/api/v1/(?:tracks|albums|artists)/.+|/api/v1/(?:search|stats)"
-    r"|/(?:tracks|albums|artists)/.+|/stats|/"
+    r"|/(?:tracks|albums|artists|genres)/.+|/stats|/"
 )
 """Paths whose answers change only with the archive. The home page is one only as a
 search (``/?q=…``): without words it shows a rotating selection."""

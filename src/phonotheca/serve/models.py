@@ -81,6 +81,9 @@ class TrackSummary(BaseModel):
 
 class Track(TrackSummary):
     explicit: bool | None = None
+    genres: list[str] = Field(
+        default_factory=list, description="the track's genres, else its album's (by genre id)"
+    )
     availability: Availability
     cover_url: str | None = None
 
@@ -96,6 +99,7 @@ class AlbumSummary(BaseModel):
 
 class Album(AlbumSummary):
     artists: list[ArtistCredit]
+    genres: list[str] = Field(default_factory=list, description="by genre id")
     label: str | None = None
     upc: str | None = None
     catalog_number: str | None = None
@@ -111,7 +115,14 @@ class Artist(BaseModel):
     name: str
     sort_name: str | None = None
     disambiguation: str | None = None
-    albums: list[AlbumSummary]
+    album_count: int = Field(
+        default=0,
+        description="albums credited to the artist, or with a track crediting it (FORMAT.md §14.1)",
+    )
+    albums_offset: int = Field(default=0, description="position of the first album listed")
+    albums: list[AlbumSummary] = Field(
+        description="albums by release date, then title, from albums_offset on"
+    )
     top_tracks: list[TrackSummary]
 
 

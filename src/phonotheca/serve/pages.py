@@ -18,9 +18,17 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 
 from phonotheca import __version__
 from phonotheca.plan.sizes import format_size
+from phonotheca.serve import listing
 from phonotheca.serve.api import MAX_ID_CHARS, MAX_QUERY_CHARS
 from phonotheca.serve.artwork import placeholder
-from phonotheca.serve.browse import Browser, album_url, artist_url, audio_url, track_url
+from phonotheca.serve.browse import (
+    Browser,
+    album_url,
+    artist_url,
+    audio_url,
+    genre_url,
+    track_url,
+)
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media_routes import NOT_FOUND_REASONS
 from phonotheca.serve.overview import Overview
@@ -113,6 +121,7 @@ def make_environment() -> Environment:
         track_url=track_url,
         album_url=album_url,
         artist_url=artist_url,
+        genre_url=genre_url,
         audio_url=audio_url,
         version=__version__,
         csrf_field=CSRF_FIELD,
@@ -200,14 +209,35 @@ def create_router(
 
     @router.get("/artists/{artist_id:path}", response_class=HTMLResponse)
     def artist_page(
-        request: Request, artist_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]
+        request: Request,
+        artist_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
+        at: Annotated[int, Query(ge=0, le=listing.MAX_POSITION)] = 0,
     ) -> Response:
         if (redirect := gate(request)) is not None:
             return redirect
-        artist = browser.artist(artist_id)
+        artist = browser.artist(artist_id, at, listing.ALBUMS_PER_PAGE)
         if artist is None:
             return not_found(request, "No artist has this id.")
-        return render(request, "artist.html", artist=artist)
+        pager = listing.Pager(at, listing.ALBUMS_PER_PAGE, artist.album_count)
+        return render(request, "artist.html", artist=artist, pager=pager)
+
+    @router.get("/genres/{name:path}", response_class=HTMLResponse)
+    def genre_page(
+        request: Request,
+        name: Annotated[str, Path(max_length=MAX_ID_CHARS)],
+        at: Annotated[int, Query(ge=0, le=listing.MAX_POSITION)] = 0,
+    ) -> Response:
+        """A genre's tracks, a page at a time (:mod:`phonotheca.serve.listing`)."""
+        if (redirect := gate(request)) is not None:
+            return redirect
+        found = listing.genre(ctx, name)
+        if found is None:
+            return not_found(request, "No genre has this name.")
+        span = listing.genre_span(ctx, found.id)
+        size = listing.TRACKS_PER_PAGE
+        tracks = browser.tracks_by_rowid(listing.genre_tracks(ctx, span, at, size))
+        pager = listing.Pager(at, size, len(span))
+        return render(request, "genre.html", genre=found, tracks=tracks, pager=pager)
 
     @router.get("/shuffle", response_class=HTMLResponse)
     def shuffle_page(request: Request) -> Response:
