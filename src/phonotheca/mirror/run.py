@@ -77,8 +77,13 @@ class MirrorPlan:
 
     @property
     def metadata_torrent(self) -> str | None:
-        """The chosen metadata torrent: the one whose catalog the directory serves."""
-        return next((p.entry.name for p in self.choice.picks if p.entry.kind == "metadata"), None)
+        """The metadata torrent whose catalog the directory serves: the chosen one, else
+        (a budget too small for it) the newest listed one the run keeps, else None."""
+        picked = (p.entry.name for p in self.choice.picks if p.entry.kind == "metadata")
+        kept = {d.name for d in self.drops.kept}
+        held = [e for e in self.listing.torrents if e.kind == "metadata" and e.name in kept]
+        fallback = max(held, key=lambda e: (e.added, e.name)).name if held else None
+        return next(picked, fallback)
 
     @property
     def source(self) -> str:
