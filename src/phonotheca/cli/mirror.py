@@ -190,12 +190,24 @@ def _status_table(status: Any) -> Table:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--torrents", "source", help="torrents.json: a path or URL (default: last run's).")
 @click.option("--budget", help="Disk space to fill, e.g. 2TB (default: last run's).")
+@click.option(
+    "--metadata-only",
+    is_flag=True,
+    help="Only the newest metadata torrent (catalog and locator), no --budget: stop once"
+    " the catalog is verified and unpacked, so DIRECTORY can be served.",
+)
+@click.option(
+    "--seed",
+    "keep_seeding",
+    is_flag=True,
+    help="With --metadata-only: keep seeding the metadata torrent until interrupted.",
+)
 @click.option("--dry-run", is_flag=True, help="Only print the choice.")
 @click.option("--listen", help="HOST:PORT to listen on (default: [mirror] listen setting).")
 @click.option("--max-up", help="Upload limit per second, e.g. 10MB (default: none).")
 @click.option("--max-down", help="Download limit per second, e.g. 10MB (default: none).")
 @trust_options
-@click.option("--seed", type=int, hidden=True, help="Seed of the random tie-break.")
+@click.option("--tie-seed", "seed", type=int, hidden=True, help="Seed of the random tie-break.")
 @click.option(
     "--save-interval",
     type=click.FloatRange(min=0.1),
@@ -208,10 +220,15 @@ def _status_table(status: Any) -> Table:
     is_flag=True,
     help="Delete past [mirror] max_delete (default 10 % of held bytes) in this run.",
 )
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --metadata-only: print the result as JSON."
+)
 def mirror_run(
     directory: Path,
     source: str | None,
     budget: str | None,
+    metadata_only: bool,
+    keep_seeding: bool,
     dry_run: bool,
     listen: str | None,
     max_up: str | None,
@@ -222,6 +239,7 @@ def mirror_run(
     save_interval: float | None,
     yes: bool,
     yes_delete_more: bool,
+    as_json: bool,
 ) -> None:
     """Choose torrents as `torrents suggest` does, then download and seed them in DIRECTORY.
 
@@ -232,8 +250,23 @@ def mirror_run(
     logged in DIRECTORY/.mirror/events.log. Stops gracefully on Ctrl-C or SIGTERM
     (resume data saved); a restart resumes without re-checking complete data. Settings
     come from DIRECTORY/phonotheca.toml ([mirror]).
+
+    With --metadata-only, only the newest metadata torrent is downloaded (checked against
+    the listing the same way), its catalog unpacked to DIRECTORY/catalog.sqlite3 and its
+    locator put at DIRECTORY/tracks.locator: `phonotheca serve --archive DIRECTORY` then
+    shows the whole catalog. It stops there, or with --seed seeds it until interrupted.
     """
-    from phonotheca.mirror.run import MirrorRequest, OptionError, prepare_mirror, start_mirror
+    from phonotheca.mirror.run import (
+        MirrorRequest,
+        OptionError,
+        prepare_mirror,
+        start_metadata_only,
+        start_mirror,
+    )
+
+    if (keep_seeding or as_json) and not metadata_only:
+        flag = "--seed" if keep_seeding else "--json"
+        raise click.UsageError(f"{flag} goes with --metadata-only (a full mirror always seeds)")
 
     request = MirrorRequest(
         directory=directory,
@@ -247,6 +280,7 @@ def mirror_run(
         yes_delete_more=yes_delete_more,
         seed=seed,
         save_interval=save_interval,
+        metadata_only=metadata_only,
     )
     try:
         with mirror_errors():
@@ -260,7 +294,8 @@ def mirror_run(
         raise
     for note in plan.checked.notes:
         say(note, style="yellow")
-    _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)
+    if dry_run or not metadata_only:
+        _print_choice(plan.choice, title="dry run" if dry_run else "mirroring", dropped=False)
     for kept in plan.drops.kept:
         say(f"  = {kept.name}: {kept.reason}")
     for drop in plan.drops.delete:
@@ -298,9 +333,20 @@ def mirror_run(
         def on_status(status: Any) -> None:
             live.update(_status_table(status))
 
+    result = None
     try:
         with mirror_errors():
-            start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=say)
+            if metadata_only:
+                result = start_metadata_only(
+                    plan,
+                    stop,
+                    seed=keep_seeding,
+                    confirmed=True,
+                    on_status=on_status,
+                    on_event=say,
+                )
+            else:
+                start_mirror(plan, stop, confirmed=True, on_status=on_status, on_event=say)
     finally:
         if live is not None:
             live.stop()
@@ -308,7 +354,15 @@ def mirror_run(
             signal.signal(s, handler)
     if plan.drops.delete:
         err.print(f"dropped {len(plan.drops.delete)} torrent(s)")
-    err.print(f"mirror stopped; state saved in {plan.mirror.state}")
+    if result is None:
+        err.print(f"mirror stopped; state saved in {plan.mirror.state}")
+        return
+    if as_json:
+        print_json(result.to_json())
+    else:
+        say(result.summary())
+    if not result.complete:
+        sys.exit(1)
 
 
 @mirror_group.command("status")

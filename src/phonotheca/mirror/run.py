@@ -4,7 +4,9 @@
 nothing. :func:`prepare_mirror` reads and decides (a dry run stops there);
 :func:`start_mirror` confirms the drops through the caller, records the accepted listing,
 deletes, and seeds until ``stop`` is set. Held torrents a run does not delete are seeded,
-whether or not they were chosen (see :mod:`phonotheca.mirror.drops`).
+whether or not they were chosen (see :mod:`phonotheca.mirror.drops`). A metadata-only
+run (:mod:`phonotheca.mirror.metaonly`) goes the same way with the newest metadata
+torrent alone, and may stop once its catalog is in place.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from phonotheca.config import load_settings
 from phonotheca.mirror.catalog import catalog_is_current, unpack_catalog
 from phonotheca.mirror.choose import Choice, choose
 from phonotheca.mirror.drops import Drop, DropPlan, allocated, delete_held, held_bytes, plan_drops
+from phonotheca.mirror.metaonly import MetadataResult, choose_metadata, is_metadata, metadata_result
 from phonotheca.mirror.session import SAVE_INTERVAL, Held, MirrorSession, SessionOptions
 from phonotheca.mirror.sources import torrent_data, torrent_infohash
 from phonotheca.mirror.state import MirrorDir, MirrorError, MirrorLock, read_json, write_json
@@ -55,7 +58,10 @@ class MirrorRequest:
     yes_delete_more: bool = False
     """Lift ``[mirror] max_delete`` for this run."""
     seed: int | None = None
+    """Seed of the random tie-break (reproducible choices)."""
     save_interval: float | None = None
+    metadata_only: bool = False
+    """The newest metadata torrent alone, no budget (:mod:`phonotheca.mirror.metaonly`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,17 @@ class MirrorPlan:
     options: SessionOptions
     saved: dict[str, Any]
     """The options to remember for the next run."""
+    metadata_only: bool = False
+
+    @property
+    def metadata_torrent(self) -> str | None:
+        """The metadata torrent whose catalog the directory serves: the chosen one, else
+        (a budget too small for it) the newest listed one the run keeps, else None."""
+        picked = (p.entry.name for p in self.choice.picks if p.entry.kind == "metadata")
+        kept = {d.name for d in self.drops.kept}
+        held = [e for e in self.listing.torrents if e.kind == "metadata" and e.name in kept]
+        fallback = max(held, key=lambda e: (e.added, e.name)).name if held else None
+        return next(picked, fallback)
 
     @property
     def source(self) -> str:
@@ -103,9 +120,14 @@ def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) ->
     last = saved_options(mirror)
     source = request.source or last.get("torrents")
     budget_text = request.budget or last.get("budget")
-    if not source or not budget_text:
+    if request.metadata_only:
+        if request.budget:
+            raise OptionError("--metadata-only takes no --budget", "--budget")
+        if not source:
+            raise OptionError("--torrents is needed (the first time at least)")
+    elif not source or not budget_text:
         raise OptionError("--torrents and --budget are needed (the first time at least)")
-    budget = _size(budget_text, "--budget")
+    budget = _size(budget_text, "--budget") if budget_text and not request.metadata_only else 0
     listen = request.listen or last.get("listen")
     max_up = request.max_up if request.max_up is not None else last.get("max_up")
     max_down = request.max_down if request.max_down is not None else last.get("max_down")
@@ -125,6 +147,9 @@ def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) ->
         )
     )
     checked = check_for_mirror(mirror, source, policy, now)
+    if request.metadata_only:
+        cap = settings.mirror.max_delete.limit(held_bytes(mirror))
+        return _metadata_plan(request, mirror, checked, options, cap, last, source)
     rng = random.Random(request.seed) if request.seed is not None else None
     choice = choose(checked.listing.torrents, budget, held=mirror.held(), rng=rng)
     try:
@@ -150,6 +175,38 @@ def prepare_mirror(request: MirrorRequest, *, now: dt.datetime | None = None) ->
         "drops_pending": lowered and bool(drops.over_cap),
     }
     return MirrorPlan(mirror, checked, choice, drops, options, saved)
+
+
+def _metadata_plan(
+    request: MirrorRequest,
+    mirror: MirrorDir,
+    checked: CheckedListing,
+    options: SessionOptions,
+    cap: int,
+    last: dict[str, Any],
+    source: str,
+) -> MirrorPlan:
+    """The plan of a metadata-only run: held metadata releases go by the usual rules, a
+    budget is never lowered by it, audio torrents are left alone (and the last budget
+    stays remembered for the next full run)."""
+    choice = choose_metadata(checked.listing, mirror.held())
+    drops = plan_drops(
+        mirror,
+        choice,
+        checked.listing,
+        verified=checked.verified,
+        budget_lowered=False,
+        cap=cap,
+        delete_more=request.yes_delete_more,
+    )
+    saved = {
+        **last,
+        "torrents": source,
+        "listen": request.listen or last.get("listen"),
+        "max_up": request.max_up if request.max_up is not None else last.get("max_up"),
+        "max_down": request.max_down if request.max_down is not None else last.get("max_down"),
+    }
+    return MirrorPlan(mirror, checked, choice, drops, options, saved, metadata_only=True)
 
 
 def space_needed(mirror: MirrorDir, plan: MirrorPlan) -> int:
@@ -189,9 +246,12 @@ def start_mirror(
     confirmed: bool = False,
     on_status: Callable[[MirrorStatus], None] | None = None,
     on_event: Callable[[str], None] | None = None,
-) -> None:
+    until_catalog: bool = False,
+) -> bool:
     """Carry a plan out: record the accepted listing and pin, delete ``plan.dropped`` (the
-    caller asked the operator: ``confirmed``), check the disk, then seed until ``stop``."""
+    caller asked the operator: ``confirmed``), check the disk, then seed until ``stop``
+    (with ``until_catalog``, until the chosen metadata torrent's catalog is in place).
+    Returns whether it is."""
     mirror = plan.mirror
     if plan.drops.delete and not confirmed:
         names = ", ".join(d.name for d in plan.drops.delete)
@@ -203,7 +263,42 @@ def start_mirror(
     delete_held(mirror, plan.drops.delete, on_event)
     check_space(mirror, plan)
     save_options(mirror, plan.saved)
-    run_mirror(plan, plan.options, stop, on_status=on_status, on_event=on_event)
+    return run_mirror(
+        plan,
+        plan.options,
+        stop,
+        on_status=on_status,
+        on_event=on_event,
+        until_catalog=until_catalog,
+    )
+
+
+def start_metadata_only(
+    plan: MirrorPlan,
+    stop: threading.Event,
+    *,
+    seed: bool = False,
+    confirmed: bool = False,
+    on_status: Callable[[MirrorStatus], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> MetadataResult:
+    """Carry out a metadata-only plan: stop once the catalog is in place, or with ``seed``
+    keep seeding the metadata torrent until ``stop``. Refuses a run that could not unpack
+    the catalog (a damaged release) with the reason."""
+    name = plan.metadata_torrent
+    if not plan.metadata_only or name is None:
+        raise MirrorError("not a metadata-only plan")
+    ready = start_mirror(
+        plan,
+        stop,
+        confirmed=confirmed,
+        on_status=on_status,
+        on_event=on_event,
+        until_catalog=not seed,
+    )
+    return metadata_result(
+        plan.mirror, plan.listing, name, ready=ready, seeded=seed, verified=plan.checked.verified
+    )
 
 
 def run_mirror(
@@ -213,23 +308,35 @@ def run_mirror(
     *,
     on_status: Callable[[MirrorStatus], None] | None = None,
     on_event: Callable[[str], None] | None = None,
-) -> None:
-    """Seed the plan's choice, and the held torrents it keeps, until ``stop`` is set.
-    Holds the directory's lock."""
+    until_catalog: bool = False,
+) -> bool:
+    """Seed the plan's choice, and the held torrents it keeps, until ``stop`` is set (with
+    ``until_catalog``: set once the catalog is in place, or cannot be). Holds the
+    directory's lock. Returns whether the chosen metadata torrent's catalog is in place.
+
+    Only the chosen (newest) metadata torrent is unpacked: a kept older one completing
+    later must not bring its catalog back."""
     mirror = plan.mirror
     mirror.create()
     lock = MirrorLock(mirror)
     lock.acquire()
+    wanted = plan.metadata_torrent
+    failed: list[str] = []
     try:
         session = MirrorSession(mirror, options, budget=plan.choice.budget, on_event=on_event)
 
         def completed(held: Held) -> None:
-            if held.kind == "metadata" and not catalog_is_current(mirror, held.name):
+            if held.name != wanted:
+                return
+            if not catalog_is_current(mirror, held.name):
                 try:
                     unpack_catalog(mirror, held.name)
                     session.event(f"{held.name}: complete; catalog unpacked to {mirror.catalog}")
                 except MirrorError as exc:
                     session.event(str(exc))
+                    failed.append(str(exc))
+            if until_catalog:
+                stop.set()
 
         session.on_complete = completed
         for pick in plan.choice.picks:
@@ -237,10 +344,14 @@ def run_mirror(
             data = torrent_data(plan.source, plan.listing, entry, mirror)
             session.add(entry.name, entry.kind, data, entry.web_seeds)
         for kept in plan.drops.kept:
-            _add_kept(session, plan, kept)
+            if not plan.metadata_only or is_metadata(kept.name, plan.listing):
+                _add_kept(session, plan, kept)
         session.run(stop, on_status)
     finally:
         lock.release()
+    if failed and until_catalog:
+        raise MirrorError(failed[-1])
+    return wanted is not None and catalog_is_current(mirror, wanted)
 
 
 def _add_kept(session: MirrorSession, plan: MirrorPlan, kept: Drop) -> None:

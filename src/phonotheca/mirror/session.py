@@ -342,9 +342,15 @@ class MirrorSession:
             self.on_complete(held)
 
     def _check_completed(self) -> None:
-        """Catch completions whose alert was missed (e.g. complete from resume data)."""
+        """Catch completions whose alert was missed (e.g. complete from resume data).
+
+        Every piece must be there: libtorrent calls a torrent "finished" for a moment
+        after it is added, before it has read its resume data or files."""
         for held in self.held.values():
-            if not held.completed and held.handle.status(0).is_finished:
+            if held.completed:
+                continue
+            status = held.handle.status(0)
+            if status.is_finished and status.num_pieces == held.num_pieces:
                 self._complete(held)
 
     def _disk_full(self, code: int) -> bool:

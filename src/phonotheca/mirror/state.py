@@ -6,6 +6,7 @@ DIR/torrents.json.minisig              and its signature
 DIR/torrents/<name>.torrent
 DIR/torrents/<collection>/...          payloads, the same layout as a builder's archive
 DIR/catalog.sqlite3                    unpacked from the metadata torrent when complete
+DIR/tracks.locator                     the same torrent's track locator (a hard link to it)
 DIR/.mirror/                           resume data, status, settings, lock
 DIR/.mirror/verified/<collection>.json the pieces known good (see :func:`write_verified`)
 DIR/.mirror/trust.json                 the pinned publisher key and last seq (mirror/trust.py)
@@ -30,6 +31,7 @@ from typing import IO, Any
 
 from phonotheca.durable import write_atomically
 from phonotheca.torrents.listing import LISTING_FILE
+from phonotheca.torrents.locator import LOCATOR_FILE
 
 STATE_DIR = ".mirror"
 
@@ -79,6 +81,12 @@ class MirrorDir:
     @property
     def catalog(self) -> Path:
         return self.root / "catalog.sqlite3"
+
+    @property
+    def locator(self) -> Path:
+        """The held metadata release's ``tracks.locator``, where ``ARCHIVE/tracks.locator``
+        is in a builder's archive (``fetch --locator`` reads it)."""
+        return self.root / LOCATOR_FILE
 
     @property
     def state(self) -> Path:
