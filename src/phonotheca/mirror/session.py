@@ -135,6 +135,9 @@ class Held:
     completed: bool = False
     """Whether :meth:`MirrorSession._complete` ran for it in this session."""
     health: SwarmHealth = field(default_factory=SwarmHealth)
+    on_disk: list[bool] | None = None
+    """After a file error: which pieces hash right as they are on the disk (None: not
+    checked since the error)."""
 
 
 @dataclass
@@ -378,6 +381,7 @@ class MirrorSession:
             message = f"{name}: cannot use {path}: {alert.error.message()}"
         if name in self.held:
             self.held[name].error = message
+            self.held[name].on_disk = None
         self.event(message)
 
     # -- state files ---------------------------------------------------------------------------
@@ -387,6 +391,13 @@ class MirrorSession:
         have = list(status.pieces)
         if len(have) != held.num_pieces:  # still checking: nothing known yet
             return
+        if held.error is not None:
+            # A write failed (a full disk): libtorrent hashes a piece from the blocks it
+            # still holds in memory, so it may count one whose write then failed. Only
+            # pieces that hash right on the disk are vouched for (read once per error).
+            if held.on_disk is None:
+                held.on_disk = self._pieces_on_disk(held)
+            have = [h and d for h, d in zip(have, held.on_disk, strict=True)]
         # The pieces the bitfield calls good must be on the disk before it says so: after
         # a power cut a piece still in the page cache would read as zeros, yet count as
         # verified. (A kill -9 loses nothing: the page cache outlives the process.)
@@ -394,6 +405,13 @@ class MirrorSession:
         write_verified(self.mirror, held.name, held.piece_length, have)
         held.verified_count = sum(have)
         held.verified_at = time.monotonic()
+
+    def _pieces_on_disk(self, held: Held) -> list[bool]:
+        from phonotheca.mirror.verify import hash_pieces
+        from phonotheca.torrents.layout import read_layout
+
+        layout = read_layout(self.mirror.torrent_file(held.name))
+        return hash_pieces(self.mirror.payload(held.name), layout)
 
     def _write_verified(self) -> None:
         for held in self.held.values():
