@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -24,11 +23,11 @@ from playwright.sync_api import Browser
 
 from phonotheca.catalog import library, schema
 from phonotheca.cli import main
-from phonotheca.serve.context import ServeContext
 from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.listing import ALBUMS_PER_PAGE, TRACKS_PER_PAGE, Pager
 from tests.serve.conftest import LiveServer, copy_archive, make_app
 from tests.serve.test_layout import BROKEN_WORDS_JS, OVERFLOW_JS, WIDTHS
+from tests.statements import Recorder, recording
 
 ALBUMS = 12_000
 BIG_ARTIST_ALBUMS = 10_000
@@ -112,27 +111,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-class Recorder:
-    """Every statement the server's catalog and library connections run."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.statements: list[tuple[str, str]] = []
-
-    def hook(self, conn: sqlite3.Connection, where: str) -> sqlite3.Connection:
-        def record(sql: str) -> None:
-            with self.lock:
-                self.statements.append((where, sql))
-
-        conn.set_trace_callback(record)
-        return conn
-
-    def take(self) -> list[tuple[str, str]]:
-        with self.lock:
-            out, self.statements = self.statements, []
-        return out
-
-
 @pytest.fixture(scope="module")
 def recorder() -> Recorder:
     return Recorder()
@@ -140,15 +118,8 @@ def recorder() -> Recorder:
 
 @pytest.fixture(scope="module")
 def live(big: Path, recorder: Recorder) -> Iterator[LiveServer]:
-    patch = pytest.MonkeyPatch()
-    catalog, reader = ServeContext.catalog, ServerLibrary.reader
-    patch.setattr(ServeContext, "catalog", lambda self: recorder.hook(catalog(self), "catalog"))
-    patch.setattr(ServerLibrary, "reader", lambda self: recorder.hook(reader(self), "library"))
-    try:
-        with LiveServer(make_app(big)) as server:
-            yield server
-    finally:
-        patch.undo()
+    with recording(recorder), LiveServer(make_app(big)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,9 @@ from click.testing import CliRunner
 from phonotheca.catalog import schema
 from phonotheca.catalog.library import LIBRARY_FILE
 from phonotheca.cli import main
-from phonotheca.serve.context import ServeContext
-from phonotheca.serve.library import ServerLibrary
 from phonotheca.serve.state import StateStore
 from tests.serve_subsonic.conftest import LiveServer
+from tests.statements import Recorder, recording
 
 TRACKS = 20_000
 HELD = "scale_pop-000-100_0001"
@@ -100,27 +98,6 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Scale:
     return Scale(root, creds.api_key, creds.user, creds.password, held)
 
 
-class Recorder:
-    """Every statement the server's catalog and library connections run."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.statements: list[tuple[str, str]] = []
-
-    def hook(self, conn: sqlite3.Connection, where: str) -> sqlite3.Connection:
-        def record(sql: str) -> None:
-            with self.lock:
-                self.statements.append((where, sql))
-
-        conn.set_trace_callback(record)
-        return conn
-
-    def take(self) -> list[tuple[str, str]]:
-        with self.lock:
-            out, self.statements = self.statements, []
-        return out
-
-
 @pytest.fixture(scope="module")
 def recorder() -> Recorder:
     return Recorder()
@@ -128,17 +105,13 @@ def recorder() -> Recorder:
 
 @pytest.fixture(scope="module")
 def server(scale: Scale, recorder: Recorder) -> Iterator[LiveServer]:
-    patch = pytest.MonkeyPatch()
-    catalog, reader = ServeContext.catalog, ServerLibrary.reader
-    patch.setattr(ServeContext, "catalog", lambda self: recorder.hook(catalog(self), "catalog"))
-    patch.setattr(ServerLibrary, "reader", lambda self: recorder.hook(reader(self), "library"))
-    live = LiveServer(scale.root)
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-        patch.undo()
+    with recording(recorder):
+        live = LiveServer(scale.root)
+        live.start()
+        try:
+            yield live
+        finally:
+            live.stop()
 
 
 class Api:

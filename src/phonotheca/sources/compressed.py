@@ -24,6 +24,7 @@ import io
 import lzma
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -275,21 +276,12 @@ class InputStream(io.RawIOBase):
             data = self._raw.read(-1 if size is None else size)
             self.position += len(data)
             return data
-        want = (1 << 62) if size is None or size < 0 else size
-        parts: list[bytes] = []
-        got = 0
-        try:
-            while got < want:
-                piece = self._next(min(want - got, 1 << 24))
-                if not piece:
-                    break
-                parts.append(piece)
-                got += len(piece)
-        except DamagedInput as exc:
-            self._error = exc
-            if not parts:
-                raise
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        data, error = read_pieces(self._next, size, 1 << 24)
+        if error is not None:
+            self._error = error
+            if not data:
+                raise error
+        return data
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -409,3 +401,24 @@ def open_input(path: Path) -> InputStream:
                 f" name it {path.name}{ending}"
             )
     return stream
+
+
+def read_pieces(
+    next_piece: Callable[[int], bytes], size: int | None, chunk: int
+) -> tuple[bytes, DamagedInput | None]:
+    """Up to ``size`` bytes (all when negative) from ``next_piece``, ``chunk`` at a time,
+    and the :class:`DamagedInput` that stopped it, if any: the bytes read before a break
+    come first, so a reader can hand them out and raise the error on its next read."""
+    want = (1 << 62) if size is None or size < 0 else size
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < want:
+            piece = next_piece(min(want - got, chunk))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+    except DamagedInput as exc:
+        return b"".join(parts), exc
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), None

@@ -53,6 +53,7 @@ from phonotheca.sources.compressed import (
     InputStream,
     Readable,
     SourceError,
+    read_pieces,
     stem,
 )
 from phonotheca.sources.compressed import open_input as open_compressed
@@ -123,21 +124,12 @@ class _Member(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if self._error is not None:
             raise self._error
-        want = (1 << 62) if size is None or size < 0 else size
-        parts: list[bytes] = []
-        got = 0
-        try:
-            while got < want:
-                piece = self._piece(min(want - got, MEMBER_PIECE))
-                if not piece:
-                    break
-                parts.append(piece)
-                got += len(piece)
-        except DamagedInput as exc:
-            self._error = exc
-            if not parts:
-                raise
-        return b"".join(parts)
+        data, error = read_pieces(self._piece, size, MEMBER_PIECE)
+        if error is not None:
+            self._error = error
+            if not data:
+                raise error
+        return data
 
     def _piece(self, size: int) -> bytes:
         s = self._stream
