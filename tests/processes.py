@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _parent_of(pid: int) -> int | None:
@@ -70,6 +71,20 @@ def sigint_default() -> None:
     """``preexec_fn`` of a process the test stops with SIGINT: a shell that runs the tests
     in the background starts them with SIGINT ignored, which children inherit."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_in_a_terminal_group(args: Sequence[str], stdout: Any) -> subprocess.Popen[str]:
+    """``args`` started as a terminal starts a command: in a process group of its own (so
+    :func:`stop_with` can send Ctrl-C to the whole group), SIGINT at its default, stderr
+    merged into ``stdout`` (a file, or ``subprocess.PIPE``)."""
+    return subprocess.Popen(
+        list(args),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=sigint_default,
+    )
 
 
 def stop_with(process: subprocess.Popen[str], how: str) -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.peers import free_port, wait_until
-from tests.processes import alive, cmdline, descendants, sigint_default, stop_all, stop_with
+from tests.processes import (
+    alive,
+    cmdline,
+    descendants,
+    start_in_a_terminal_group,
+    stop_all,
+    stop_with,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -109,14 +116,7 @@ def test_a_second_run_reuses_the_folder_and_publishes_nothing_new(demo: Demo) ->
 def _start(demo: Demo, log: Path) -> subprocess.Popen[str]:
     """The demo serving, in its own process group (as a terminal runs it)."""
     with open(log, "w") as out:
-        process = subprocess.Popen(
-            demo.args("--workers", "2"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            preexec_fn=sigint_default,
-        )
+        process = start_in_a_terminal_group(demo.args("--workers", "2"), out)
 
     def up() -> bool:
         assert process.poll() is None, log.read_text()
@@ -217,14 +217,7 @@ def test_a_signal_during_a_step_stops_it_and_the_demo(tmp_path: Path, how: str) 
     d = Demo(tmp_path / "demo-archive", free_port(), "")
     args = d.args("--no-serve")
     args[args.index("--tracks") + 1] = "3000000"  # long enough to be interrupted
-    process = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=sigint_default,
-    )
+    process = start_in_a_terminal_group(args, subprocess.PIPE)
     children: set[int] = set()
     try:
 

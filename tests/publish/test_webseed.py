@@ -24,7 +24,7 @@ from phonotheca.serve.torrent_files import TorrentFiles
 from phonotheca.torrents.webseed import make_server
 from tests.conftest import REPO
 from tests.peers import free_port, wait_until
-from tests.processes import sigint_default, stop_all, stop_with
+from tests.processes import start_in_a_terminal_group, stop_all, stop_with
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -289,14 +289,7 @@ def test_serve_files_stops_with_one_line(tmp_path: Path, how: str) -> None:
     (root / "phonotheca.toml").write_text('[archive]\nname = "t"\n')
     port = free_port()
     command = [sys.executable, "-m", "phonotheca.cli", "serve-files", "--archive", str(root)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=sigint_default,
-    )
+    server = start_in_a_terminal_group([*command, "--port", str(port)], subprocess.PIPE)
     try:
         assert server.stdout is not None
         first = server.stdout.readline()  # printed once it listens

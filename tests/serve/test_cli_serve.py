@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from phonotheca.cli import main
 from tests.peers import wait_until
-from tests.processes import alive, descendants, sigint_default, stop_all, stop_with
+from tests.processes import alive, descendants, start_in_a_terminal_group, stop_all, stop_with
 from tests.serve.conftest import free_port
 
 
@@ -75,13 +75,8 @@ def test_ctrl_c_and_kill_end_the_server_and_its_workers_with_one_line(
     log = tmp_path / "serve.log"
     command = [sys.executable, "-m", "phonotheca.cli", "serve", "--archive", str(built_archive)]
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [*command, "--port", str(port), "--workers", str(workers)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            preexec_fn=sigint_default,
+        proc = start_in_a_terminal_group(
+            [*command, "--port", str(port), "--workers", str(workers)], out
         )
 
     def up() -> bool:
