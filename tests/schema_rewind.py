@@ -32,11 +32,18 @@ def _undo_v8(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE album_loudness")
 
 
+def _undo_v9(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TABLE playlist_search")
+    conn.execute("DROP TABLE playlist_entries")
+    conn.execute("DROP TABLE playlists")
+
+
 UNDO: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _undo_v5,
     6: _undo_v6,
     7: _undo_v7,
     8: _undo_v8,
+    9: _undo_v9,
 }
 
 

@@ -396,7 +396,49 @@ _V8 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+# v9: public playlists (docs/FORMAT.md §4.8): imported from JSPF or the JSONL interchange
+# format, each entry kept with the metadata it was given, matched to a track or not (a
+# playlist is never shortened), and a small full-text index of their titles.
+_V9 = """
+        CREATE TABLE playlists(
+            id           INTEGER PRIMARY KEY,
+            public_id    TEXT NOT NULL,     -- 'pl:' + the source's id, or a hash of it
+            title        TEXT NOT NULL,
+            creator      TEXT,
+            annotation   TEXT,
+            created      TEXT,              -- the source's date (ISO 8601), as given
+            identifier   TEXT,              -- the source's URL or URI for the playlist
+            entries      INTEGER NOT NULL DEFAULT 0,
+            matched      INTEGER NOT NULL DEFAULT 0,   -- entries matched to a track
+            duration_ms  INTEGER,           -- sum of the entries' durations that are known
+            extension    TEXT,              -- JSON: extension data kept as given
+            fingerprint  INTEGER,           -- hash of the source record: no-op rewrites skipped
+            record_ref   INTEGER            -- its source record (as tracks.record_ref)
+        );
+        CREATE UNIQUE INDEX playlists_public_id ON playlists(public_id);
+
+        CREATE TABLE playlist_entries(
+            playlist_id INTEGER NOT NULL REFERENCES playlists(id),
+            position    INTEGER NOT NULL,   -- 0-based
+            track_id    INTEGER REFERENCES tracks(id),  -- NULL: not matched
+            match       TEXT,               -- mbid, isrc, name; NULL when not matched
+            identifier  TEXT,               -- as given (a MusicBrainz recording URL, ...)
+            title       TEXT,
+            creator     TEXT,
+            album       TEXT,
+            duration_ms INTEGER,
+            PRIMARY KEY(playlist_id, position)
+        ) WITHOUT ROWID;
+        CREATE INDEX playlist_entries_track ON playlist_entries(track_id)
+            WHERE track_id IS NOT NULL;
+
+        CREATE VIRTUAL TABLE playlist_search USING fts5(title, creator,
+            content='', columnsize=0, detail='none', prefix='1 2 3 4',
+            tokenize='unicode61 remove_diacritics 2');
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
