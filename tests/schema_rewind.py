@@ -33,6 +33,7 @@ def _undo_v8(conn: sqlite3.Connection) -> None:
 
 
 def _undo_v9(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE imports DROP COLUMN counts")
     conn.execute("DROP TABLE playlist_search")
     conn.execute("DROP TABLE playlist_entries")
     conn.execute("DROP TABLE playlists")

@@ -19,6 +19,8 @@ from typing import cast
 
 import msgspec
 
+from phonotheca.catalog.playlist_record import PlaylistRow
+
 # (public id, title, artist credit, album public id, disc number, track number,
 #  duration ms, isrc, explicit, popularity, listens, markets, updated_at,
 #  fingerprint of the source record, record: chunk index in this batch * 1024 + line)
@@ -143,6 +145,9 @@ class Batch(msgspec.Struct, array_like=True):
     over that track's row instead of getting a row of its own (a MusicBrainz release's
     track takes over the track of its standalone recording, docs/FORMAT.md §6.4). Only
     the first claimant of an id does; a track already in the catalog claims nothing."""
+    playlists: list[PlaylistRow] = []
+    """Playlists (docs/FORMAT.md §1.9), written after the batch's tracks: their entries
+    are matched to tracks by the writer, which alone sees the catalog."""
 
     @property
     def track_count(self) -> int:

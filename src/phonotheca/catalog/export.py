@@ -20,6 +20,7 @@ import msgspec
 import zstandard
 
 from phonotheca.catalog.batch import RECORD_REF_LINES
+from phonotheca.catalog.playlist_record import playlist_record_of_jspf
 
 _encoder = msgspec.json.Encoder()
 
@@ -172,6 +173,13 @@ def track_record(conn: sqlite3.Connection, track_id: int) -> dict[str, Any]:
 
 
 def iter_export_lines(conn: sqlite3.Connection) -> Iterator[bytes]:
+    """Every track as one JSONL line (without the newline), in catalog order; then every
+    playlist (:func:`iter_playlist_lines`)."""
+    yield from iter_track_lines(conn)
+    yield from iter_playlist_lines(conn)
+
+
+def iter_track_lines(conn: sqlite3.Connection) -> Iterator[bytes]:
     """Every track as one JSONL line (without the newline), in catalog order."""
     chunks = _Chunks(conn)
     rows = conn.execute("SELECT id, record_ref FROM tracks ORDER BY id")
@@ -185,40 +193,54 @@ def iter_export_lines(conn: sqlite3.Connection) -> Iterator[bytes]:
         yield _encoder.encode(track_record(conn, track_id))
 
 
+def iter_playlist_lines(conn: sqlite3.Connection) -> Iterator[bytes]:
+    """Every playlist as a playlist record (§1.9), in catalog order: the line imported, or
+    the record made of the JSPF document imported (its ``playlist`` object, as it was,
+    with ``"type": "playlist"`` first)."""
+    chunks = _Chunks(conn)
+    for (ref,) in conn.execute("SELECT record_ref FROM playlists ORDER BY id"):
+        chunk_id, line = divmod(ref, RECORD_REF_LINES)
+        kind, lines = chunks.get(chunk_id)
+        yield lines[line] if kind == "jsonl" else playlist_record_of_jspf(lines[line])
+
+
 @dataclass
 class ExportSummary:
     path: str
     tracks: int
     bytes: int
+    playlists: int = 0
 
 
 def export_jsonl(
     conn: sqlite3.Connection, out: Path, progress: Callable[[int], None] | None = None
 ) -> ExportSummary:
-    """Write the catalog to ``out`` (``.jsonl`` or ``.jsonl.zst``), atomically."""
+    """Write the catalog to ``out`` (``.jsonl`` or ``.jsonl.zst``), atomically: its tracks,
+    then its playlists (so that an import of the file matches their entries)."""
     tmp = out.with_name(out.name + ".partial")
-    count = 0
     with tmp.open("wb") as raw:
         writer: Any = raw
         if out.name.endswith(".zst"):
             writer = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)
         buf = bytearray()
-        for line in iter_export_lines(conn):
-            buf += line
-            buf += b"\n"
-            count += 1
-            if len(buf) > 1 << 20:
-                writer.write(buf)
-                buf.clear()
-                if progress:
-                    progress(count)
+        counts = [0, 0]
+        for kind, lines in enumerate((iter_track_lines(conn), iter_playlist_lines(conn))):
+            for line in lines:
+                buf += line
+                buf += b"\n"
+                counts[kind] += 1
+                if len(buf) > 1 << 20:
+                    writer.write(buf)
+                    buf.clear()
+                    if progress:
+                        progress(sum(counts))
         writer.write(buf)
         if writer is not raw:
             writer.close()
         raw.flush()
         os.fsync(raw.fileno())
     tmp.replace(out)
-    return ExportSummary(str(out), count, out.stat().st_size)
+    return ExportSummary(str(out), counts[0], out.stat().st_size, counts[1])
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import BinaryIO
 from phonotheca.catalog import library, schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
 from phonotheca.catalog.load import Loader
+from phonotheca.catalog.playlist_record import PlaylistCounts
 from phonotheca.catalog.search import mark_search_stale, refresh_search
 from phonotheca.sources.jsonl import (
     DamagedInput,
@@ -34,6 +35,7 @@ from phonotheca.sources.jsonl import (
     iter_line_blocks,
     prepare_lines,
 )
+from phonotheca.sources.playlists import PlaylistWriter
 
 # Lines per batch (one transaction each). The environment override lets tests make
 # many small batches to kill an import between them.
@@ -72,6 +74,9 @@ class ImportSummary:
     taken_over: int = 0
     """New tracks of this run that took over an album-less track they claim
     (:attr:`~phonotheca.catalog.batch.Batch.claims`)."""
+    playlists: dict[str, int] | None = None
+    """Playlists loaded, their entries and how these matched (docs/FORMAT.md §4.8), when
+    the file held playlists."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -178,17 +183,20 @@ def save_progress(
     lines_done: int,
     counts: tuple[int, int, int, int, int],
     rejects: RejectsFile | None,
+    playlists: PlaylistCounts | None = None,
 ) -> None:
     """Record an import's resume point and counts (read, loaded, rejected, invalid ISRCs,
-    superseded) in the caller's transaction, with the rejects file's committed length."""
+    superseded; the playlists' counts) in the caller's transaction, with the rejects
+    file's committed length."""
     conn.execute(
         "UPDATE imports SET lines_done=?, read=?, loaded=?, rejected=?, invalid_isrc=?,"
-        " superseded=?, rejects_file=?, rejects_bytes=? WHERE id=?",
+        " superseded=?, rejects_file=?, rejects_bytes=?, counts=? WHERE id=?",
         (
             lines_done,
             *counts,
             str(rejects.path) if rejects is not None and rejects.size else None,
             rejects.size if rejects is not None else 0,
+            json.dumps(playlists.to_json()) if playlists is not None else None,
             import_id,
         ),
     )
@@ -241,13 +249,16 @@ def import_lines(
     if not strict:  # a strict import is all or nothing: it never resumes
         row = conn.execute(
             "SELECT id, lines_done, read, loaded, rejected, invalid_isrc, superseded,"
-            " rejects_bytes FROM imports"
+            " rejects_bytes, counts FROM imports"
             " WHERE kind=? AND fingerprint=? AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
             (kind, fingerprint),
         ).fetchone()
     resumed_at = 0
+    playlists: PlaylistCounts | None = None
     if row is not None:
-        import_id, resumed_at, read, loaded, rejected, invalid, superseded, rj_bytes = row
+        import_id, resumed_at, read, loaded, rejected, invalid, superseded, rj_bytes = row[:8]
+        if row[8] is not None:
+            playlists = PlaylistCounts(**json.loads(row[8]))
     else:
         read = loaded = rejected = invalid = superseded = rj_bytes = 0
         _begin(conn, strict)
@@ -267,7 +278,7 @@ def import_lines(
     assert import_id is not None
     rejects_path = rejects_dir / f"{import_id:06d}-{path.name}.rejects.jsonl"
     rejects = None if strict else RejectsFile(rejects_path, rj_bytes)
-    loader = Loader(conn, import_id, kind)
+    loader = Loader(conn, import_id, kind, PlaylistWriter(conn, import_id))
     gc_was_enabled = gc.isenabled()
     gc.disable()  # see _worker_init
     damage: DamagedInput | None = None
@@ -285,6 +296,9 @@ def import_lines(
                 superseded += result.superseded
                 rejected += len(batch.rejects)
                 invalid += batch.invalid_isrc
+                if batch.playlists:
+                    playlists = playlists or PlaylistCounts()
+                    playlists.add(result.playlists)
                 if rejects is not None:
                     rejects.write(path, batch.rejects)
                 save_progress(
@@ -293,6 +307,7 @@ def import_lines(
                     batch.last_line,
                     (read, loaded, rejected, invalid, superseded),
                     rejects,
+                    playlists,
                 )
             except BaseException:
                 if not strict and conn.in_transaction:
@@ -321,6 +336,7 @@ def import_lines(
         seconds=round(time.monotonic() - started, 3),
         complete=damage is None,
         taken_over=taken_over,
+        playlists=playlists.to_json() if playlists is not None else None,
     )
     if damage is not None:
         damage.summary = summary

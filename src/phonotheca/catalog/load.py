@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from phonotheca.catalog.batch import (
     RECORD_REF_LINES,
@@ -26,6 +27,7 @@ from phonotheca.catalog.batch import (
     stage_rows,
 )
 from phonotheca.catalog.entities import ALBUM_ID, ARTIST_OF_C3, EntityWriter, lookup
+from phonotheca.catalog.playlist_record import PlaylistCounts, PlaylistRow
 from phonotheca.catalog.records import cut_chunks
 from phonotheca.catalog.schema import next_id
 from phonotheca.catalog.search import index_tracks, search_is_stale, unindex_tracks
@@ -48,15 +50,30 @@ class WriteResult:
     a later line of the same import."""
     taken_over: int = 0
     """Album-less tracks whose row a claiming track took over (:attr:`Batch.claims`)."""
+    playlists: PlaylistCounts = field(default_factory=PlaylistCounts)
+
+
+class PlaylistSink(Protocol):
+    """Writes a batch's playlists (matching their entries): returns their counts and
+    how many were superseded by a later record of their id in the batch."""
+
+    def write(self, rows: list[PlaylistRow]) -> tuple[PlaylistCounts, int]: ...
 
 
 class Loader:
     """Writes batches into one catalog connection."""
 
-    def __init__(self, conn: sqlite3.Connection, import_id: int, kind: str) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        import_id: int,
+        kind: str,
+        playlists: PlaylistSink | None = None,
+    ) -> None:
         self.conn = conn
         self.import_id = import_id
         self.kind = kind
+        self.playlists = playlists
         self._images = 0  # batch images attached so far
         if STAGE not in {row[1] for row in conn.execute("PRAGMA database_list")}:
             conn.execute(f"ATTACH ':memory:' AS {STAGE}")
@@ -69,7 +86,14 @@ class Loader:
         """Write one batch; the caller commits."""
         self.entities.write(batch.artists, batch.albums)
         chunk_base = self._write_chunks(batch.chunks)
-        return self._write_tracks(batch, chunk_base)
+        result = self._write_tracks(batch, chunk_base)
+        if batch.playlists:
+            if self.playlists is None:
+                raise ValueError("a batch with playlists needs a loader with a playlist sink")
+            result.playlists, superseded = self.playlists.write(batch.playlists)
+            result.loaded += len(batch.playlists)
+            result.superseded += superseded
+        return result
 
     # -- source records -----------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Source records kept in zstd chunks (docs/FORMAT.md §4.3): repacking and compaction.
 
-Each loaded line is kept in ``source_chunks``, and ``tracks.record_ref`` points at it
-(``chunk id × 1024 + line``). A line stops being needed when its track takes a newer
-record. Two things keep that from piling up:
+Each loaded line is kept in ``source_chunks``, and ``tracks.record_ref`` (or
+``playlists.record_ref``) points at it (``chunk id × 1024 + line``). A line stops being
+needed when its track (or playlist) takes a newer record. Two things keep that from piling up:
 
 - an import keeps only the lines it loads: a chunk of a re-imported file in which only a
   few records changed is cut down to those records before it is stored
@@ -135,8 +135,9 @@ class _Pending:
     import_id: int
     kind: str
     lines: list[bytes] = field(default_factory=list)
-    tracks: list[list[tuple[int, int]]] = field(default_factory=list)
-    """Per line: (track id, its current record_ref) of every track pointing at it."""
+    tracks: list[list[tuple[int, int, int]]] = field(default_factory=list)
+    """Per line: (id, its current record_ref, 1 for a playlist else 0) of every track
+    or playlist pointing at it."""
     origin: list[int] = field(default_factory=list)
     """Per line: the chunk it comes from."""
     sources: dict[int, int] = field(default_factory=dict)
@@ -159,7 +160,7 @@ class _Compactor:
         import_id: int,
         kind: str,
         lines: list[bytes],
-        live: dict[int, list[tuple[int, int]]],
+        live: dict[int, list[tuple[int, int, int]]],
     ) -> None:
         if not live:
             self.summary.chunks_dropped += 1
@@ -215,21 +216,24 @@ class _Compactor:
         with transaction(self.conn):
             base = next_id(self.conn, "source_chunks")
             rows: list[tuple[int, int, str, bytes]] = []
-            moves: list[tuple[int, int, int]] = []
+            moves: tuple[list[tuple[int, int, int]], ...] = ([], [])
             for chunk_id, (start, end) in enumerate(frames, base):
                 data = self.cctx.compress(b"\n".join(p.lines[start:end]))
                 rows.append((chunk_id, p.import_id, p.kind, data))
                 for line in range(start, end):
                     ref = chunk_id * RECORD_REF_LINES + line - start
-                    moves += [(ref, track, old) for track, old in p.tracks[line]]
+                    for owner, old, playlist in p.tracks[line]:
+                        moves[playlist].append((ref, owner, old))
             self.conn.executemany(
                 "INSERT INTO source_chunks(id, import_id, kind, data) VALUES (?,?,?,?)", rows
             )
             # A track that took a newer record meanwhile (an import running beside us)
             # keeps it: only pointers still at the old place move.
-            self.conn.executemany(
-                "UPDATE tracks SET record_ref = ? WHERE id = ? AND record_ref = ?", moves
-            )
+            for table, moved_refs in zip(("tracks", "playlists"), moves, strict=True):
+                self.conn.executemany(
+                    f"UPDATE {table} SET record_ref = ? WHERE id = ? AND record_ref = ?",
+                    moved_refs,
+                )
             self._delete([*done, *self.dead])
             self.dead = []
         self.summary.lines_moved += cut
@@ -285,8 +289,11 @@ def compact(
     refs = rows = None
     try:
         summary.chunks_before, summary.bytes_before = _totals(read)
+        # Playlists keep their source records in chunks too (docs/FORMAT.md §4.8).
         refs = read.execute(
-            "SELECT record_ref, id FROM tracks WHERE record_ref IS NOT NULL ORDER BY record_ref"
+            "SELECT record_ref, id, 0 FROM tracks WHERE record_ref IS NOT NULL UNION ALL"
+            " SELECT record_ref, id, 1 FROM playlists WHERE record_ref IS NOT NULL"
+            " ORDER BY 1"
         )
         ref = refs.fetchone()
         work = _Compactor(conn, summary, 1.0 if every else SPARSE)
@@ -298,10 +305,10 @@ def compact(
                 summary.dangling += 1
                 ref = refs.fetchone()
             lines = split_lines(dctx, data)
-            live: dict[int, list[tuple[int, int]]] = {}
+            live: dict[int, list[tuple[int, int, int]]] = {}
             while ref is not None and ref[0] < first + RECORD_REF_LINES:
                 if ref[0] - first < len(lines):
-                    live.setdefault(ref[0] - first, []).append((ref[1], ref[0]))
+                    live.setdefault(ref[0] - first, []).append((ref[1], ref[0], ref[2]))
                 else:  # past the chunk's last line
                     summary.dangling += 1
                 ref = refs.fetchone()

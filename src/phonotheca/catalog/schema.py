@@ -435,6 +435,10 @@ _V9 = """
         CREATE VIRTUAL TABLE playlist_search USING fts5(title, creator,
             content='', columnsize=0, detail='none', prefix='1 2 3 4',
             tokenize='unicode61 remove_diacritics 2');
+
+        -- An import's counts of its own kind, JSON (a playlist import's: playlists,
+        -- entries, entries matched by each rule, unmatched), kept with its progress.
+        ALTER TABLE imports ADD COLUMN counts TEXT;
 """
 
 

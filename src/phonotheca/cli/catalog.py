@@ -39,6 +39,8 @@ from phonotheca.cli import (
     workers_option,
 )
 from phonotheca.sources.jsonl import check_jsonl_name
+from phonotheca.sources.playlist_files import check_playlist_name, read_playlist_blocks
+from phonotheca.sources.playlist_lines import prepare_playlist_lines
 
 
 @main.command()
@@ -64,8 +66,9 @@ def init(directory: Path, name: str | None) -> None:
 def import_jsonl(
     files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool, workers: int
 ) -> None:
-    """Import interchange JSONL files, one track per line: .jsonl, plain or compressed
-    (.jsonl.zst, .jsonl.gz, .jsonl.bz2, .jsonl.xz). Other files are refused.
+    """Import interchange JSONL files, one track (or playlist record) per line: .jsonl,
+    plain or compressed (.jsonl.zst, .jsonl.gz, .jsonl.bz2, .jsonl.xz). Other files are
+    refused.
 
     Bad lines go to ARCHIVE/rejects/ with their line number and reason and the import
     goes on. Safe to interrupt: running the same command again resumes. A compressed
@@ -89,10 +92,76 @@ def import_jsonl(
             f"{s.path}: read {s.read:,}, loaded {s.loaded:,}, rejected {s.rejected:,},"
             f" invalid ISRCs {s.invalid_isrc:,}{resumed}{broke} in {s.seconds:.1f} s"
         )
+        if s.playlists:
+            click.echo(_playlist_counts(s.playlists))
         if s.rejects_file:
             click.echo(f"  rejects: {s.rejects_file}")
     click.echo(f"search index refreshed in {index_seconds:.1f} s")
     fail_damaged(damage, files, "lines")
+
+
+@import_.command("playlists")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@archive_option
+@json_option
+@click.option(
+    "--strict", is_flag=True, help="Stop at the first bad playlist and keep nothing of this import."
+)
+def import_playlists(
+    files: tuple[Path, ...], archive_dir: Path, as_json: bool, strict: bool
+) -> None:
+    """Import public playlists: JSPF documents (.json, .jspf: one playlist, as
+    ListenBrainz exports them) or JSONL (.jsonl: one JSPF document or playlist record
+    a line); plain or compressed (.zst, .gz, .bz2, .xz).
+
+    Entries are matched to the catalog's tracks by MusicBrainz recording id, then ISRC,
+    then title, artist and duration; an entry that matches nothing is kept with its
+    metadata. Import tracks first. Bad playlists go to ARCHIVE/rejects/ with their
+    reason. Safe to interrupt: running the same command again resumes; a playlist
+    imported again replaces the one of the same id.
+    """
+    with user_errors():
+        for path in files:
+            check_playlist_name(path)  # before anything is imported
+    summaries, _, damage = run_import(
+        archive_dir,
+        files,
+        strict,
+        functools.partial(
+            import_lines,
+            kind="playlists",
+            prepare=prepare_playlist_lines,
+            read_blocks=read_playlist_blocks,
+            workers=0,
+        ),
+        record="playlist",
+    )
+    if as_json:
+        print_summaries_json(summaries)
+        fail_damaged(damage, files, "playlists")
+        return
+    for s in summaries:
+        c = s.playlists or {}
+        resumed = f" (resumed at line {s.resumed_at_line})" if s.resumed_at_line else ""
+        broke = "" if s.complete else " before the file broke off (the rest was not read)"
+        click.echo(
+            f"{s.path}: read {s.read:,}, loaded {s.loaded:,}, rejected {s.rejected:,}"
+            f"{resumed}{broke} in {s.seconds:.1f} s"
+        )
+        click.echo(_playlist_counts(c))
+        if s.rejects_file:
+            click.echo(f"  rejects: {s.rejects_file}")
+    fail_damaged(damage, files, "playlists")
+
+
+def _playlist_counts(c: dict[str, int]) -> str:
+    return (
+        f"  {c.get('playlists', 0):,} playlists, {c.get('entries', 0):,} entries,"
+        f" {c.get('unmatched', 0):,} unmatched (kept)\n  matched by recording id"
+        f" {c.get('mbid', 0):,}, by ISRC {c.get('isrc', 0):,}, by name {c.get('name', 0):,}"
+    )
 
 
 @export.command("jsonl")
@@ -100,7 +169,8 @@ def import_jsonl(
 @archive_option
 @json_option
 def export_jsonl_cmd(out_path: Path, archive_dir: Path, as_json: bool) -> None:
-    """Write every track as interchange JSONL to OUT (.jsonl or .jsonl.zst)."""
+    """Write every track, then every playlist, as interchange JSONL to OUT (.jsonl or
+    .jsonl.zst)."""
     archive = archive_at(archive_dir)
     with user_errors():
         conn = archive.connect(readonly=True)
@@ -111,7 +181,10 @@ def export_jsonl_cmd(out_path: Path, archive_dir: Path, as_json: bool) -> None:
     if as_json:
         print_json(summary.__dict__)
     else:
-        click.echo(f"wrote {summary.tracks:,} tracks to {summary.path} ({summary.bytes:,} bytes)")
+        click.echo(
+            f"wrote {summary.tracks:,} tracks and {summary.playlists:,} playlists to"
+            f" {summary.path} ({summary.bytes:,} bytes)"
+        )
 
 
 def _hits_table(hits: list[TrackHit], width: int) -> RenderableType:

@@ -27,6 +27,7 @@ from phonotheca.catalog.batch import (
     fingerprint_bytes,
 )
 from phonotheca.catalog.isrc import parse_isrc
+from phonotheca.catalog.playlist_record import MAX_DOCUMENT_BYTES
 from phonotheca.catalog.record import (
     MAX_LINE_BYTES,
     AlbumRecord,
@@ -46,10 +47,13 @@ from phonotheca.sources.compressed import (
     SourceError,
     open_input,
 )
+from phonotheca.sources.playlist_lines import add_playlist_line
 
 __all__ = ["DamagedInput", "SourceError"]  # importers and the CLI take them from here too
 
 BLOCK = 1 << 22
+BLOCK_BYTES_MAX = 256 << 20
+"""A block of lines closes at this many bytes of lines, whatever its number of lines."""
 JSONL_NAMES = tuple([".jsonl"] + [f".jsonl{ending}" for ending in CODECS])
 """The names ``import jsonl`` reads: ``.jsonl``, plain or compressed."""
 
@@ -113,8 +117,9 @@ def iter_line_blocks(
     """Yield (number of the first line, lines, input bytes read so far).
 
     Line numbers start at 1. The first ``skip_lines`` lines are skipped (resume).
-    A line longer than :data:`MAX_LINE_BYTES` is cut just past that length (it will be
-    rejected), so one hostile line never costs more memory than that. Only files named
+    A line longer than a playlist may be (:data:`MAX_DOCUMENT_BYTES`) is cut just past
+    that length (it will be rejected), so one hostile line never costs more memory than
+    that; a track line longer than :data:`MAX_LINE_BYTES` is rejected too. Only files named
     as JSONL are read (:func:`check_jsonl_name`). Where a compressed file breaks, the
     whole lines before the break are yielded, then
     :class:`~phonotheca.sources.compressed.DamagedInput` is raised (the cut line is not
@@ -123,7 +128,11 @@ def iter_line_blocks(
     check_jsonl_name(path)
     stream = open_input(path)
     with stream:
-        yield from line_blocks(stream, stream, lines_per_block, skip_lines, MAX_LINE_BYTES)
+        # Lines up to a playlist's size (§1.9) are read whole; a track line over
+        # MAX_LINE_BYTES is rejected by the parser. A block closes at BLOCK_BYTES.
+        yield from line_blocks(
+            stream, stream, lines_per_block, skip_lines, MAX_DOCUMENT_BYTES, BLOCK_BYTES_MAX
+        )
 
 
 def line_blocks(
@@ -289,6 +298,11 @@ def prepare_lines(first_line: int, lines: list[bytes], compress: bool = True) ->
     for n, line in enumerate(lines, first_line):
         if not line.strip():
             batch.read -= 1  # blank lines are not records
+            continue
+        # A playlist record (§1.9) says so; the test on bytes keeps track lines cheap.
+        if (b'"type"' in line or b'"playlist"' in line) and add_playlist_line(
+            batch, n, line, tracks_elsewhere=False
+        ):
             continue
         if len(line) > MAX_LINE_BYTES:
             batch.rejects.append(Reject(n, f"line longer than {MAX_LINE_BYTES} bytes", line[:4096]))

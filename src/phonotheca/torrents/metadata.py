@@ -60,7 +60,7 @@ published in covers collections), ``phonotheca.toml``."""
 
 # Tables derived from the others: rebuilt by 'phonotheca reindex', so a rebuild that
 # changes their layout but not the catalog does not make a new release.
-_DERIVED_PREFIXES = (FTS_TABLE, "search_rank", "sqlite_")
+_DERIVED_PREFIXES = (FTS_TABLE, "search_rank", "playlist_search", "sqlite_")
 # Rows the publisher itself writes after a release: they must not make the next one.
 _HASH_FILTERS = {
     "collections": "WHERE kind != 'metadata'",
