@@ -3,6 +3,7 @@ JSPF documents or playlist records (``.jsonl``), plain or compressed (§1.8)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +46,7 @@ def read_playlist_blocks(
         if skip_lines >= 1:
             return
         if len(data) <= MAX_DOCUMENT_BYTES:
-            try:
+            # Invalid JSON is left as it is: the parser rejects it with its reason.
+            with contextlib.suppress(msgspec.DecodeError):
                 data = msgspec.json.format(data, indent=0)
-            except msgspec.DecodeError:
-                pass  # rejected as invalid JSON by the parser, with its reason
         yield 1, [data], stream.position

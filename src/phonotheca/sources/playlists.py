@@ -56,7 +56,7 @@ class PlaylistWriter:
             latest[row.public_id] = row  # a later line of an id replaces an earlier one
         superseded = len(rows) - len(latest)
         stored = {
-            str(pid): _Stored(int(rid), int(fp or 0), str(t), c)  # type: ignore[call-overload]
+            str(pid): _Stored(int(rid), int(fp or 0), str(t), None if c is None else str(c))  # type: ignore[call-overload]
             for pid, rid, fp, t, c in lookup(
                 self.conn, "playlists", "id, fingerprint, title, creator", list(latest)
             )
