@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -11,6 +12,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from phonotheca.catalog.export import iter_playlist_lines
+from phonotheca.catalog.importer import import_lines
+from phonotheca.sources.playlist_files import read_playlist_blocks
+from phonotheca.sources.playlist_lines import prepare_playlist_lines
 from phonotheca.torrents import bencode
 from phonotheca.torrents.locator import LOCATOR_FILE
 from phonotheca.torrents.metadata import (
@@ -176,3 +181,72 @@ def test_transmission_show_reads_the_metadata_torrent(fixture: FixtureArchive) -
         ["transmission-show", str(release.torrent)], capture_output=True, text=True, check=True
     ).stdout
     assert "demo_metadata_0001" in shown and CATALOG_FILE in shown
+
+
+def test_playlists_and_their_source_records_are_in_the_release(
+    fixture: FixtureArchive, tmp_path: Path
+) -> None:
+    mbid = "8f3471b5-7e6a-48da-86a9-c1c07a0f47ae"
+    conn = fixture.archive.connect()
+    conn.execute(
+        "INSERT INTO external_ids(entity, entity_id, scheme, value)"
+        " VALUES ('track', 3, 'musicbrainz_recording', ?)",
+        (mbid,),
+    )
+    conn.close()
+    doc = {
+        "playlist": {
+            "title": "Released",
+            "identifier": "https://example.org/playlists/1",
+            "track": [
+                {"identifier": f"https://musicbrainz.org/recording/{mbid}", "title": "x"},
+                {"title": "Not in the catalog", "creator": "Nobody"},
+            ],
+        }
+    }
+    source = tmp_path / "released.jspf"
+    source.write_text(json.dumps(doc, indent=2))
+    conn = fixture.archive.connect()
+    try:
+        import_lines(
+            conn,
+            source,
+            fixture.archive.rejects_dir,
+            kind="playlists",
+            prepare=prepare_playlist_lines,
+            read_blocks=read_playlist_blocks,
+            workers=0,
+        )
+    finally:
+        conn.close()
+    release = _release(fixture)
+    out = tmp_path / "released.sqlite3"
+    payload = fixture.archive.torrents_dir / release.name / CATALOG_FILE
+    with open(payload, "rb") as f, open(out, "wb") as w:
+        w.write(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read())
+    sql = (
+        "SELECT p.public_id, p.title, p.entries, p.matched, e.position, t.public_id, e.match,"
+        " e.title FROM playlists p JOIN playlist_entries e ON e.playlist_id = p.id"
+        " LEFT JOIN tracks t ON t.id = e.track_id ORDER BY e.position"
+    )
+    mine = fixture.archive.connect(readonly=True)
+    released = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        rows = released.execute(sql).fetchall()
+        assert rows == mine.execute(sql).fetchall()
+        assert [r[5] for r in rows] == ["syn:track:2", None]
+        # Its source record survived the release's compaction: export reads it back.
+        assert list(iter_playlist_lines(released)) == list(iter_playlist_lines(mine))
+        assert json.loads(next(iter_playlist_lines(released))) == {
+            "type": "playlist",
+            **doc["playlist"],
+        }
+        hits = released.execute(
+            "SELECT rowid FROM playlist_search WHERE playlist_search MATCH 'released'"
+        ).fetchall()
+        assert hits == [(1,)]
+    finally:
+        released.close()
+        mine.close()
+    # The playlists' search index is derived: the same catalog makes no new release.
+    assert not _release(fixture).created
