@@ -60,6 +60,16 @@ class SizeType(click.ParamType):  # type: ignore[type-arg]
     help="Never plan this tier (repeatable).",
 )
 @click.option(
+    "--playlist-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="W",
+    help="Count each public playlist (import playlists) that holds a track as W listens"
+    " of it: tracks people put in playlists are worth keeping. The plan's value and its"
+    " listens figures include them. 0: playlists do not weigh.",
+)
+@click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -73,6 +83,7 @@ def plan_cmd(
     opus_quality: float,
     min_original_popularity: int | None,
     exclude_tier: tuple[str, ...],
+    playlist_weight: float,
     plot_path: Path | None,
     archive_dir: Path,
     as_json: bool,
@@ -100,7 +111,12 @@ def plan_cmd(
     conn = archive.connect()
     try:
         with err.status("planning") as status:
-            record = plan_catalog(conn, options, progress=lambda m: status.update(m))
+            record = plan_catalog(
+                conn,
+                options,
+                progress=lambda m: status.update(m),
+                playlist_weight=playlist_weight,
+            )
     except PlanInfeasible as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -111,6 +127,12 @@ def plan_cmd(
         data = to_json(record.result)
         data["plan_id"] = record.plan_id
         data["ledger_rows"] = record.written
+        if playlist_weight:
+            data["playlists"] = {
+                "weight": playlist_weight,
+                "tracks": record.playlist_tracks,
+                "listens": record.playlist_listens,
+            }
         p = record.published
         data["published"] = {
             "collections": p.collections,
@@ -122,6 +144,11 @@ def plan_cmd(
         print_json(data)
         return
     click.echo(render_table(record.result), nl=False)
+    if playlist_weight:
+        click.echo(
+            f"playlists                 {record.playlist_tracks:,} tracks weighed:"
+            f" +{record.playlist_listens:,.0f} listens ({playlist_weight:g} a playlist)"
+        )
     p = record.published
     if p.collections:
         click.echo(

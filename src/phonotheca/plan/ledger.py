@@ -68,6 +68,12 @@ FROM shared s JOIN external_ids e
      ON e.entity = 'track' AND e.scheme = 'musicbrainz_recording' AND e.value = s.value
 JOIN tracks t ON t.id = e.entity_id
 """
+# How many public playlists hold each track (docs/FORMAT.md §4.8), read from the index of
+# matched entries: no table scan, and nothing at all for a catalog without playlists.
+_PLAYLISTS_SQL = """
+SELECT track_id, count(DISTINCT playlist_id) FROM playlist_entries
+WHERE track_id IS NOT NULL GROUP BY track_id
+"""
 _PACKED_SQL = f"""
 SELECT track_id,
        CASE tier WHEN 'opus' THEN {int(Tier.OPUS)} WHEN 'original' THEN {int(Tier.ORIGINAL)}
@@ -98,11 +104,13 @@ class CatalogTracks:
     arrays: TrackArrays
 
 
-def read_tracks(conn: sqlite3.Connection) -> CatalogTracks:
+def read_tracks(conn: sqlite3.Connection, playlist_weight: float = 0.0) -> CatalogTracks:
     """Read every track's planning columns into compact arrays.
 
     A few narrow queries instead of one wide join: each reads an index or a table in
-    order, and rows go straight into NumPy (about 2 s a million tracks).
+    order, and rows go straight into NumPy (about 2 s a million tracks). With a
+    ``playlist_weight`` W, a track held by k public playlists gains W × k listens
+    (``TrackArrays.bonus_listens``).
     """
     main = _rows(conn, _TRACKS_SQL, 4)
     track_id = np.ascontiguousarray(main[:, 0])
@@ -162,6 +170,12 @@ def read_tracks(conn: sqlite3.Connection) -> CatalogTracks:
         packed_tier[at] = done[:, 1]
         packed_size[at] = done[:, 2]
     any_packed = bool(packed.any())
+    bonus_index = bonus = None
+    if playlist_weight > 0:
+        held = _rows(conn, _PLAYLISTS_SQL, 2)
+        held = held[np.isin(held[:, 0], track_id)]
+        bonus_index = _positions(track_id, held[:, 0])
+        bonus = (held[:, 1] * playlist_weight).astype(np.float32)
     return CatalogTracks(
         track_id=track_id,
         source_file_id=source_id,
@@ -174,6 +188,8 @@ def read_tracks(conn: sqlite3.Connection) -> CatalogTracks:
             packed=packed if any_packed else None,
             packed_tier=packed_tier if any_packed else None,
             packed_size=packed_size.astype(np.uint32) if any_packed else None,
+            bonus_index=bonus_index,
+            bonus_listens=bonus,
         ),
     )
 
@@ -225,6 +241,10 @@ class PlanRecord:
     tracks: int
     written: int
     published: Published
+    playlist_tracks: int = 0
+    """Tracks that public playlists weighed (``--playlist-weight``)."""
+    playlist_listens: float = 0.0
+    """The listens they added, together."""
 
 
 def write_ledger(
@@ -313,16 +333,34 @@ def plan_catalog(
     conn: sqlite3.Connection,
     options: PlanOptions,
     progress: Callable[[str], None] | None = None,
+    playlist_weight: float = 0.0,
 ) -> PlanRecord:
-    """Read, optimise, write: the whole ``phonotheca plan``."""
+    """Read, optimise, write: the whole ``phonotheca plan``.
+
+    ``playlist_weight`` W counts each public playlist holding a track as W listens of it
+    (docs/FORMAT.md §4.5); 0 leaves playlists out, and the plan is what it was without.
+    """
+    if playlist_weight < 0:
+        raise ValueError(f"playlist_weight must be >= 0, got {playlist_weight}")
     say = progress or (lambda _msg: None)
     say("reading the catalog")
-    tracks = read_tracks(conn)
+    tracks = read_tracks(conn, playlist_weight)
     say(f"optimising {len(tracks.track_id):,} tracks")
     result = plan_tiers(tracks.arrays, options)
     say("writing the ledger")
-    settings = {
+    settings: dict[str, Any] = {
         k: (sorted(v) if isinstance(v, frozenset) else v) for k, v in asdict(options).items()
     }
+    if playlist_weight:
+        settings["playlist_weight"] = playlist_weight
     plan_id, written = write_ledger(conn, tracks, result, settings)
-    return PlanRecord(plan_id, result, len(tracks.track_id), written, read_published(conn))
+    bonus = tracks.arrays.bonus_listens
+    return PlanRecord(
+        plan_id,
+        result,
+        len(tracks.track_id),
+        written,
+        read_published(conn),
+        playlist_tracks=0 if bonus is None else len(bonus),
+        playlist_listens=0.0 if bonus is None else float(bonus.sum(dtype=np.float64)),
+    )

@@ -63,6 +63,9 @@ class TrackArrays:
     - ``packed``, ``packed_tier``, ``packed_size``: tracks already in a published torrent
       keep ``packed_tier``; their bytes (``packed_size``, or the estimate of that tier when
       omitted) count against the budget first.
+    - ``bonus_index``, ``bonus_listens``: listens added to the tracks at these indexes
+      (distinct) once their own are known or estimated: what their appearances in public
+      playlists are worth (``plan --playlist-weight``). Sparse: only those tracks.
 
     Compact dtypes keep 256 M tracks in memory: ``uint32`` sizes, ``float32`` durations and
     listens, ``uint8`` popularity and tiers, ``int32`` groups.
@@ -76,8 +79,16 @@ class TrackArrays:
     packed: NDArray[np.bool_] | None = None
     packed_tier: NDArray[np.integer[Any]] | None = None
     packed_size: NDArray[np.integer[Any]] | None = None
+    bonus_index: NDArray[np.integer[Any]] | None = None
+    bonus_listens: NDArray[Any] | None = None
 
     def __post_init__(self) -> None:
+        if (self.bonus_index is None) != (self.bonus_listens is None) or (
+            self.bonus_index is not None
+            and self.bonus_listens is not None
+            and len(self.bonus_index) != len(self.bonus_listens)
+        ):
+            raise ValueError("bonus_index and bonus_listens go together, of the same length")
         n = len(self.original_size)
         kinds = {
             "original_size": "iu",
