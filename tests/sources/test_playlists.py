@@ -419,3 +419,56 @@ def test_a_playlist_of_10000_entries_is_matched_in_a_few_queries(
     assert query(archive, "SELECT count(*), count(track_id) FROM playlist_entries") == [
         (10_000, 6333)
     ]
+
+
+def test_compact_keeps_and_moves_playlist_records(
+    with_tracks: Archive, tmp_path: Path, write_jsonl: WriteJsonl
+) -> None:
+    from phonotheca.catalog import records
+
+    # Five chunks of one import each, and a replaced record in the first: its live lines
+    # move to a new chunk, and the playlists pointing at them follow.
+    for n in range(5):
+        lists = [road_trip(identifier=f"https://example.org/p/{n}/{k}") for k in range(3)]
+        load_playlists(with_tracks, write_jsonl(f"lists{n}.jsonl", lists))
+    load_playlists(
+        with_tracks,
+        write_jsonl(
+            "again.jsonl", [road_trip(identifier="https://example.org/p/0/0", title="New")]
+        ),
+    )
+    before = sorted(iter_lines(with_tracks))
+    refs = query(with_tracks, "SELECT id, record_ref FROM playlists ORDER BY id")
+    chunks = query(with_tracks, "SELECT count(*) FROM source_chunks WHERE kind = 'jspf'")[0][0]
+    conn = with_tracks.connect()
+    read = with_tracks.connect(readonly=True)
+    try:
+        summary = records.compact(conn, read, every=True)
+    finally:
+        read.close()
+        conn.close()
+    assert (summary.lines_dropped, summary.lines_moved, summary.dangling) == (1, 2, 0)
+    assert query(with_tracks, "SELECT count(*) FROM source_chunks WHERE kind = 'jspf'") == [
+        (chunks,)
+    ]
+    moved = query(with_tracks, "SELECT id, record_ref FROM playlists ORDER BY id")
+    # The first playlist has its new record elsewhere; the other two of its file moved.
+    assert [a == b for a, b in zip(moved, refs, strict=True)] == [True, False, False] + [True] * 12
+    assert sorted(iter_lines(with_tracks)) == before
+
+
+def test_playlist_lines_parsed_in_worker_processes_load_alike(
+    archive: Archive, write_jsonl: WriteJsonl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "POOL_THRESHOLD", 0)
+    lines = [*catalog_tracks(), {"type": "playlist", **road_trip()["playlist"]}]  # type: ignore[dict-item]
+    (summary,) = import_files(archive, import_lines, (write_jsonl("all.jsonl", lines),), workers=1)
+    assert summary.playlists == {
+        "playlists": 1,
+        "entries": 6,
+        "mbid": 1,
+        "isrc": 1,
+        "name": 1,
+        "unmatched": 3,
+    }
+    assert (summary.read, summary.loaded) == (5, 5)
