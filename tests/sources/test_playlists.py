@@ -472,3 +472,29 @@ def test_playlist_lines_parsed_in_worker_processes_load_alike(
         "unmatched": 3,
     }
     assert (summary.read, summary.loaded) == (5, 5)
+
+
+def test_the_same_file_after_new_tracks_matches_the_entries_left_unmatched(
+    archive: Archive, tmp_path: Path, write_jsonl: WriteJsonl
+) -> None:
+    path = write_json(tmp_path, "road.json", road_trip())
+    first = load_playlists(archive, path)[0]
+    assert first.playlists is not None and first.playlists["unmatched"] == 6
+    import_files(archive, import_lines, (write_jsonl("tracks.jsonl", catalog_tracks()),))
+    chunks = query(archive, "SELECT count(*) FROM source_chunks")
+    again = load_playlists(archive, path)[0]
+    assert again.playlists == {
+        "playlists": 1,
+        "entries": 6,
+        "mbid": 1,
+        "isrc": 1,
+        "name": 1,
+        "unmatched": 3,
+    }
+    assert query(archive, "SELECT entries, matched FROM playlists") == [(6, 3)]
+    assert [r[1:3] for r in query(archive, ENTRIES_SQL)][:3] == [
+        ("test:track:1", "mbid"),
+        ("test:track:2", "isrc"),
+        ("test:track:3", "name"),
+    ]
+    assert query(archive, "SELECT count(*) FROM source_chunks") == chunks  # no record stored

@@ -118,9 +118,10 @@ def import_playlists(
 
     Entries are matched to the catalog's tracks by MusicBrainz recording id, then ISRC,
     then title, artist and duration; an entry that matches nothing is kept with its
-    metadata. Import tracks first. Bad playlists go to ARCHIVE/rejects/ with their
-    reason. Safe to interrupt: running the same command again resumes; a playlist
-    imported again replaces the one of the same id.
+    metadata. Import tracks first (importing the same file again later matches the
+    entries left unmatched). Bad playlists go to ARCHIVE/rejects/ with their reason.
+    Safe to interrupt: running the same command again resumes; a changed playlist
+    replaces the one of the same id.
     """
     with user_errors():
         for path in files:

@@ -5,8 +5,9 @@ recording id, then ISRC, then title, main artist and duration. The ids and ISRCs
 whole batch of playlists are looked up in two queries; an entry left over costs one
 query of the search index. An entry that matches nothing is kept with its metadata (a
 playlist is never shortened) and counted. A playlist whose source record is the one the
-catalog holds already is not written again; a changed one replaces its row's fields and
-all of its entries. The caller owns the transaction (docs/FORMAT.md §4.8).
+catalog holds already is not written again, except that its unmatched entries are
+matched again (tracks imported since may match them); a changed one replaces its row's
+fields and all of its entries. The caller owns the transaction (docs/FORMAT.md §4.8).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class _Stored:
     fingerprint: int
     title: str
     creator: str | None
+    complete: bool
+    """Every entry is matched."""
 
 
 class PlaylistWriter:
@@ -56,16 +59,29 @@ class PlaylistWriter:
             latest[row.public_id] = row  # a later line of an id replaces an earlier one
         superseded = len(rows) - len(latest)
         stored = {
-            str(pid): _Stored(int(rid), int(fp or 0), str(t), None if c is None else str(c))  # type: ignore[call-overload]
-            for pid, rid, fp, t, c in lookup(
-                self.conn, "playlists", "id, fingerprint, title, creator", list(latest)
+            str(pid): _Stored(
+                int(rid),  # type: ignore[call-overload]
+                int(fp or 0),  # type: ignore[call-overload]
+                str(t),
+                None if c is None else str(c),
+                bool(complete),
+            )
+            for pid, rid, fp, t, c, complete in lookup(
+                self.conn,
+                "playlists",
+                "id, fingerprint, title, creator, matched = entries",
+                list(latest),
             )
         }
+        unchanged = {p: stored[p] for p, r in latest.items() if _unchanged(stored.get(p), r)}
+        rematch = [latest[p] for p, s in unchanged.items() if not s.complete]
+        if rematch:
+            for row, found in zip(rematch, self._match(rematch), strict=True):
+                self._rematch(unchanged[row.public_id].rowid, found)
         counts = PlaylistCounts()
-        same = [stored[p].rowid for p, r in latest.items() if _unchanged(stored.get(p), r)]
-        if same:
-            counts.add(self._stored_counts(same))
-        changed = [r for p, r in latest.items() if not _unchanged(stored.get(p), r)]
+        if unchanged:
+            counts.add(self._stored_counts([s.rowid for s in unchanged.values()]))
+        changed = [r for p, r in latest.items() if p not in unchanged]
         if changed:
             matches = self._match(changed)
             refs = self._write_records(changed)
@@ -204,6 +220,28 @@ class PlaylistWriter:
             else:
                 setattr(counts, str(rule), getattr(counts, str(rule)) + 1)
         return counts
+
+    def _rematch(self, rowid: int, found: list[tuple[int | None, str | None]]) -> None:
+        """Give the unmatched entries of an unchanged playlist the tracks they match now;
+        entries already matched keep theirs (one statement, and none when nothing new
+        matched)."""
+        new = [
+            (track, rule, rowid, pos)
+            for pos, (track, rule) in enumerate(found)
+            if track is not None
+        ]
+        if not new:
+            return
+        cur = self.conn.execute(
+            "UPDATE playlist_entries SET track_id = j.value->>0, match = j.value->>1"
+            " FROM json_each(?) j WHERE playlist_id = j.value->>2"
+            " AND position = j.value->>3 AND track_id IS NULL",
+            (json.dumps(new),),
+        )
+        if cur.rowcount:
+            self.conn.execute(
+                "UPDATE playlists SET matched = matched + ? WHERE id = ?", (cur.rowcount, rowid)
+            )
 
     def _stored_counts(self, rowids: list[int]) -> PlaylistCounts:
         """The counts of playlists the catalog holds as they are (read from the index of
