@@ -212,7 +212,7 @@ def catalog_tables(archive: Archive) -> dict[str, list[tuple[Any, ...]]]:
             name
             for (name,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-                " AND name NOT LIKE 'track_search%'"
+                " AND name NOT LIKE 'track_search%' AND name NOT LIKE 'playlist_search%'"
             )
             if name not in ("imports", "source_chunks", "meta")
         ]
