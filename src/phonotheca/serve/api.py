@@ -53,6 +53,7 @@ MAX_SHUFFLE = 100
 MAX_ID_CHARS = 512
 
 PublicId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="public id")]
+PlaylistKey = Annotated[str | None, Query(max_length=MAX_ID_CHARS, description="public id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorMessage, "description": "no such id"}
 }
@@ -158,7 +159,6 @@ def create_router(
         return _found(browser.artist(artist_id, offset, limit), "artist")
 
     views = PlaylistViews(browser)
-    PlaylistKey = Annotated[str | None, Query(max_length=MAX_ID_CHARS)]
 
     @router.get("/playlists", response_model=PlaylistList)
     def playlists(
