@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import libsonic
@@ -19,6 +20,7 @@ from libsonic.errors import AuthError, DataNotFoundError, SonicError
 
 from phonotheca.catalog.library import CATALOG, PLAYABLE
 from phonotheca.serve.subsonic.catalog_playlists import CATALOG_LISTED
+from phonotheca.serve.subsonic.envelope import XML_NAMESPACE
 from tests.playlists import Given, add_playlist
 from tests.serve_subsonic.conftest import Fixture, LiveServer
 from tests.serve_subsonic.test_lists import Api
@@ -152,6 +154,12 @@ def test_get_playlist_lists_the_entries_it_can_play(
     assert api("getPlaylist", id=MIX, musicFolderId=PLAYABLE)["playlist"]["entry"] == got["entry"]
     with pytest.raises(DataNotFoundError):
         sonic.getPlaylist("pl:nope")
+    # In XML, as the Subsonic schema has it: scalars as attributes, songs as children.
+    xml = api.client.get("/rest/getPlaylist", params={"id": MIX, "apiKey": api.api_key})
+    playlist = ElementTree.fromstring(xml.text).find(f"{{{XML_NAMESPACE}}}playlist")
+    assert playlist is not None
+    assert playlist.get("readonly") == "true" and playlist.get("owner") == "DJ Test"
+    assert len(playlist.findall(f"{{{XML_NAMESPACE}}}entry")) == 3
 
 
 def test_a_large_catalog_playlist_comes_a_page_at_a_time(

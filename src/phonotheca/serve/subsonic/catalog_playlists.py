@@ -1,4 +1,4 @@
-"""The catalog's public playlists beside the users' own (FORMAT.md §15.4).
+"""The catalog's public playlists beside the users' own (FORMAT.md §14.2).
 
 Their ids are their public ids (``pl:...``), which cannot be mistaken for a user's
 playlist (``pl-<n>``). The calls of :mod:`.playlists` are wrapped: an id of a catalog
