@@ -19,6 +19,7 @@ import pytest
 from libsonic.errors import AuthError, DataNotFoundError, SonicError
 
 from phonotheca.catalog.library import CATALOG, PLAYABLE
+from phonotheca.serve.subsonic import catalog_playlists
 from phonotheca.serve.subsonic.catalog_playlists import CATALOG_LISTED
 from phonotheca.serve.subsonic.envelope import XML_NAMESPACE
 from tests.playlists import Given, add_playlist
@@ -205,6 +206,10 @@ def test_create_playlist_copies_a_catalog_playlist(
     api("deletePlaylist", id=named["id"])
     with pytest.raises(DataNotFoundError):
         sonic.createPlaylist(playlistId="pl:nope")
+    with pytest.MonkeyPatch.context() as patch:  # the server runs in this process
+        patch.setattr(catalog_playlists, "MAX_COPY", 1000)
+        too_big = api("createPlaylist", playlistId=BIG)
+    assert too_big["error"]["code"] == 0 and "1,200 entries" in too_big["error"]["message"]
     with_songs = api("createPlaylist", playlistId=MIX, songId=f"tr-{present[0]}")
     assert with_songs["error"]["code"] == 0 and "updatePlaylist" in with_songs["error"]["message"]
 

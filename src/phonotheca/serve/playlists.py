@@ -159,7 +159,7 @@ def entries(conn: sqlite3.Connection, playlist: CatalogPlaylist, at: int, size: 
 
 def track_ids(conn: sqlite3.Connection, playlist: CatalogPlaylist, limit: int) -> list[int]:
     """Rowids of the matched tracks in position order, at most ``limit`` of them (the
-    copy of a playlist; its caller bounds ``limit``)."""
+    copy of a playlist: its caller bounds the playlist's entries, which this reads)."""
     rows = conn.execute(
         "SELECT track_id FROM playlist_entries WHERE playlist_id = ? AND track_id IS NOT NULL"
         " ORDER BY position LIMIT ?",

@@ -14,7 +14,8 @@ playlist is answered here, any other goes on to the user's playlists.
   client cannot play the others. ``songCount`` is the number of matched entries,
   ``entryCount`` (extension) that of all entries.
 - ``createPlaylist playlistId=pl:...``: copies its matched tracks into a new playlist of
-  the user's (``name`` or the catalog playlist's title), at most :data:`MAX_COPY`.
+  the user's (``name`` or the catalog playlist's title): one of at most :data:`MAX_COPY`
+  entries.
 - ``updatePlaylist`` and ``deletePlaylist`` of a catalog playlist: error 50.
 """
 
@@ -44,8 +45,8 @@ PREFIX = "pl:"
 CATALOG_LISTED = 50
 """Catalog playlists ``getPlaylists`` lists after the user's by default."""
 MAX_COPY = 10_000
-"""The most tracks ``createPlaylist`` copies from a catalog playlist (a larger one is
-refused: a copy cut short would not be the playlist)."""
+"""The most entries of a catalog playlist ``createPlaylist`` copies (a larger one is
+refused: a copy cut short would not be the playlist), which bounds what a copy reads."""
 OWNER = "catalog"
 """The owner shown for a catalog playlist without a creator."""
 
@@ -67,8 +68,9 @@ def _public_ids(call: Call, rowids: list[int]) -> dict[int, str]:
     return {int(r[0]): str(r[1]) for r in rows}
 
 
-def _summary(call: Call, playlist: catalog.CatalogPlaylist) -> Payload:
-    created = playlist.created or catalog_created(call)
+def _summary(playlist: catalog.CatalogPlaylist, written: str) -> Payload:
+    """The playlist's fields; ``written``: when the catalog was (its date when it has none)."""
+    created = playlist.created or written
     return {
         "id": playlist.public_id,
         "name": playlist.title,
@@ -88,7 +90,8 @@ def get_playlists(call: Call) -> Payload:
     listed = own.get_playlists(call)
     count = page_size(call, "catalogCount", CATALOG_LISTED)
     found = catalog.page(call.conn, after=call.get("catalogAfter") or None, size=count)
-    listed["playlists"]["playlist"] += [_summary(call, p) for p in found.playlists]
+    written = catalog_created(call)
+    listed["playlists"]["playlist"] += [_summary(p, written) for p in found.playlists]
     return listed
 
 
@@ -106,7 +109,7 @@ def get_playlist(call: Call) -> Payload:
     public = _public_ids(call, listed)
     songs = {s["id"]: s for s in song_items(call, list(dict.fromkeys(listed)))}
     entry = [songs.get(f"tr-{public.get(t)}") for t in listed]
-    out = _summary(call, playlist)
+    out = _summary(playlist, catalog_created(call))
     out["offset"] = offset
     out["entry"] = [song for song in entry if song is not None]
     return {"playlist": out}
@@ -124,11 +127,11 @@ def create_playlist(call: Call) -> Payload:
             " then add songs to the copy with updatePlaylist",
         )
     playlist = _find(call, raw)
-    if playlist.matched > MAX_COPY:
+    if playlist.entries > MAX_COPY:
         raise SubsonicError(
             GENERIC,
-            f"catalog playlist {raw!r} has {playlist.matched:,} matched tracks; a copy holds"
-            f" at most {MAX_COPY:,}",
+            f"catalog playlist {raw!r} has {playlist.entries:,} entries; this server copies"
+            f" playlists of at most {MAX_COPY:,}",
         )
     rowids = catalog.track_ids(call.conn, playlist, MAX_COPY)
     public = _public_ids(call, rowids)
