@@ -29,6 +29,7 @@ from tests.serve.conftest import (
     make_app,
     packed_tracks,
 )
+from tests.serve.test_browser import shot
 
 MIX = "pl:mix"
 LONG = "pl:long"
@@ -260,6 +261,7 @@ def test_a_playlist_plays_in_the_browser(
         expect(rows.nth(1).locator("td.actions")).to_have_text("not here")
         expect(rows.nth(2).locator("td.actions")).to_have_text("not in the catalog")
         expect(page.locator("table.playlist-entries a.play")).to_have_count(3)
+        shot(page, "playlist")
         page.locator(f'tr.track[data-track-id="{playable[1]}"] a.play').click()
         expect(page.locator("#player")).to_be_visible()
         page.wait_for_function(
