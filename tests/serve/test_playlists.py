@@ -30,6 +30,7 @@ from tests.serve.conftest import (
     packed_tracks,
 )
 from tests.serve.test_browser import shot
+from tests.serve.test_layout import BROKEN_WORDS_JS, OVERFLOW_JS, WIDTHS
 
 MIX = "pl:mix"
 LONG = "pl:long"
@@ -272,3 +273,26 @@ def test_a_playlist_plays_in_the_browser(
     finally:
         context.close()
     assert errors == [], errors
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
+@pytest.mark.parametrize("width", WIDTHS)
+def test_playlist_pages_fit_a_phone_and_a_desktop(
+    browser: Browser, live: LiveServer, width: int, tmp_path: Path
+) -> None:
+    context = browser.new_context(base_url=live.url, viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        for name, path in (
+            ("playlist", _url(MIX)),
+            ("long", _url(LONG) + "?at=100"),
+            ("list", "/playlists?after=pl:f010"),
+            ("search", "/?q=summer"),
+        ):
+            page.goto(path)
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(tmp_path / f"{name}-{width}.png"), full_page=True)
+            assert page.evaluate(OVERFLOW_JS) == [], (name, width)
+            assert page.evaluate(BROKEN_WORDS_JS) == [], (name, width)
+    finally:
+        context.close()
