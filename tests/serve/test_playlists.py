@@ -158,6 +158,12 @@ def test_a_long_playlist_pages_by_position(client: httpx.Client) -> None:
     assert "This playlist has no entries." in empty
 
 
+def _listed(html: str) -> list[str]:
+    """The public ids a page of the list shows, in order."""
+    found = re.findall(r'<li class="playlist-item">\s*<a href="/playlists/([^"]+)"', html)
+    return [p.replace("%3A", ":").replace("%2F", "/") for p in found]
+
+
 def test_the_list_of_playlists_pages_by_public_id(client: httpx.Client, root: Path) -> None:
     conn = sqlite3.connect(root / "catalog.sqlite3")
     everything = [r[0] for r in conn.execute("SELECT public_id FROM playlists ORDER BY public_id")]
@@ -168,10 +174,7 @@ def test_the_list_of_playlists_pages_by_public_id(client: httpx.Client, root: Pa
     while url is not None:
         html = client.get(url).text
         pages.append(html)
-        seen += [
-            p.replace("%3A", ":").replace("%2F", "/")
-            for p in re.findall(r'<li class="playlist-item">\s*<a href="/playlists/([^"]+)"', html)
-        ]
+        seen += _listed(html)
         found = re.search(r'href="(/playlists\?after=[^"]+)" rel="next"', html)
         url = found.group(1).replace("&amp;", "&") if found else None
     assert seen == everything
@@ -183,6 +186,10 @@ def test_the_list_of_playlists_pages_by_public_id(client: httpx.Client, root: Pa
     assert client.get(prev.group(1)).text.count("playlist-item") == PLAYLISTS_PER_PAGE
     assert client.get(prev.group(1)).text.split("<h1>")[1] == pages[-2].split("<h1>")[1]
     assert "No playlists this far" in client.get("/playlists?after=pl:zzz").text
+    # Before an id past the end: the last 50, with no page after them.
+    tail = client.get("/playlists?before=pl:zzz").text
+    assert _listed(tail) == everything[-PLAYLISTS_PER_PAGE:]
+    assert 'rel="next"' not in tail and 'rel="prev"' in tail
 
 
 def test_search_finds_playlists_by_title_words_and_prefixes(client: httpx.Client) -> None:

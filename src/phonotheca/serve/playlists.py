@@ -126,11 +126,13 @@ def page(
             (before, size + 1),
         ).fetchall()
         listed = [_playlist(r) for r in reversed(rows[:size])]
-        more_before = len(rows) > size
+        more_after = conn.execute(
+            "SELECT 1 FROM playlists WHERE public_id >= ? LIMIT 1", (before,)
+        ).fetchone()
         return PlaylistPage(
             listed,
-            listed[0].public_id if listed and more_before else None,
-            listed[-1].public_id if listed else None,
+            listed[0].public_id if listed and len(rows) > size else None,
+            listed[-1].public_id if listed and more_after else None,
         )
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM playlists WHERE public_id > ? ORDER BY public_id LIMIT ?",
