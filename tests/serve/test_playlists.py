@@ -303,3 +303,17 @@ def test_playlist_pages_fit_a_phone_and_a_desktop(
             assert page.evaluate(BROKEN_WORDS_JS) == [], (name, width)
     finally:
         context.close()
+
+
+def test_a_private_catalog_keeps_its_playlists_behind_the_sign_in(root: Path) -> None:
+    with (
+        LiveServer(make_app(root, public_catalog=False)) as private,
+        httpx.Client(base_url=private.url, timeout=30) as anonymous,
+    ):
+        for url in ("/playlists", _url(MIX)):
+            r = anonymous.get(url, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=")
+        for url in ("/api/v1/playlists", f"/api/v1/playlists/{MIX}"):
+            assert anonymous.get(url).status_code == 401
+        found = anonymous.get("/api/v1/search", params={"q": "summer"})
+        assert found.status_code == 401
