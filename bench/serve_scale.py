@@ -13,7 +13,8 @@ of the largest size's p99 to the smallest's: a call whose cost does not grow wit
 catalog stays near 1. Targets (issue #18): p99 <= 50 ms at 10 M, ratio <= 2. As
 latencies on a shared machine vary with its load, a second table gives the median number
 of SQLite virtual machine steps per request (from a server in the bench's process): the
-database work, which the load does not change.
+database work, which the load does not change. The catalog gets playlists (one per 100
+tracks, and one of 100,000 entries, paged by ``getPlaylist``'s ``offset``/``size``).
 
     .venv/bin/python bench/serve_scale.py [--tracks 100000 1000000] [--workdir DIR]
         [--requests 50]
@@ -77,6 +78,7 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
             (root / "torrents" / f"bench_pop-000-100_{n:04d}" / "data").mkdir(
                 parents=True, exist_ok=True
             )
+        add_playlists(conn, tracks)
         t0 = time.monotonic()
         if library.refresh(conn):
             print(f"  library file made in {time.monotonic() - t0:.1f} s", flush=True)
@@ -90,6 +92,43 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
     finally:
         store.close()
     return root, key
+
+
+def add_playlists(conn: sqlite3.Connection, tracks: int) -> None:
+    """Catalog playlists (FORMAT.md §4.8), once: one per 100 tracks (at least 1,000) of
+    20 entries each, and ``pl:bench:big`` of up to 100,000 entries, a tenth unmatched."""
+    if conn.execute("SELECT 1 FROM playlists LIMIT 1").fetchone() is not None:
+        return
+    small, big = max(1000, tracks // 100), min(tracks, 100_000)
+    with schema.transaction(conn):
+        conn.execute(
+            f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {small})"
+            " INSERT INTO playlists(id, public_id, title, creator, entries, matched)"
+            " SELECT i, printf('pl:bench:%08d', i), 'Bench playlist ' || i, 'bench', 20, 20"
+            " FROM n"
+        )
+        conn.execute(
+            "WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < 19)"
+            " INSERT INTO playlist_entries(playlist_id, position, track_id, match)"
+            f" SELECT p.id, k.j, 1 + (p.id * 7919 + k.j * 104729) % {tracks}, 'mbid'"
+            " FROM playlists p, k ORDER BY p.id, k.j"
+        )
+        conn.execute(
+            "INSERT INTO playlists(id, public_id, title, creator, entries, matched)"
+            f" VALUES({small + 1}, 'pl:bench:big', 'The big one', 'bench', {big},"
+            f" {big - big // 10})"
+        )
+        conn.execute(
+            f"WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < {big - 1})"
+            " INSERT INTO playlist_entries(playlist_id, position, track_id, match, title)"
+            f" SELECT {small + 1}, j, CASE WHEN j % 10 = 9 THEN NULL"
+            f" ELSE 1 + j * 13 % {tracks} END, CASE WHEN j % 10 = 9 THEN NULL ELSE 'mbid' END,"
+            " 'Entry ' || j FROM k"
+        )
+        conn.execute(
+            "INSERT INTO playlist_search(rowid, title, creator)"
+            " SELECT id, title, creator FROM playlists"
+        )
 
 
 def calls(root: Path, folder: int) -> dict[str, tuple[str, Params]]:
@@ -132,6 +171,10 @@ def calls(root: Path, folder: int) -> dict[str, tuple[str, Params]]:
             + catalog.execute("SELECT public_id FROM artists WHERE id = ?", (a,)).fetchone()[0]
             for a in artists[:50]
         ]
+        big, playlists = catalog.execute(
+            "SELECT entries, (SELECT max(id) FROM playlists) FROM playlists"
+            " WHERE public_id = 'pl:bench:big'"
+        ).fetchone()
     finally:
         catalog.close()
 
@@ -169,6 +212,14 @@ def calls(root: Path, folder: int) -> dict[str, tuple[str, Params]]:
         "songsByGenre deep": (
             "getSongsByGenre",
             lambda r: {"genre": genres[0], "count": 50, "offset": r.randrange(songs // 20 + 1)},
+        ),
+        "playlist deep": (
+            "getPlaylist",
+            lambda r: {"id": "pl:bench:big", "size": 500, "offset": r.randrange(big - 500)},
+        ),
+        "playlists deep": (
+            "getPlaylists",
+            lambda r: {"catalogAfter": f"pl:bench:{r.randrange(playlists - 50):08d}"},
         ),
         "randomSongs genre": ("getRandomSongs", lambda r: {"size": 20, "genre": r.choice(genres)}),
         "search3 sync deep": (

@@ -201,7 +201,10 @@ def test_long_prefixes_match_like_the_plain_query(
     conn = archive.connect(readonly=True)
     for text in ("love", "lovel", "lover", "night love", "LOVÉ", "lovf", "lovz", "long"):
         plain = [
-            r[0] for r in conn.execute(f"{search_mod._MATCH_SQL} LIMIT 50", (fts_query(text),))
+            r[0]
+            for r in conn.execute(
+                f"{search_mod.TRACK_INDEX.match_sql} LIMIT 50", (fts_query(text),)
+            )
         ]
         assert search_mod.search_keys(conn, text, 50) == plain, text
         assert search_mod.search_keys(conn, text, 5, offset=3) == plain[3:8], text

@@ -138,7 +138,7 @@ def _connections(root: Path) -> dict[str, sqlite3.Connection]:
 class Cost:
     """A page's statements: their plans' problems and the VM steps they take."""
 
-    def __init__(self, root: Path, statements: list[tuple[str, str]]) -> None:
+    def __init__(self, root: Path, statements: list[tuple[str, str]], big: set[str] = BIG) -> None:
         self.problems: list[str] = []
         self.steps: dict[str, int] = {}
         conns = _connections(root)
@@ -150,7 +150,7 @@ class Cost:
                 for row in conn.execute("EXPLAIN QUERY PLAN " + sql):
                     detail = str(row[3])
                     scanned = _SCAN.search(detail)
-                    if (scanned and scanned.group(1) in BIG) or "TEMP B-TREE" in detail:
+                    if (scanned and scanned.group(1) in big) or "TEMP B-TREE" in detail:
                         self.problems.append(f"{where}: {detail}: {sql[:300]}")
                 counter = [0]
 

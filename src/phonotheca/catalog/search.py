@@ -104,8 +104,8 @@ def mark_search_stale(conn: sqlite3.Connection) -> None:
     schema.set_meta(conn, "search_stale", "1")
 
 
-def _has_index(conn: sqlite3.Connection) -> bool:
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).fetchone()
+def _has_index(conn: sqlite3.Connection, table: str = FTS_TABLE) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
     return found is not None
 
 
@@ -339,35 +339,56 @@ def _hits(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[Trac
     ]
 
 
-_MATCH_SQL = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? ORDER BY rowid"
+@dataclass(frozen=True)
+class WordIndex:
+    """A contentless FTS5 index searched the same way as the tracks' (words, the last one
+    a prefix, prefix indexes of 1-4 letters): its table, and a query of its rows' text
+    by rowid (``{marks}``: the rowids' placeholders) for prefixes longer than that."""
+
+    table: str
+    texts_sql: str
+
+    @property
+    def match_sql(self) -> str:
+        return f"SELECT rowid FROM {self.table} WHERE {self.table} MATCH ? ORDER BY rowid"
+
+
+TRACK_INDEX = WordIndex(FTS_TABLE, _FTS_ROWS + " WHERE r.key IN ({marks})")
 # A prefix longer than the longest prefix index is first looked for among the matches of
 # its first letters (which have a prefix index) in rank order, up to this many of them.
 LONG_PREFIX_SCAN = 256
 _PREFIX_INDEX_MAX = 4
 
 
-def search_keys(conn: sqlite3.Connection, text: str, limit: int = 20, offset: int = 0) -> list[int]:
-    """Rank keys of the matching tracks, most popular first."""
+def search_keys(
+    conn: sqlite3.Connection,
+    text: str,
+    limit: int = 20,
+    offset: int = 0,
+    index: WordIndex = TRACK_INDEX,
+) -> list[int]:
+    """Rank keys of the matching tracks, most popular first (or, of another ``index``,
+    its matching rowids in rowid order)."""
     parsed = _words(text)
-    if parsed is None or not _has_index(conn):
+    if parsed is None or not _has_index(conn, index.table):
         return []
     words, prefix = parsed
     limit = max(0, min(limit, MAX_LIMIT))
     offset = max(0, offset)
     if prefix is not None and len(fold(prefix)) > _PREFIX_INDEX_MAX:
-        found = _long_prefix(conn, words, fold(prefix), limit + offset)
+        found = _long_prefix(conn, index, words, fold(prefix), limit + offset)
         if found is not None:
             return found[offset : offset + limit]
     return [
         r[0]
         for r in conn.execute(
-            f"{_MATCH_SQL} LIMIT ? OFFSET ?", (_match(words, prefix), limit, offset)
+            f"{index.match_sql} LIMIT ? OFFSET ?", (_match(words, prefix), limit, offset)
         )
     ]
 
 
 def _long_prefix(
-    conn: sqlite3.Connection, words: list[str], prefix: str, need: int
+    conn: sqlite3.Connection, index: WordIndex, words: list[str], prefix: str, need: int
 ) -> list[int] | None:
     """Keys matching ``words`` and a word starting with ``prefix`` (5+ letters), or None.
 
@@ -383,7 +404,7 @@ def _long_prefix(
     head = prefix[:_PREFIX_INDEX_MAX]
     if not _TOKEN.fullmatch(head):
         return None  # not one token as the index sees it: let the plain query answer
-    cursor = conn.execute(_MATCH_SQL, (_match(words, head),))
+    cursor = conn.execute(index.match_sql, (_match(words, head),))
     found: list[int] = []
     scanned = 0
     while len(found) < need:
@@ -395,8 +416,7 @@ def _long_prefix(
         scanned += len(page)
         marks = ",".join("?" * len(page))
         texts = {
-            r[0]: " ".join(r[1:])
-            for r in conn.execute(f"{_FTS_ROWS} WHERE r.key IN ({marks})", page)
+            r[0]: " ".join(r[1:]) for r in conn.execute(index.texts_sql.format(marks=marks), page)
         }
         for key in page:
             if any(w.startswith(prefix) for w in _TOKEN.findall(fold(texts.get(key, "")))):

@@ -25,6 +25,8 @@ from phonotheca.serve.models import (
     Album,
     Artist,
     ErrorMessage,
+    Playlist,
+    PlaylistList,
     SearchResults,
     ShuffleResults,
     Stats,
@@ -32,6 +34,8 @@ from phonotheca.serve.models import (
     Track,
 )
 from phonotheca.serve.overview import Overview
+from phonotheca.serve.playlist_views import PlaylistViews
+from phonotheca.serve.playlists import ENTRIES_PER_PAGE, MAX_PAGE, PLAYLISTS_PER_PAGE
 from phonotheca.serve.search_results import search_json
 from phonotheca.serve.security import (
     Sessions,
@@ -49,6 +53,7 @@ MAX_SHUFFLE = 100
 MAX_ID_CHARS = 512
 
 PublicId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="public id")]
+PlaylistKey = Annotated[str | None, Query(max_length=MAX_ID_CHARS, description="public id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorMessage, "description": "no such id"}
 }
@@ -124,7 +129,8 @@ def create_router(
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
         offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     ) -> Response:
-        """Tracks whose title, artists or album contain every word, most popular first."""
+        """Tracks whose title, artists or album contain every word, most popular first;
+        on the first page (``offset`` 0), playlists whose title or creator does too."""
         # The hot path: encoded straight from catalog rows (search_results), not through
         # the pydantic models, which stay the documented shape (response_model).
         # On a worker thread, however small the page: the event loop never waits for
@@ -151,6 +157,31 @@ def create_router(
         """The artist, ``limit`` of its albums from ``offset`` (any depth costs the same)
         and, with the first albums, its most popular tracks."""
         return _found(browser.artist(artist_id, offset, limit), "artist")
+
+    views = PlaylistViews(browser)
+
+    @router.get("/playlists", response_model=PlaylistList)
+    def playlists(
+        after: PlaylistKey = None,
+        before: PlaylistKey = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PLAYLISTS_PER_PAGE,
+    ) -> Response:
+        """The catalog's public playlists in public-id order: ``limit`` of them after the
+        id ``after`` (or before ``before``); the answer names where the pages next to it
+        begin. Any page costs the same."""
+        return _json(views.page(after, before, limit))
+
+    @router.get("/playlists/{playlist_id:path}", response_model=Playlist, responses=NOT_FOUND)
+    def playlist(
+        playlist_id: PublicId,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_POSITION, description="first entry's position")
+        ] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = ENTRIES_PER_PAGE,
+    ) -> Response:
+        """The playlist with ``limit`` of its entries from ``offset`` (any depth costs
+        the same); a matched entry carries its track, with whether this server plays it."""
+        return _found(views.playlist(playlist_id, offset, limit), "playlist")
 
     @router.get("/shuffle", response_model=ShuffleResults)
     def shuffle(

@@ -158,16 +158,20 @@ class Browser:
 
     def tracks_by_rowid(self, rowids: Sequence[int]) -> list[TrackSummary]:
         """:meth:`tracks_by_public_id` for catalog rowids."""
+        by_rowid = self.summaries_by_rowid(rowids)
+        return [by_rowid[r] for r in rowids if r in by_rowid]
+
+    def summaries_by_rowid(self, rowids: Sequence[int]) -> dict[int, TrackSummary]:
+        """Summaries of the tracks of ``rowids`` that exist, by rowid."""
         unique = list(dict.fromkeys(rowids))
         if not unique:
-            return []
+            return {}
         rows = (
             self.conn()
             .execute(f"{_SUMMARY_SQL} WHERE t.id IN ({_marks(len(unique))})", unique)
             .fetchall()
         )
-        by_rowid = {int(r[0]): s for r, s in zip(rows, self._summaries(rows), strict=True)}
-        return [by_rowid[r] for r in rowids if r in by_rowid]
+        return {int(r[0]): s for r, s in zip(rows, self._summaries(rows), strict=True)}
 
     def track(self, public_id: str) -> Track | None:
         row = self.conn().execute(f"{_SUMMARY_SQL} WHERE t.public_id = ?", (public_id,)).fetchone()

@@ -1,6 +1,6 @@
 """``ETag`` and ``Last-Modified`` on the answers that change only with the catalog.
 
-Track, album and artist pages, search results and statistics (web pages and JSON API)
+Track, album, artist and playlist pages, search results and statistics (web pages and JSON API)
 change when the catalog does, or when this server gets or verifies more audio (a track
 becomes playable), or when a new ``torrents.json`` is published: never between two
 requests otherwise. So their validator is taken from those files' metadata, not from the
@@ -41,8 +41,8 @@ CACHE_CONTROL = "private, no-cache"
 private, because pages show the signed-in user."""
 
 _PATHS = re.compile(
-    r"/api/v1/(?:tracks|albums|artists)/.+|/api/v1/(?:search|stats)"
-    r"|/(?:tracks|albums|artists|genres)/.+|/stats|/"
+    r"/api/v1/(?:tracks|albums|artists|playlists)/.+|/api/v1/(?:search|stats|playlists)"
+    r"|/(?:tracks|albums|artists|genres|playlists)/.+|/stats|/playlists|/"
 )
 """Paths whose answers change only with the archive. The home page is one only as a
 search (``/?q=…``): without words it shows a rotating selection."""

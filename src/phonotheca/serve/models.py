@@ -126,11 +126,65 @@ class Artist(BaseModel):
     top_tracks: list[TrackSummary]
 
 
+class PlaylistSummary(BaseModel):
+    """A public playlist of the catalog (FORMAT.md §4.8), as its source gives it."""
+
+    id: str = Field(description="public id, 'pl:...'")
+    title: str
+    creator: str | None = None
+    annotation: str | None = None
+    created: str | None = Field(default=None, description="the source's date, as given")
+    identifier: str | None = Field(default=None, description="the source's URL or URI")
+    entry_count: int
+    matched_count: int = Field(description="entries matched to a catalog track")
+    duration_ms: int | None = Field(
+        default=None, description="sum of the entries' durations that are known"
+    )
+
+
+class PlaylistEntry(BaseModel):
+    """One entry: what the playlist says, and the catalog track it was matched to."""
+
+    position: int = Field(description="from 0")
+    title: str | None = None
+    creator: str | None = None
+    album: str | None = None
+    duration_ms: int | None = None
+    identifier: str | None = None
+    match: str | None = Field(
+        default=None, description="how it was matched (mbid, isrc, name); null when not"
+    )
+    track: TrackSummary | None = Field(
+        default=None, description="the matched track; null when no catalog track matched"
+    )
+
+
+class Playlist(PlaylistSummary):
+    entries_offset: int = Field(default=0, description="position of the first entry listed")
+    entries: list[PlaylistEntry]
+
+
+class PlaylistList(BaseModel):
+    """A page of the catalog's playlists in public-id order."""
+
+    playlists: list[PlaylistSummary]
+    before: str | None = Field(
+        default=None, description="the page before: ?before= this id (null on the first)"
+    )
+    after: str | None = Field(
+        default=None, description="the page after: ?after= this id (null on the last)"
+    )
+
+
 class SearchResults(BaseModel):
     query: str
     offset: int
     limit: int
     tracks: list[TrackSummary]
+    playlists: list[PlaylistSummary] = Field(
+        default_factory=list,
+        description="playlists whose title or creator has every word (with offset 0 only)",
+    )
 
 
 class ShuffleResults(BaseModel):

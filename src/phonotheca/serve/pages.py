@@ -32,6 +32,8 @@ from phonotheca.serve.browse import (
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media_routes import NOT_FOUND_REASONS
 from phonotheca.serve.overview import Overview
+from phonotheca.serve.playlist_views import PlaylistViews
+from phonotheca.serve.playlists import ENTRIES_PER_PAGE, playlist_url
 from phonotheca.serve.security import (
     CSRF_FIELD,
     Sessions,
@@ -122,6 +124,7 @@ def make_environment() -> Environment:
         album_url=album_url,
         artist_url=artist_url,
         genre_url=genre_url,
+        playlist_url=playlist_url,
         audio_url=audio_url,
         version=__version__,
         csrf_field=CSRF_FIELD,
@@ -139,6 +142,7 @@ def create_router(
     serve = ctx.settings.serve
     throttle: SignInThrottle = ctx.throttle
     showcase = ShowcaseBuilder(ctx)
+    views = PlaylistViews(browser)
 
     def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
         user = sessions.current_user(request)
@@ -181,6 +185,7 @@ def create_router(
             "search.html",
             q=text,
             tracks=tracks[:PAGE_SIZE],
+            playlists=views.search(text) if page == 1 else [],
             page=page,
             more=len(tracks) > PAGE_SIZE,
         )
@@ -238,6 +243,32 @@ def create_router(
         tracks = browser.tracks_by_rowid(listing.genre_tracks(ctx, span, at, size))
         pager = listing.Pager(at, size, len(span))
         return render(request, "genre.html", genre=found, tracks=tracks, pager=pager)
+
+    @router.get("/playlists", response_class=HTMLResponse)
+    def playlists_page(
+        request: Request,
+        after: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
+        before: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
+    ) -> Response:
+        """The catalog's playlists, a page at a time in public-id order (keyset links)."""
+        if (redirect := gate(request)) is not None:
+            return redirect
+        return render(request, "playlists.html", listing=views.page(after, before))
+
+    @router.get("/playlists/{playlist_id:path}", response_class=HTMLResponse)
+    def playlist_page(
+        request: Request,
+        playlist_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
+        at: Annotated[int, Query(ge=0, le=listing.MAX_POSITION)] = 0,
+    ) -> Response:
+        """A playlist's entries, a page of positions at a time."""
+        if (redirect := gate(request)) is not None:
+            return redirect
+        playlist = views.playlist(playlist_id, at, ENTRIES_PER_PAGE)
+        if playlist is None:
+            return not_found(request, "No playlist has this id.")
+        pager = listing.Pager(at, ENTRIES_PER_PAGE, playlist.entry_count)
+        return render(request, "playlist.html", playlist=playlist, pager=pager)
 
     @router.get("/shuffle", response_class=HTMLResponse)
     def shuffle_page(request: Request) -> Response:

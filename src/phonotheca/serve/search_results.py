@@ -21,6 +21,7 @@ import sqlite3
 import msgspec
 
 from phonotheca.catalog import search as engine
+from phonotheca.serve import playlists
 from phonotheca.serve.browse import audio_url
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary, durations
@@ -65,11 +66,24 @@ class _TrackSummary(msgspec.Struct):
     loudness: _Loudness | None
 
 
+class _PlaylistSummary(msgspec.Struct):
+    id: str
+    title: str
+    creator: str | None
+    annotation: str | None
+    created: str | None
+    identifier: str | None
+    entry_count: int
+    matched_count: int
+    duration_ms: int | None
+
+
 class _SearchResults(msgspec.Struct):
     query: str
     offset: int
     limit: int
     tracks: list[_TrackSummary]
+    playlists: list[_PlaylistSummary]
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -96,10 +110,29 @@ def _marks(n: int) -> str:
 def search_json(ctx: ServeContext, text: str, limit: int, offset: int) -> bytes:
     """The JSON body of ``SearchResults`` for ``text``: most popular matches first.
 
-    Uses the calling thread's catalog connection.
+    Uses the calling thread's catalog connection. The first page has the matching
+    playlists too (:data:`~phonotheca.serve.playlists.SEARCH_HITS` at most).
     """
-    tracks = _tracks(ctx.catalog(), ctx.media, text, limit, offset)
-    return _ENCODER.encode(_SearchResults(query=text, offset=offset, limit=limit, tracks=tracks))
+    conn = ctx.catalog()
+    tracks = _tracks(conn, ctx.media, text, limit, offset)
+    found = playlists.search(conn, text) if offset == 0 else []
+    listed = [
+        _PlaylistSummary(
+            p.public_id,
+            p.title,
+            p.creator,
+            p.annotation,
+            p.created,
+            p.identifier,
+            p.entries,
+            p.matched,
+            p.duration_ms,
+        )
+        for p in found
+    ]
+    return _ENCODER.encode(
+        _SearchResults(query=text, offset=offset, limit=limit, tracks=tracks, playlists=listed)
+    )
 
 
 def _tracks(

@@ -175,10 +175,34 @@
   }
   function enc(id) { return encodeURIComponent(id); }
 
-  function showResults(q, tracks) {
+  function showResults(q, tracks, playlists) {
+    const nodes = [];
+    if (playlists && playlists.length) {
+      const h2 = document.createElement("h2");
+      h2.className = "playlist-hits";
+      h2.textContent = "Playlists matching “" + q + "”";
+      const ul = document.createElement("ul");
+      ul.className = "playlists";
+      playlists.forEach(function (p) {
+        const li = document.createElement("li");
+        li.className = "playlist-item";
+        const a = link("/playlists/" + enc(p.id), p.title);
+        a.title = p.title;
+        li.appendChild(a);
+        const facts = document.createElement("span");
+        facts.className = "muted";
+        facts.textContent = (p.creator ? " by " + p.creator : "") + " · " +
+          p.entry_count.toLocaleString("en") + " entries, " +
+          p.matched_count.toLocaleString("en") + " in the catalog";
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(facts);
+        ul.appendChild(li);
+      });
+      nodes.push(h2, ul);
+    }
     const h1 = document.createElement("h1");
     h1.textContent = "Tracks matching “" + q + "”";
-    const nodes = [h1];
+    nodes.push(h1);
     if (tracks.length === 0) {
       const p = document.createElement("p");
       p.className = "empty";
@@ -246,7 +270,7 @@
           .then(function (r) { return r.ok ? r.json() : null; })
           .then(function (data) {
             if (!data || mine !== seq) return;   // a newer keystroke won
-            showResults(q, data.tracks);
+            showResults(q, data.tracks, data.playlists);
             history.replaceState(null, "", "/?q=" + encodeURIComponent(q));
           });
       }, 120);

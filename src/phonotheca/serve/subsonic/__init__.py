@@ -10,7 +10,8 @@ Modules: :mod:`.system` (ping, license, extensions, user), :mod:`.browsing` (fol
 indexes, artists, albums, songs, genres), :mod:`.searching` (search2/3), :mod:`.lists`
 (album lists, random songs, songs by genre), :mod:`.similar` (similar songs),
 :mod:`.media` (stream, download, cover art), :mod:`.lyrics` (lyrics from the files' tags),
-:mod:`.annotation` (stars, scrobbles), :mod:`.playlists`, :mod:`.activity` (now playing,
+:mod:`.annotation` (stars, scrobbles), :mod:`.playlists` (the users'),
+:mod:`.catalog_playlists` (the catalog's, beside them), :mod:`.activity` (now playing,
 scan status).
 """
 
@@ -30,6 +31,7 @@ from phonotheca.serve.subsonic import (
     activity,
     annotation,
     browsing,
+    catalog_playlists,
     lists,
     lyrics,
     media,
@@ -52,6 +54,7 @@ ENDPOINTS: dict[str, Handler] = {
     **media.ENDPOINTS,
     **annotation.ENDPOINTS,
     **playlists.ENDPOINTS,
+    **catalog_playlists.ENDPOINTS,  # after the users' own: it wraps them
     **similar.ENDPOINTS,
     **lyrics.ENDPOINTS,
     **activity.ENDPOINTS,

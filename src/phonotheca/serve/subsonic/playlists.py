@@ -82,7 +82,7 @@ def get_playlists(call: Call) -> Payload:
     return {"playlists": {"playlist": listed}}
 
 
-def _with_entries(call: Call, playlist: Playlist) -> Payload:
+def with_entries(call: Call, playlist: Playlist) -> Payload:
     track_ids = items.track_rowids(call.conn, playlist.tracks)
     out = _summary(call, playlist, track_ids)
     # Repeats are allowed in a playlist: build each song once, list it at every position.
@@ -92,7 +92,7 @@ def _with_entries(call: Call, playlist: Playlist) -> Payload:
 
 
 def get_playlist(call: Call) -> Payload:
-    return {"playlist": _with_entries(call, _visible(call, call.require("id")))}
+    return {"playlist": with_entries(call, _visible(call, call.require("id")))}
 
 
 def _songs(call: Call, name: str) -> list[str]:
@@ -117,7 +117,7 @@ def create_playlist(call: Call) -> Payload:
         if not name:
             raise SubsonicError(MISSING_PARAMETER, "required parameter 'name' or 'playlistId'")
         playlist = call.state.create_playlist(call.user_id, name, songs)
-    return {"playlist": _with_entries(call, playlist)}
+    return {"playlist": with_entries(call, playlist)}
 
 
 def update_playlist(call: Call) -> Payload:
