@@ -14,10 +14,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from phonotheca.audio.loudness import replaygain
 from phonotheca.blobs import blob_path, sniff_image
 from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.ondemand import OnDemand, TrackFetch
+from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.playable import PlayableSampler
 from phonotheca.serve.streaming import ByteSlice, content_disposition, etag_of, ranged_response
 
@@ -127,6 +132,8 @@ class TrackMedia:
     ) * 5
     """EBU R128 figures from the ledger: loudness, true peak, range, album loudness and
     album true peak."""
+    swarm: bool = False
+    """Not held here but played from the swarm when asked (``[serve] on_demand``)."""
 
     def loudness(self) -> dict[str, float | None] | None:
         """The API's ``loudness`` object (:class:`~phonotheca.serve.models.Loudness`), or
@@ -208,6 +215,8 @@ class MediaLibrary:
         self.ctx = ctx
         self._mirror = MirrorState()
         self.sampler = PlayableSampler(self)
+        serve = ctx.settings.serve
+        self.on_demand = OnDemand(ctx.roots, serve) if serve.on_demand else None
 
     # -- tracks ------------------------------------------------------------------------------
 
@@ -313,7 +322,40 @@ class MediaLibrary:
             reason=reason,
             torrent=f"{collection}.torrent",
             levels=tuple(levels),
+            swarm=reason is not None and self.on_demand is not None,
         )
+
+    # -- playing -----------------------------------------------------------------------------
+
+    def _swarm_open(self, media: TrackMedia) -> tuple[TrackMedia, TrackFetch | None]:
+        """The track's cache file (as the media to serve), or the fetch getting it."""
+        assert self.on_demand is not None and media.collection and media.volume
+        track = SwarmTrack(
+            media.track_id, media.collection, media.volume, media.offset, media.length, media.sha256
+        )
+        found = self.on_demand.open(track)
+        if isinstance(found, Path):
+            return replace(media, path=found, offset=0), None
+        return replace(media, path=None, offset=0), found
+
+    def response(
+        self, request: Request, media: TrackMedia, *, attachment: bool = False
+    ) -> Response:
+        """The track's bytes for ``request``: from this server's disks, or, for a track
+        played from the swarm, from the cache or as they are fetched (OnDemandError when
+        they cannot be). The caller has checked access and ``playable or swarm``."""
+        if media.playable:
+            return ranged_response(request, media, attachment=attachment)
+        served, fetch = self._swarm_open(media)
+        return ranged_response(request, served, attachment=attachment, reader=fetch)
+
+    def whole_file(self, media: TrackMedia) -> TrackMedia:
+        """The media with its bytes in one file (a swarm track waits for its whole fetch),
+        for readers that need a file, such as the transcoder."""
+        if media.playable:
+            return media
+        served, fetch = self._swarm_open(media)
+        return served if fetch is None else replace(served, path=fetch.wait_done())
 
     def _find_volume(
         self, collection: str, volume: str, offset: int, length: int
