@@ -424,6 +424,14 @@ def _parse(cls: type[T], table: dict[str, Any], name: str, source: str) -> T:
     return replace(cls(), **values)  # type: ignore[type-var]
 
 
+def parse_serve_value(key: str, raw: Any) -> Any:
+    """A ``[serve]`` value given elsewhere than the file (a command-line option)."""
+    try:
+        return _PARSERS[f"serve.{key}"](raw)
+    except ValueError as exc:
+        raise SettingsError(f"{raw!r}: {exc}") from None
+
+
 def load_settings(archive_dir: Path) -> Settings:
     """Read ``phonotheca.toml`` in ``archive_dir``; defaults when there is none."""
     path = archive_dir / SETTINGS_FILE

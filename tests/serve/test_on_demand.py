@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from phonotheca.catalog.search import rebuild_search
 from phonotheca.config import load_settings
 from phonotheca.serve.app import create_app
 from phonotheca.serve.context import ServeContext
@@ -126,6 +127,12 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
     server_root = base / "server"
     (server_root / "torrents").mkdir(parents=True)
     shutil.copy(fx.root / "catalog.sqlite3", server_root / "catalog.sqlite3")
+    conn = sqlite3.connect(server_root / "catalog.sqlite3")
+    try:
+        rebuild_search(conn)  # as publish does (the fixture writes rows directly)
+        conn.commit()
+    finally:
+        conn.close()
     for torrent in (fx.root / "torrents").glob("*.torrent"):
         shutil.copy(torrent, server_root / "torrents" / torrent.name)
     (server_root / "phonotheca.toml").write_text(
@@ -377,3 +384,45 @@ def test_a_restart_plays_from_the_cache_and_never_serves_changed_bytes(
         assert client.get(f"/tracks/{bad_id}/audio").content == bad
         assert seeds[0].bytes_sent() >= len(bad)  # fetched again, not served damaged
     assert ctx.media.on_demand.fetches_started == 1
+
+
+def test_pages_api_and_subsonic_mark_tracks_played_from_the_swarm(
+    swarm: Swarm, seeds: list[Seed], tmp_path: Path
+) -> None:
+    packed, not_packed = "syn:track:3", "syn:track:17"  # the third band is metadata only
+    with _serving(create_app(_context(swarm, tmp_path / "cache"))) as client:
+        info = client.get(f"/api/v1/tracks/{packed}").json()
+        assert info["availability"]["swarm"] and not info["availability"]["playable"]
+        assert info["audio_url"] == "/tracks/syn%3Atrack%3A3/audio"
+        bare = client.get(f"/api/v1/tracks/{not_packed}").json()
+        assert not bare["availability"]["swarm"] and bare["audio_url"] is None
+        page = client.get(f"/tracks/{packed}").text
+        assert "Played from the swarm" in page and "demo_pop-050-100_0001.torrent" in page
+        assert "Played from the swarm" not in client.get(f"/tracks/{not_packed}").text
+        found = client.get("/", params={"q": "Song"}).text
+        assert "from the swarm" in found
+    # Without on_demand, the same track is "not here".
+    with _serving(create_app(_context(swarm, tmp_path / "c2", on_demand=False))) as client:
+        info = client.get(f"/api/v1/tracks/{packed}").json()
+        assert not info["availability"]["swarm"] and info["audio_url"] is None
+        assert client.get(f"/tracks/{packed}/audio").status_code == 404
+
+
+def _random_ids(client: Any, swarm: Swarm) -> list[str]:
+    params = {**swarm.subsonic(""), "size": "50", "musicFolderId": "1"}
+    del params["id"]
+    got = client.get("/rest/getRandomSongs", params=params).json()["subsonic-response"]
+    return [s["id"] for s in got["randomSongs"].get("song", [])]
+
+
+def test_random_songs_draw_swarm_tracks_only_when_asked(
+    swarm: Swarm, seeds: list[Seed], tmp_path: Path
+) -> None:
+    with _serving(create_app(_context(swarm, tmp_path / "cache"))) as client:
+        assert _random_ids(client, swarm) == []  # this server holds no track
+    ctx = _context(swarm, tmp_path / "cache", on_demand_random=True)
+    with _serving(create_app(ctx)) as client:
+        drawn = _random_ids(client, swarm)
+    # The 12 packed tracks, none of the 6 metadata-only ones.
+    packed = {f"tr-syn:track:{n}" for n in range(12)}
+    assert drawn and set(drawn) <= packed and len(drawn) == len(set(drawn))

@@ -238,8 +238,9 @@ class MediaLibrary:
         rows = self.ctx.catalog().execute(f"{_TRACK_SQL} WHERE t.public_id IN ({marks})", unique)
         return {str(row[0]): self._media(row) for row in rows}
 
-    def playable_rowids(self, rowids: list[int]) -> set[int]:
-        """The tracks among ``rowids`` (catalog rowids) whose bytes this server holds."""
+    def playable_rowids(self, rowids: list[int], *, swarm: bool = False) -> set[int]:
+        """The tracks among ``rowids`` (catalog rowids) whose bytes this server holds;
+        with ``swarm``, those it plays from the swarm too."""
         unique = list(dict.fromkeys(rowids))
         if not unique:
             return set()
@@ -247,7 +248,11 @@ class MediaLibrary:
         rows = self.ctx.catalog().execute(
             f"SELECT t.id, {_TRACK_FROM} WHERE t.id IN ({marks})", unique
         )
-        return {int(row[0]) for row in rows if self._media(row[1:]).playable}
+        return {
+            int(row[0])
+            for row in rows
+            if (m := self._media(row[1:])).playable or (swarm and m.swarm)
+        }
 
     @staticmethod
     def valid_collection(name: str) -> bool:
