@@ -28,7 +28,13 @@ from phonotheca.serve.context import ServeContext
 from phonotheca.serve.state import StateStore
 from phonotheca.torrents.layout import read_layout
 from phonotheca.torrents.webseed import make_server
-from tests.mirror.test_metadata_only import _serving
+from tests.mirror.test_metadata_only import (
+    WebSeed,
+    _metadata_only,
+    _mirror_dir,
+    _serving,
+)
+from tests.mirror.test_metadata_only import seed as published_seed  # noqa: F401 (a fixture)
 from tests.peers import PIECE_LENGTH, FixtureArchive, build_archive, free_port, wait_until
 
 TRACK_SIZE = 200_000
@@ -426,3 +432,44 @@ def test_random_songs_draw_swarm_tracks_only_when_asked(
     # The 12 packed tracks, none of the 6 metadata-only ones.
     packed = {f"tr-syn:track:{n}" for n in range(12)}
     assert drawn and set(drawn) <= packed and len(drawn) == len(set(drawn))
+
+
+def test_a_metadata_only_mirror_plays_the_archive_from_its_web_seed(
+    published_seed: WebSeed,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """The whole point: a mirror with the catalog and no audio plays any packed track;
+    the audio torrent comes from the listing (checked against its infohash)."""
+    directory, _ = _mirror_dir(tmp_path)
+    result = _metadata_only(published_seed, directory)
+    assert result.exit_code == 0, result.output
+    collection = published_seed.fx.collections[0]
+    assert not (directory / "torrents" / f"{collection}.torrent").exists()
+    settings = load_settings(directory)
+    cache = tmp_path / "cache"
+    serve = replace(settings.serve, on_demand=True, cache_dir=str(cache), public_audio=True)
+    ctx = ServeContext(settings=replace(settings, serve=serve), roots=[directory])
+    volume, offset, length = _ledger(directory, "syn:track:2")
+    with open(published_seed.fx.payload(collection) / "data" / volume, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    with _serving(create_app(ctx)) as client:
+        got = client.get("/tracks/syn:track:2/audio")
+        assert got.status_code == 200 and got.content == data
+    assert (cache / "torrents" / f"{collection}.torrent").read_bytes() == (
+        published_seed.fx.torrent(collection).read_bytes()
+    )
+    assert any(collection in path for path in published_seed.sent)
+
+
+def _ledger(root: Path, track_id: str) -> tuple[str, int, int]:
+    conn = sqlite3.connect(root / "catalog.sqlite3")
+    try:
+        row = conn.execute(
+            "SELECT l.volume, l.offset, l.length FROM ledger l JOIN tracks t"
+            " ON t.id = l.track_id WHERE t.public_id = ?",
+            (track_id,),
+        ).fetchone()
+    finally:
+        conn.close()
+    return str(row[0]), int(row[1]), int(row[2])
