@@ -185,6 +185,10 @@ def test_plays_a_track_it_does_not_hold_and_caches_it(
     with _serving(create_app(ctx)) as client:
         info = client.get(f"/api/v1/tracks/{track_id}").json()
         assert not info["playable"]
+        # A HEAD says what a GET would send, and fetches nothing.
+        head = client.head(f"/tracks/{track_id}/audio")
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
+        assert seeds[0].sent == [] and ctx.media.on_demand.fetches_started == 0
         got = client.get(f"/tracks/{track_id}/audio")
         assert got.status_code == 200, got.text
         assert got.content == data

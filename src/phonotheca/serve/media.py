@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ from phonotheca.serve.context import ServeContext
 from phonotheca.serve.ondemand import OnDemand, TrackFetch
 from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.playable import PlayableSampler
-from phonotheca.serve.streaming import ByteSlice, content_disposition, etag_of, ranged_response
+from phonotheca.serve.streaming import (
+    ByteSlice,
+    content_disposition,
+    etag_of,
+    ranged_response,
+    read_slice,
+)
 
 __all__ = [
     "ByteSlice",
@@ -332,16 +339,22 @@ class MediaLibrary:
 
     # -- playing -----------------------------------------------------------------------------
 
-    def _swarm_open(self, media: TrackMedia) -> tuple[TrackMedia, TrackFetch | None]:
-        """The track's cache file (as the media to serve), or the fetch getting it."""
+    def _swarm_open(self, media: TrackMedia) -> Path | TrackFetch:
+        """The track's cache file, or the fetch getting it."""
         assert self.on_demand is not None and media.collection and media.volume
         track = SwarmTrack(
             media.track_id, media.collection, media.volume, media.offset, media.length, media.sha256
         )
-        found = self.on_demand.open(track)
+        return self.on_demand.open(track)
+
+    def _swarm_chunks(self, media: TrackMedia, start: int, count: int) -> Iterator[bytes]:
+        """Bytes of a track played from the swarm: the track is opened (a fetch started)
+        only when they are read, so a ``HEAD`` or a ``304`` fetches nothing."""
+        found = self._swarm_open(media)
         if isinstance(found, Path):
-            return replace(media, path=found, offset=0), None
-        return replace(media, path=None, offset=0), found
+            yield from read_slice(found, start, count)
+        else:
+            yield from found.chunks(start, count)
 
     def response(
         self, request: Request, media: TrackMedia, *, attachment: bool = False
@@ -351,16 +364,18 @@ class MediaLibrary:
         they cannot be). The caller has checked access and ``playable or swarm``."""
         if media.playable:
             return ranged_response(request, media, attachment=attachment)
-        served, fetch = self._swarm_open(media)
-        return ranged_response(request, served, attachment=attachment, reader=fetch)
+        reader = _SwarmReader(self, media)
+        served = replace(media, path=None, offset=0)
+        return ranged_response(request, served, attachment=attachment, reader=reader)
 
     def whole_file(self, media: TrackMedia) -> TrackMedia:
         """The media with its bytes in one file (a swarm track waits for its whole fetch),
         for readers that need a file, such as the transcoder."""
         if media.playable:
             return media
-        served, fetch = self._swarm_open(media)
-        return served if fetch is None else replace(served, path=fetch.wait_done())
+        found = self._swarm_open(media)
+        path = found if isinstance(found, Path) else found.wait_done()
+        return replace(media, path=path, offset=0)
 
     def _find_volume(
         self, collection: str, volume: str, offset: int, length: int
@@ -448,6 +463,17 @@ class MediaLibrary:
         if path is None or reason is not None:
             return None
         return CoverMedia(album_id, path, offset, length, sha256, _sniff_type(path, offset))
+
+
+@dataclass(frozen=True)
+class _SwarmReader:
+    """The :class:`~phonotheca.serve.streaming.SliceReader` of a swarm track."""
+
+    library: MediaLibrary
+    media: TrackMedia
+
+    def chunks(self, start: int, count: int) -> Iterator[bytes]:
+        return self.library._swarm_chunks(self.media, start, count)
 
 
 def _volume_ok(collection: str, volume: str) -> bool:

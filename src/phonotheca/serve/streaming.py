@@ -52,11 +52,9 @@ class ByteSlice(Protocol):
 class SliceReader(Protocol):
     """Bytes of a slice that are not all on disk yet (a track fetched on demand)."""
 
-    def wait_for(self, position: int) -> None:
-        """Return once byte ``position`` can be read; raise when it will not be."""
+    def chunks(self, start: int, count: int) -> Iterator[bytes]:
+        """``count`` bytes from ``start`` of the slice; may raise before the first."""
         ...
-
-    def chunks(self, start: int, count: int) -> Iterator[bytes]: ...
 
 
 def etag_of(sha256: str) -> str:
@@ -111,8 +109,9 @@ def ranged_response(
 
     ``attachment`` makes browsers save rather than play (``Content-Disposition``).
     The caller has checked access and that the bytes are present (``media.path``), or
-    gives the ``reader`` of bytes being fetched: the response starts once the first byte
-    asked is there (what ``reader.wait_for`` raises reaches the caller).
+    gives the ``reader`` of bytes being fetched: the response starts once the first chunk
+    asked is there (what the reader raises before it reaches the caller); a ``HEAD`` or a
+    ``304`` reads nothing.
     """
     if media.path is None and reader is None:
         raise ValueError("ranged_response needs bytes on disk: check TrackMedia.playable first")

@@ -86,6 +86,11 @@ class OnDemand:
                 flight.start()
         return flight
 
+    def fetching(self) -> int:
+        """Fetches running now."""
+        with self._lock:
+            return len(self._flights)
+
     def _done(self, flight: TrackFetch) -> None:
         try:
             if flight.error is None:
