@@ -58,9 +58,23 @@ class TrackCache:
         self._checked: set[str] = set()
         """sha256s whose files this process has hashed (after a restart, each once)."""
         self._lock = threading.Lock()
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
             conn.executescript(_SCHEMA)
+            self._reconcile(conn)
+        finally:
+            conn.close()
         self._remove_stale_partials()
+
+    def _reconcile(self, conn: sqlite3.Connection) -> None:
+        """After a crash: a file renamed in but never recorded is deleted (it would
+        escape the budget), a row whose file is gone is dropped. Bounded by the cache."""
+        recorded = {r[0] for r in conn.execute("SELECT sha256 FROM tracks")}
+        on_disk = {p.name for p in self.directory.glob("??/*") if p.is_file()}
+        for name in on_disk - recorded:
+            self.path(name).unlink(missing_ok=True)
+        for sha256 in recorded - on_disk:
+            conn.execute("DELETE FROM tracks WHERE sha256 = ?", (sha256,))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.directory / INDEX_FILE, timeout=30, isolation_level=None)
