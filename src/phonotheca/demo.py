@@ -352,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "  mirror them, from another shell (Ctrl-C when 'mirror status' says done, then"
         f" 'phonotheca verify {mirror_dir}'):\n"
         f"    {mirror_command(url, mirror_dir, publisher_key(root))}\n"
-        "  a second server with no audio, playing every track from this one's web seed"
-        " (from another shell):\n"
+        "  a second server with no audio, playing from this web seed (another shell):\n"
         + "".join(
             f"    {line}\n"
             for line in second_server_commands(
