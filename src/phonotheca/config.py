@@ -118,6 +118,9 @@ class ServeSettings:
     gets a clear error."""
     on_demand_random: bool = False
     """Whether Subsonic ``getRandomSongs`` may draw tracks played from the swarm."""
+    on_demand_peers: bool = True
+    """Ask BitTorrent peers too (a libtorrent session with the ``[mirror]`` discovery
+    settings, on an ephemeral port), not only web seeds."""
 
 
 @dataclass(frozen=True)
@@ -399,6 +402,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.cache_dir": _directory,
     "serve.on_demand_timeout": _seconds,
     "serve.on_demand_random": _bool,
+    "serve.on_demand_peers": _bool,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,

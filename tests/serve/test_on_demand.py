@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import libtorrent as lt
 import pytest
 
 from phonotheca.catalog.search import rebuild_search
@@ -28,6 +29,7 @@ from phonotheca.serve.context import ServeContext
 from phonotheca.serve.state import StateStore
 from phonotheca.torrents.layout import read_layout
 from phonotheca.torrents.webseed import make_server
+from tests.mirror.swarm import Tracker
 from tests.mirror.test_metadata_only import (
     WebSeed,
     _metadata_only,
@@ -35,7 +37,15 @@ from tests.mirror.test_metadata_only import (
     _serving,
 )
 from tests.mirror.test_metadata_only import seed as published_seed  # noqa: F401 (a fixture)
-from tests.peers import PIECE_LENGTH, FixtureArchive, build_archive, free_port, wait_until
+from tests.peers import (
+    PIECE_LENGTH,
+    FixtureArchive,
+    build_archive,
+    free_port,
+    local_session,
+    wait_until,
+)
+from tests.peers import seed as seed_torrent
 
 TRACK_SIZE = 200_000
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -122,15 +132,8 @@ def _start_seed(root: Path, port: int) -> Seed:
     return seed
 
 
-@pytest.fixture(scope="module")
-def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
-    base = tmp_path_factory.mktemp("ondemand")
-    ports = [free_port(), free_port()]
-    urls = [f"http://127.0.0.1:{p}/torrents/" for p in ports]
-    fx = build_archive(base / "archive", web_seeds=urls, track_size=TRACK_SIZE)
-    seeds = [_start_seed(fx.root, p) for p in ports]
-    # The server's root: the catalog and the .torrent files, no audio.
-    server_root = base / "server"
+def _server_root(fx: FixtureArchive, server_root: Path) -> Path:
+    """A server's root for ``fx``: its catalog and .torrent files, no audio."""
     (server_root / "torrents").mkdir(parents=True)
     shutil.copy(fx.root / "catalog.sqlite3", server_root / "catalog.sqlite3")
     conn = sqlite3.connect(server_root / "catalog.sqlite3")
@@ -143,7 +146,21 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
         shutil.copy(torrent, server_root / "torrents" / torrent.name)
     (server_root / "phonotheca.toml").write_text(
         '[archive]\nname = "demo"\n[serve]\npassword_cost = 12\npublic_audio = true\n'
+        # The peers' session talks to 127.0.0.1 only.
+        '[mirror]\nlisten = "127.0.0.1:6881"\ndht = false\nlsd = false\nupnp = false\n'
+        "natpmp = false\n"
     )
+    return server_root
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
+    base = tmp_path_factory.mktemp("ondemand")
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{p}/torrents/" for p in ports]
+    fx = build_archive(base / "archive", web_seeds=urls, track_size=TRACK_SIZE)
+    seeds = [_start_seed(fx.root, p) for p in ports]
+    server_root = _server_root(fx, base / "server")
     store = StateStore(server_root / "state.sqlite3", password_cost=12)
     store.add_user(USER, PASSWORD)
     creds = store.rotate_subsonic_credentials(USER)
@@ -483,3 +500,35 @@ def _ledger(root: Path, track_id: str) -> tuple[str, int, int]:
     finally:
         conn.close()
     return str(row[0]), int(row[1]), int(row[2])
+
+
+def test_pieces_come_from_peers_when_there_is_no_web_seed(tmp_path: Path) -> None:
+    """A torrent with a tracker and no web seed: a libtorrent seeder on 127.0.0.1 sends
+    the pieces (announced to Debian's opentracker), through the server's peers' session."""
+    tracker = Tracker(tmp_path / "tracker", free_port())
+    fx = build_archive(tmp_path / "archive", trackers=[tracker.url], track_size=TRACK_SIZE)
+    torrents = [fx.torrent(c) for c in fx.collections]
+    tracker.start([str(lt.torrent_info(str(t)).info_hashes().v1) for t in torrents])
+    seeder = local_session()
+    try:
+        for torrent in torrents:
+            seed_torrent(seeder, torrent, fx.root / "torrents")
+        root = _server_root(fx, tmp_path / "server")
+        settings = load_settings(root)
+        serve = replace(settings.serve, on_demand=True, cache_dir=str(tmp_path / "cache"))
+        ctx = ServeContext(settings=replace(settings, serve=serve), roots=[root])
+        track_id = "syn:track:7"
+        volume, offset, length = _ledger(fx.root, track_id)
+        with open(fx.payload(fx.collections[1]) / "data" / volume, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        with _serving(create_app(ctx)) as client:
+            got = client.get(f"/tracks/{track_id}/audio")
+            assert got.status_code == 200, got.text
+            assert got.content == data
+        engine = ctx.media.on_demand
+        assert engine.pieces.bytes_fetched == 0  # no web seed
+        assert engine.peers is not None and engine.peers.bytes_received >= len(data)
+    finally:
+        del seeder
+        tracker.stop()

@@ -126,6 +126,9 @@ threads: requests wait their turn in order instead, which shortens the latency t
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
     yield
+    media: MediaLibrary = app.state.ctx.media
+    if media.on_demand is not None:
+        media.on_demand.close()
 
 
 def create_app(ctx: ServeContext) -> FastAPI:

@@ -20,6 +20,8 @@ from starlette.responses import Response
 
 from phonotheca.audio.loudness import replaygain
 from phonotheca.blobs import blob_path, sniff_image
+from phonotheca.config import Settings
+from phonotheca.mirror.session import SessionOptions
 from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.ondemand import OnDemand, TrackFetch
@@ -223,7 +225,9 @@ class MediaLibrary:
         self._mirror = MirrorState()
         self.sampler = PlayableSampler(self)
         serve = ctx.settings.serve
-        self.on_demand = OnDemand(ctx.roots, serve) if serve.on_demand else None
+        self.on_demand = (
+            OnDemand(ctx.roots, serve, _peer_options(ctx.settings)) if serve.on_demand else None
+        )
 
     # -- tracks ------------------------------------------------------------------------------
 
@@ -474,6 +478,15 @@ class _SwarmReader:
 
     def chunks(self, start: int, count: int) -> Iterator[bytes]:
         return self.library._swarm_chunks(self.media, start, count)
+
+
+def _peer_options(settings: Settings) -> SessionOptions | None:
+    """The on-demand peers' session: ``[mirror]``'s discovery settings and address, on an
+    ephemeral port (each server process has its own session)."""
+    if not settings.serve.on_demand_peers:
+        return None
+    host = settings.mirror.listen.rsplit(":", 1)[0]
+    return SessionOptions.from_settings(settings.mirror, listen=f"{host}:0")
 
 
 def _volume_ok(collection: str, volume: str) -> bool:

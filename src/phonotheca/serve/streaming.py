@@ -16,14 +16,22 @@ import itertools
 import os
 import secrets
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from phonotheca.httprange import ByteRange, RangeNotSatisfiable, if_range_matches, parse_ranges
+
+READER_THREADS = 64
+"""Threads that may wait for a :class:`SliceReader`'s bytes at once (per process): apart
+from the few that run request handlers, so clients waiting for a fetch never hold up
+the rest of the server."""
+_reader_limiter: anyio.CapacityLimiter | None = None
 
 CHUNK = 4 << 20
 """Bytes per read (each read is a hop to a worker thread): 4 MiB gave about 1.2x the
@@ -144,8 +152,12 @@ def ranged_response(
         headers["Content-Range"] = ranges[0].content_range(size)
         status = 206
     else:
-        return _multipart(media, ranges, headers, head, _read_with(media, reader))
-    return _body(media, ranges, status, headers, head, _read_with(media, reader))
+        return _multipart(
+            media, ranges, headers, head, _read_with(media, reader), reader is not None
+        )
+    return _body(
+        media, ranges, status, headers, head, _read_with(media, reader), reader is not None
+    )
 
 
 Read = Callable[[int, int], Iterator[bytes]]
@@ -167,19 +179,37 @@ def _body(
     headers: dict[str, str],
     head: bool,
     read: Read,
+    waits: bool,
 ) -> Response:
+    """``waits``: reading may wait for bytes to arrive (then in threads of their own)."""
     length = sum(r.length for r in ranges)
     headers["Content-Length"] = str(length)
     if head or not ranges:
         return Response(status_code=status, headers=headers, media_type=media.content_type)
     r = ranges[0]
-    chunks = read(r.first, r.length)
+    chunks = _started(read(r.first, r.length))
     return StreamingResponse(
-        _started(chunks),
+        _own_threads(chunks) if waits else chunks,
         status_code=status,
         headers=headers,
         media_type=media.content_type,
     )
+
+
+def _own_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` read in threads of their own (:data:`READER_THREADS`)."""
+
+    async def generate() -> AsyncIterator[bytes]:
+        global _reader_limiter
+        if _reader_limiter is None:
+            _reader_limiter = anyio.CapacityLimiter(READER_THREADS)
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, chunks, None, limiter=_reader_limiter)
+            if chunk is None:
+                return
+            yield chunk
+
+    return generate()
 
 
 def _started(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -192,7 +222,12 @@ def _started(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _multipart(
-    media: ByteSlice, ranges: list[ByteRange], headers: dict[str, str], head: bool, read: Read
+    media: ByteSlice,
+    ranges: list[ByteRange],
+    headers: dict[str, str],
+    head: bool,
+    read: Read,
+    waits: bool,
 ) -> Response:
     """``multipart/byteranges`` (RFC 9110 §14.6): one part per range, in request order."""
     boundary = secrets.token_hex(16)
@@ -219,4 +254,5 @@ def _multipart(
             yield from first if i == 0 else read(r.first, r.length)
         yield closing
 
-    return StreamingResponse(generate(), status_code=206, headers=headers, media_type=media_type)
+    body = _own_threads(generate()) if waits else generate()
+    return StreamingResponse(body, status_code=206, headers=headers, media_type=media_type)

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from phonotheca.build.tarvolume import PAYLOAD_DIR
 from phonotheca.config import ServeSettings
+from phonotheca.mirror.session import SessionOptions
 from phonotheca.serve.ondemand.cache import TrackCache
 from phonotheca.serve.ondemand.errors import OnDemandError
 from phonotheca.serve.ondemand.flight import TrackFetch
+from phonotheca.serve.ondemand.peers import SwarmPeers
 from phonotheca.serve.ondemand.pieces import WebSeedPieces
 from phonotheca.serve.ondemand.sources import TorrentFinder
 
@@ -40,11 +42,18 @@ class SwarmTrack:
 class OnDemand:
     """Fetches tracks this server does not hold; one per server process."""
 
-    def __init__(self, roots: list[Path], settings: ServeSettings) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        settings: ServeSettings,
+        peer_options: SessionOptions | None = None,
+    ) -> None:
+        """``peer_options``: the libtorrent session asking peers (None: web seeds only)."""
         directory = Path(settings.cache_dir) if settings.cache_dir else roots[0] / CACHE_DIR
         self.cache = TrackCache(directory, settings.cache_budget)
         self.finder = TorrentFinder(roots, directory)
-        self.pieces = WebSeedPieces(settings.on_demand_timeout)
+        self.peers = SwarmPeers(peer_options, directory / "peers") if peer_options else None
+        self.pieces = WebSeedPieces(settings.on_demand_timeout, self.peers)
         self.timeout = settings.on_demand_timeout
         self._lock = threading.Lock()
         self._flights: dict[str, TrackFetch] = {}
@@ -83,8 +92,15 @@ class OnDemand:
                 )
                 self._flights[track.sha256] = flight
                 self.fetches_started += 1
+                if self.peers is not None:
+                    self.peers.use(torrent, torrent.layout.pieces(flight.offset, flight.length))
                 flight.start()
         return flight
+
+    def close(self) -> None:
+        """Stop the peers' session (fetches running end on their own)."""
+        if self.peers is not None:
+            self.peers.close()
 
     def fetching(self) -> int:
         """Fetches running now."""
@@ -98,3 +114,5 @@ class OnDemand:
         finally:
             with self._lock:
                 self._flights.pop(flight.sha256, None)
+            if self.peers is not None:
+                self.peers.release(flight.torrent)

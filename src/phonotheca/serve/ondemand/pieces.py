@@ -4,7 +4,8 @@ A piece's bytes may lie in several files (a piece runs across file boundaries; B
 pad files are zeros and never asked for); each part is one HTTP ``Range`` request to the
 seed's URL of that file, on a kept-alive connection per seed. A piece whose SHA-1 does
 not match the torrent's is never handed out, and the seed that sent it is dropped for
-that torrent: the next seed is asked, and when none is left the error says so.
+that torrent: the next seed is asked, and when none is left the error says so. With a
+peers' session (:mod:`.peers`), connected peers are asked first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from phonotheca.serve.ondemand.errors import OnDemandError
+from phonotheca.serve.ondemand.peers import SwarmPeers
 from phonotheca.serve.ondemand.sources import SwarmTorrent
+
+PEER_WAIT = 5.0
+"""Seconds a piece asked of connected peers may take before the web seeds are asked."""
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -31,6 +36,8 @@ class WebSeedPieces:
     """Fetches verified pieces; shared by every fetch of the server (thread-safe)."""
 
     timeout: float
+    peers: SwarmPeers | None = None
+    """Asked first when set; the web seeds when no peer is connected or sends the piece."""
     bytes_fetched: int = 0
     """Payload bytes received, good or bad: what the benchmark compares to track sizes."""
     _dropped: dict[str, set[str]] = field(default_factory=dict)
@@ -45,6 +52,14 @@ class WebSeedPieces:
         """Piece ``index`` of ``torrent``, its SHA-1 checked; OnDemandError when no seed
         sends it."""
         failures: list[str] = []
+        if self.peers is not None:
+            # Without web seeds, wait for peers as long as a client would wait.
+            patience = 0.0 if torrent.web_seeds else self.timeout
+            wait = min(self.timeout, PEER_WAIT) if torrent.web_seeds else self.timeout
+            data = self.peers.piece(torrent, index, wait, patience)
+            if data is not None and hashlib.sha1(data).digest() == torrent.layout.piece_hash(index):
+                return data
+            failures.append("no peer sent it" if data is None else "a peer sent bad data")
         bad = self.dropped(torrent.name)
         for seed in torrent.web_seeds:
             if seed in bad:

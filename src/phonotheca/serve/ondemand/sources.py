@@ -32,6 +32,8 @@ class SwarmTorrent:
     """``<collection>``; the torrent file is ``<name>.torrent``."""
     layout: TorrentLayout
     web_seeds: tuple[str, ...]
+    metainfo: bytes
+    """The ``.torrent`` itself (for the peers' session)."""
 
     def file_url(self, seed: str, path: str) -> str:
         """The URL of payload file ``path`` at web seed ``seed`` (BEP 19: the seed names
@@ -110,12 +112,7 @@ class TorrentFinder:
         except LayoutError as exc:
             raise OnDemandError(str(exc), torrent=name) from None
         seeds.extend(_url_list(data))
-        unique = tuple(dict.fromkeys(seeds))
-        if not unique:
-            raise OnDemandError(
-                f"torrent {name} names no web seed: nothing to fetch it from", torrent=name
-            )
-        return SwarmTorrent(collection, layout, unique)
+        return SwarmTorrent(collection, layout, tuple(dict.fromkeys(seeds)), data)
 
     def _listed(self, collection: str) -> tuple[str, Listing, TorrentEntry] | None:
         """(where the listing came from, the listing, its audio entry) or None."""
