@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/on_demand.py                       # 2 GB in 20 collections
     .venv/bin/python bench/on_demand.py --size 400MB          # quick run
+    .venv/bin/python bench/on_demand.py --peers               # from a libtorrent seeder
 
 Packs (once, cached under $PHONOTHECA_BENCH_DIR) ``--collections`` collections of 4 MB
 random tracks with the build library, 4 MiB pieces, and serves them with the project's
@@ -13,6 +14,8 @@ client would. Printed: time to first byte (p50/p99, limit 1.5 s), time to the wh
 track, bytes fetched per track against track + 2 pieces, and a replay from the cache
 against a track held on disk (read the same way, in the same run; limit 0.8x).
 The server finds a track from its catalog's ledger, so no locator is read (0 bytes).
+With ``--peers`` the torrents name no web seed but Debian's opentracker on 127.0.0.1, and
+one libtorrent session seeds them: the engine's peers' session fetches every piece.
 """
 
 from __future__ import annotations
@@ -30,13 +33,18 @@ import threading
 import time
 from pathlib import Path
 
+import libtorrent as lt
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_WORKDIR
-from tests.peers import free_port
+from tests.mirror.swarm import Tracker
+from tests.peers import free_port, local_session
+from tests.peers import seed as seed_torrent
 
 from phonotheca.build import BagInfo, PackItem, member_name, pack_collection, read_index
 from phonotheca.config import ServeSettings
+from phonotheca.mirror.session import SessionOptions
 from phonotheca.plan.sizes import format_size, parse_size
 from phonotheca.serve.ondemand import OnDemand, TrackFetch
 from phonotheca.serve.ondemand.engine import SwarmTrack
@@ -50,7 +58,9 @@ TTFB_LIMIT = 1.5
 REPLAY_LIMIT = 0.8
 
 
-def build(root: Path, size: int, collections: int, seed_url: str) -> list[SwarmTrack]:
+def build(
+    root: Path, size: int, collections: int, seed_url: str | None, tracker: str | None = None
+) -> list[SwarmTrack]:
     """The archive's torrents/ (packed once) and every track's place in it."""
     torrents = root / "torrents"
     per = max(1, size // collections // TRACK_SIZE)
@@ -83,7 +93,11 @@ def build(root: Path, size: int, collections: int, seed_url: str) -> list[SwarmT
             )
         # The web seed's URL changes with its port: the torrent is made again each run.
         make_torrent(
-            bag, piece_length=PIECE, web_seeds=[seed_url], output=torrents / f"{name}.torrent"
+            bag,
+            piece_length=PIECE,
+            web_seeds=[seed_url] if seed_url else [],
+            trackers=[tracker] if tracker else [],
+            output=torrents / f"{name}.torrent",
         )
         for line in read_index((bag / "data" / "index.jsonl").read_bytes()):
             e = line.entry
@@ -111,6 +125,12 @@ def play(engine: OnDemand, track: SwarmTrack) -> tuple[float, float]:
     return first or 0.0, time.monotonic() - t0
 
 
+def _moved(engine: OnDemand) -> int:
+    """Bytes the engine received: from web seeds, and pieces handed over by peers."""
+    peers = engine.peers.bytes_received if engine.peers is not None else 0
+    return engine.pieces.bytes_fetched + peers
+
+
 def rate(path: Path, offset: int, length: int, rounds: int = 5) -> float:
     """Bytes per second reading a slice as the server streams it (best of ``rounds``)."""
     best = 0.0
@@ -133,12 +153,15 @@ def main() -> None:
     parser.add_argument("--plays", type=int, default=50, help="sequential plays (50)")
     parser.add_argument("--concurrent", type=int, default=16, help="plays at once (16)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--peers", action="store_true", help="a libtorrent seeder, no web seed")
     args = parser.parse_args()
     size = parse_size(args.size)
     root = args.workdir / f"ondemand-{size}-{args.collections}"
     port = free_port()
     t0 = time.monotonic()
-    tracks = build(root, size, args.collections, f"http://127.0.0.1:{port}/torrents/")
+    tracker = Tracker(Path(tempfile.mkdtemp(prefix="bench-tracker-")), free_port())
+    seed_url = None if args.peers else f"http://127.0.0.1:{port}/torrents/"
+    tracks = build(root, size, args.collections, seed_url, tracker.url if args.peers else None)
     print(
         f"archive: {len(tracks)} tracks of {format_size(TRACK_SIZE)} in {args.collections}"
         f" collections ({format_size(len(tracks) * TRACK_SIZE)}), pieces of 4 MiB;"
@@ -147,6 +170,18 @@ def main() -> None:
     )
     server = make_server(root, port=port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    seeder = None
+    peer_options = None
+    if args.peers:
+        torrent_files = sorted((root / "torrents").glob("*.torrent"))
+        tracker.start([str(lt.torrent_info(str(t)).info_hashes().v1) for t in torrent_files])
+        seeder = local_session(active_seeds=-1, active_limit=-1)  # all 20 announce
+        for t in torrent_files:
+            seed_torrent(seeder, t, root / "torrents", timeout=600)
+        peer_options = SessionOptions(
+            listen="127.0.0.1:0", dht=False, lsd=False, upnp=False, natpmp=False
+        )
+        print(f"  seeder ready after {time.monotonic() - t0:.1f} s", flush=True)
     rng = random.Random(1)
     picks = rng.sample(tracks, min(len(tracks), args.plays + args.concurrent))
     sequential, concurrent = picks[: args.plays], picks[args.plays :]
@@ -155,16 +190,18 @@ def main() -> None:
         (server_root / "torrents").mkdir()
         for torrent in (root / "torrents").glob("*.torrent"):
             shutil.copy(torrent, server_root / "torrents" / torrent.name)
-        settings = ServeSettings(on_demand=True, cache_dir=str(server_root / "cache"))
-        engine = OnDemand([server_root], settings)
+        settings = ServeSettings(
+            on_demand=True, cache_dir=str(server_root / "cache"), on_demand_peers=args.peers
+        )
+        engine = OnDemand([server_root], settings, peer_options)
         try:
             ttfb, whole, moved = [], [], []
             for track in sequential:
-                before = engine.pieces.bytes_fetched
+                before = _moved(engine)
                 first, last = play(engine, track)
                 ttfb.append(first)
                 whole.append(last)
-                moved.append(engine.pieces.bytes_fetched - before)
+                moved.append(_moved(engine) - before)
             results: list[tuple[float, float]] = []
             lock = threading.Lock()
 
@@ -173,7 +210,7 @@ def main() -> None:
                 with lock:
                     results.append(r)
 
-            before = engine.pieces.bytes_fetched
+            before = _moved(engine)
             threads = [threading.Thread(target=one, args=(t,)) for t in concurrent]
             c0 = time.monotonic()
             for t in threads:
@@ -181,7 +218,7 @@ def main() -> None:
             for t in threads:
                 t.join()
             wall = time.monotonic() - c0
-            c_moved = engine.pieces.bytes_fetched - before
+            c_moved = _moved(engine) - before
             # Replay: a cached track against one held on disk, read the same way.
             while engine.fetching():
                 time.sleep(0.05)
@@ -192,8 +229,12 @@ def main() -> None:
             cache_rate = rate(cached, 0, sequential[0].length)
             held_rate = rate(volume, held.offset, held.length)
         finally:
+            engine.close()
             server.shutdown()
             server.server_close()
+            if seeder is not None:
+                del seeder
+            tracker.stop()
     bound = TRACK_SIZE + 2 * PIECE
     print(f"sequential, {len(sequential)} plays:")
     p99 = pct(ttfb, 0.99)

@@ -148,7 +148,7 @@ class TrackFetch:
                 progressed = self._cond.wait(self.timeout)
                 if not progressed and not self._have[k] and self.error is None:
                     raise OnDemandError(
-                        f"torrent {self.torrent_file}: no web seed sent the piece needed"
+                        f"torrent {self.torrent_file}: no peer or web seed sent the piece needed"
                         f" within {self.timeout:g} s; try again later",
                         torrent=self.torrent_file,
                         timeout=True,
