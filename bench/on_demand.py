@@ -175,7 +175,9 @@ def main() -> None:
     if args.peers:
         torrent_files = sorted((root / "torrents").glob("*.torrent"))
         tracker.start([str(lt.torrent_info(str(t)).info_hashes().v1) for t in torrent_files])
-        seeder = local_session(active_seeds=-1, active_limit=-1)  # all 20 announce
+        # Every torrent announced, every requesting peer unchoked: one seeder stands for
+        # a swarm (libtorrent unchokes 8 peers by default, rotating every 15 s).
+        seeder = local_session(active_seeds=-1, active_limit=-1, unchoke_slots_limit=-1)
         for t in torrent_files:
             seed_torrent(seeder, t, root / "torrents", timeout=600)
         peer_options = SessionOptions(
