@@ -46,7 +46,7 @@ from phonotheca.build import BagInfo, PackItem, member_name, pack_collection, re
 from phonotheca.config import ServeSettings
 from phonotheca.mirror.session import SessionOptions
 from phonotheca.plan.sizes import format_size, parse_size
-from phonotheca.serve.ondemand import OnDemand, TrackFetch
+from phonotheca.serve.ondemand import OnDemand, OnDemandError, TrackFetch
 from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.streaming import read_slice
 from phonotheca.torrents import make_torrent
@@ -207,8 +207,15 @@ def main() -> None:
             results: list[tuple[float, float]] = []
             lock = threading.Lock()
 
+            failed: list[str] = []
+
             def one(track: SwarmTrack) -> None:
-                r = play(engine, track)
+                try:
+                    r = play(engine, track)
+                except OnDemandError as exc:
+                    with lock:
+                        failed.append(str(exc))
+                    return
                 with lock:
                     results.append(r)
 
@@ -253,12 +260,15 @@ def main() -> None:
         f" {format_size(int(statistics.mean(moved)))}; bound track + 2 pieces"
         f" {format_size(bound)} ({'ok' if max(moved) <= bound else 'OVER'})"
     )
-    c_ttfb = [r[0] for r in results]
-    print(f"concurrent, {len(concurrent)} plays at once ({wall:.2f} s wall):")
+    c_ttfb = [r[0] for r in results] or [0.0]
+    print(
+        f"concurrent, {len(concurrent)} plays at once ({wall:.2f} s wall),"
+        f" {len(failed)} failed{': ' + failed[0] if failed else ''}:"
+    )
     print(
         f"  TTFB p50 {statistics.median(c_ttfb) * 1000:7.1f} ms,"
         f" p99 {pct(c_ttfb, 0.99) * 1000:7.1f} ms;"
-        f" whole track p99 {pct([r[1] for r in results], 0.99):.2f} s;"
+        f" whole track p99 {pct([r[1] for r in results] or [0.0], 0.99):.2f} s;"
         f" {format_size(c_moved // max(1, len(concurrent)))} fetched per track"
     )
     print("locator: 0 bytes per lookup (the server reads its catalog's ledger)")
