@@ -22,6 +22,7 @@ from phonotheca.mirror.session import SessionOptions, make_session
 from phonotheca.serve.ondemand.sources import SwarmTorrent
 
 _TICK_MS = 200
+REMOVAL_WAIT = 5.0
 REANNOUNCE = 2.0
 """Seconds between announces while a wanted piece has no peer to come from."""
 
@@ -59,8 +60,16 @@ class SwarmPeers:
 
     def _add(self, torrent: SwarmTorrent) -> lt.torrent_handle:
         """Add ``torrent`` (the lock held), every piece at priority 0, no web seed."""
+        info = lt.torrent_info(torrent.metainfo)
+        # A removal is asynchronous: the same torrent added again while its removal runs
+        # would get the handle being removed.
+        until = time.monotonic() + REMOVAL_WAIT
+        while self.session.find_torrent(info.info_hashes().v1).is_valid():
+            if time.monotonic() >= until:
+                break
+            time.sleep(0.02)
         params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(torrent.metainfo)
+        params.ti = info
         params.save_path = str(self.workdir / torrent.name)
         params.piece_priorities = [0] * torrent.layout.num_pieces
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
