@@ -40,7 +40,8 @@ class SwarmPeers:
         self._handles: dict[str, lt.torrent_handle] = {}
         self._users: dict[str, int] = {}
         self._got: dict[tuple[str, int], bytes | None] = {}
-        self._waiting: set[tuple[str, int]] = set()
+        self._waiting: dict[tuple[str, int], int] = {}
+        """Readers waiting for each piece: two tracks' fetches may share a piece."""
         self._arrived = threading.Condition(self._lock)
         self.bytes_received = 0
         self._stop = False
@@ -101,8 +102,9 @@ class SwarmPeers:
             return None
         key = (str(handle.info_hashes().v1), index)
         with self._lock:
-            self._got.pop(key, None)
-            self._waiting.add(key)
+            if key not in self._waiting:
+                self._got.pop(key, None)
+            self._waiting[key] = self._waiting.get(key, 0) + 1
         if handle.have_piece(index):
             handle.read_piece(index)
         else:
@@ -128,8 +130,11 @@ class SwarmPeers:
                 if left <= 0:
                     break
                 self._arrived.wait(left)
-            data = self._got.pop(key, None)
-            self._waiting.discard(key)
+            data = self._got.get(key)
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                self._got.pop(key, None)
         if data is None:
             handle.reset_piece_deadline(index)
             handle.piece_priority(index, 1)
