@@ -60,6 +60,9 @@ def test_tables_parsed() -> None:
         ({"serve": {"signin_window": True}}, "at least 1"),
         ({"mirror": {"dht": "no"}}, "true or false"),
         ({"serve": {"subsonic_library": "all"}}, '"playable" or "catalog"'),
+        ({"serve": {"cache_budget": "lots"}}, "serve.cache_budget"),
+        ({"serve": {"on_demand_timeout": 0}}, "above 0"),
+        ({"serve": {"cache_dir": ""}}, "a directory path"),
         ({"serve": []}, "[serve] must be a table"),
     ],
 )
@@ -68,3 +71,23 @@ def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
         Settings.from_mapping(data, "x/phonotheca.toml")
     assert message in str(err.value)
     assert "x/phonotheca.toml" in str(err.value)
+
+
+def test_on_demand_settings() -> None:
+    s = Settings.from_mapping({})
+    assert not s.serve.on_demand and not s.serve.on_demand_random
+    assert s.serve.cache_budget == 10 * 1000**3 and s.serve.on_demand_timeout == 20.0
+    t = Settings.from_mapping(
+        {
+            "serve": {
+                "on_demand": True,
+                "cache_budget": "2GiB",
+                "cache_dir": "/var/cache/p",
+                "on_demand_timeout": 5,
+                "on_demand_random": True,
+            }
+        }
+    )
+    assert t.serve.on_demand and t.serve.on_demand_random
+    assert t.serve.cache_budget == 2 << 30 and t.serve.cache_dir == "/var/cache/p"
+    assert t.serve.on_demand_timeout == 5.0

@@ -105,6 +105,22 @@ class ServeSettings:
     subsonic_library: str = "playable"
     """What a Subsonic app lists when it names no music folder: ``playable`` (the tracks
     this server plays; the whole catalog while it holds none) or ``catalog``."""
+    on_demand: bool = False
+    """Play a packed track this server does not hold by fetching it when played, from the
+    web seeds its collection's torrent names (``serve --on-demand``)."""
+    cache_budget: int = 10 * 1000**3
+    """Bytes of tracks fetched on demand kept for replay (least recently played dropped
+    first)."""
+    cache_dir: str | None = None
+    """Where they are kept; default ``ARCHIVE/.ondemand-cache``."""
+    on_demand_timeout: float = 20.0
+    """Seconds a fetch may take to deliver the bytes a client waits for before the client
+    gets a clear error."""
+    on_demand_random: bool = False
+    """Whether Subsonic ``getRandomSongs`` may draw tracks played from the swarm."""
+    on_demand_peers: bool = True
+    """Ask BitTorrent peers too (a libtorrent session with the ``[mirror]`` discovery
+    settings, on an ephemeral port), not only web seeds."""
 
 
 @dataclass(frozen=True)
@@ -344,6 +360,18 @@ def _delete_cap(value: Any) -> DeleteCap:
         raise ValueError('expected a share such as "10%" or a size such as "50GB"') from None
 
 
+def _directory(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a directory path")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValueError("expected a number of seconds above 0, at most 3600")
+    return float(value)
+
+
 def _days(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3660:
         raise ValueError("expected a number of days from 1 to 3660")
@@ -369,6 +397,12 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "serve.password_cost": _password_cost,
     "serve.query_budget_ms": _count,
     "serve.subsonic_library": _subsonic_library,
+    "serve.on_demand": _bool,
+    "serve.cache_budget": _size,
+    "serve.cache_dir": _directory,
+    "serve.on_demand_timeout": _seconds,
+    "serve.on_demand_random": _bool,
+    "serve.on_demand_peers": _bool,
     "mirror.listen": _listen,
     "mirror.dht": _bool,
     "mirror.lsd": _bool,
@@ -392,6 +426,14 @@ def _parse(cls: type[T], table: dict[str, Any], name: str, source: str) -> T:
         except ValueError as exc:
             raise SettingsError(f"{source}: {name}.{key} = {raw!r}: {exc}") from None
     return replace(cls(), **values)  # type: ignore[type-var]
+
+
+def parse_serve_value(key: str, raw: Any) -> Any:
+    """A ``[serve]`` value given elsewhere than the file (a command-line option)."""
+    try:
+        return _PARSERS[f"serve.{key}"](raw)
+    except ValueError as exc:
+        raise SettingsError(f"{raw!r}: {exc}") from None
 
 
 def load_settings(archive_dir: Path) -> Settings:

@@ -5,7 +5,9 @@ of them are imported; a plan with a small budget keeps some originals and re-enc
 some to Opus; the build packs them into collections and torrents; publish writes the
 metadata release and ``torrents.json`` with the demo's own URL as base URL and web seed;
 a demo user is created and the web site, the Subsonic API and the torrents (a BEP 19 web
-seed) are served on http://127.0.0.1:8080 until you press Ctrl-C.
+seed) are served on http://127.0.0.1:8080 until you press Ctrl-C. It prints how to
+mirror them, and how to run a second server with no audio that plays every track from
+the demo's web seed (a metadata-only mirror served with ``--on-demand``).
 
 Running it again on the same folder reuses what is there: steps already done (imports,
 the plan with the same options) are skipped, the build and publish find nothing new, so
@@ -192,6 +194,29 @@ def mirror_command(url: str, mirror_dir: Path, publisher_key: str) -> str:
     )
 
 
+def second_server_commands(
+    url: str, directory: Path, publisher_key: str, port: int, host: str = "127.0.0.1"
+) -> list[str]:
+    """The commands that make a second server with no audio at all: a metadata-only
+    mirror of the demo, a user, and ``serve --on-demand``, which plays every packed track
+    from the demo's web seed."""
+    script = Path(sys.executable).with_name("phonotheca")
+    program = str(script) if script.exists() else "phonotheca"
+    d = str(directory)
+    return [
+        shlex.join(
+            [
+                *(program, "mirror", "run", d, "--torrents", f"{url}torrents.json"),
+                *("--metadata-only", "--listen", f"{host}:0", "--publisher-key", publisher_key),
+            ]
+        ),
+        shlex.join([program, "user", "add", "demo", "--archive", d]),
+        shlex.join(
+            [program, "serve", "--archive", d, "--on-demand", "--host", host, "--port", str(port)]
+        ),
+    ]
+
+
 def publisher_key(root: Path) -> str:
     """The demo's public key as mirror operators pin it (``RW…``)."""
     keys = ArchiveKeys(root)
@@ -326,7 +351,18 @@ def main(argv: list[str] | None = None) -> int:
         f"  torrents:     {url}torrents.json (this server is their web seed)\n"
         "  mirror them, from another shell (Ctrl-C when 'mirror status' says done, then"
         f" 'phonotheca verify {mirror_dir}'):\n"
-        f"    {mirror_command(url, mirror_dir, publisher_key(root))}\n",
+        f"    {mirror_command(url, mirror_dir, publisher_key(root))}\n"
+        "  a second server with no audio, playing from this web seed (another shell):\n"
+        + "".join(
+            f"    {line}\n"
+            for line in second_server_commands(
+                url,
+                root.resolve().with_name(root.resolve().name + "-ondemand"),
+                publisher_key(root),
+                args.port + 1,
+                args.host,
+            )
+        ),
         flush=True,
     )
     if args.no_serve:

@@ -91,6 +91,7 @@ def test_unarchived_track_says_so(client: httpx.Client, built_archive: Path) -> 
     assert api["availability"] == {
         "playable": False,
         "reason": "not_archived",
+        "swarm": False,
         "collection": None,
         "torrent": None,
         "codec": None,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from phonotheca.cli import main, until_stopped, user_errors
-from phonotheca.config import load_settings
+from phonotheca.config import Settings, load_settings
 
 
 @main.command("serve")
@@ -48,12 +50,27 @@ from phonotheca.config import load_settings
     help="Proxies trusted to set X-Forwarded-Proto (e.g. 127.0.0.1 behind nginx); "
     "sessions get the Secure flag when the original request was https.",
 )
+@click.option(
+    "--on-demand/--no-on-demand",
+    default=None,
+    help="Play tracks this server does not hold by fetching them from their torrents'"
+    " web seeds when played  [default: [serve] on_demand, off]",
+)
+@click.option(
+    "--cache-budget",
+    default=None,
+    metavar="SIZE",
+    help="Most bytes of on-demand tracks kept for replay, e.g. 10GB"
+    "  [default: [serve] cache_budget, 10GB]",
+)
 def serve(
     archive_dirs: tuple[Path, ...],
     host: str | None,
     port: int | None,
     workers: int,
     forwarded_allow_ips: str | None,
+    on_demand: bool | None,
+    cache_budget: str | None,
 ) -> None:
     """Serve the web UI, the JSON API (/api/v1) and the Subsonic API (/rest).
 
@@ -67,6 +84,10 @@ def serve(
     ([serve] subsonic_library picks what an app that names none lists); their lists are
     kept in FIRST-ARCHIVE/library.sqlite3, made again when the catalog or the collections
     held change.
+
+    With --on-demand, a packed track whose collection is not here is fetched when
+    played, piece by verified piece, from the web seeds of its torrent, and kept in
+    FIRST-ARCHIVE/.ondemand-cache within --cache-budget.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -80,7 +101,7 @@ def serve(
     roots = list(archive_dirs) or [Path(".")]
     with user_errors():
         check_roots(roots)
-        settings = load_settings(roots[0])
+        settings = _with_on_demand(load_settings(roots[0]), on_demand, cache_budget)
     ctx = ServeContext(settings=settings, roots=[r.resolve() for r in roots])
     bind_host = host or settings.serve.host
     bind_port = settings.serve.port if port is None else port
@@ -107,6 +128,7 @@ def serve(
                 StateStore(ctx.state_path).close()
                 load_key(ctx.roots[0])
                 os.environ[ROOTS_VARIABLE] = os.pathsep.join(str(r) for r in ctx.roots)
+                _export_on_demand(on_demand, cache_budget)
                 config = TcpConfig(
                     "phonotheca.serve.app:create_app_from_environment",
                     factory=True,
@@ -116,6 +138,35 @@ def serve(
                 Multiprocess(config, sockets=[config.bind_socket()]).run()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {bind_host}:{bind_port}: {exc}") from exc
+
+
+def _serve_options(on_demand: bool | None, cache_budget: str | None) -> dict[str, Any]:
+    """The ``[serve]`` values the command line sets (checked as the settings file's)."""
+    from phonotheca.config import SettingsError, parse_serve_value
+
+    options: dict[str, Any] = {}
+    if on_demand is not None:
+        options["on_demand"] = on_demand
+    if cache_budget is not None:
+        try:
+            options["cache_budget"] = parse_serve_value("cache_budget", cache_budget)
+        except SettingsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cache-budget") from None
+    return options
+
+
+def _with_on_demand(
+    settings: Settings, on_demand: bool | None, cache_budget: str | None
+) -> Settings:
+    options = _serve_options(on_demand, cache_budget)
+    return replace(settings, serve=replace(settings.serve, **options)) if options else settings
+
+
+def _export_on_demand(on_demand: bool | None, cache_budget: str | None) -> None:
+    """Hand the command line's ``[serve]`` values to the worker processes."""
+    from phonotheca.serve.app import SERVE_VARIABLE
+
+    os.environ[SERVE_VARIABLE] = json.dumps(_serve_options(on_demand, cache_budget))
 
 
 def _quiet_lifecycle() -> dict[str, Any]:

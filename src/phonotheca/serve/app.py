@@ -11,10 +11,12 @@ seed).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -124,6 +126,9 @@ threads: requests wait their turn in order instead, which shortens the latency t
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
     yield
+    media: MediaLibrary = app.state.ctx.media
+    if media.on_demand is not None:
+        media.on_demand.close()
 
 
 def create_app(ctx: ServeContext) -> FastAPI:
@@ -174,8 +179,16 @@ ROOTS_VARIABLE = "PHONOTHECA_SERVE_ROOTS"
 """How ``phonotheca serve --workers N`` hands its roots to each worker process."""
 
 
+SERVE_VARIABLE = "PHONOTHECA_SERVE_OPTIONS"
+"""``[serve]`` values given on the command line (JSON), for each worker process."""
+
+
 def create_app_from_environment() -> FastAPI:
     """The app for the roots in ``$PHONOTHECA_SERVE_ROOTS`` (``os.pathsep``-separated):
     the factory each uvicorn worker process calls."""
     roots = [Path(p) for p in os.environ[ROOTS_VARIABLE].split(os.pathsep) if p]
-    return create_app(ServeContext(settings=load_settings(roots[0]), roots=roots))
+    settings = load_settings(roots[0])
+    options = json.loads(os.environ.get(SERVE_VARIABLE) or "{}")
+    if options:
+        settings = replace(settings, serve=replace(settings.serve, **options))
+    return create_app(ServeContext(settings=settings, roots=roots))

@@ -118,6 +118,7 @@ class Browser:
             public_id = str(r[1])
             media = media_of.get(public_id)
             playable = media is not None and media.playable
+            swarm = media is not None and media.swarm
             duration, catalog_duration = durations(
                 r[8],  # type: ignore[arg-type]
                 media.duration_ms if media is not None else None,
@@ -137,7 +138,8 @@ class Browser:
                     popularity=r[10],  # type: ignore[arg-type]
                     listens=r[11],  # type: ignore[arg-type]
                     playable=playable,
-                    audio_url=audio_url(public_id) if playable else None,
+                    swarm=swarm,
+                    audio_url=audio_url(public_id) if playable or swarm else None,
                     loudness=_loudness(media),
                 )
             )
@@ -330,6 +332,7 @@ def _availability(media: TrackMedia | None) -> Availability:
     return Availability(
         playable=media.playable,
         reason=media.reason,
+        swarm=media.swarm,
         collection=media.collection,
         torrent=media.torrent,
         codec=media.codec,

@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from phonotheca.audio.loudness import replaygain
 from phonotheca.blobs import blob_path, sniff_image
+from phonotheca.config import Settings
+from phonotheca.mirror.session import SessionOptions
 from phonotheca.serve.availability import MirrorState, is_mirror, pieces_of, verified_path
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.ondemand import OnDemand, TrackFetch
+from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.playable import PlayableSampler
-from phonotheca.serve.streaming import ByteSlice, content_disposition, etag_of, ranged_response
+from phonotheca.serve.streaming import (
+    ByteSlice,
+    content_disposition,
+    etag_of,
+    ranged_response,
+    read_slice,
+)
 
 __all__ = [
     "ByteSlice",
@@ -127,6 +141,8 @@ class TrackMedia:
     ) * 5
     """EBU R128 figures from the ledger: loudness, true peak, range, album loudness and
     album true peak."""
+    swarm: bool = False
+    """Not held here but played from the swarm when asked (``[serve] on_demand``)."""
 
     def loudness(self) -> dict[str, float | None] | None:
         """The API's ``loudness`` object (:class:`~phonotheca.serve.models.Loudness`), or
@@ -208,6 +224,10 @@ class MediaLibrary:
         self.ctx = ctx
         self._mirror = MirrorState()
         self.sampler = PlayableSampler(self)
+        serve = ctx.settings.serve
+        self.on_demand = (
+            OnDemand(ctx.roots, serve, _peer_options(ctx.settings)) if serve.on_demand else None
+        )
 
     # -- tracks ------------------------------------------------------------------------------
 
@@ -229,8 +249,9 @@ class MediaLibrary:
         rows = self.ctx.catalog().execute(f"{_TRACK_SQL} WHERE t.public_id IN ({marks})", unique)
         return {str(row[0]): self._media(row) for row in rows}
 
-    def playable_rowids(self, rowids: list[int]) -> set[int]:
-        """The tracks among ``rowids`` (catalog rowids) whose bytes this server holds."""
+    def playable_rowids(self, rowids: list[int], *, swarm: bool = False) -> set[int]:
+        """The tracks among ``rowids`` (catalog rowids) whose bytes this server holds;
+        with ``swarm``, those it plays from the swarm too."""
         unique = list(dict.fromkeys(rowids))
         if not unique:
             return set()
@@ -238,7 +259,11 @@ class MediaLibrary:
         rows = self.ctx.catalog().execute(
             f"SELECT t.id, {_TRACK_FROM} WHERE t.id IN ({marks})", unique
         )
-        return {int(row[0]) for row in rows if self._media(row[1:]).playable}
+        return {
+            int(row[0])
+            for row in rows
+            if (m := self._media(row[1:])).playable or (swarm and m.swarm)
+        }
 
     @staticmethod
     def valid_collection(name: str) -> bool:
@@ -313,7 +338,48 @@ class MediaLibrary:
             reason=reason,
             torrent=f"{collection}.torrent",
             levels=tuple(levels),
+            swarm=reason is not None and self.on_demand is not None,
         )
+
+    # -- playing -----------------------------------------------------------------------------
+
+    def _swarm_open(self, media: TrackMedia) -> Path | TrackFetch:
+        """The track's cache file, or the fetch getting it."""
+        assert self.on_demand is not None and media.collection and media.volume
+        track = SwarmTrack(
+            media.track_id, media.collection, media.volume, media.offset, media.length, media.sha256
+        )
+        return self.on_demand.open(track)
+
+    def _swarm_chunks(self, media: TrackMedia, start: int, count: int) -> Iterator[bytes]:
+        """Bytes of a track played from the swarm: the track is opened (a fetch started)
+        only when they are read, so a ``HEAD`` or a ``304`` fetches nothing."""
+        found = self._swarm_open(media)
+        if isinstance(found, Path):
+            yield from read_slice(found, start, count)
+        else:
+            yield from found.chunks(start, count)
+
+    def response(
+        self, request: Request, media: TrackMedia, *, attachment: bool = False
+    ) -> Response:
+        """The track's bytes for ``request``: from this server's disks, or, for a track
+        played from the swarm, from the cache or as they are fetched (OnDemandError when
+        they cannot be). The caller has checked access and ``playable or swarm``."""
+        if media.playable:
+            return ranged_response(request, media, attachment=attachment)
+        reader = _SwarmReader(self, media)
+        served = replace(media, path=None, offset=0)
+        return ranged_response(request, served, attachment=attachment, reader=reader)
+
+    def whole_file(self, media: TrackMedia) -> TrackMedia:
+        """The media with its bytes in one file (a swarm track waits for its whole fetch),
+        for readers that need a file, such as the transcoder."""
+        if media.playable:
+            return media
+        found = self._swarm_open(media)
+        path = found if isinstance(found, Path) else found.wait_done()
+        return replace(media, path=path, offset=0)
 
     def _find_volume(
         self, collection: str, volume: str, offset: int, length: int
@@ -401,6 +467,26 @@ class MediaLibrary:
         if path is None or reason is not None:
             return None
         return CoverMedia(album_id, path, offset, length, sha256, _sniff_type(path, offset))
+
+
+@dataclass(frozen=True)
+class _SwarmReader:
+    """The :class:`~phonotheca.serve.streaming.SliceReader` of a swarm track."""
+
+    library: MediaLibrary
+    media: TrackMedia
+
+    def chunks(self, start: int, count: int) -> Iterator[bytes]:
+        return self.library._swarm_chunks(self.media, start, count)
+
+
+def _peer_options(settings: Settings) -> SessionOptions | None:
+    """The on-demand peers' session: ``[mirror]``'s discovery settings and address, on an
+    ephemeral port (each server process has its own session)."""
+    if not settings.serve.on_demand_peers:
+        return None
+    host = settings.mirror.listen.rsplit(":", 1)[0]
+    return SessionOptions.from_settings(settings.mirror, listen=f"{host}:0")
 
 
 def _volume_ok(collection: str, volume: str) -> bool:

@@ -2,7 +2,9 @@
 
 Audio needs a signed-in user unless ``[serve] public_audio`` is true; covers follow
 ``public_catalog``. A track this server does not hold answers ``404`` with the reason
-and the torrent that has it, so a client can say "not in this mirror".
+and the torrent that has it, so a client can say "not in this mirror". With ``[serve]
+on_demand`` such a track is fetched from the swarm as it is played; a fetch that fails or
+cannot start in time answers ``503`` (``504`` for the time) naming the torrent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.media import MediaLibrary, ranged_response
+from phonotheca.serve.ondemand import OnDemandError
 from phonotheca.serve.security import Sessions
 
 NOT_FOUND_REASONS = {
@@ -43,7 +46,7 @@ def create_router(ctx: ServeContext, sessions: Sessions) -> APIRouter:
         media = library.locate(track_id)
         if media is None:
             return JSONResponse({"error": "no track with this id"}, status_code=404)
-        if not media.playable:
+        if not media.playable and not media.swarm:
             return JSONResponse(
                 {
                     "error": NOT_FOUND_REASONS.get(media.reason or "", "not available"),
@@ -52,7 +55,14 @@ def create_router(ctx: ServeContext, sessions: Sessions) -> APIRouter:
                 },
                 status_code=404,
             )
-        return ranged_response(request, media, attachment=download)
+        try:
+            return library.response(request, media, attachment=download)
+        except OnDemandError as exc:
+            return JSONResponse(
+                {"error": str(exc), "reason": "swarm", "torrent": media.torrent},
+                status_code=504 if exc.timeout else 503,
+                headers={"Retry-After": "30"},
+            )
 
     @router.api_route("/albums/{album_id:path}/cover", methods=["GET", "HEAD"])
     def album_cover(request: Request, album_id: str) -> Response:

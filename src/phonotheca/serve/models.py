@@ -26,6 +26,10 @@ class Availability(BaseModel):
     reason: str | None = Field(
         default=None, description="not_archived, not_in_mirror or incomplete when not playable"
     )
+    swarm: bool = Field(
+        default=False,
+        description="not held here, but played from the swarm (fetched when played)",
+    )
     collection: str | None = None
     torrent: str | None = Field(
         default=None, description="file name of the .torrent holding the track"
@@ -71,8 +75,12 @@ class TrackSummary(BaseModel):
     popularity: int | None = None
     listens: int | None = None
     playable: bool = False
+    swarm: bool = Field(
+        default=False,
+        description="not held here, but played from the swarm (fetched when played)",
+    )
     audio_url: str | None = Field(
-        default=None, description="where to stream it, when playable here"
+        default=None, description="where to stream it, when playable here or from the swarm"
     )
     loudness: Loudness | None = Field(
         default=None, description="when packed and measured (null for silent audio)"

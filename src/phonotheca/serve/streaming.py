@@ -5,22 +5,33 @@ web player, downloads, the Subsonic ``stream``/``download``/``getCoverArt`` call
 ``Accept-Ranges``, ``206`` with one range or ``multipart/byteranges`` for several,
 ``416`` when no range is satisfiable, ``If-Range``, ``If-None-Match`` (``304``), ``HEAD``,
 a strong ``ETag`` (the content's sha256) and a download name (RFC 6266). Bytes are read
-from the file in chunks as the client takes them; a volume is never loaded whole.
+from the file in chunks as the client takes them; a volume is never loaded whole. A track
+being fetched from the swarm is read through a :class:`SliceReader` instead, which hands
+out verified bytes as they arrive.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from phonotheca.httprange import ByteRange, RangeNotSatisfiable, if_range_matches, parse_ranges
+
+READER_THREADS = 64
+"""Threads that may wait for a :class:`SliceReader`'s bytes at once (per process): apart
+from the few that run request handlers, so clients waiting for a fetch never hold up
+the rest of the server."""
+_reader_limiter: anyio.CapacityLimiter | None = None
 
 CHUNK = 4 << 20
 """Bytes per read (each read is a hop to a worker thread): 4 MiB gave about 1.2x the
@@ -44,6 +55,14 @@ class ByteSlice(Protocol):
     def filename(self) -> str | None: ...
     @property
     def cache_control(self) -> str: ...
+
+
+class SliceReader(Protocol):
+    """Bytes of a slice that are not all on disk yet (a track fetched on demand)."""
+
+    def chunks(self, start: int, count: int) -> Iterator[bytes]:
+        """``count`` bytes from ``start`` of the slice; may raise before the first."""
+        ...
 
 
 def etag_of(sha256: str) -> str:
@@ -87,13 +106,22 @@ def read_slice(path: Path, start: int, count: int, chunk: int = CHUNK) -> Iterat
         os.close(fd)
 
 
-def ranged_response(request: Request, media: ByteSlice, *, attachment: bool = False) -> Response:
+def ranged_response(
+    request: Request,
+    media: ByteSlice,
+    *,
+    attachment: bool = False,
+    reader: SliceReader | None = None,
+) -> Response:
     """The response for ``request`` (GET or HEAD) serving ``media``'s bytes.
 
     ``attachment`` makes browsers save rather than play (``Content-Disposition``).
-    The caller has checked access and that the bytes are present (``media.path``).
+    The caller has checked access and that the bytes are present (``media.path``), or
+    gives the ``reader`` of bytes being fetched: the response starts once the first chunk
+    asked is there (what the reader raises before it reaches the caller); a ``HEAD`` or a
+    ``304`` reads nothing.
     """
-    if media.path is None:
+    if media.path is None and reader is None:
         raise ValueError("ranged_response needs bytes on disk: check TrackMedia.playable first")
     size = media.length
     etag = etag_of(media.sha256)
@@ -118,32 +146,88 @@ def ranged_response(request: Request, media: ByteSlice, *, attachment: bool = Fa
         headers["Content-Range"] = exc.content_range
         return Response(status_code=416, headers=headers)
     if ranges is None:
-        return _body(media, [ByteRange(0, size - 1)] if size else [], 200, headers, head)
-    if len(ranges) == 1:
+        ranges = [ByteRange(0, size - 1)] if size else []
+        status = 200
+    elif len(ranges) == 1:
         headers["Content-Range"] = ranges[0].content_range(size)
-        return _body(media, ranges, 206, headers, head)
-    return _multipart(media, ranges, headers, head)
+        status = 206
+    else:
+        return _multipart(
+            media, ranges, headers, head, _read_with(media, reader), reader is not None
+        )
+    return _body(
+        media, ranges, status, headers, head, _read_with(media, reader), reader is not None
+    )
+
+
+Read = Callable[[int, int], Iterator[bytes]]
+"""``count`` bytes of the slice from ``first`` (relative to the slice)."""
+
+
+def _read_with(media: ByteSlice, reader: SliceReader | None) -> Read:
+    if reader is not None:
+        return reader.chunks
+    path = media.path
+    assert path is not None
+    return lambda first, count: read_slice(path, media.offset + first, count)
 
 
 def _body(
-    media: ByteSlice, ranges: list[ByteRange], status: int, headers: dict[str, str], head: bool
+    media: ByteSlice,
+    ranges: list[ByteRange],
+    status: int,
+    headers: dict[str, str],
+    head: bool,
+    read: Read,
+    waits: bool,
 ) -> Response:
+    """``waits``: reading may wait for bytes to arrive (then in threads of their own)."""
     length = sum(r.length for r in ranges)
     headers["Content-Length"] = str(length)
     if head or not ranges:
         return Response(status_code=status, headers=headers, media_type=media.content_type)
     r = ranges[0]
-    assert media.path is not None
+    chunks = _started(read(r.first, r.length))
     return StreamingResponse(
-        read_slice(media.path, media.offset + r.first, r.length),
+        _own_threads(chunks) if waits else chunks,
         status_code=status,
         headers=headers,
         media_type=media.content_type,
     )
 
 
+def _own_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` read in threads of their own (:data:`READER_THREADS`)."""
+
+    async def generate() -> AsyncIterator[bytes]:
+        global _reader_limiter
+        if _reader_limiter is None:
+            _reader_limiter = anyio.CapacityLimiter(READER_THREADS)
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, chunks, None, limiter=_reader_limiter)
+            if chunk is None:
+                return
+            yield chunk
+
+    return generate()
+
+
+def _started(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` with its first one read now: an error before any byte (a fetch that
+    cannot start) is raised to the caller, not in the middle of a response."""
+    first = next(chunks, None)
+    if first is None:
+        return iter(())
+    return itertools.chain((first,), chunks)
+
+
 def _multipart(
-    media: ByteSlice, ranges: list[ByteRange], headers: dict[str, str], head: bool
+    media: ByteSlice,
+    ranges: list[ByteRange],
+    headers: dict[str, str],
+    head: bool,
+    read: Read,
+    waits: bool,
 ) -> Response:
     """``multipart/byteranges`` (RFC 9110 §14.6): one part per range, in request order."""
     boundary = secrets.token_hex(16)
@@ -162,13 +246,13 @@ def _multipart(
     media_type = f"multipart/byteranges; boundary={boundary}"
     if head:
         return Response(status_code=206, headers=headers, media_type=media_type)
-    path = media.path
-    assert path is not None
+    first = _started(read(ranges[0].first, ranges[0].length))
 
     def generate() -> Iterator[bytes]:
-        for part, r in zip(parts, ranges, strict=True):
+        for i, (part, r) in enumerate(zip(parts, ranges, strict=True)):
             yield part
-            yield from read_slice(path, media.offset + r.first, r.length)
+            yield from first if i == 0 else read(r.first, r.length)
         yield closing
 
-    return StreamingResponse(generate(), status_code=206, headers=headers, media_type=media_type)
+    body = _own_threads(generate()) if waits else generate()
+    return StreamingResponse(body, status_code=206, headers=headers, media_type=media_type)

@@ -170,8 +170,21 @@ def _filters(call: Call) -> tuple[str, dict[str, object]]:
 
 
 def _random_playable(call: Call, n: int) -> list[int]:
-    """Up to ``n`` different tracks drawn uniformly among those this server plays."""
-    return call.ctx.media.sampler.distinct(n) or []
+    """Up to ``n`` different tracks drawn uniformly among those this server plays (and,
+    with ``[serve] on_demand_random``, those it plays from the swarm)."""
+    serve = call.ctx.settings.serve
+    if not (serve.on_demand and serve.on_demand_random):
+        return call.ctx.media.sampler.distinct(n) or []
+    shelf = server_library(call)
+    span = shelf.span(lib.SONG, CATALOG, lib.SONGS_ALL)
+    picked: list[int] = []
+    for _ in range(8):  # draws over the catalog, keeping the packed tracks
+        draw = shelf.random(lib.SONG, CATALOG, lib.SONGS_ALL, span, max(64, 4 * n))
+        ok = call.ctx.media.playable_rowids(draw, swarm=True)
+        picked = list(dict.fromkeys([*picked, *(t for t in draw if t in ok)]))
+        if len(picked) >= n:
+            break
+    return picked[:n]
 
 
 def get_random_songs(call: Call) -> Payload:

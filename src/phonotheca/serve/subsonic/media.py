@@ -6,7 +6,9 @@ lower ``maxBitRate`` or another ``format``: then it is re-encoded as it is sent
 (:mod:`phonotheca.serve.transcode`), or, when every transcoding slot is busy, answered
 with error 0 and HTTP 503 with ``Retry-After``. ``download`` always sends the stored file. A
 track whose bytes this server does not hold is error 70, with a message naming the
-torrent that has it, so that a user knows what to fetch. Covers are served at their
+torrent that has it, so that a user knows what to fetch. With ``[serve] on_demand`` such a
+track is fetched from the swarm as it is played; a fetch that fails or cannot start
+within ``on_demand_timeout`` is error 70 naming the torrent. Covers are served at their
 stored size (``size`` is ignored).
 
 A ``stream`` from the start of a track (no ``Range``, or one from byte 0: not a seek) is
@@ -28,6 +30,7 @@ from phonotheca.serve.media import (
     TrackMedia,
     ranged_response,
 )
+from phonotheca.serve.ondemand import OnDemandError
 from phonotheca.serve.subsonic.activity import note_playing
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import GENERIC, NOT_FOUND, SubsonicError
@@ -57,9 +60,17 @@ def _track(call: Call) -> TrackMedia:
     media = _library(call).locate(public_id)
     if media is None:
         raise SubsonicError(NOT_FOUND, f"no song with id {public_id!r} in this catalog")
-    if not media.playable or media.path is None:
+    if not media.playable and not media.swarm:
         raise SubsonicError(NOT_FOUND, _why_not(media))
     return media
+
+
+def _swarm_error(media: TrackMedia, exc: OnDemandError) -> SubsonicError:
+    return SubsonicError(
+        NOT_FOUND,
+        f"track {media.track_id!r} could not be fetched from the swarm (torrent"
+        f" {exc.torrent or media.torrent}): {exc}",
+    )
 
 
 _FROM_START = re.compile(r"\s*bytes\s*=\s*0+\s*-")
@@ -81,12 +92,19 @@ def stream(call: Call) -> Response:
     )
     response: Response
     if target is None:
-        response = ranged_response(call.request, media)
+        try:
+            response = _library(call).response(call.request, media)
+        except OnDemandError as exc:
+            raise _swarm_error(media, exc) from exc
     else:
         headers = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
         if call.request.method == "HEAD":
             return Response(media_type=target.content_type, headers=headers)
-        assert media.path is not None  # _track checked
+        try:
+            media = _library(call).whole_file(media)
+        except OnDemandError as exc:
+            raise _swarm_error(media, exc) from exc
+        assert media.path is not None  # held here, or now in the cache
         try:
             live = transcode.LiveTranscode(media.path, media.offset, media.length, target)
         except transcode.TranscodeBusy as exc:
@@ -107,7 +125,11 @@ def stream(call: Call) -> Response:
 
 
 def download(call: Call) -> Response:
-    return ranged_response(call.request, _track(call), attachment=True)
+    media = _track(call)
+    try:
+        return _library(call).response(call.request, media, attachment=True)
+    except OnDemandError as exc:
+        raise _swarm_error(media, exc) from exc
 
 
 def _album_of_track(call: Call, public_id: str) -> str | None:

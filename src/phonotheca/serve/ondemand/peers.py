@@ -1,0 +1,160 @@
+"""Pieces from BitTorrent peers: one libtorrent session per server process.
+
+A collection's torrent is added when a track of it is first played, every piece at
+priority 0 and without its web seeds (those are fetched by :mod:`.pieces`' own client),
+so it finds peers through its trackers (and DHT/LSD as ``[mirror]`` allows) and downloads
+nothing by itself. A wanted piece gets priority 7 and a deadline of now, so libtorrent
+asks the peers for it first and posts its bytes once its SHA-1 matched; libtorrent also
+bans peers that send bad pieces. While no peer is connected the caller goes to the web
+seeds instead. A torrent is removed, with the pieces it wrote, when no fetch uses it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import libtorrent as lt
+
+from phonotheca.mirror.session import SessionOptions, make_session
+from phonotheca.serve.ondemand.sources import SwarmTorrent
+
+_TICK_MS = 200
+REMOVAL_WAIT = 5.0
+REANNOUNCE = 2.0
+"""Seconds between announces while a wanted piece has no peer to come from."""
+
+
+class SwarmPeers:
+    """The session, its alert loop, and the torrents in use."""
+
+    def __init__(self, options: SessionOptions, workdir: Path) -> None:
+        self.workdir = workdir
+        shutil.rmtree(workdir, ignore_errors=True)  # pieces of a previous process
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.session = make_session(options)
+        self.session.apply_settings({"close_redundant_connections": False, "min_reconnect_time": 2})
+        self._lock = threading.Lock()
+        self._handles: dict[str, lt.torrent_handle] = {}
+        self._users: dict[str, int] = {}
+        self._got: dict[tuple[str, int], bytes | None] = {}
+        self._waiting: dict[tuple[str, int], int] = {}
+        """Readers waiting for each piece: two tracks' fetches may share a piece."""
+        self._arrived = threading.Condition(self._lock)
+        self.bytes_received = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._alerts, name="ondemand-peers", daemon=True)
+        self._thread.start()
+
+    def use(self, torrent: SwarmTorrent, pieces: range) -> None:
+        """A fetch of ``pieces`` of ``torrent`` starts: the torrent is added to the session
+        if it is not there, and the pieces wanted at a low priority (a torrent that wants
+        nothing is "finished" and does not connect to seeds)."""
+        with self._lock:
+            self._users[torrent.name] = self._users.get(torrent.name, 0) + 1
+            handle = self._handles.get(torrent.name)
+            if handle is None:
+                handle = self._add(torrent)
+        handle.prioritize_pieces([(i, 1) for i in pieces])
+
+    def _add(self, torrent: SwarmTorrent) -> lt.torrent_handle:
+        """Add ``torrent`` (the lock held), every piece at priority 0, no web seed."""
+        info = lt.torrent_info(torrent.metainfo)
+        # A removal is asynchronous: the same torrent added again while its removal runs
+        # would get the handle being removed.
+        until = time.monotonic() + REMOVAL_WAIT
+        while self.session.find_torrent(info.info_hashes().v1).is_valid():
+            if time.monotonic() >= until:
+                break
+            time.sleep(0.02)
+        params = lt.add_torrent_params()
+        params.ti = info
+        params.save_path = str(self.workdir / torrent.name)
+        params.piece_priorities = [0] * torrent.layout.num_pieces
+        params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        handle = self.session.add_torrent(params)
+        for url in handle.url_seeds():
+            handle.remove_url_seed(url)
+        self._handles[torrent.name] = handle
+        return handle
+
+    def release(self, torrent: SwarmTorrent) -> None:
+        """A fetch of ``torrent`` ended: the last one removes it and what it wrote."""
+        with self._lock:
+            self._users[torrent.name] -= 1
+            if self._users[torrent.name] > 0:
+                return
+            del self._users[torrent.name]
+            handle = self._handles.pop(torrent.name, None)
+        if handle is not None:
+            self.session.remove_torrent(handle, lt.session.delete_files)
+
+    def piece(
+        self, torrent: SwarmTorrent, index: int, wait: float, patience: float
+    ) -> bytes | None:
+        """Piece ``index`` from the peers (checked by libtorrent), or None: no peer
+        connected within ``patience`` seconds, or the piece did not come within ``wait``."""
+        with self._lock:
+            handle = self._handles.get(torrent.name)
+        if handle is None:
+            return None
+        key = (str(handle.info_hashes().v1), index)
+        with self._lock:
+            if key not in self._waiting:
+                self._got.pop(key, None)
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+        if handle.have_piece(index):
+            handle.read_piece(index)
+        else:
+            handle.piece_priority(index, 7)
+            handle.set_piece_deadline(index, 0, lt.deadline_flags_t.alert_when_available)
+        until = time.monotonic() + patience
+        announced = time.monotonic()
+        while handle.status().num_peers == 0 and not handle.have_piece(index):
+            now = time.monotonic()
+            if now >= until:
+                wait = 0.0
+                break
+            if now - announced >= REANNOUNCE:
+                # A tracker that knew no peer at the first announce answers again now,
+                # not at its interval (often 30 minutes).
+                handle.force_reannounce(0, -1, lt.torrent_handle.ignore_min_interval)
+                announced = now
+            time.sleep(0.05)
+        deadline = time.monotonic() + wait
+        with self._arrived:
+            while key not in self._got:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            data = self._got.get(key)
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                self._got.pop(key, None)
+        if data is None:
+            handle.reset_piece_deadline(index)
+            handle.piece_priority(index, 1)
+        return data
+
+    def _alerts(self) -> None:
+        while not self._stop:
+            self.session.wait_for_alert(_TICK_MS)
+            for alert in self.session.pop_alerts():
+                if isinstance(alert, lt.read_piece_alert):
+                    key = (str(alert.handle.info_hashes().v1), int(alert.piece))
+                    data = None if alert.error.value() else bytes(alert.buffer)
+                    with self._arrived:
+                        if key not in self._waiting:
+                            continue
+                        self._got[key] = data
+                        if data is not None:
+                            self.bytes_received += len(data)
+                        self._arrived.notify_all()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
