@@ -35,6 +35,9 @@ TARGET_PIECES = 2048
 """The piece length table doubles the piece length until a torrent has at most this many."""
 BATCH_LENGTH = 1024 * 1024
 """Pieces are handed to the worker threads in batches of at least this many bytes."""
+STABLE_BATCH_LENGTH = 4 * 1024 * 1024
+"""Data hashed where it lies (``stable``) goes to the workers in batches of up to this many
+bytes: no buffer to fill, so fewer and larger hand-overs cost less."""
 PAD_DIRECTORY = ".pad"
 """BEP 47 pad files are listed as ``.pad/<size>`` with attribute ``p``."""
 
@@ -242,6 +245,7 @@ class PieceHasher:
         # Batches hashed but not yet collected: memory is (in_flight + 1) batch buffers.
         self._in_flight = 2 * workers
         self._batch_length = max(piece_length, BATCH_LENGTH)
+        self._stable_batch_length = max(piece_length, STABLE_BATCH_LENGTH)
         self._full_depth = _ceil_log2(piece_length // BLOCK_SIZE) if hybrid else None
         self._pending: deque[_Batch] = deque()
         self._free: list[bytearray] = []
@@ -320,8 +324,10 @@ class PieceHasher:
                 if self._fill:
                     self._submit(self._buf)
                 while len(view) >= self._batch_length:
-                    self._hash_in_place(view[: self._batch_length])
-                    view = view[self._batch_length :]
+                    whole = len(view) - len(view) % self._batch_length
+                    n = min(whole, self._stable_batch_length)
+                    self._hash_in_place(view[:n])
+                    view = view[n:]
         self._copy(view)
 
     def _copy(self, view: memoryview) -> None:
