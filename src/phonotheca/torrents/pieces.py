@@ -1,8 +1,8 @@
 """Piece hashing for BitTorrent v1 (BEP 3) and hybrid v1+v2 (BEP 52) torrents, in one pass.
 
 :class:`PieceHasher` is fed the bytes of each file of a torrent in torrent order, as they are
-produced (by a tar writer, or read from disk), so the build stage hashes while it writes and
-never reads a volume twice. Pieces are hashed in a small thread pool, in batches of 1 MiB:
+produced (by a tar writer, or mapped from disk), so the build stage hashes while it writes and
+never reads a volume twice. Pieces are hashed in a small thread pool, in batches of 1-4 MiB:
 ``hashlib`` releases the GIL on buffers over 2 KiB, so the workers use other cores while the
 producer thread fills the next batch. Results are collected in submission order, so the output
 does not depend on timing.
@@ -228,9 +228,13 @@ class PieceHasher:
 
     Pieces are hashed in batches of 1 MiB (or one piece, if larger), so that small pieces do
     not cost a thread hand-over each. Other data is copied into a batch buffer, but ``bytes``
-    given to :meth:`update` (which cannot change), or data passed as ``stable``, are hashed
-    where they are, in the whole batches they hold: write a track's data in one call and it
-    is never copied.
+    given to :meth:`update` (which cannot change), or data passed as ``stable`` (a mapping
+    of a file), are hashed where they are, in the whole batches they hold (up to 4 MiB
+    each): write a track's data in one call and it is never copied. Each worker hashes a
+    batch piece by piece, SHA-1 over the piece, then (hybrid) SHA-256 over its 16 KiB
+    blocks while the piece is still in the core's cache, so the data streams once through
+    memory and both hashes of a piece run on the same core as the other worker hashes the
+    next batch.
     """
 
     def __init__(self, piece_length: int, *, hybrid: bool = False, workers: int = 2) -> None:
