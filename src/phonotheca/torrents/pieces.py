@@ -38,6 +38,8 @@ BATCH_LENGTH = 1024 * 1024
 STABLE_BATCH_LENGTH = 4 * 1024 * 1024
 """Data hashed where it lies (``stable``) goes to the workers in batches of up to this many
 bytes: no buffer to fill, so fewer and larger hand-overs cost less."""
+IN_FLIGHT_LENGTH = 64 * 1024 * 1024
+"""Bytes of data hashed in place that may wait for the workers (see PieceHasher)."""
 PAD_DIRECTORY = ".pad"
 """BEP 47 pad files are listed as ``.pad/<size>`` with attribute ``p``."""
 
@@ -213,7 +215,9 @@ def _hash_batch(buf: bytearray | memoryview, pieces: list[_Piece]) -> list[tuple
     return out
 
 
-_Batch = tuple["Future[list[tuple[bytes, bytes]]]", list[_Piece], "bytearray | None"]
+_Batch = tuple["Future[list[tuple[bytes, bytes]]]", list[_Piece], "bytearray | None", int]
+"""A batch handed to the workers: its result, its pieces, its buffer to reuse (None for data
+hashed in place), and its length."""
 
 
 class PieceHasher:
@@ -248,6 +252,11 @@ class PieceHasher:
         )
         # Batches hashed but not yet collected: memory is (in_flight + 1) batch buffers.
         self._in_flight = 2 * workers
+        # Batches hashed in place cost no memory of ours, so more of them may wait: enough
+        # to keep the workers busy while this thread waits for a CPU on a busy machine.
+        self._in_flight_length = max(self._in_flight * piece_length, IN_FLIGHT_LENGTH)
+        self._pending_copies = 0
+        self._pending_length = 0
         self._batch_length = max(piece_length, BATCH_LENGTH)
         self._stable_batch_length = max(piece_length, STABLE_BATCH_LENGTH)
         self._full_depth = _ceil_log2(piece_length // BLOCK_SIZE) if hybrid else None
@@ -442,15 +451,22 @@ class PieceHasher:
             future.set_result(_hash_batch(buf, pieces))
         else:
             future = self._pool.submit(_hash_batch, buf, pieces)
-        self._pending.append((future, pieces, buf if buf is self._buf else None))
-        while len(self._pending) > self._in_flight:
+        copied = buf if buf is self._buf else None
+        self._pending.append((future, pieces, copied, len(buf)))
+        self._pending_copies += copied is not None
+        self._pending_length += len(buf)
+        while self._pending and (
+            self._pending_copies > self._in_flight or self._pending_length > self._in_flight_length
+        ):
             self._collect_oldest()
         if buf is self._buf:
             self._buf = self._free.pop() if self._free else bytearray(self._batch_length)
         self._fill = self._piece_start = 0
 
     def _collect_oldest(self) -> None:
-        future, pieces, buf = self._pending.popleft()
+        future, pieces, buf, length = self._pending.popleft()
+        self._pending_copies -= buf is not None
+        self._pending_length -= length
         for piece, (sha1, node) in zip(pieces, future.result(), strict=True):
             self._sha1.append(sha1)
             if self.hybrid:
