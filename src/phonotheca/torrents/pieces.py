@@ -39,7 +39,8 @@ STABLE_BATCH_LENGTH = 4 * 1024 * 1024
 """Data hashed where it lies (``stable``) goes to the workers in batches of up to this many
 bytes: no buffer to fill, so fewer and larger hand-overs cost less."""
 IN_FLIGHT_LENGTH = 64 * 1024 * 1024
-"""Bytes of data hashed in place that may wait for the workers (see PieceHasher)."""
+"""Bytes of data hashed in place that may wait for the workers: ``bytes`` given to
+:meth:`PieceHasher.update` are held until hashed, at most this many plus one call's."""
 PAD_DIRECTORY = ".pad"
 """BEP 47 pad files are listed as ``.pad/<size>`` with attribute ``p``."""
 
@@ -252,8 +253,9 @@ class PieceHasher:
         )
         # Batches hashed but not yet collected: memory is (in_flight + 1) batch buffers.
         self._in_flight = 2 * workers
-        # Batches hashed in place cost no memory of ours, so more of them may wait: enough
-        # to keep the workers busy while this thread waits for a CPU on a busy machine.
+        # Batches hashed in place hold the caller's data (a mapping's pages belong to the
+        # page cache), not buffers of ours, so more of them may wait: enough to keep the
+        # workers busy while this thread waits for a CPU on a busy machine.
         self._in_flight_length = max(self._in_flight * piece_length, IN_FLIGHT_LENGTH)
         self._pending_copies = 0
         self._pending_length = 0
