@@ -36,6 +36,9 @@ MAP_MIN = 1024 * 1024
 hasher's buffers (a mapping costs more than copying a few pages)."""
 MAP_WINDOW = 64 * 1024 * 1024
 """Bytes of a file mapped at a time, so the address space used stays bounded."""
+LEAD = 64 * 1024 * 1024
+"""Mapped bytes that may wait for the hashing threads (see PieceHasher's ``lead``): v1
+1.14x, hybrid 1.07x faster at a load of 18-20 on 2 cores, the same CPU time."""
 CREATED_BY = "phonotheca"
 """The fixed ``created by`` value: no version, so releases do not change the bytes."""
 
@@ -223,7 +226,7 @@ def make_torrent(
     if piece_length is None:
         piece_length = piece_length_for(sum(sizes))
     check_piece_length(piece_length)
-    with PieceHasher(piece_length, hybrid=hybrid, workers=workers) as hasher:
+    with PieceHasher(piece_length, hybrid=hybrid, workers=workers, lead=LEAD) as hasher:
         for (parts, disk), size in zip(files, sizes, strict=True):
             with open(disk, "rb", buffering=0) as stream:
                 if size < MAP_MIN:
