@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from phonotheca import filemap
 from phonotheca.build import PackError, VolumeWriter, filecopy, tarvolume
 from phonotheca.build.tarvolume import PackedMember
 from phonotheca.torrents import PieceHasher
@@ -170,7 +171,7 @@ def test_map_range_views_unaligned_offsets(tmp_path: Path) -> None:
     path.write_bytes(data)
     with open(path, "rb") as f:
         for offset, length in ((0, len(data)), (513, 5000), (4096, 1), (4095, 4098)):
-            view = filecopy.map_range(f.fileno(), offset, length)
+            view = filemap.map_range(f.fileno(), offset, length)
             assert bytes(view) == data[offset : offset + length]
             assert view.readonly
             view.release()

@@ -15,6 +15,7 @@ from phonotheca.torrents import (
     Torrent,
     assemble_torrent,
     list_payload,
+    make,
     make_torrent,
     piece_length_for,
     write_torrent,
@@ -111,6 +112,27 @@ def test_libtorrent_makes_the_same_torrent(
     # Same info dictionary, byte for byte, so the same v1 and v2 infohashes.
     assert meta[b"info"] == theirs[b"info"]
     assert meta.get(b"piece layers") == theirs.get(b"piece layers")
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_mapped_files_give_libtorrents_torrent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hybrid: bool
+) -> None:
+    # Large files are hashed through mappings, window after window: windows that end
+    # inside pieces and blocks, files that do not start on a piece, small files between.
+    monkeypatch.setattr(make, "MAP_MIN", 50_000)
+    monkeypatch.setattr(make, "MAP_WINDOW", 40_000)
+    sizes = {"a.tar": 300_001, "b.txt": 49_999, "c.tar": 50_000, "d/e.tar": 131_072}
+    directory = make_tree(tmp_path / "mapped", sizes, seed=3)
+    ours = make_torrent(directory, piece_length=32 * 1024, hybrid=hybrid)
+    theirs = libtorrent_make(directory, 32 * 1024, hybrid=hybrid)
+    meta, their_meta = decode(ours.data), decode(theirs)
+    assert isinstance(meta, dict) and isinstance(their_meta, dict)
+    assert meta[b"info"] == their_meta[b"info"]
+    assert meta.get(b"piece layers") == their_meta.get(b"piece layers")
+    hashes = lt.torrent_info(theirs).info_hashes()
+    assert ours.infohash_v1 == str(hashes.v1)
+    assert ours.infohash_v2 == (str(hashes.v2) if hybrid else None)
 
 
 def test_hybrid_layout(tricky: Path) -> None:

@@ -136,12 +136,13 @@ def test_hashes_equal_the_reference(
 
 @pytest.mark.parametrize("piece_length", [16 * KiB, 256 * KiB, 2 * MiB])
 @pytest.mark.parametrize("hybrid", [False, True])
-def test_large_and_small_writes(piece_length: int, hybrid: bool) -> None:
+@pytest.mark.parametrize("lead", [0, 8 * MiB])
+def test_large_and_small_writes(piece_length: int, hybrid: bool, lead: int) -> None:
     # Writes of whole batches (hashed in place) among small ones and mutable buffers, with
-    # enough data that batch buffers are reused.
+    # enough data that batch buffers are reused; with a lead, many batches wait at once.
     rng = random.Random(piece_length)
     contents = [rng.randbytes(n) for n in (400, 3 * MiB + 5, 0, 2 * MiB, 5 * MiB + 16 * KiB + 3)]
-    with PieceHasher(piece_length, hybrid=hybrid, workers=2) as hasher:
+    with PieceHasher(piece_length, hybrid=hybrid, workers=2, lead=lead) as hasher:
         for i, content in enumerate(contents):
             hasher.start_file(f"f{i:03d}")
             pos = 0

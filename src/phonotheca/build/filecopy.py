@@ -4,8 +4,9 @@ Packing copies every source byte into a tar volume and hashes it three times (me
 SHA-256, volume SHA-256, torrent pieces). Copying with ``read``/``write`` moves each byte
 through a user-space buffer twice; ``copy_file_range`` (or ``sendfile``) copies page
 cache to page cache, and on a filesystem with reflinks (Btrfs, XFS, ZFS 2.2) shares the
-blocks instead. The hashers then read the volume's pages through a read-only mapping,
-so they hash exactly what landed in the volume, without another copy.
+blocks instead. The hashers then read the volume's pages through a read-only mapping
+(:mod:`phonotheca.filemap`), so they hash exactly what landed in the volume, without
+another copy.
 
 ``preallocate`` reserves a range's blocks before it is copied (``fallocate``, Linux).
 On ext4 a page copied into a preallocated range skips the delayed-allocation
@@ -22,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import mmap
 import os
 from collections.abc import Callable
 from typing import cast
@@ -61,23 +61,6 @@ def copy_range(src_fd: int, dst_fd: int, count: int) -> int | None:
                 raise
             _Methods.sendfile = False
     return None
-
-
-def map_range(fd: int, offset: int, length: int) -> memoryview:
-    """A read-only view of ``length`` bytes at ``offset`` in a file opened for reading.
-
-    The mapping starts on the page boundary below ``offset`` and lives as long as the view
-    (or a slice of it) does: hand slices to other threads and drop them when done.
-    """
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    mapped = mmap.mmap(
-        fd,
-        offset + length - start,
-        flags=mmap.MAP_SHARED,
-        prot=mmap.PROT_READ,
-        offset=start,
-    )
-    return memoryview(mapped)[offset - start :]
 
 
 def _libc_function(name: str, *argtypes: type) -> Callable[[int, int, int, int], int] | None:

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from phonotheca.build.filecopy import copy_range, map_range, preallocate, start_writeback
+from phonotheca.build.filecopy import copy_range, preallocate, start_writeback
 from phonotheca.durable import sync_directory
+from phonotheca.filemap import map_range
 
 BLOCK = 512
 """Tar block size: headers, data and padding come in 512-byte blocks."""

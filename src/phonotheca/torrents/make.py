@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from phonotheca.durable import write_atomically
+from phonotheca.filemap import map_range
 from phonotheca.torrents import bencode
 from phonotheca.torrents.pieces import (
     PAD_DIRECTORY,
@@ -30,6 +31,14 @@ from phonotheca.torrents.pieces import (
     split_path,
 )
 
+MAP_MIN = 1024 * 1024
+"""Files from this size on are hashed through mappings; smaller ones are read into the
+hasher's buffers (a mapping costs more than copying a few pages)."""
+MAP_WINDOW = 64 * 1024 * 1024
+"""Bytes of a file mapped at a time, so the address space used stays bounded."""
+LEAD = 64 * 1024 * 1024
+"""Mapped bytes that may wait for the hashing threads (see PieceHasher's ``lead``): v1
+1.14x, hybrid 1.07x faster at a load of 18-20 on 2 cores, the same CPU time."""
 CREATED_BY = "phonotheca"
 """The fixed ``created by`` value: no version, so releases do not change the bytes."""
 
@@ -217,10 +226,13 @@ def make_torrent(
     if piece_length is None:
         piece_length = piece_length_for(sum(sizes))
     check_piece_length(piece_length)
-    with PieceHasher(piece_length, hybrid=hybrid, workers=workers) as hasher:
+    with PieceHasher(piece_length, hybrid=hybrid, workers=workers, lead=LEAD) as hasher:
         for (parts, disk), size in zip(files, sizes, strict=True):
             with open(disk, "rb", buffering=0) as stream:
-                length = hasher.hash_stream(parts, stream)
+                if size < MAP_MIN:
+                    length = hasher.hash_stream(parts, stream)
+                else:
+                    length = _hash_mapped(hasher, parts, stream.fileno(), size)
             if length != size:
                 raise ValueError(f"{disk}: changed while it was hashed ({size} → {length} bytes)")
         hashes = hasher.finish()
@@ -231,6 +243,22 @@ def make_torrent(
     if output is not None:
         write_torrent(torrent, output)
     return torrent
+
+
+def _hash_mapped(hasher: PieceHasher, parts: tuple[str, ...], fd: int, size: int) -> int:
+    """Hash a file of ``size`` bytes (by its ``stat``) through read-only mappings, so each
+    byte is read once, from the page cache, by the hashing threads; return its length now
+    (the caller refuses a file whose length changed)."""
+    hasher.start_file(parts)
+    for offset in range(0, size, MAP_WINDOW):
+        length = os.fstat(fd).st_size
+        if length < size:  # mapping past the end would crash the process (SIGBUS)
+            return length
+        window = map_range(fd, offset, min(MAP_WINDOW, size - offset))
+        hasher.update(window, stable=True)
+        del window  # unmapped once the hashing threads are done with its batches
+    hasher.end_file()
+    return os.fstat(fd).st_size
 
 
 def write_torrent(torrent: Torrent, path: Path) -> None:

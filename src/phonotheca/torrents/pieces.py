@@ -1,8 +1,8 @@
 """Piece hashing for BitTorrent v1 (BEP 3) and hybrid v1+v2 (BEP 52) torrents, in one pass.
 
 :class:`PieceHasher` is fed the bytes of each file of a torrent in torrent order, as they are
-produced (by a tar writer, or read from disk), so the build stage hashes while it writes and
-never reads a volume twice. Pieces are hashed in a small thread pool, in batches of 1 MiB:
+produced (by a tar writer, or mapped from disk), so the build stage hashes while it writes and
+never reads a volume twice. Pieces are hashed in a small thread pool, in batches of 1-4 MiB:
 ``hashlib`` releases the GIL on buffers over 2 KiB, so the workers use other cores while the
 producer thread fills the next batch. Results are collected in submission order, so the output
 does not depend on timing.
@@ -35,6 +35,9 @@ TARGET_PIECES = 2048
 """The piece length table doubles the piece length until a torrent has at most this many."""
 BATCH_LENGTH = 1024 * 1024
 """Pieces are handed to the worker threads in batches of at least this many bytes."""
+STABLE_BATCH_LENGTH = 4 * 1024 * 1024
+"""Data hashed where it lies (``stable``) goes to the workers in batches of up to this many
+bytes: no buffer to fill, so fewer and larger hand-overs cost less."""
 PAD_DIRECTORY = ".pad"
 """BEP 47 pad files are listed as ``.pad/<size>`` with attribute ``p``."""
 
@@ -210,7 +213,9 @@ def _hash_batch(buf: bytearray | memoryview, pieces: list[_Piece]) -> list[tuple
     return out
 
 
-_Batch = tuple["Future[list[tuple[bytes, bytes]]]", list[_Piece], "bytearray | None"]
+_Batch = tuple["Future[list[tuple[bytes, bytes]]]", list[_Piece], "bytearray | None", int]
+"""A batch handed to the workers: its result, its pieces, its buffer to reuse (None for data
+hashed in place), and its length."""
 
 
 class PieceHasher:
@@ -223,14 +228,27 @@ class PieceHasher:
     match what other tools make for the same directory. Use from one thread; ``workers``
     threads hash behind it (0 hashes in the calling thread).
 
+    ``lead``: bytes of data hashed in place that may wait for the workers beyond the two
+    batches per worker (``bytes`` given to :meth:`update` are held until hashed). A caller
+    that only feeds the hasher (:func:`~phonotheca.torrents.make.make_torrent`) lets it run
+    far ahead, so the workers keep hashing while it waits for a CPU on a busy machine; the
+    build's tar writer does not, so the three hashes of each byte stay close together
+    (measured: a 64 MiB lead made packing slower, 0.86x in 5 alternating pairs).
+
     Pieces are hashed in batches of 1 MiB (or one piece, if larger), so that small pieces do
     not cost a thread hand-over each. Other data is copied into a batch buffer, but ``bytes``
-    given to :meth:`update` (which cannot change), or data passed as ``stable``, are hashed
-    where they are, in the whole batches they hold: write a track's data in one call and it
-    is never copied.
+    given to :meth:`update` (which cannot change), or data passed as ``stable`` (a mapping
+    of a file), are hashed where they are, in the whole batches they hold (up to 4 MiB
+    each): write a track's data in one call and it is never copied. Each worker hashes a
+    batch piece by piece, SHA-1 over the piece, then (hybrid) SHA-256 over its 16 KiB
+    blocks while the piece is still in the core's cache, so the data streams once through
+    memory and both hashes of a piece run on the same core as the other worker hashes the
+    next batch.
     """
 
-    def __init__(self, piece_length: int, *, hybrid: bool = False, workers: int = 2) -> None:
+    def __init__(
+        self, piece_length: int, *, hybrid: bool = False, workers: int = 2, lead: int = 0
+    ) -> None:
         check_piece_length(piece_length)
         if workers < 0:
             raise ValueError(f"workers must not be negative, got {workers}")
@@ -241,7 +259,13 @@ class PieceHasher:
         )
         # Batches hashed but not yet collected: memory is (in_flight + 1) batch buffers.
         self._in_flight = 2 * workers
+        # Batches hashed in place hold the caller's data (a mapping's pages belong to the
+        # page cache), not buffers of ours, so up to ``lead`` bytes of them may wait.
+        self._lead = lead
+        self._pending_copies = 0
+        self._pending_length = 0
         self._batch_length = max(piece_length, BATCH_LENGTH)
+        self._stable_batch_length = max(piece_length, STABLE_BATCH_LENGTH)
         self._full_depth = _ceil_log2(piece_length // BLOCK_SIZE) if hybrid else None
         self._pending: deque[_Batch] = deque()
         self._free: list[bytearray] = []
@@ -320,8 +344,10 @@ class PieceHasher:
                 if self._fill:
                     self._submit(self._buf)
                 while len(view) >= self._batch_length:
-                    self._hash_in_place(view[: self._batch_length])
-                    view = view[self._batch_length :]
+                    whole = len(view) - len(view) % self._batch_length
+                    n = min(whole, self._stable_batch_length)
+                    self._hash_in_place(view[:n])
+                    view = view[n:]
         self._copy(view)
 
     def _copy(self, view: memoryview) -> None:
@@ -432,15 +458,22 @@ class PieceHasher:
             future.set_result(_hash_batch(buf, pieces))
         else:
             future = self._pool.submit(_hash_batch, buf, pieces)
-        self._pending.append((future, pieces, buf if buf is self._buf else None))
-        while len(self._pending) > self._in_flight:
+        copied = buf if buf is self._buf else None
+        self._pending.append((future, pieces, copied, len(buf)))
+        self._pending_copies += copied is not None
+        self._pending_length += len(buf)
+        while self._pending_copies > self._in_flight or (
+            len(self._pending) > self._in_flight and self._pending_length > self._lead
+        ):
             self._collect_oldest()
         if buf is self._buf:
             self._buf = self._free.pop() if self._free else bytearray(self._batch_length)
         self._fill = self._piece_start = 0
 
     def _collect_oldest(self) -> None:
-        future, pieces, buf = self._pending.popleft()
+        future, pieces, buf, length = self._pending.popleft()
+        self._pending_copies -= buf is not None
+        self._pending_length -= length
         for piece, (sha1, node) in zip(pieces, future.result(), strict=True):
             self._sha1.append(sha1)
             if self.hybrid:
