@@ -4,8 +4,11 @@ and gives the catalog of an uninterrupted import."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -202,5 +205,49 @@ def _missing(archive: Archive) -> list[str]:
     conn = sqlite3.connect(archive.catalog_path)
     try:
         return schema.missing_indexes(conn)
+    finally:
+        conn.close()
+
+
+def _index_progress(archive: Path) -> int:
+    """How far the index builds at the end of a bulk import are, read from its catalog:
+    secondary indexes built, plus one once the search index's rows are committed."""
+    try:
+        conn = sqlite3.connect(f"file:{archive / 'catalog.sqlite3'}?mode=ro", uri=True, timeout=0.1)
+        try:
+            built = 6 - len(schema.missing_indexes(conn))
+            rows = conn.execute("SELECT 1 FROM meta WHERE key = 'search_build'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+    return built + (rows is not None)
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_index_builds_and_rerun_equals_an_uninterrupted_import(
+    synthetic: Path, tmp_path: Path
+) -> None:
+    """The real thing: ``import jsonl`` killed -9 as the index builds go on, then run
+    again; the re-run does not read the file it had loaded whole."""
+    from tests.catalog.test_roundtrip import _import_cmd, kill_at_progress
+
+    env = dict(os.environ, PHONOTHECA_TEST_BATCH_LINES="1000", PHONOTHECA_TEST_BULK_MIN_BYTES="0")
+    reference = tmp_path / "reference"
+    subprocess.run(_import_cmd(reference, synthetic), env=env, check=True, capture_output=True)
+    victim = tmp_path / "victim"
+    kills = kill_at_progress(
+        _import_cmd(victim, synthetic), env, lambda: _index_progress(victim), (1, 3, 7), 0.002
+    )
+    assert kills >= 2, "the import finished before it could be killed"
+    done = subprocess.run(
+        _import_cmd(victim, synthetic), env=env, check=True, capture_output=True, text=True
+    )
+    summary = json.loads(done.stdout)
+    assert summary["resumed_at_line"] == summary["read"] == 20_000  # not read again
+    assert full_dump(victim) == full_dump(reference)
+    conn = sqlite3.connect(victim / "catalog.sqlite3")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         conn.close()
