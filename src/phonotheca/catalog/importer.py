@@ -144,6 +144,10 @@ def read_ahead(blocks: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
         except BaseException as exc:  # handed to the consumer, raised there
             put((False, exc))
             return
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()  # the input file, at once: the consumer may have stopped early
         put((False, None))
 
     thread = threading.Thread(target=run, name="phonotheca-read", daemon=True)
