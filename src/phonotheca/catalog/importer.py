@@ -13,9 +13,7 @@ import base64
 import gc
 import json
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 from phonotheca.catalog import library, schema
 from phonotheca.catalog.batch import Batch, Reject, decode_batch, encode_batch, stage_rows
@@ -88,8 +86,6 @@ Prepare = Callable[[int, list[bytes]], Batch]
 # input bytes read so far). A "line" is one record: a JSON document of a dump, ...
 ReadBlocks = Callable[[Path, int, int], Iterator[tuple[int, list[bytes], int]]]
 
-T = TypeVar("T")
-
 # -- the worker side ------------------------------------------------------------------------
 
 
@@ -112,64 +108,10 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-READ_AHEAD = 4
-"""Blocks of lines the reading thread may hold ready (bounded: memory stays flat)."""
-
-
-def read_ahead(blocks: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
-    """``blocks``, produced by a thread of their own up to ``depth`` ahead.
-
-    Reading decompresses the input and splits it into lines; the zstd decompressor and
-    SQLite both run without the GIL, so the reading overlaps the writer's statements
-    instead of taking turns with them. An exception of the reader (a damaged input)
-    comes out after the blocks read before it, as it would without the thread.
-    """
-    ready: queue.Queue[tuple[bool, object]] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item: tuple[bool, object]) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for block in blocks:
-                if not put((True, block)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((False, exc))
-            return
-        finally:
-            close = getattr(blocks, "close", None)
-            if close is not None:
-                close()  # the input file, at once: the consumer may have stopped early
-        put((False, None))
-
-    thread = threading.Thread(target=run, name="phonotheca-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = ready.get()
-            if ok:
-                yield item  # type: ignore[misc]
-            elif item is None:
-                return
-            else:
-                raise item  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _batches(
     path: Path, skip: int, workers: int, prepare: Prepare, read_blocks: ReadBlocks
 ) -> Iterator[tuple[Batch, int]]:
-    blocks = read_ahead(read_blocks(path, LINES_PER_BATCH, skip))
+    blocks = read_blocks(path, LINES_PER_BATCH, skip)
     if workers <= 0 or path.stat().st_size < POOL_THRESHOLD:
         for first, lines, pos in blocks:
             yield prepare(first, lines), pos
