@@ -6,7 +6,8 @@ and not timed, inserted with one ``executemany`` into a bare SQLite table, then 
 on ISRC and an FTS5 rebuild over title, artists and album.
 
 Targets (issue 2): >= 150 k tracks/s and >= 0.8x the baseline at 2 M tracks; peak RSS
-<= 1.5 GB, not growing with N (run with --tracks 2000000 --tracks 10000000).
+<= 1.5 GB, not growing with N (run with --tracks 2000000 --tracks 10000000). Issue 21:
+>= 0.8x the floor (below), printed with it.
 
 Floor, also measured in the run: the SQLite work the catalog itself needs, with no
 parsing at all. Into a new archive, each table of the finished catalog is copied by one
@@ -156,10 +157,14 @@ def main() -> int:
             total = rows + indexes + search
             floors.append(
                 f"{n:>11,}: rows {rows:.1f} s + secondary indexes {indexes:.1f} s + search index"
-                f" {search:.1f} s = {total:.1f} s on one core: at most {n / total:,.0f} tracks/s"
+                f" {search:.1f} s = {total:.1f} s on one core: at most {n / total:,.0f} tracks/s;"
+                f" import {rate:,.0f}/s = {rate * total / n:.2f}x the floor"
             )
         shutil.rmtree(archive, ignore_errors=True)
-    print("targets: >= 150,000/s, >= 0.80x baseline, peak RSS <= 1.5 GB and flat in N")
+    print(
+        "targets: >= 150,000/s, >= 0.80x baseline, >= 0.80x the floor (issue 21),"
+        " peak RSS <= 1.5 GB and flat in N"
+    )
     if floors:
         print("floor: the catalog's own SQLite work, no parsing (one writer, so one core):")
         print("\n".join(floors))

@@ -337,3 +337,43 @@ def test_the_published_catalog_holds_no_replaced_record(
     assert hashes[0] == hashes[1]
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(("-wal", "-shm")))
     assert left == []  # a rollback-journal file, as published
+
+
+def test_compaction_sorts_no_tracks_and_holds_no_snapshot_for_its_run(
+    archive: Archive, write_jsonl: WriteJsonl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It walks the tracks in rowid order in short read transactions: no statement of the
+    reading connection sorts (no temporary B-tree in its plan), and between its batches
+    that connection holds no transaction, so no snapshot lasts the whole run."""
+    load(archive, write_jsonl("a.jsonl", [track(n) for n in range(N)]))
+    load(archive, write_jsonl("b.jsonl", [changed(n) for n in range(1, N, 2)]))
+    monkeypatch.setattr(records, "WALK_ROWS", 200)  # many batches
+    conn = archive.connect()
+    read = archive.connect(readonly=True)
+    statements: list[str] = []
+    open_between: list[bool] = []
+    read.set_trace_callback(statements.append)
+    walk = records._walk_tracks
+
+    def watched(read: sqlite3.Connection, sql: str):  # type: ignore[no-untyped-def]
+        for rows in walk(read, sql):
+            open_between.append(read.in_transaction)
+            yield rows
+
+    monkeypatch.setattr(records, "_walk_tracks", watched)
+    try:
+        summary = records.compact(conn, read)
+        read.set_trace_callback(None)
+        assert summary.lines_dropped == N // 2 and summary.dangling == 0
+        assert len(open_between) >= 2 * N // 200  # two walks of many batches ...
+        assert not any(open_between)  # ... none inside a transaction
+        reads = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
+        assert any("FROM tracks" in s for s in reads)
+        for sql in reads - {s for s in reads if "compact_refs" in s}:  # a dropped temp table
+            plan = " ".join(r[3] for r in read.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "TEMP B-TREE" not in plan, (sql, plan)
+    finally:
+        read.close()
+        conn.close()
+    assert len(exported(archive.catalog_path)) == N
+    assert refs_resolve(archive.catalog_path)

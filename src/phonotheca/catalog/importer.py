@@ -241,8 +241,10 @@ def import_lines(
     the same file resumes, and a whole file is a new import that loads the rest.
     """
     started = time.monotonic()
-    if not strict:
-        refresh_search(conn)  # an archive from before the index existed gets one first
+    if not strict and schema.postponed_since(conn) is None:
+        # An archive from before the index existed gets one first; a bulk load cut short
+        # goes on without it (built once at its end).
+        refresh_search(conn)
     fingerprint = file_fingerprint(path)
     size = path.stat().st_size
     row = None
@@ -253,6 +255,13 @@ def import_lines(
             " WHERE kind=? AND fingerprint=? AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
             (kind, fingerprint),
         ).fetchone()
+    if row is None and not strict:
+        # Loaded whole by a bulk load whose index builds were cut short: the re-run
+        # of the command goes straight on to them (finish_import) instead of reading
+        # the file again.
+        row = _loaded_awaiting_indexes(conn, kind, fingerprint)
+        if row is not None:
+            return _summary(path, row, time.monotonic() - started)
     resumed_at = 0
     playlists: PlaylistCounts | None = None
     if row is not None:
@@ -271,7 +280,7 @@ def import_lines(
         # them row by row. A resumed import finds them dropped and carries on alike.
         tracks_now = conn.execute("SELECT max(id) FROM tracks").fetchone()[0] or 0
         if size > BULK_MIN_BYTES and tracks_now < size // BULK_BYTES_PER_TRACK:
-            schema.drop_secondary_indexes(conn)
+            schema.postpone_indexes(conn, int(import_id or 0))
             mark_search_stale(conn)
         _commit(conn, strict)
 
@@ -344,12 +353,49 @@ def import_lines(
     return summary
 
 
+def _loaded_awaiting_indexes(
+    conn: sqlite3.Connection, kind: str, fingerprint: str
+) -> tuple[int, ...] | None:
+    """The finished import of this file since the indexes were postponed, if any (its
+    id, lines done and counts, as the resume query gives them)."""
+    since = schema.postponed_since(conn)
+    if since is None:
+        return None
+    row = conn.execute(
+        "SELECT id, lines_done, read, loaded, rejected, invalid_isrc, superseded,"
+        " rejects_bytes, rejects_file FROM imports WHERE kind=? AND fingerprint=?"
+        " AND finished_at IS NOT NULL AND id >= ? ORDER BY id DESC LIMIT 1",
+        (kind, fingerprint, since),
+    ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _summary(path: Path, row: tuple[int, ...], seconds: float) -> ImportSummary:
+    """The summary of an import loaded whole before (see _loaded_awaiting_indexes)."""
+    _, lines_done, read, loaded, rejected, invalid, superseded, _, rejects_file = row
+    return ImportSummary(
+        path=str(path),
+        read=read,
+        loaded=loaded,
+        rejected=rejected,
+        invalid_isrc=invalid,
+        superseded=superseded,
+        rejects_file=rejects_file,  # type: ignore[arg-type]
+        resumed_at_line=lines_done,
+        seconds=round(seconds, 3),
+    )
+
+
 def finish_import(conn: sqlite3.Connection, progress: schema.StepProgress | None = None) -> None:
     """Build what a bulk load postponed: secondary indexes, the search index, then the
     lists a server reads (:func:`phonotheca.catalog.library.refresh`).
 
-    ``progress(step, done, total)`` hears of each step (see :func:`rebuild_search`).
+    Each step commits what it finished, so a re-run after a kill resumes where the
+    build stopped. ``progress(step, done, total)`` hears of each step as it starts (a
+    step already finished is not heard of again; see :func:`rebuild_search`).
     """
     schema.ensure_indexes(conn, progress)
     refresh_search(conn, progress=progress)
     library.refresh(conn, progress)
+    if schema.postponed_since(conn) is not None:
+        schema.set_meta(conn, schema.POSTPONED, None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import zstandard
@@ -169,8 +169,7 @@ class _Compactor:
             if len(self.dead) >= GROUP_LINES:
                 self.flush_dead()
             return
-        sparse = len(live) < self.sparse * len(lines)
-        if not sparse and sum(map(len, lines)) >= SMALL_BYTES:
+        if not self.rewrites(lines, len(live)):
             return
         key = (import_id, kind)
         p = self.pending.setdefault(key, _Pending(import_id, kind))
@@ -181,6 +180,11 @@ class _Compactor:
         p.sources[chunk_id] = len(lines) - len(live)
         if len(p.lines) >= GROUP_LINES:
             self.write(key, final=False)
+
+    def rewrites(self, lines: list[bytes], live: int) -> bool:
+        """Whether a chunk with ``live`` of its ``lines`` still pointed at is rewritten:
+        it is sparse, or small."""
+        return live < self.sparse * len(lines) or sum(map(len, lines)) < SMALL_BYTES
 
     def _frames(self, p: _Pending, final: bool) -> list[tuple[int, int]]:
         """(start, end) of the chunks to write: each full (FRAME_LINES or FRAME_BYTES),
@@ -264,6 +268,57 @@ def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
     return int(count), int(size)
 
 
+WALK_ROWS = int(os.environ.get("PHONOTHECA_TEST_COMPACT_WALK", "100000"))
+"""Tracks (or chunks, by a hundredth of it) read per short read transaction."""
+
+
+def _walk_tracks(read: sqlite3.Connection) -> Iterator[list[tuple[int, int, int]]]:
+    """Batches of ``(id, record_ref, owner)`` of the tracks (owner 0), then of the
+    playlists (owner 1, docs/FORMAT.md §4.8) that point at a source record: keyset walks
+    in rowid order, each batch read in a transaction of its own, so no read snapshot is
+    held for the whole walk."""
+    for owner, table in enumerate(("tracks", "playlists")):
+        sql = (
+            f"SELECT id, record_ref FROM {table} WHERE id > ? AND record_ref IS NOT NULL"
+            " ORDER BY id LIMIT ?"
+        )
+        after = 0
+        while True:
+            rows = read.execute(sql, (after, WALK_ROWS)).fetchall()
+            if not rows:
+                break
+            yield [(i, ref, owner) for i, ref in rows]
+            after = rows[-1][0]
+
+
+def _walk_chunks(
+    read: sqlite3.Connection, top: int, ids: Sequence[int] | None = None
+) -> Iterator[tuple[int, int, str, bytes]]:
+    """Chunks in id order up to ``top`` (or ``ids``), a few per read transaction."""
+    step = max(1, WALK_ROWS // 100)
+    if ids is not None:
+        for n in range(0, len(ids), step):
+            part = ids[n : n + step]
+            marks = ",".join("?" * len(part))
+            yield from read.execute(
+                f"SELECT id, import_id, kind, data FROM source_chunks WHERE id IN ({marks})"
+                " ORDER BY id",
+                part,
+            ).fetchall()
+        return
+    after = 0
+    while True:
+        rows = read.execute(
+            "SELECT id, import_id, kind, data FROM source_chunks WHERE id > ? AND id <= ?"
+            " ORDER BY id LIMIT ?",
+            (after, top, step),
+        ).fetchall()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
 def compact(
     conn: sqlite3.Connection,
     read: sqlite3.Connection,
@@ -274,58 +329,97 @@ def compact(
 ) -> CompactSummary:
     """Drop source records no track points at and rewrite sparse chunks (see module).
 
-    ``read`` (a second connection to the same catalog) reads one snapshot while ``conn``
-    writes, one transaction per :data:`GROUP_LINES` lines moved: killed at any moment
-    the catalog is consistent, and a re-run finishes the work. An import may run
-    meanwhile. ``every`` rewrites every chunk holding a dead line, not only those
-    below :data:`SPARSE` (leaving no replaced record, say before publishing the
-    catalog). ``progress(done, total)`` counts the chunks read. ``vacuum`` then
-    returns the freed pages to the filesystem (SQLite ``VACUUM``: needs free disk about
-    twice the packed catalog, for its temporary copy and the write-ahead log, and a
-    while on a large one); without it they are reused by later imports.
+    ``read`` (a second connection to the same catalog) reads while ``conn`` writes, one
+    transaction per :data:`GROUP_LINES` lines moved: killed at any moment the catalog is
+    consistent, and a re-run finishes the work. An import may run meanwhile. ``every``
+    rewrites every chunk holding a dead line, not only those below :data:`SPARSE`
+    (leaving no replaced record, say before publishing the catalog). ``progress(done,
+    total)`` counts the chunks read. ``vacuum`` then returns the freed pages to the
+    filesystem (SQLite ``VACUUM``: needs free disk about twice the packed catalog, for
+    its temporary copy and the write-ahead log, and a while on a large one); without it
+    they are reused by later imports.
+
+    Nothing sorts the tracks and no read snapshot lasts the whole run: the tracks are
+    walked in rowid order in short read transactions (:func:`_walk_tracks`), once for a
+    bitmap of the lines each chunk still serves, and, when chunks are to be rewritten,
+    once more for the tracks pointing into those, kept in a temporary table keyed by
+    their record (as large as what moves, not as the catalog). Records moved meanwhile
+    by an import keep their new place: only pointers still at the old one move.
     """
     summary = CompactSummary()
-    read.execute("BEGIN")  # one snapshot for both queries below
-    refs = rows = None
-    try:
-        summary.chunks_before, summary.bytes_before = _totals(read)
-        # Playlists keep their source records in chunks too (docs/FORMAT.md §4.8).
-        refs = read.execute(
-            "SELECT record_ref, id, 0 FROM tracks WHERE record_ref IS NOT NULL UNION ALL"
-            " SELECT record_ref, id, 1 FROM playlists WHERE record_ref IS NOT NULL"
-            " ORDER BY 1"
-        )
-        ref = refs.fetchone()
-        work = _Compactor(conn, summary, 1.0 if every else SPARSE)
-        dctx = zstandard.ZstdDecompressor()
-        rows = read.execute("SELECT id, import_id, kind, data FROM source_chunks ORDER BY id")
-        for done, (chunk_id, import_id, kind, data) in enumerate(rows, 1):
-            first = chunk_id * RECORD_REF_LINES
-            while ref is not None and ref[0] < first:  # a track pointing at no chunk
-                summary.dangling += 1
-                ref = refs.fetchone()
-            lines = split_lines(dctx, data)
-            live: dict[int, list[tuple[int, int, int]]] = {}
-            while ref is not None and ref[0] < first + RECORD_REF_LINES:
-                if ref[0] - first < len(lines):
-                    live.setdefault(ref[0] - first, []).append((ref[1], ref[0], ref[2]))
-                else:  # past the chunk's last line
-                    summary.dangling += 1
-                ref = refs.fetchone()
-            work.chunk(chunk_id, import_id, kind, lines, live)
-            if progress is not None:
-                progress(done, summary.chunks_before)
-        while ref is not None:
-            summary.dangling += 1
-            ref = refs.fetchone()
-    finally:
-        for cursor in (refs, rows):
-            if cursor is not None:
-                cursor.close()
-        read.execute("COMMIT")
+    summary.chunks_before, summary.bytes_before = _totals(read)
+    # The chunks there now: those an import beside us (or this run) adds are left alone.
+    top = int(read.execute("SELECT coalesce(max(id), 0) FROM source_chunks").fetchone()[0])
+    live: dict[int, int] = {}  # chunk id -> bitmap of the lines still pointed at
+    for rows in _walk_tracks(read):
+        for _, ref, _ in rows:
+            chunk, line = divmod(ref, RECORD_REF_LINES)
+            if chunk <= top:
+                live[chunk] = live.get(chunk, 0) | (1 << line)
+    work = _Compactor(conn, summary, 1.0 if every else SPARSE)
+    dctx = zstandard.ZstdDecompressor()
+    rewrite: list[int] = []  # chunks whose live lines move
+    dangling: dict[int, int] = {}  # chunk id -> bitmap of lines past its end
+    for done, (chunk_id, import_id, kind, data) in enumerate(_walk_chunks(read, top), 1):
+        lines = split_lines(dctx, data)
+        bits = live.pop(chunk_id, 0)
+        if bits >> len(lines):
+            dangling[chunk_id] = bits >> len(lines) << len(lines)
+            bits &= (1 << len(lines)) - 1
+        if not bits:
+            work.chunk(chunk_id, import_id, kind, lines, {})  # dropped
+        elif work.rewrites(lines, bits.bit_count()):
+            rewrite.append(chunk_id)
+        if progress is not None:
+            progress(done, summary.chunks_before)
+    dangling.update(live)  # tracks pointing at chunks that do not exist
+    if rewrite or dangling:
+        _move_lines(read, work, dctx, rewrite, dangling, summary)
     work.finish()
     if vacuum:
         conn.execute("VACUUM")
         summary.vacuumed = True
     summary.chunks_after, summary.bytes_after = _totals(conn)
     return summary
+
+
+def _move_lines(
+    read: sqlite3.Connection,
+    work: _Compactor,
+    dctx: zstandard.ZstdDecompressor,
+    rewrite: list[int],
+    dangling: dict[int, int],
+    summary: CompactSummary,
+) -> None:
+    """Gather the tracks and playlists pointing into the chunks to rewrite (and count
+    those pointing past any chunk), then hand each chunk with its live lines to
+    ``work``."""
+    moving = set(rewrite)
+    read.execute("DROP TABLE IF EXISTS temp.compact_refs")
+    read.execute(
+        "CREATE TEMP TABLE compact_refs(ref INTEGER, owner INTEGER, id INTEGER,"
+        " PRIMARY KEY(ref, owner, id)) WITHOUT ROWID"
+    )
+    try:
+        for rows in _walk_tracks(read):
+            keep = []
+            for owner_id, ref, owner in rows:
+                chunk, line = divmod(ref, RECORD_REF_LINES)
+                if chunk in moving:
+                    keep.append((ref, owner, owner_id))
+                elif dangling.get(chunk, 0) >> line & 1:
+                    summary.dangling += 1
+            read.executemany("INSERT OR IGNORE INTO temp.compact_refs VALUES (?,?,?)", keep)
+        for chunk_id, import_id, kind, data in _walk_chunks(read, 0, rewrite):
+            lines = split_lines(dctx, data)
+            first = chunk_id * RECORD_REF_LINES
+            found: dict[int, list[tuple[int, int, int]]] = {}
+            for ref, owner, owner_id in read.execute(
+                "SELECT ref, owner, id FROM temp.compact_refs WHERE ref >= ? AND ref < ?"
+                " ORDER BY ref, owner, id",
+                (first, first + len(lines)),
+            ):
+                found.setdefault(ref - first, []).append((owner_id, ref, owner))
+            work.chunk(chunk_id, import_id, kind, lines, found)
+    finally:
+        read.execute("DROP TABLE IF EXISTS temp.compact_refs")

@@ -537,7 +537,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             "upgrade phonotheca"
         )
     apply_migrations(conn, MIGRATIONS, version)
-    ensure_indexes(conn)
+    if get_meta(conn, POSTPONED) is None:  # a bulk load builds them at its end, once
+        ensure_indexes(conn)
     return SCHEMA_VERSION
 
 
@@ -587,10 +588,34 @@ def big_sorts(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute(f"PRAGMA threads = {int(threads)}")
 
 
+POSTPONED = "indexes_postponed"
+"""``meta`` key: set (to the id of its first import) while a bulk load has the secondary
+indexes and the search index postponed, until :func:`~phonotheca.catalog.importer.
+finish_import` has built them. While it is set, :func:`migrate` leaves the indexes
+missing, so that an import resumed after a kill loads without them as the uninterrupted
+one did."""
+
+
+def postpone_indexes(conn: sqlite3.Connection, import_id: int) -> None:
+    """Drop the secondary indexes for a bulk load by ``import_id`` (in the caller's
+    transaction); the first import of a postponement stays recorded."""
+    drop_secondary_indexes(conn)
+    if get_meta(conn, POSTPONED) is None:
+        set_meta(conn, POSTPONED, str(import_id))
+
+
+def postponed_since(conn: sqlite3.Connection) -> int | None:
+    """The first import whose index builds are still postponed, or None."""
+    value = get_meta(conn, POSTPONED)
+    return None if value is None else int(value)
+
+
 def ensure_indexes(conn: sqlite3.Connection, progress: StepProgress | None = None) -> None:
     """Create any secondary index that is missing (after a bulk load, or one cut short).
 
-    ``progress(step, None, None)`` hears of each index as its build starts.
+    Each index commits on its own, so a build killed midway keeps the indexes it
+    finished and a re-run builds only the others. ``progress(step, None, None)`` hears
+    of each index as its build starts.
     """
     missing = missing_indexes(conn)
     if not missing:

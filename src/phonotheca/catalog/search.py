@@ -102,6 +102,34 @@ def mark_search_stale(conn: sqlite3.Connection) -> None:
     """Record (in the caller's transaction) that the index needs a full rebuild; until
     then imports skip maintaining it."""
     schema.set_meta(conn, "search_stale", "1")
+    schema.set_meta(conn, BUILD_KEY, None)
+
+
+BUILD_KEY = "search_build"
+"""``meta`` key of a rebuild cut short: ``<step done> <catalog stamp>`` (see
+:func:`rebuild_search`)."""
+_STEPS = ("rows",)
+
+
+def _stamp(conn: sqlite3.Connection) -> str:
+    """What changes whenever anything may have changed the indexed tracks since: every
+    command that writes tracks is an import, which adds a row to ``imports`` or moves
+    one's progress (a small table: this reads it whole)."""
+    row = conn.execute(
+        "SELECT coalesce(max(id), 0), total(lines_done), count(finished_at) FROM imports"
+    ).fetchone()
+    return f"{row[0]}:{int(row[1])}:{row[2]}"
+
+
+def _steps_done(conn: sqlite3.Connection) -> int:
+    """How many of :data:`_STEPS` a rebuild cut short finished, on the same catalog."""
+    value = schema.get_meta(conn, BUILD_KEY)
+    if value is None or not _has_index(conn):
+        return 0
+    step, _, stamp = value.partition(" ")
+    if step not in _STEPS or stamp != _stamp(conn):
+        return 0
+    return _STEPS.index(step) + 1
 
 
 def _has_index(conn: sqlite3.Connection, table: str = FTS_TABLE) -> bool:
@@ -122,39 +150,62 @@ sample of the track ids (ids divisible by it), so that it costs nothing measurab
 def refresh_search(
     conn: sqlite3.Connection, *, force: bool = False, progress: schema.StepProgress | None = None
 ) -> bool:
-    """Rebuild the search index if it is missing or stale; True if it did."""
+    """Rebuild the search index if it is missing or stale (resuming a rebuild cut short
+    on the same catalog), or from scratch with ``force``; True if it did."""
     if not force and not search_is_stale(conn):
         return False
-    rebuild_search(conn, progress=progress)
+    rebuild_search(conn, progress=progress, resume=not force)
     return True
 
 
 def rebuild_search(
-    conn: sqlite3.Connection, *, progress: schema.StepProgress | None = None
+    conn: sqlite3.Connection,
+    *,
+    progress: schema.StepProgress | None = None,
+    resume: bool = False,
 ) -> None:
-    """Rebuild rank keys and the FTS5 index from scratch, in one transaction.
+    """Rebuild rank keys and the FTS5 index from scratch, in two steps that each commit:
+    the keys and the FTS5 rows (:func:`_fill`), then the index of the tracks' keys.
 
-    ``progress(step, done, total)`` hears of each step; while the FTS5 index is filled
-    (most of the time) ``done`` estimates the tracks indexed so far from the sampled ids.
+    With ``resume``, a first step that a rebuild killed in the second finished is not
+    done again (:data:`BUILD_KEY` records it, with a stamp of the catalog that a later
+    import changes, see :func:`_stamp`); until the last step the index stays stale.
+    ``progress(step, done, total)`` hears of each step it does; while the FTS5 index is
+    filled (most of the time) ``done`` estimates the tracks indexed so far from the
+    sampled ids.
     """
-
-    # Both statements read tracks in rowid order and sort once (the window); reading
-    # tracks in key order instead would cost a random access per track.
-    def keyed(names: str, columns: str, source: str) -> str:
-        return f"""
-        SELECT (bucket << {BUCKET_SHIFT}) + row_number() OVER (PARTITION BY bucket ORDER BY id)
-               AS key, {names}
-        FROM (SELECT t.id, {BUCKET_SQL} AS bucket, {columns} FROM {source})"""
-
-    # Without any alias the subquery adds nothing but a lookup per track: skip it.
-    has_aliases = conn.execute("SELECT 1 FROM artist_aliases LIMIT 1").fetchone() is not None
-    artists = ARTISTS_SQL if has_aliases else "t.artist_credit"
-    has_titles = conn.execute("SELECT 1 FROM track_aliases LIMIT 1").fetchone() is not None
-    title = TITLE_SQL if has_titles else "t.title"
     report = progress or (lambda step, done, total: None)
-    # max(id) reads the end of the rowid B-tree; count(*) would read the whole table.
-    total = int(conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0])
-    done = 0
+    with schema.big_sorts(conn):
+        if not (resume and _steps_done(conn)):
+            with schema.transaction(conn):
+                _fill(conn, report)
+                schema.set_meta(conn, "search_stale", "1")
+                schema.set_meta(conn, BUILD_KEY, f"{_STEPS[0]} {_stamp(conn)}")
+        with schema.transaction(conn):
+            report("search rank index", None, None)
+            conn.execute("CREATE UNIQUE INDEX search_rank_track ON search_rank(track_id)")
+            schema.set_meta(conn, "search_stale", None)
+            schema.set_meta(conn, BUILD_KEY, None)
+
+
+# The rank keys and the FTS5 rows come out of one sort of the tracks: each row of it goes
+# to both tables through this view's trigger (a statement inserts into one table only).
+_FEED_DDL = (
+    "CREATE TEMP VIEW IF NOT EXISTS search_feed(key, track_id, title, artists, album)"
+    " AS SELECT NULL, NULL, NULL, NULL, NULL",
+    "CREATE TEMP TRIGGER IF NOT EXISTS search_feed_rows INSTEAD OF INSERT ON search_feed"
+    " BEGIN"
+    " INSERT INTO search_rank(key, track_id) VALUES (new.key, new.track_id);"
+    f" INSERT INTO {FTS_TABLE}(rowid, title, artists, album)"
+    " VALUES (new.key, new.title, new.artists, new.album);"
+    " END",
+)
+
+
+def _fill(conn: sqlite3.Connection, report: schema.StepProgress) -> None:
+    """Empty the index, then fill ``search_rank`` and the FTS5 table from every track in
+    rank-key order, and merge the FTS5 segments (the caller's transaction)."""
+    done = total = 0
 
     def tick() -> int:
         nonlocal done
@@ -162,41 +213,50 @@ def rebuild_search(
         report("search index", done, total)
         return 1
 
+    # Registered before the FTS5 table is touched: SQLite refuses to replace a function
+    # while any statement is active, and FTS5 keeps some of its own open meanwhile.
+    conn.create_function("phonotheca_progress", 0, tick)
+    conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
+    conn.execute("DROP INDEX IF EXISTS search_rank_track")
+    conn.execute("DELETE FROM search_rank")
+    conn.execute(FTS_DDL)
+    # One ascending pass, then one merge: cheaper than merging as segments pile up.
+    conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 0)")
+    # Terms collect in memory up to this many bytes before a segment is written (FTS5's
+    # default is 1 MiB): 2 M tracks give one segment instead of hundreds, and the insert
+    # takes a quarter less time (16.1 s -> 11.8 s measured, 'optimize' 1.7 s -> 0).
+    conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('hashsize', {FTS_HASH_SIZE})")
+    # Without any alias the subquery adds nothing but a lookup per track: skip it.
+    has_aliases = conn.execute("SELECT 1 FROM artist_aliases LIMIT 1").fetchone() is not None
+    artists = ARTISTS_SQL if has_aliases else "t.artist_credit"
+    has_titles = conn.execute("SELECT 1 FROM track_aliases LIMIT 1").fetchone() is not None
+    title = TITLE_SQL if has_titles else "t.title"
+    # max(id) reads the end of the rowid B-tree; count(*) would read the whole table.
+    total = int(conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0])
     # Evaluated on the rows as they come out of the sort, i.e. as they are indexed: a
     # WHERE inside the windowed query would run during the scan, before the sort.
     sampled = f"(id % {PROGRESS_EVERY}) != 0 OR phonotheca_progress()"
-    conn.create_function("phonotheca_progress", 0, tick)
-    with schema.big_sorts(conn), schema.transaction(conn):
-        report("search ranks", None, None)
-        conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
-        conn.execute("DROP INDEX IF EXISTS search_rank_track")
-        conn.execute("DELETE FROM search_rank")
-        conn.execute(FTS_DDL)
-        # One ascending pass, then one merge: cheaper than merging as segments pile up.
-        conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 0)")
-        # Terms collect in memory up to this many bytes before a segment is written (FTS5's
-        # default is 1 MiB): 2 M tracks give one segment instead of hundreds, and the
-        # insert takes a quarter less time (16.1 s -> 11.8 s measured, 'optimize' 1.7 s -> 0).
-        conn.execute(
-            f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('hashsize', {FTS_HASH_SIZE})"
-        )
-        conn.execute("INSERT INTO search_rank(key, track_id)" + keyed("id", "1", "tracks t"))
-        report("search index", 0, total)
-        conn.execute(
-            f"INSERT INTO {FTS_TABLE}(rowid, title, artists, album)"
-            " SELECT key, title, credit, album FROM ("
-            + keyed(
-                "id, title, credit, album",
-                f"{title} AS title, {artists} AS credit, coalesce(a.title, '') AS album",
-                "tracks t LEFT JOIN albums a ON a.id = t.album_id",
-            )
-            + f") WHERE {sampled}"
-        )
-        report("search index", total, total)
-        conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
-        conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 4)")
-        conn.execute("CREATE UNIQUE INDEX search_rank_track ON search_rank(track_id)")
-        schema.set_meta(conn, "search_stale", None)
+    for ddl in _FEED_DDL:
+        conn.execute(ddl)
+    report("search index", 0, total)
+    # Tracks are read in rowid order and sorted once (the window); reading them in key
+    # order instead would cost a random access per track.
+    conn.execute(
+        f"""INSERT INTO temp.search_feed(key, track_id, title, artists, album)
+        SELECT key, id, title, credit, album FROM (
+            SELECT (bucket << {BUCKET_SHIFT})
+                   + row_number() OVER (PARTITION BY bucket ORDER BY id) AS key,
+                   id, title, credit, album
+            FROM (SELECT t.id, {BUCKET_SQL} AS bucket, {title} AS title,
+                         {artists} AS credit, coalesce(a.title, '') AS album
+                  FROM tracks t LEFT JOIN albums a ON a.id = t.album_id))
+        WHERE {sampled}"""
+    )
+    conn.execute("DROP TRIGGER temp.search_feed_rows")
+    conn.execute("DROP VIEW temp.search_feed")
+    report("search index", total, total)
+    conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
+    conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 4)")
 
 
 def index_tracks(conn: sqlite3.Connection, where: str, params: tuple[object, ...] = ()) -> None:

@@ -11,7 +11,9 @@ and reason, never an exception. A compressed file that ends early or is damaged 
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 
 import msgspec
@@ -86,8 +88,9 @@ def file_fingerprint(path: Path) -> str:
     return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
-def bounded_lines(stream: Readable, max_bytes: int) -> Iterator[bytes]:
-    """The lines of a binary stream, read :data:`BLOCK` bytes at a time.
+def bounded_lines(stream: Readable, max_bytes: int) -> Iterator[list[bytes]]:
+    """The lines of a binary stream, read :data:`BLOCK` bytes at a time: a list of the
+    whole lines of each block (so that no Python runs per line).
 
     A line longer than ``max_bytes`` is cut just past that length (so it will be
     rejected) and the rest of it skipped: one hostile line never costs more memory.
@@ -106,9 +109,10 @@ def bounded_lines(stream: Readable, max_bytes: int) -> Iterator[bytes]:
             parts.append(tail[: max_bytes + 1])
             tail = b""
             overlong = True
-        yield from parts
+        if parts:
+            yield parts
     if tail:
-        yield tail
+        yield [tail]
 
 
 def iter_line_blocks(
@@ -147,20 +151,29 @@ def line_blocks(
     (number of the first line, lines, bytes of ``source`` read so far). A block ends
     after ``lines_per_block`` lines or ``max_block_bytes`` bytes of lines; see
     :func:`iter_line_blocks`."""
-    line_no = 0
+    line_no = 0  # lines read, skipped ones included
     pending: list[bytes] = []
-    size = 0
+    size = 0  # bytes of the pending lines (counted only under a byte limit)
+    limited = max_block_bytes < 1 << 62
     damage: DamagedInput | None = None
     try:
-        for line in bounded_lines(stream, max_bytes):
-            line_no += 1
-            if line_no <= skip_lines:
-                continue
-            pending.append(line)
-            size += len(line)
-            if len(pending) >= lines_per_block or size >= max_block_bytes:
-                yield line_no - len(pending) + 1, pending, source.position
-                pending, size = [], 0
+        for parts in bounded_lines(stream, max_bytes):
+            if line_no < skip_lines:
+                drop = min(len(parts), skip_lines - line_no)
+                line_no += drop
+                del parts[:drop]
+            while parts:
+                n = min(len(parts), lines_per_block - len(pending))
+                if limited:
+                    ends = list(accumulate(map(len, parts[:n]), initial=size))
+                    n = min(n, bisect_left(ends, max_block_bytes, lo=1))
+                    size = ends[n]
+                pending += parts[:n]
+                del parts[:n]
+                line_no += n
+                if len(pending) >= lines_per_block or (limited and size >= max_block_bytes):
+                    yield line_no - len(pending) + 1, pending, source.position
+                    pending, size = [], 0
     except DamagedInput as exc:
         damage = exc
     if pending:
