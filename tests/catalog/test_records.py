@@ -355,8 +355,8 @@ def test_compaction_sorts_no_tracks_and_holds_no_snapshot_for_its_run(
     read.set_trace_callback(statements.append)
     walk = records._walk_tracks
 
-    def watched(read: sqlite3.Connection, sql: str):  # type: ignore[no-untyped-def]
-        for rows in walk(read, sql):
+    def watched(read: sqlite3.Connection):  # type: ignore[no-untyped-def]
+        for rows in walk(read):
             open_between.append(read.in_transaction)
             yield rows
 
