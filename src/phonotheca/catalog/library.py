@@ -304,12 +304,13 @@ def _lists(conn: sqlite3.Connection, lib: int) -> None:
     if lib == PLAYABLE:
         tracks = (
             "SELECT p.track_id AS id, t.album_id FROM playable p"
-            " JOIN c.tracks t ON t.id = p.track_id"
+            " CROSS JOIN c.tracks t ON t.id = p.track_id"
         )
         conn.execute("DROP TABLE IF EXISTS temp.held_albums")
         conn.execute(
             "CREATE TEMP TABLE held_albums AS SELECT DISTINCT t.album_id AS id"
-            " FROM playable p JOIN c.tracks t ON t.id = p.track_id WHERE t.album_id IS NOT NULL"
+            " FROM playable p CROSS JOIN c.tracks t ON t.id = p.track_id"
+            " WHERE t.album_id IS NOT NULL"
         )
         albums = "SELECT a.* FROM temp.held_albums h JOIN c.albums a ON a.id = h.id"
     else:
@@ -417,7 +418,7 @@ def _apply_held(conn: sqlite3.Connection, held: Sequence[str]) -> None:
         conn.execute(
             """UPDATE album_stats SET playable = playable + d.n
             FROM (SELECT t.album_id, sum(x.sign) AS n FROM delta x
-                  JOIN c.tracks t ON t.id = x.track_id
+                  CROSS JOIN c.tracks t ON t.id = x.track_id
                   WHERE t.album_id IS NOT NULL GROUP BY t.album_id) d
             WHERE album_stats.album_id = d.album_id"""
         )
@@ -425,7 +426,7 @@ def _apply_held(conn: sqlite3.Connection, held: Sequence[str]) -> None:
             """UPDATE artist_stats SET playable = playable + d.n
             FROM (SELECT a.artist_id, sum(a.sign) AS n FROM (
                       SELECT DISTINCT ta.artist_id, x.track_id, x.sign FROM delta x
-                      JOIN c.track_artists ta ON ta.track_id = x.track_id) a
+                      CROSS JOIN c.track_artists ta ON ta.track_id = x.track_id) a
                   GROUP BY a.artist_id) d
             WHERE artist_stats.artist_id = d.artist_id"""
         )
@@ -457,14 +458,14 @@ def _songs(conn: sqlite3.Connection, lib: int, tracks: str) -> None:
     # A track's genres are its own, or its album's when it has none.
     genres = f"""
         SELECT s.id, tg.genre_id AS g FROM ({tracks}) s
-            JOIN c.track_genres tg ON tg.track_id = s.id
+            CROSS JOIN c.track_genres tg ON tg.track_id = s.id
         UNION ALL
         SELECT s.id, ag.genre_id FROM ({tracks}) s
-            JOIN c.album_genres ag ON ag.album_id = s.album_id
+            CROSS JOIN c.album_genres ag ON ag.album_id = s.album_id
         WHERE NOT EXISTS (SELECT 1 FROM c.track_genres x WHERE x.track_id = s.id)"""
     years = f"""
         SELECT s.id, {_YEAR.format(d="a.release_date")} AS y FROM ({tracks}) s
-            JOIN c.albums a ON a.id = s.album_id"""
+            CROSS JOIN c.albums a ON a.id = s.album_id"""
     steps = (
         (SONGS_ALL, "0", "id", tracks),
         (SONGS_BY_GENRE, "g", "g, id", genres),
@@ -516,7 +517,7 @@ def _artists(conn: sqlite3.Connection, lib: int, tracks: str, albums: str) -> No
                   JOIN ({albums}) x ON x.id = aa.album_id
               UNION
               SELECT ta.artist_id, s.album_id FROM ({tracks}) s
-                  JOIN c.track_artists ta ON ta.track_id = s.id
+                  CROSS JOIN c.track_artists ta ON ta.track_id = s.id
               WHERE s.album_id IS NOT NULL) p
         JOIN c.albums a ON a.id = p.album_id"""
     )
