@@ -361,7 +361,10 @@ def mixed(root: Path, key: str, requests: int) -> tuple[list[float], list[float]
     slow_times: list[float] = []
     with running(cmd, port, root / "serve-scale-slow.log"):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-            check("/rest/getGenres", client.get("/rest/getGenres", params={"apiKey": key}))
+            check(
+                "/rest/getGenres",
+                client.get("/rest/getGenres", params={"apiKey": key, "f": "json"}),
+            )
 
         async def both() -> list[float]:
             done = False
