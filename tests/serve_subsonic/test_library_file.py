@@ -365,3 +365,58 @@ def test_a_collection_gained_costs_the_same_whatever_the_catalog_size(
     small, large = runs
     # A scan of the catalog would cost 20 times more; index seeks one B-tree level more.
     assert large < 1.5 * small, runs
+
+
+def test_an_in_place_change_cut_short_leaves_the_file_as_it_was(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _with_plan(root)
+    before = _contents(path)
+    _collection(root, "lib_pop-000-100_0001", 1, "id % 10 = 3")
+
+    def killed(conn: sqlite3.Connection, lib: int) -> None:
+        conn.execute("DELETE FROM album_order")  # half done
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "_lists", killed)
+    with pytest.raises(KeyboardInterrupt):
+        library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+    assert _contents(path) == before
+    monkeypatch.undo()
+    assert library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+    assert _contents(path) != before
+
+
+KILLED_MIDWAY = r"""
+import os, signal, sys
+from pathlib import Path
+from phonotheca.catalog import library
+
+def killed(conn, lib):
+    conn.execute("PRAGMA cache_size = 1")  # pages go to the file before the commit
+    conn.execute("DELETE FROM album_order")
+    conn.execute("DELETE FROM song_order")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+library._lists = killed
+root = Path(sys.argv[1])
+library.update_held(root / "catalog.sqlite3", root / library.LIBRARY_FILE, sys.argv[2:])
+"""
+
+
+def test_a_killed_in_place_change_is_rolled_back_then_done_again(
+    root: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = _with_plan(root)
+    name = "lib_pop-000-100_0001"
+    _collection(root, name, 1, "id % 10 = 3")
+    run = subprocess.run([sys.executable, "-c", KILLED_MIDWAY, str(root), name], check=False)
+    assert run.returncode == -9
+    assert path.with_name(path.name + "-journal").exists()  # the change was under way
+    # Run again: the half change is rolled back, then made as a full build makes it.
+    assert library.update_held(root / "catalog.sqlite3", path, [name])
+    library.build(root / "catalog.sqlite3", tmp_path / "full.sqlite3", [name])
+    assert _contents(path) == _contents(tmp_path / "full.sqlite3")

@@ -213,8 +213,21 @@ def build(catalog_path: Path, out: Path, held: Sequence[str]) -> str:
         conn.close()
     with open(partial, "rb") as f:
         os.fsync(f.fileno())
+    _settle(out)
     os.replace(partial, out)
     return stamp
+
+
+def _settle(path: Path) -> None:
+    """Roll back an in-place change that was killed (its hot journal beside ``path``):
+    a journal left beside the file that replaces it would be played into that file."""
+    if not path.with_name(path.name + "-journal").exists():
+        return
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls it back
+    finally:
+        conn.close()
 
 
 def held_collections(conn: sqlite3.Connection, root: Path) -> list[str]:
@@ -343,6 +356,12 @@ def update_held(catalog_path: Path, out: Path, held: Sequence[str]) -> str | Non
     mirror" lists again (O(playable)); the whole catalog's lists are not touched. One
     transaction: a killed update leaves the file as it was (SQLite's journal).
     """
+    if not out.exists():
+        return None
+    try:
+        _settle(out)
+    except sqlite3.Error:
+        return None
     meta = read_meta(out)
     if meta is None or meta.get("format") != str(FORMAT_VERSION):
         return None
