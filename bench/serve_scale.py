@@ -83,7 +83,8 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
     """An archive of ``tracks`` synthetic tracks, a tenth held; and a user's API key."""
     root = workdir / f"serve-scale-{tracks}"
-    if not (root / "catalog.sqlite3").exists():
+    if not (root / "catalog.sqlite3").exists() or _cut_short(root):
+        # An import cut short (the bench stopped) is resumed where it stopped.
         root.mkdir(parents=True, exist_ok=True)
         src = synthetic_catalog(workdir, tracks)
         run = run_measured(phonotheca_cmd("import", "jsonl", str(src), "--archive", str(root)))
@@ -127,6 +128,17 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
     finally:
         store.close()
     return root, key
+
+
+def _cut_short(root: Path) -> bool:
+    """Whether the cached archive's import did not finish (with its indexes: the library
+    file is their last step)."""
+    conn = schema.connect(root / "catalog.sqlite3", readonly=True)
+    try:
+        unfinished = library.importing(conn)
+    finally:
+        conn.close()
+    return unfinished or not (root / library.LIBRARY_FILE).exists()
 
 
 def calls(root: Path, folder: int) -> dict[str, Call]:
