@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_WORKDIR, percentile, phonotheca_cmd, run_measured, synthetic_catalog
 from phonotheca.archive import init_archive
 from phonotheca.catalog import library, schema
+from phonotheca.catalog.search import search_is_stale
 from phonotheca.serve.state import StateStore
 from serve import free_port, latencies, running
 
@@ -131,14 +132,13 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
 
 
 def _cut_short(root: Path) -> bool:
-    """Whether the cached archive's import did not finish (with its indexes: the library
-    file is their last step)."""
+    """Whether the cached archive's import did not finish: its records, or its indexes
+    (the search index is made after the others; the library file is made below)."""
     conn = schema.connect(root / "catalog.sqlite3", readonly=True)
     try:
-        unfinished = library.importing(conn)
+        return library.importing(conn) or search_is_stale(conn)
     finally:
         conn.close()
-    return unfinished or not (root / library.LIBRARY_FILE).exists()
 
 
 def calls(root: Path, folder: int) -> dict[str, Call]:
