@@ -456,7 +456,7 @@ def count_steps(root: Path, key: str, requests: int) -> dict[tuple[int, str], in
                     counter.ticks = 0
                     check(url, client.get(url, params=query))
                     steps.append(counter.ticks * counter.EVERY)
-                out[(folder, name)] = int(percentile(steps[1:], 0.5))
+                out[(folder, name)] = int(percentile([float(s) for s in steps[1:]], 0.5))
     finally:
         server.should_exit = True
         thread.join()

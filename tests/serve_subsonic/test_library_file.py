@@ -337,7 +337,7 @@ def test_a_collection_gained_costs_the_same_whatever_the_catalog_size(
     connect = sqlite3.connect
 
     def counted(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)
+        conn: sqlite3.Connection = connect(*args, **kwargs)
 
         def tick() -> int:
             steps.append(1)
