@@ -2,7 +2,8 @@
 
 For each size (default 100,000 and 1,000,000 tracks; ``--tracks`` for others, such as
 10,000,000) a synthetic catalog is imported (cached under the work directory), a tenth of
-its tracks is marked held (packed in ten collections present on disk, as after a build),
+its tracks is marked held (packed in ten collections present on disk, as after a build;
+the tracks whose id ends in 3, the collection by the id's tens digit),
 and the library file is made (its time is printed: the cost an import or build pays).
 Then ``phonotheca serve`` answers, one request at a time, 50 requests of each call in
 both music folders (1: in this mirror, 2: whole catalog), with offsets drawn over the
@@ -22,7 +23,8 @@ Then, at each size: ``getArtists`` and ``getIndexes`` repeated with ``If-None-Ma
 of every call above while one more client keeps asking for a query that never ends by
 itself (only the server's query budget stops it): p99 of the others (target <= 100 ms).
 For that run the server is the real app with that one extra Subsonic call, started by
-this script in a process of its own.
+this script in a process of its own. Last, the cost of keeping the library file: a full
+build beside one held collection dropped and gained back in place.
 
     .venv/bin/python bench/serve_scale.py [--tracks 100000 1000000] [--workdir DIR]
         [--requests 50]
@@ -102,8 +104,9 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
                     "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume,"
                     " offset, length, codec, position)"
                     f" SELECT id, 1, 'packed', 'original', 'bench_pop-000-100_' ||"
-                    f" printf('%04d', 1 + id % {COLLECTIONS}), 'bench.0001.tar', 512, 1000,"
-                    f" 'flac', row_number() OVER (PARTITION BY id % {COLLECTIONS} ORDER BY id) - 1"
+                    f" printf('%04d', 1 + id / 10 % {COLLECTIONS}), 'bench.0001.tar', 512, 1000,"
+                    " 'flac',"
+                    f" row_number() OVER (PARTITION BY id / 10 % {COLLECTIONS} ORDER BY id) - 1"
                     " FROM tracks WHERE id % 10 = 3"
                 )
                 for n in range(1, COLLECTIONS + 1):
@@ -129,6 +132,34 @@ def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
     finally:
         store.close()
     return root, key
+
+
+def maintenance(root: Path) -> tuple[float, float, float, int]:
+    """(seconds of a full build of the library file, of dropping one held collection in
+    place, of gaining it back in place; tracks of that collection), in this run."""
+    catalog = root / "catalog.sqlite3"
+    conn = schema.connect(catalog, readonly=True)
+    try:
+        held = library.held_collections(conn, root)
+        (k,) = conn.execute(
+            "SELECT count(*) FROM ledger WHERE collection = ? AND status = 'packed'", (held[0],)
+        ).fetchone()
+    finally:
+        conn.close()
+    scratch = root / "library-full.sqlite3"
+    t0 = time.monotonic()
+    library.build(catalog, scratch, held)
+    full = time.monotonic() - t0
+    scratch.unlink()
+    out = root / library.LIBRARY_FILE
+    t0 = time.monotonic()
+    if library.update_held(catalog, out, held[1:]) is None:
+        raise SystemExit(f"{out}: not changed in place")
+    drop = time.monotonic() - t0
+    t0 = time.monotonic()
+    if library.update_held(catalog, out, held) is None:
+        raise SystemExit(f"{out}: not changed in place")
+    return full, drop, time.monotonic() - t0, int(k)
 
 
 def _cut_short(root: Path) -> bool:
@@ -475,9 +506,11 @@ def main() -> int:
     steps: dict[int, dict[tuple[int, str], int]] = {}
     cached: dict[int, dict[str, tuple[int, list[float]]]] = {}
     busy: dict[int, tuple[list[float], list[float]]] = {}
+    kept: dict[int, tuple[float, float, float, int]] = {}
     for tracks in args.tracks:
         print(f"{tracks:,} tracks (load {load()})", flush=True)
         root, key = prepared_root(args.workdir, tracks)
+        kept[tracks] = maintenance(root)
         steps[tracks] = count_steps(root, key, 10)
         port = free_port()
         cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
@@ -525,6 +558,13 @@ def main() -> int:
             f"{n:>11,}: {len(others):,} requests p50 {percentile(others, 0.5):.1f} ms"
             f" p99 {percentile(others, 0.99):.1f} ms; {len(slow)} endless ones stopped after"
             f" p50 {percentile(slow, 0.5):,.0f} ms"
+        )
+    print("\nlibrary file: a full build, and one held collection dropped / gained in place")
+    for n in sizes:
+        full, drop, gain, k = kept[n]
+        print(
+            f"{n:>11,}: full {full:.1f} s; collection of {k:,} tracks dropped {drop:.1f} s,"
+            f" gained {gain:.1f} s"
         )
     print(f"load average at the end: {load()}")
     return 0
