@@ -420,3 +420,17 @@ def test_a_killed_in_place_change_is_rolled_back_then_done_again(
     assert library.update_held(root / "catalog.sqlite3", path, [name])
     library.build(root / "catalog.sqlite3", tmp_path / "full.sqlite3", [name])
     assert _contents(path) == _contents(tmp_path / "full.sqlite3")
+
+
+def test_the_server_changes_the_file_in_place_for_a_new_collection(
+    root: Path, client: tuple[httpx.Client, ServeContext, str]
+) -> None:
+    http, _, key = client
+    first = _hold(root, "lib_pop-000-100_0001", 3)  # the first plan: the file made again
+    assert _sync(http, key, 1) == first
+    path = root / library.LIBRARY_FILE
+    inode = path.stat().st_ino
+    second = _hold(root, "lib_pop-000-100_0002", 4)
+    assert _sync(http, key, 1) == first + second
+    assert path.stat().st_ino == inode  # changed in place
+    assert _sync(http, key, 2) == TRACKS
