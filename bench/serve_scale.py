@@ -511,6 +511,12 @@ def main() -> int:
         print(f"{tracks:,} tracks (load {load()})", flush=True)
         root, key = prepared_root(args.workdir, tracks)
         kept[tracks] = maintenance(root)
+        full, drop, gain, k = kept[tracks]
+        print(
+            f"  library file: full build {full:.1f} s; a collection of {k:,} tracks dropped"
+            f" in place {drop:.1f} s, gained {gain:.1f} s",
+            flush=True,
+        )
         steps[tracks] = count_steps(root, key, 10)
         port = free_port()
         cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
