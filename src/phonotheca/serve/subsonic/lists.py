@@ -1,12 +1,11 @@
 """Lists: ``getAlbumList2`` (and the folder-style ``getAlbumList``), random songs, genres.
 
-Random songs are for playing: they are drawn uniformly among the tracks this server can
-stream (:mod:`phonotheca.serve.playable`), and over the whole catalog with the catalog's
-true shuffle (:func:`phonotheca.catalog.search.shuffle`, O(1) per pick) only when it
-holds no audio at all. Album lists stay over the whole catalog. With a genre or year
-filter, picks that do not pass are drawn again a bounded number of times; a filter so
-narrow that drawing rarely hits it falls back to SQLite choosing at random among the
-matching tracks (a scan of the matches, which is then small enough).
+Random songs are for playing: in "In this mirror" they are uniform positions of the
+folder's list of songs (the tracks of the collections held, ``library.sqlite3``), kept
+when this server has their bytes (``MediaLibrary.playable_rowids``); in the whole
+catalog, uniform positions of its list. With a genre or year filter they are drawn in
+that genre's or those years' run of positions. Picks that do not pass are drawn again a
+bounded number of times: a few primary-key seeks per song, whatever the catalog's size.
 """
 
 from __future__ import annotations
@@ -169,11 +168,6 @@ def _filters(call: Call) -> tuple[str, dict[str, object]]:
     return " AND ".join(where), params
 
 
-def _random_playable(call: Call, n: int) -> list[int]:
-    """Up to ``n`` different tracks drawn uniformly among those this server plays."""
-    return call.ctx.media.sampler.distinct(n) or []
-
-
 def get_random_songs(call: Call) -> Payload:
     """Random songs of the library; a genre or year filter draws within that genre's or
     those years' run of positions (the narrower one), checking the other filter."""
@@ -182,14 +176,13 @@ def get_random_songs(call: Call) -> Payload:
     shelf = server_library(call)
     genre = call.get("genre")
     low, high = call.integer("fromYear"), call.integer("toYear")
-    if not genre and low is None and high is None:
-        if library == CATALOG:
-            span = shelf.span(lib.SONG, library, lib.SONGS_ALL)
-            drawn = shelf.random(lib.SONG, library, lib.SONGS_ALL, span, size)
-        else:
-            drawn = _random_playable(call, size)
-        return {"randomSongs": {"song": song_items(call, drawn)}}
     spans: list[tuple[int, range]] = []
+    if not genre and low is None and high is None:
+        span = shelf.span(lib.SONG, library, lib.SONGS_ALL)
+        if library == CATALOG:
+            drawn = shelf.random(lib.SONG, library, lib.SONGS_ALL, span, size)
+            return {"randomSongs": {"song": song_items(call, drawn)}}
+        spans.append((lib.SONGS_ALL, span))  # drawn below, kept when their bytes are here
     if genre:
         gid = genre_id(call.conn, genre)
         spans.append(
