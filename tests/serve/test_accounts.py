@@ -262,9 +262,13 @@ def test_parallel_subsonic_and_api_failures_cannot_pass_the_limit(workers: Worke
         client.get("/rest/ping", params={"f": "json"})  # connected, nothing counted
         ready()
         params = {"u": USER, "t": "0" * 32, "s": "salt", "f": "json", "v": "1.16.1", "c": "t"}
-        error = client.get("/rest/ping", params=params).json()["subsonic-response"]["error"]
+        r = client.get("/rest/ping", params=params)
+        error = r.json()["subsonic-response"]["error"]
         if error["code"] == 0:
             assert "too many failed sign-ins" in error["message"]
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        else:
+            assert r.status_code == 200
         return str(error["code"])
 
     assert _all_at_once(workers.url, subsonic) == Counter({"40": LIMIT, "0": PARALLEL - LIMIT})

@@ -246,6 +246,7 @@ def test_every_list_reads_an_index_range(
         ("getIndexes", {}),
         ("getGenres", {}),
         ("getSongsByGenre", {"genre": genre, "count": 20, "offset": 100}),
+        ("getRandomSongs", {"size": 20}),
         ("getRandomSongs", {"size": 20, "genre": genre}),
         ("getRandomSongs", {"size": 20, "fromYear": 1990, "toYear": 1999}),
         ("search3", {"query": "", "artistCount": 20, "albumCount": 20, "songCount": 0,

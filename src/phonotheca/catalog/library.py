@@ -19,9 +19,18 @@ collections or a new catalog), into ``ARCHIVE/library.sqlite3`` (FORMAT.md §13.
   page's), so that a prolific artist's tracks are not sorted per request.
 
 Two libraries are kept: :data:`PLAYABLE` (the tracks of the collections this server
-holds) and :data:`CATALOG` (every track). The file is derived: it is written beside as
-``.partial`` and renamed over the old one, so readers keep the file they opened and a
-killed build leaves the previous file; deleting it only costs a rebuild.
+holds) and :data:`CATALOG` (every track). The file is derived: a full build writes it
+beside as ``.partial`` and renames it over the old one, so readers keep the file they
+opened and a killed build leaves the previous file; deleting it only costs a rebuild.
+
+When only the collections held changed (a build published one, a mirror verified or
+dropped one) and the catalog's content did not, :func:`update_held` changes the file in
+place, in one transaction: the playable counts of the albums and artists of the k tracks
+that came or went (``playable`` records each held track's collection, so the tracks that
+went are an index range), O(k log n); and the "In this mirror" lists, whose dense
+positions shift, numbered again from the playable tracks alone: O(playable), never a
+read of the whole catalog. The whole catalog's lists, the stats of untouched albums and
+artists and ``artist_top`` are left as they are.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from phonotheca.catalog import schema
 PLAYABLE = 1
 CATALOG = 2
 LIBRARY_FILE = "library.sqlite3"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ARTIST_TOP = 20
 """Most popular tracks kept per artist in ``artist_top``."""
 IGNORED_ARTICLES = ("The", "El", "La", "Los", "Las", "Le", "Les", "Die", "Der", "Das")
@@ -79,7 +88,15 @@ CREATE TABLE artist_stats(
 CREATE TABLE artist_top(
     artist_id INTEGER NOT NULL, rank INTEGER NOT NULL, track_id INTEGER NOT NULL,
     PRIMARY KEY(artist_id, rank)) WITHOUT ROWID;
+CREATE TABLE held(name TEXT PRIMARY KEY, built_at TEXT) WITHOUT ROWID;
+CREATE TABLE playable(track_id INTEGER PRIMARY KEY, collection TEXT NOT NULL);
+CREATE INDEX playable_collection ON playable(collection);
 """
+CONTENT = 6
+"""The first entries of :func:`catalog_stamp` that name the catalog's content (imports,
+largest ids); the others (plans, collections) change only what is playable."""
+_LISTS = ("song_order", "album_order", "ranges", "artist_order", "artist_albums")
+"""Tables with rows per library (``lib``)."""
 
 _YEAR = "CASE WHEN {d} GLOB '[0-9][0-9][0-9][0-9]*' THEN CAST(substr({d}, 1, 4) AS INTEGER) END"
 
@@ -196,8 +213,21 @@ def build(catalog_path: Path, out: Path, held: Sequence[str]) -> str:
         conn.close()
     with open(partial, "rb") as f:
         os.fsync(f.fileno())
+    _settle(out)
     os.replace(partial, out)
     return stamp
+
+
+def _settle(path: Path) -> None:
+    """Roll back an in-place change that was killed (its hot journal beside ``path``):
+    a journal left beside the file that replaces it would be played into that file."""
+    if not path.with_name(path.name + "-journal").exists():
+        return
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls it back
+    finally:
+        conn.close()
 
 
 def held_collections(conn: sqlite3.Connection, root: Path) -> list[str]:
@@ -242,19 +272,13 @@ def refresh(
         return False
     if progress is not None:
         progress("library lists", None, None)
-    build(catalog_path, out, held)
+    if force or update_held(catalog_path, out, held) is None:
+        build(catalog_path, out, held)
     return True
 
 
 def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
-    conn.execute("CREATE TEMP TABLE held(name TEXT PRIMARY KEY) WITHOUT ROWID")
-    conn.executemany("INSERT OR IGNORE INTO held VALUES(?)", [(h,) for h in held])
-    conn.execute("CREATE TEMP TABLE playable(track_id INTEGER PRIMARY KEY)")
-    conn.execute(
-        "INSERT OR IGNORE INTO playable SELECT l.track_id FROM held h"
-        " JOIN c.ledger l ON l.collection = h.name"
-        " JOIN c.tracks t ON t.id = l.track_id WHERE l.status = 'packed' ORDER BY 1"
-    )
+    _hold(conn, held)
     conn.execute(
         "INSERT INTO album_stats SELECT t.album_id, count(*), count(p.track_id)"
         " FROM c.tracks t LEFT JOIN playable p ON p.track_id = t.id"
@@ -266,22 +290,171 @@ def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
         " LEFT JOIN playable p ON p.track_id = ta.track_id GROUP BY ta.artist_id"
     )
     _top(conn)
-    for lib in (PLAYABLE, CATALOG):
-        if lib == PLAYABLE:
-            tracks = (
-                "SELECT p.track_id AS id, t.album_id FROM playable p"
-                " JOIN c.tracks t ON t.id = p.track_id"
+    _lists(conn, PLAYABLE)
+    _lists(conn, CATALOG)
+
+
+def _hold(conn: sqlite3.Connection, held: Sequence[str]) -> None:
+    """Fill ``held`` (with each collection's build time) and ``playable`` (each packed
+    track of a held collection): index ranges of the ledger, O(playable)."""
+    conn.execute("CREATE TEMP TABLE names(name TEXT PRIMARY KEY) WITHOUT ROWID")
+    conn.executemany("INSERT OR IGNORE INTO names VALUES(?)", [(h,) for h in held])
+    conn.execute(
+        "INSERT INTO held SELECT n.name, c.built_at FROM names n"
+        " LEFT JOIN c.collections c ON c.name = n.name"
+    )
+    conn.execute("DROP TABLE temp.names")
+    conn.execute(
+        "INSERT OR IGNORE INTO playable SELECT l.track_id, l.collection FROM held h"
+        " JOIN c.ledger l INDEXED BY ledger_collection ON l.collection = h.name"
+        " JOIN c.tracks t ON t.id = l.track_id WHERE l.status = 'packed' ORDER BY 1"
+    )
+
+
+def _lists(conn: sqlite3.Connection, lib: int) -> None:
+    """The lists of one library, from ``playable`` (and the tracks it names) for
+    :data:`PLAYABLE`, from the whole catalog for :data:`CATALOG`."""
+    if lib == PLAYABLE:
+        tracks = (
+            "SELECT p.track_id AS id, t.album_id FROM playable p"
+            " CROSS JOIN c.tracks t ON t.id = p.track_id"
+        )
+        conn.execute("DROP TABLE IF EXISTS temp.held_albums")
+        conn.execute(
+            "CREATE TEMP TABLE held_albums AS SELECT DISTINCT t.album_id AS id"
+            " FROM playable p CROSS JOIN c.tracks t ON t.id = p.track_id"
+            " WHERE t.album_id IS NOT NULL"
+        )
+        albums = "SELECT a.* FROM temp.held_albums h JOIN c.albums a ON a.id = h.id"
+    else:
+        tracks = "SELECT id, album_id FROM c.tracks"
+        albums = "SELECT * FROM c.albums"
+    _songs(conn, lib, tracks)
+    _albums(conn, lib, albums)
+    _artists(conn, lib, tracks, albums)
+
+
+def held_now(conn: sqlite3.Connection, held: Sequence[str], prefix: str = "") -> dict[str, str]:
+    """Build time (``''`` when unknown) of each collection of ``held``."""
+    out = {}
+    for name in held:
+        row = conn.execute(
+            f"SELECT built_at FROM {prefix}collections WHERE name = ?", (name,)
+        ).fetchone()
+        out[name] = "" if row is None or row[0] is None else str(row[0])
+    return out
+
+
+def update_held(catalog_path: Path, out: Path, held: Sequence[str]) -> str | None:
+    """Bring the library file ``out`` to the collections ``held`` in place, when only
+    what is playable changed since it was made (its catalog content and plans are the
+    catalog's now); the stamp it then records, or None when a full :func:`build` is
+    needed (no file, another format, another catalog content).
+
+    Costs O(k log n) for the k tracks of the collections that came, went or were built
+    again (their albums' and artists' playable counts), plus numbering the "In this
+    mirror" lists again (O(playable)); the whole catalog's lists are not touched. One
+    transaction: a killed update leaves the file as it was (SQLite's journal).
+    """
+    if not out.exists():
+        return None
+    try:
+        _settle(out)
+    except sqlite3.Error:
+        return None
+    meta = read_meta(out)
+    if meta is None or meta.get("format") != str(FORMAT_VERSION):
+        return None
+    try:
+        conn = sqlite3.connect(out, timeout=60)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.isolation_level = None
+        conn.execute("ATTACH ? AS c", (f"{catalog_path.resolve().as_uri()}?mode=ro",))
+        conn.create_function("phonotheca_sort_key", 1, sort_key, deterministic=True)
+        conn.create_function("phonotheca_letter", 1, index_letter, deterministic=True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stamp = catalog_stamp(conn, "c.")
+            old = json.loads(meta.get("stamp", "[]"))
+            new = json.loads(stamp)
+            # plans: a new plan may change any ledger row, so the whole file is made again
+            if old[: CONTENT + 1] != new[: CONTENT + 1]:
+                conn.execute("ROLLBACK")
+                return None
+            _apply_held(conn, held)
+            for key, value in (
+                ("stamp", stamp),
+                ("held", held_digest(held)),
+                ("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            ):
+                conn.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("DETACH c")
+        return stamp
+    finally:
+        conn.close()
+
+
+def _apply_held(conn: sqlite3.Connection, held: Sequence[str]) -> None:
+    """The in-place change of :func:`update_held`, in the caller's transaction."""
+    before = dict(conn.execute("SELECT name, coalesce(built_at, '') FROM held").fetchall())
+    after = held_now(conn, held, "c.")
+    changed = sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))
+    conn.execute("CREATE TEMP TABLE delta(track_id INTEGER PRIMARY KEY, sign INTEGER NOT NULL)")
+    try:
+        for name in changed:
+            # What the collection gave, then what it gives now: the net change per track.
+            conn.execute(
+                "INSERT INTO delta SELECT track_id, -1 FROM playable WHERE collection = ?"
+                " ON CONFLICT(track_id) DO UPDATE SET sign = sign - 1",
+                (name,),
             )
-            albums = (
-                "SELECT a.* FROM c.albums a JOIN album_stats s ON s.album_id = a.id"
-                " WHERE s.playable > 0"
+            conn.execute("DELETE FROM playable WHERE collection = ?", (name,))
+            conn.execute("DELETE FROM held WHERE name = ?", (name,))
+            if name not in after:
+                continue
+            conn.execute("INSERT INTO held VALUES(?, nullif(?, ''))", (name, after[name]))
+            conn.execute(
+                "INSERT INTO delta SELECT l.track_id, 1 FROM c.ledger l"
+                " INDEXED BY ledger_collection JOIN c.tracks t ON t.id = l.track_id"
+                " WHERE l.collection = ? AND l.status = 'packed'"
+                " ON CONFLICT(track_id) DO UPDATE SET sign = sign + 1",
+                (name,),
             )
-        else:
-            tracks = "SELECT id, album_id FROM c.tracks"
-            albums = "SELECT * FROM c.albums"
-        _songs(conn, lib, tracks)
-        _albums(conn, lib, albums)
-        _artists(conn, lib, tracks, albums)
+            conn.execute(
+                "INSERT OR IGNORE INTO playable SELECT l.track_id, l.collection FROM c.ledger l"
+                " INDEXED BY ledger_collection JOIN c.tracks t ON t.id = l.track_id"
+                " WHERE l.collection = ? AND l.status = 'packed'",
+                (name,),
+            )
+        conn.execute("DELETE FROM delta WHERE sign = 0")
+        conn.execute(
+            """UPDATE album_stats SET playable = playable + d.n
+            FROM (SELECT t.album_id, sum(x.sign) AS n FROM delta x
+                  CROSS JOIN c.tracks t ON t.id = x.track_id
+                  WHERE t.album_id IS NOT NULL GROUP BY t.album_id) d
+            WHERE album_stats.album_id = d.album_id"""
+        )
+        conn.execute(
+            """UPDATE artist_stats SET playable = playable + d.n
+            FROM (SELECT a.artist_id, sum(a.sign) AS n FROM (
+                      SELECT DISTINCT ta.artist_id, x.track_id, x.sign FROM delta x
+                      CROSS JOIN c.track_artists ta ON ta.track_id = x.track_id) a
+                  GROUP BY a.artist_id) d
+            WHERE artist_stats.artist_id = d.artist_id"""
+        )
+        if changed:
+            for table in _LISTS:
+                conn.execute(f"DELETE FROM {table} WHERE lib = ?", (PLAYABLE,))
+            _lists(conn, PLAYABLE)
+    finally:
+        conn.execute("DROP TABLE temp.delta")
 
 
 def _ordered(table: str, lib: int, kind: int, item: str, key: str, order: str, source: str) -> str:
@@ -304,14 +477,14 @@ def _songs(conn: sqlite3.Connection, lib: int, tracks: str) -> None:
     # A track's genres are its own, or its album's when it has none.
     genres = f"""
         SELECT s.id, tg.genre_id AS g FROM ({tracks}) s
-            JOIN c.track_genres tg ON tg.track_id = s.id
+            CROSS JOIN c.track_genres tg ON tg.track_id = s.id
         UNION ALL
         SELECT s.id, ag.genre_id FROM ({tracks}) s
-            JOIN c.album_genres ag ON ag.album_id = s.album_id
+            CROSS JOIN c.album_genres ag ON ag.album_id = s.album_id
         WHERE NOT EXISTS (SELECT 1 FROM c.track_genres x WHERE x.track_id = s.id)"""
     years = f"""
         SELECT s.id, {_YEAR.format(d="a.release_date")} AS y FROM ({tracks}) s
-            JOIN c.albums a ON a.id = s.album_id"""
+            CROSS JOIN c.albums a ON a.id = s.album_id"""
     steps = (
         (SONGS_ALL, "0", "id", tracks),
         (SONGS_BY_GENRE, "g", "g, id", genres),
@@ -363,7 +536,7 @@ def _artists(conn: sqlite3.Connection, lib: int, tracks: str, albums: str) -> No
                   JOIN ({albums}) x ON x.id = aa.album_id
               UNION
               SELECT ta.artist_id, s.album_id FROM ({tracks}) s
-                  JOIN c.track_artists ta ON ta.track_id = s.id
+                  CROSS JOIN c.track_artists ta ON ta.track_id = s.id
               WHERE s.album_id IS NOT NULL) p
         JOIN c.albums a ON a.id = p.album_id"""
     )

@@ -2,8 +2,10 @@
 
 Each call that lists things checks, with a few index seeks, that the file was made for
 the catalog as it is now and for the collections this server holds
-(:meth:`ServerLibrary.reader`). When either changed (an import, a build, a mirror that
-verified a collection or unpacked a new catalog) the file is made again: while the
+(:meth:`ServerLibrary.reader`). When only the collections held changed (a build, a
+mirror that verified or dropped a collection) the file is changed in place
+(:func:`~phonotheca.catalog.library.update_held`); when the catalog did (an import, a
+mirror that unpacked a new catalog) the file is made again: while the
 server's catalog is small, before answering (a second or so per 100,000 tracks); for a
 larger one in a background thread, answering from the previous file meanwhile. One
 process of a multi-worker server makes it at a time (a lock file); the others pick up
@@ -135,7 +137,9 @@ class ServerLibrary:
         with self._build_lock, _file_lock(self.path):
             stamp = lib.catalog_stamp(self.ctx.catalog())
             if not lib.is_current(self.path, stamp, held):
-                stamp = lib.build(self.ctx.catalog_path, self.path, held)
+                # Only the collections held changed: the file is changed in place.
+                updated = lib.update_held(self.ctx.catalog_path, self.path, held)
+                stamp = updated or lib.build(self.ctx.catalog_path, self.path, held)
             self._current = (stamp, lib.held_digest(held))
 
     # -- lists -----------------------------------------------------------------------------

@@ -116,9 +116,13 @@ def _attempt(call: Call, throttle: SignInThrottle, check: Callable[[], User | No
     try:
         return throttle.attempt(client_address(call.request), check, expensive=False)
     except Throttled as exc:
+        # HTTP 429 with Retry-After (as the web form and the JSON API answer), the
+        # envelope's error 0 for apps that read only the body.
         raise SubsonicError(
             GENERIC,
             f"too many failed sign-ins from your address: {retry_text(exc.retry_after)}",
+            http_status=429,
+            headers={"Retry-After": str(exc.retry_after)},
         ) from None
 
 

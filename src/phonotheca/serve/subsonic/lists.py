@@ -1,12 +1,11 @@
 """Lists: ``getAlbumList2`` (and the folder-style ``getAlbumList``), random songs, genres.
 
-Random songs are for playing: they are drawn uniformly among the tracks this server can
-stream (:mod:`phonotheca.serve.playable`), and over the whole catalog with the catalog's
-true shuffle (:func:`phonotheca.catalog.search.shuffle`, O(1) per pick) only when it
-holds no audio at all. Album lists stay over the whole catalog. With a genre or year
-filter, picks that do not pass are drawn again a bounded number of times; a filter so
-narrow that drawing rarely hits it falls back to SQLite choosing at random among the
-matching tracks (a scan of the matches, which is then small enough).
+Random songs are for playing: in "In this mirror" they are uniform positions of the
+folder's list of songs (the tracks of the collections held, ``library.sqlite3``), kept
+when this server has their bytes (``MediaLibrary.playable_rowids``); in the whole
+catalog, uniform positions of its list. With a genre or year filter they are drawn in
+that genre's or those years' run of positions. Picks that do not pass are drawn again a
+bounded number of times: a few primary-key seeks per song, whatever the catalog's size.
 """
 
 from __future__ import annotations
@@ -169,40 +168,29 @@ def _filters(call: Call) -> tuple[str, dict[str, object]]:
     return " AND ".join(where), params
 
 
-def _random_playable(call: Call, n: int) -> list[int]:
-    """Up to ``n`` different tracks drawn uniformly among those this server plays (and,
-    with ``[serve] on_demand_random``, those it plays from the swarm)."""
-    serve = call.ctx.settings.serve
-    if not (serve.on_demand and serve.on_demand_random):
-        return call.ctx.media.sampler.distinct(n) or []
-    shelf = server_library(call)
-    span = shelf.span(lib.SONG, CATALOG, lib.SONGS_ALL)
-    picked: list[int] = []
-    for _ in range(8):  # draws over the catalog, keeping the packed tracks
-        draw = shelf.random(lib.SONG, CATALOG, lib.SONGS_ALL, span, max(64, 4 * n))
-        ok = call.ctx.media.playable_rowids(draw, swarm=True)
-        picked = list(dict.fromkeys([*picked, *(t for t in draw if t in ok)]))
-        if len(picked) >= n:
-            break
-    return picked[:n]
-
-
 def get_random_songs(call: Call) -> Payload:
     """Random songs of the library; a genre or year filter draws within that genre's or
-    those years' run of positions (the narrower one), checking the other filter."""
+    those years' run of positions (the narrower one), checking the other filter.
+
+    With ``[serve] on_demand_random`` (and ``on_demand``) the songs this server plays from
+    the swarm are drawn too: from the whole catalog's lists, keeping the playable ones."""
     size = page_size(call, "size", 10)
     library = library_of(call)
+    serve = call.ctx.settings.serve
+    swarm = library != CATALOG and serve.on_demand and serve.on_demand_random
+    keep_playable = library != CATALOG
+    if swarm:
+        library = CATALOG  # the catalog's lists, filtered to what plays here or from the swarm
     shelf = server_library(call)
     genre = call.get("genre")
     low, high = call.integer("fromYear"), call.integer("toYear")
-    if not genre and low is None and high is None:
-        if library == CATALOG:
-            span = shelf.span(lib.SONG, library, lib.SONGS_ALL)
-            drawn = shelf.random(lib.SONG, library, lib.SONGS_ALL, span, size)
-        else:
-            drawn = _random_playable(call, size)
-        return {"randomSongs": {"song": song_items(call, drawn)}}
     spans: list[tuple[int, range]] = []
+    if not genre and low is None and high is None:
+        span = shelf.span(lib.SONG, library, lib.SONGS_ALL)
+        if not keep_playable:
+            drawn = shelf.random(lib.SONG, library, lib.SONGS_ALL, span, size)
+            return {"randomSongs": {"song": song_items(call, drawn)}}
+        spans.append((lib.SONGS_ALL, span))  # drawn below, kept when their bytes are here
     if genre:
         gid = genre_id(call.conn, genre)
         spans.append(
@@ -217,8 +205,8 @@ def get_random_songs(call: Call) -> Payload:
     for _ in range(8):
         want = max(64, 4 * size)
         draw = shelf.random(lib.SONG, library, kind, span, want)
-        if library != CATALOG:
-            ok = call.ctx.media.playable_rowids(draw)
+        if keep_playable:
+            ok = call.ctx.media.playable_rowids(draw, swarm=swarm)
             draw = [t for t in draw if t in ok]
         if len(spans) > 1 and draw:
             sql = "SELECT t.id FROM tracks t LEFT JOIN albums a ON a.id = t.album_id"
