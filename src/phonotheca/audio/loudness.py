@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -127,6 +128,15 @@ _HISTORY = 32
 """Samples kept from the buffer before: 4 for the filter, 31 for the interpolator."""
 _BUFFER = 1 << 16
 """Samples per channel measured at a time (a multiple of both blocks)."""
+_SAMPLE_FORMATS: dict[str, tuple[type[np.generic], float, float]] = {
+    "u8": (np.uint8, 1 / 128, 128.0),
+    "s16": (np.int16, 2.0**-15, 0.0),
+    "s32": (np.int32, 2.0**-31, 0.0),
+    "s64": (np.int64, 2.0**-63, 0.0),
+    "flt": (np.float32, 1.0, 0.0),
+    "dbl": (np.float64, 1.0, 0.0),
+}
+"""FFmpeg's sample formats (less the planar ``p``): NumPy type, scale to [-1, 1], offset."""
 
 
 def _state_space(rate: int) -> tuple[npt.NDArray[np.float64], ...]:
@@ -241,36 +251,70 @@ class LoudnessMeter:
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
         self._samples = 0
+        self._frames: list[av.AudioFrame] = []
+        self._held = 0
 
     def add(self, samples: npt.NDArray[np.floating]) -> None:
         """Audio as floats in [-1, 1], shape ``(channels, n)``."""
         if samples.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {samples.shape[0]}")
-        self._append(samples, None)
+        self._drain()
+        self._feed(samples, 1.0, 0.0)
 
     def add_frame(self, frame: av.AudioFrame) -> None:
-        """A frame as PyAV decodes it (any sample format, planar or packed)."""
-        array = frame.to_ndarray()
-        samples = array if frame.format.is_planar else array.reshape(-1, self.channels).T
-        if array.dtype.kind == "f":
-            self._append(samples, None)
-        elif array.dtype == np.uint8:
-            self._append(samples.astype(np.float32) - np.float32(128), np.float32(1 / 128))
-        else:
-            self._append(samples, np.float32(1 / (1 << (8 * array.dtype.itemsize - 1))))
+        """A frame as PyAV decodes it (any sample format, planar or packed). Frames are
+        held until a buffer's worth is there, then copied one after the other: copied
+        as they come, between the codecs' work, the copies cost twice as much CPU time."""
+        known = _SAMPLE_FORMATS.get(frame.format.name.removesuffix("p"))
+        if known is None:
+            raise ValueError(f"cannot measure samples in the {frame.format.name} format")
+        self._frames.append(frame)
+        self._held += frame.samples
+        if self._held >= _BUFFER:
+            self._drain()
 
-    def _append(self, samples: npt.NDArray[np.generic], scale: np.float32 | None) -> None:
-        """Copy ``(channels, n)`` samples into the buffer (times ``scale``), measuring it
-        whenever it fills."""
-        n, done = samples.shape[1], 0
+    def _drain(self) -> None:
+        """Copy the frames held into the buffer, read from their planes (``to_ndarray``
+        would copy them once more)."""
+        for frame in self._frames:
+            fmt, n = frame.format, frame.samples
+            dtype, scale, offset = _SAMPLE_FORMATS[fmt.name.removesuffix("p")]
+            if fmt.is_planar:
+                self._feed([np.frombuffer(p, dtype, n) for p in frame.planes], scale, offset)
+            else:
+                packed = np.frombuffer(frame.planes[0], dtype, n * self.channels)
+                self._feed(packed.reshape(n, self.channels).T, scale, offset)
+        self._frames.clear()
+        self._held = 0
+
+    def _feed(
+        self,
+        samples: npt.NDArray[Any] | list[npt.NDArray[Any]],
+        scale: float,
+        offset: float,
+    ) -> None:
+        """Copy new samples (channels × n, or one array per channel) into the buffer as
+        ``(x - offset) * scale``, measuring it whenever it fills."""
+        if len(samples) != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {len(samples)}")
+        n, done = samples[0].size, 0
         self._samples += n
         while done < n:
             take = min(n - done, _HISTORY + _BUFFER - self._fill)
-            into = self._buf[:, self._fill : self._fill + take]
-            if scale is None:
-                into[...] = samples[:, done : done + take]
+            span = slice(self._fill, self._fill + take)
+            if isinstance(samples, np.ndarray):
+                parts = [(self._buf[:, span], samples[:, done : done + take])]
             else:
-                np.multiply(samples[:, done : done + take], scale, out=into, casting="unsafe")
+                rows = zip(self._buf, samples, strict=True)
+                parts = [(row[span], x[done : done + take]) for row, x in rows]
+            for into, part in parts:
+                if offset:
+                    np.subtract(part, offset, out=into, casting="unsafe")
+                    into *= np.float32(scale)
+                elif scale != 1.0:
+                    np.multiply(part, np.float32(scale), out=into, casting="unsafe")
+                else:
+                    into[...] = part
             self._fill += take
             done += take
             if self._fill == _HISTORY + _BUFFER:
@@ -328,8 +372,8 @@ class LoudnessMeter:
         candidates = np.flatnonzero(near > self._peak)
         if candidates.size == 0:
             return
-        window = (b * candidates + 1)[:, None] + np.arange(b + 31)[None, :]
-        values = buf[:, window].reshape(-1, b + 31) @ _tp_matrix()
+        windows = np.lib.stride_tricks.sliding_window_view(buf[:, 1:], b + 31, axis=1)[:, ::b]
+        values = windows[:, candidates].reshape(-1, b + 31) @ _tp_matrix()
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
     def _energy(self, energy: npt.NDArray[np.float32]) -> None:
@@ -343,6 +387,7 @@ class LoudnessMeter:
 
     def result(self) -> Loudness:
         """The measurement of everything added (the meter is not to be fed after this)."""
+        self._drain()
         if self._samples:
             # The last samples, then zeros until the interpolator has passed them all.
             real = self._fill - _HISTORY
