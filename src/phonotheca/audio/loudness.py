@@ -146,29 +146,30 @@ def _state_space(rate: int) -> tuple[npt.NDArray[np.float64], ...]:
     Balanced (both Gramians equal and diagonal), so that no state is much larger than the
     signal: the direct form's states, with the high-pass' double pole next to 1, are
     thousands of times the signal, and single precision would lose the output."""
-    parts = []
-    for b, a in _biquads(rate):  # each in controllable canonical form
+    Matrix = npt.NDArray[np.floating[Any]]
+    parts: list[tuple[Matrix, Matrix, Matrix, float]] = []
+    for num, den in _biquads(rate):  # each in controllable canonical form
         parts.append(
             (
-                np.array([[-a[1], -a[2]], [1.0, 0.0]]),
+                np.array([[-den[1], -den[2]], [1.0, 0.0]]),
                 np.array([[1.0], [0.0]]),
-                np.array([[b[1] - b[0] * a[1], b[2] - b[0] * a[2]]]),
-                b[0],
+                np.array([[num[1] - num[0] * den[1], num[2] - num[0] * den[2]]]),
+                num[0],
             )
         )
     (a1, b1, c1, d1), (a2, b2, c2, d2) = parts
-    a = np.block([[a1, np.zeros((2, 2))], [b2 @ c1, a2]])
-    b = np.vstack([b1, b2 * d1])
-    c = np.hstack([d2 * c1, c2])
+    a: Matrix = np.block([[a1, np.zeros((2, 2))], [b2 @ c1, a2]])
+    b: Matrix = np.vstack([b1, b2 * d1])
+    c: Matrix = np.hstack([d2 * c1, c2])
 
-    def gramian(m: npt.NDArray[np.float64], q: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def gramian(m: Matrix, q: Matrix) -> Matrix:
         # W = m W m' + q, solved as one linear system (4 states: 16 unknowns)
-        w = np.linalg.solve(np.eye(16) - np.kron(m, m), q.reshape(-1))
+        w: Matrix = np.linalg.solve(np.eye(16) - np.kron(m, m), q.reshape(-1))
         return w.reshape(4, 4)
 
-    lc = np.linalg.cholesky(gramian(a, b @ b.T))
+    lc: Matrix = np.linalg.cholesky(gramian(a, b @ b.T))
     squares, u = np.linalg.eigh(lc.T @ gramian(a.T, c.T @ c) @ lc)
-    t = lc @ u / np.sqrt(np.sqrt(squares))
+    t: Matrix = lc @ u / np.sqrt(np.sqrt(squares))
     ti = np.linalg.inv(t)
     return ti @ a @ t, ti @ b, c @ t, np.array(d2 * d1)
 
@@ -195,7 +196,8 @@ def _block_filter(
     t = np.where(lags >= 0, impulse[np.clip(lags, 0, None)], 0.0)
     r = np.hstack([powers[n - 1 - j] @ b for j in range(n)])
     o = np.vstack([c @ powers[k] for k in range(n)])
-    scan, m = [], powers[n]
+    scan: list[npt.NDArray[np.float64]] = []
+    m = powers[n]
     while np.abs(m).max() > 1e-18 and len(scan) < 40:
         scan.append(m.T)
         m = m @ m
@@ -247,7 +249,7 @@ class LoudnessMeter:
         self._buf = np.zeros((channels, _HISTORY + _BUFFER + _CHUNK + _HISTORY), np.float32)
         self._fill = _HISTORY
         self._state = np.zeros((channels, 4))  # the filter's, before the new samples
-        self._energy_rest = np.zeros(0, np.float64)
+        self._energy_rest: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
         self._samples = 0
@@ -280,9 +282,11 @@ class LoudnessMeter:
             fmt, n = frame.format, frame.samples
             dtype, scale, offset = _SAMPLE_FORMATS[fmt.name.removesuffix("p")]
             if fmt.is_planar:
-                self._feed([np.frombuffer(p, dtype, n) for p in frame.planes], scale, offset)
+                self._feed(
+                    [np.frombuffer(memoryview(p), dtype, n) for p in frame.planes], scale, offset
+                )
             else:
-                packed = np.frombuffer(frame.planes[0], dtype, n * self.channels)
+                packed = np.frombuffer(memoryview(frame.planes[0]), dtype, n * self.channels)
                 self._feed(packed.reshape(n, self.channels).T, scale, offset)
         self._frames.clear()
         self._held = 0
@@ -376,7 +380,7 @@ class LoudnessMeter:
         values = windows[:, candidates].reshape(-1, b + 31) @ _tp_matrix()
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
-    def _energy(self, energy: npt.NDArray[np.float32]) -> None:
+    def _energy(self, energy: npt.NDArray[np.floating[Any]]) -> None:
         if self._energy_rest.size:
             energy = np.concatenate([self._energy_rest, energy])
         whole = energy.size // self._sub * self._sub
