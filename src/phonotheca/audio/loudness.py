@@ -249,6 +249,16 @@ class LoudnessMeter:
         self._buf = np.zeros((channels, _HISTORY + _BUFFER + _CHUNK + _HISTORY), np.float32)
         self._fill = _HISTORY
         self._state = np.zeros((channels, 4))  # the filter's, before the new samples
+        # Scratch arrays, reused: fresh ones would cost page faults at every buffer.
+        rows = self._buf.shape[1] // _CHUNK
+        self._filtered = np.empty((channels, rows, _CHUNK + 4), np.float32)
+        self._states = np.empty((channels, rows + 1, 4))
+        self._scratch = np.empty((channels, rows, _CHUNK), np.float32)
+        self._weighted = np.empty((rows, _CHUNK), np.float32)
+        self._magnitude = np.empty_like(self._buf)
+        blocks = self._buf.shape[1] // _TP_BLOCK
+        self._windows = np.empty((channels, blocks, _TP_BLOCK + 31), np.float32)
+        self._between = np.empty((channels, blocks, 3 * _TP_BLOCK), np.float32)
         self._energy_rest: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
@@ -343,9 +353,10 @@ class LoudnessMeter:
         found by a prefix scan in a few steps."""
         rows = count // _CHUNK
         x = self._buf[:, _HISTORY : _HISTORY + count].reshape(self.channels, rows, _CHUNK)
-        y = x @ self._filter  # (channels, rows, _CHUNK + 4): outputs from zero, then states
+        # (channels, rows, _CHUNK + 4): the outputs from a zero state, then the end states
+        y = np.matmul(x, self._filter, out=self._filtered[:, :rows])
         # The state before row j: S[j] = M S[j-1] + R x[j-1], with S[0] carried over.
-        states = np.empty((self.channels, rows + 1, 4))
+        states = self._states[:, : rows + 1]
         states[:, 0] = self._state
         states[:, 1:] = y[:, :, _CHUNK:]
         shift = 1
@@ -356,9 +367,17 @@ class LoudnessMeter:
             shift *= 2
         self._state = states[:, rows].copy()
         out = y[:, :, :_CHUNK]
-        out += states[:, :rows].astype(np.float32) @ self._from_state
+        out += np.matmul(
+            states[:, :rows].astype(np.float32), self._from_state, out=self._scratch[:, :rows]
+        )
         np.square(out, out=out)
-        weighted: npt.NDArray[np.float32] = np.tensordot(self._weights, out, axes=1)
+        weighted = self._weighted[:rows]
+        weighted[...] = 0
+        for channel, weight in enumerate(self._weights.tolist()):
+            if weight == 1.0:
+                weighted += out[channel]
+            elif weight:
+                weighted += np.float32(weight) * out[channel]
         return weighted.reshape(-1)
 
     def _true_peak(self, count: int) -> None:
@@ -369,7 +388,8 @@ class LoudnessMeter:
         The intervals measured lag the new samples by 16 (the interpolator's half width):
         those after sample ``p`` for ``p`` from ``_HISTORY - 16``, block by block."""
         buf, b = self._buf[:, : _HISTORY + count], _TP_BLOCK
-        blocks = np.abs(buf).reshape(self.channels, -1, b).max(axis=(0, 2))
+        magnitude = np.abs(buf, out=self._magnitude[:, : buf.shape[1]])
+        blocks = magnitude.reshape(self.channels, -1, b).max(axis=(0, 2))
         self._peak = max(self._peak, float(blocks.max()))
         # Block j's intervals read samples 32 j + 1 to 32 j + 63: blocks j and j + 1.
         near = np.maximum(blocks[:-1], blocks[1:]) * _TP_GAIN
@@ -377,7 +397,9 @@ class LoudnessMeter:
         if candidates.size == 0:
             return
         windows = np.lib.stride_tricks.sliding_window_view(buf[:, 1:], b + 31, axis=1)[:, ::b]
-        values = windows[:, candidates].reshape(-1, b + 31) @ _tp_matrix()
+        n = candidates.size
+        picked = np.take(windows, candidates, axis=1, out=self._windows[:, :n])
+        values = np.matmul(picked, _tp_matrix(), out=self._between[:, :n])
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
     def _energy(self, energy: npt.NDArray[np.floating[Any]]) -> None:
@@ -387,7 +409,7 @@ class LoudnessMeter:
         if whole:
             sums = energy[:whole].reshape(-1, self._sub).sum(axis=1, dtype=np.float64)
             self._subblocks.append(sums / self._sub)
-        self._energy_rest = energy[whole:]
+        self._energy_rest = energy[whole:].copy()  # a view of a scratch array
 
     def result(self) -> Loudness:
         """The measurement of everything added (the meter is not to be fed after this)."""
