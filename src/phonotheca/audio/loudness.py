@@ -5,15 +5,18 @@ that players can level tracks without decoding them again (docs/FORMAT.md §9.4)
 
 - **K-weighting** (ITU-R BS.1770-4): the pre-filter (high shelf) and the RLB high-pass,
   their coefficients derived for the stream's sample rate from the analog prototypes,
-  applied as one FIR (the cascade's impulse response, cut where it falls below 1e-10 of
-  its peak) by FFT overlap-save, many samples at a time in NumPy.
+  run exactly (an IIR, no truncated impulse response) but without a loop over samples:
+  each channel is cut into rows of 64 samples and filtered by one matrix product, the
+  filter's 4 states at the start of every row coming from a prefix scan over the rows
+  (:func:`_block_filter`). The states are those of a balanced realisation, so that
+  single precision keeps the energies to 1e-7.
 - **Gating**: mean squares of 100 ms sub-blocks; 400 ms blocks every 100 ms (75 %
   overlap); an absolute gate at −70 LUFS and a relative gate 10 LU below the loudness of
   the blocks that pass it. Channels are weighted 1, surround channels 1.41, LFE 0.
 - **True peak**: 4× oversampling with a 129-tap windowed-sinc interpolator (see
-  :func:`_interpolator`), applied to the same FFT of each segment as the K-weighting; a
-  segment whose samples cannot reach the peak found so far (its sample peak × the
-  filter's gain bound) is not interpolated.
+  :func:`_interpolator`), one matrix product per block of 32 samples; a block whose
+  samples cannot reach the peak found so far (its neighbourhood's sample peak × the
+  filter's gain bound) is not interpolated. The bound is exact, so is the peak.
 - **Loudness range** (EBU Tech 3342): short-term loudness (3 s windows every 100 ms),
   absolute gate −70 LUFS, relative gate −20 LU, the spread from the 10th to the 95th
   percentile.
