@@ -124,7 +124,7 @@ def channel_weights(channels: int) -> npt.NDArray[np.float64]:
 
 
 _CHUNK = 64
-"""Samples per column of the filter's block layout (:class:`_KWeighting`)."""
+"""Samples per row of the K-weighting's matrix form (:func:`_block_filter`)."""
 _TP_BLOCK = 32
 """Samples per block of the true-peak search."""
 _HISTORY = 32
@@ -224,6 +224,16 @@ def _tp_matrix() -> npt.NDArray[np.float32]:
     return rows.T.astype(np.float32)
 
 
+def _scaled(samples: npt.NDArray[Any], scale: float, offset: float) -> npt.NDArray[np.float32]:
+    """``(samples - offset) * scale`` in single precision."""
+    out = samples.astype(np.float32)
+    if offset:
+        out -= np.float32(offset)
+    if scale != 1.0:
+        out *= np.float32(scale)
+    return out
+
+
 @cache
 def _blas() -> ThreadpoolController:
     """NumPy's BLAS, to hold to one thread while measuring: its threads would cost more
@@ -274,15 +284,12 @@ class LoudnessMeter:
         if samples.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {samples.shape[0]}")
         self._drain()
-        self._feed(samples, 1.0, 0.0)
+        self._feed(samples)
 
     def add_frame(self, frame: av.AudioFrame) -> None:
         """A frame as PyAV decodes it (any sample format, planar or packed). Frames are
         held until a buffer's worth is there, then copied one after the other: copied
         as they come, between the codecs' work, the copies cost twice as much CPU time."""
-        known = _SAMPLE_FORMATS.get(frame.format.name.removesuffix("p"))
-        if known is None:
-            raise ValueError(f"cannot measure samples in the {frame.format.name} format")
         self._frames.append(frame)
         self._held += frame.samples
         if self._held >= _BUFFER:
@@ -290,28 +297,26 @@ class LoudnessMeter:
 
     def _drain(self) -> None:
         """Copy the frames held into the buffer, read from their planes (``to_ndarray``
-        would copy them once more)."""
+        would copy them once more). Integers are scaled while contiguous, before the
+        copy that deinterleaves packed samples: NumPy converts and scales a strided
+        array at half the speed."""
         for frame in self._frames:
             fmt, n = frame.format, frame.samples
-            dtype, scale, offset = _SAMPLE_FORMATS[fmt.name.removesuffix("p")]
-            if fmt.is_planar:
-                self._feed(
-                    [np.frombuffer(memoryview(p), dtype, n) for p in frame.planes], scale, offset
-                )
-            else:
-                packed = np.frombuffer(memoryview(frame.planes[0]), dtype, n * self.channels)
-                self._feed(packed.reshape(n, self.channels).T, scale, offset)
+            known = _SAMPLE_FORMATS.get(fmt.name.removesuffix("p"))
+            if known is None:
+                raise ValueError(f"cannot measure samples in the {fmt.name} format")
+            dtype, scale, offset = known
+            count = n if fmt.is_planar else n * self.channels
+            planes = [np.frombuffer(memoryview(p), dtype, count) for p in frame.planes]
+            if dtype is not np.float32:
+                planes = [_scaled(p, scale, offset) for p in planes]
+            self._feed(planes if fmt.is_planar else planes[0].reshape(n, self.channels).T)
         self._frames.clear()
         self._held = 0
 
-    def _feed(
-        self,
-        samples: npt.NDArray[Any] | list[npt.NDArray[Any]],
-        scale: float,
-        offset: float,
-    ) -> None:
-        """Copy new samples (channels × n, or one array per channel) into the buffer as
-        ``(x - offset) * scale``, measuring it whenever it fills."""
+    def _feed(self, samples: npt.NDArray[Any] | list[npt.NDArray[Any]]) -> None:
+        """Copy new samples (channels × n, or one array per channel) into the buffer,
+        measuring it whenever it fills."""
         if len(samples) != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {len(samples)}")
         n, done = samples[0].size, 0
@@ -320,18 +325,10 @@ class LoudnessMeter:
             take = min(n - done, _HISTORY + _BUFFER - self._fill)
             span = slice(self._fill, self._fill + take)
             if isinstance(samples, np.ndarray):
-                parts = [(self._buf[:, span], samples[:, done : done + take])]
+                self._buf[:, span] = samples[:, done : done + take]
             else:
-                rows = zip(self._buf, samples, strict=True)
-                parts = [(row[span], x[done : done + take]) for row, x in rows]
-            for into, part in parts:
-                if offset:
-                    np.subtract(part, offset, out=into, casting="unsafe")
-                    into *= np.float32(scale)
-                elif scale != 1.0:
-                    np.multiply(part, np.float32(scale), out=into, casting="unsafe")
-                else:
-                    into[...] = part
+                for row, x in zip(self._buf, samples, strict=True):
+                    row[span] = x[done : done + take]
             self._fill += take
             done += take
             if self._fill == _HISTORY + _BUFFER:
