@@ -21,10 +21,13 @@ import soundfile
 
 from phonotheca.audio.loudness import (
     LoudnessMeter,
+    _biquads,
+    _interpolator,
     album_loudness,
     decode_histogram,
     linear_peak,
     measure_file,
+    measure_subblocks,
     replaygain,
 )
 from tests.audio.makers import ALL_FORMATS, make_audio
@@ -164,6 +167,82 @@ def test_chunking_does_not_change_the_measurement() -> None:
     a, b = whole.result(), pieces.result()
     assert a.integrated_lufs == b.integrated_lufs and a.true_peak_dbtp == b.true_peak_dbtp
     assert a.range_lu == b.range_lu and a.histogram == b.histogram
+
+
+def reference_k_weighting(x: npt.NDArray, rate: int) -> npt.NDArray:
+    """The two biquads run sample by sample in double precision, as BS.1770 writes them."""
+    for (b0, b1, b2), (_, a1, a2) in _biquads(rate):
+        y = np.zeros_like(x)
+        x1 = x2 = y1 = y2 = 0.0
+        for i, xi in enumerate(x.tolist()):
+            yi = b0 * xi + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+            x2, x1, y2, y1 = x1, xi, y1, yi
+            y[i] = yi
+        x = y
+    return x
+
+
+def test_block_filter_equals_the_recursion_across_buffers() -> None:
+    """The K-weighting by matrix products on rows of samples and a scan of the states
+    between them gives what the recursion gives, sample by sample, over several buffers
+    (the meter measures 65536 samples at a time) and through a loud-to-quiet step that a
+    single-precision direct form would lose under its rounding."""
+    rate = 48000
+    left = np.concatenate([noise(-12, 2, rate, 15), noise(-60, 2, rate, 16)])
+    right = np.concatenate([sine(50, -20, 2, rate), noise(-65, 2, rate, 17)])
+    x = np.stack([left, right]).astype(np.float32)
+    meter = LoudnessMeter(rate, 2)
+    for start in range(0, x.shape[1], 10000):
+        meter.add(x[:, start : start + 10000])
+    ours = meter.result()
+    energy = sum(reference_k_weighting(c.astype(np.float64), rate) ** 2 for c in x)
+    sub = energy[: energy.size // 4800 * 4800].reshape(-1, 4800).mean(axis=1)
+    expected = measure_subblocks(sub, None)
+    assert ours.integrated_lufs == expected.integrated_lufs and ours.integrated_lufs is not None
+    assert ours.range_lu == expected.range_lu and ours.histogram == expected.histogram
+    assert decode_histogram(ours.histogram)[: 100 * 10].sum() > 0  # the quiet part counted
+
+
+def brute_force_true_peak(x: npt.NDArray) -> float:
+    """The whole signal oversampled 4× by zero stuffing and the interpolator, in dBTP."""
+    stuffed = np.zeros(4 * x.size)
+    stuffed[::4] = x
+    return 20 * math.log10(float(np.abs(np.convolve(stuffed, _interpolator())).max()))
+
+
+def test_true_peak_finds_the_worst_case_overshoot() -> None:
+    """Samples chosen so that one value between them reaches the interpolator's gain
+    bound (each sample ±0.25 with the sign of its tap: +7.6 dB over the sample peak),
+    amid louder plain noise found first: the blocks skipped are only those that cannot
+    reach the peak, so the measurement is the brute-force one."""
+    rate = 44100
+    taps = _interpolator()[2::4]  # the phase halfway between samples
+    x = noise(-12, 4, rate, 18) * 0.4
+    x[3 * rate : 3 * rate + taps.size] = 0.25 * np.sign(taps[::-1])
+    meter = LoudnessMeter(rate, 1)
+    meter.add(x[None, :].astype(np.float32))
+    peak = meter.result().true_peak_dbtp
+    assert peak is not None
+    assert peak == pytest.approx(brute_force_true_peak(x.astype(np.float32)), abs=0.01)
+    assert peak > 20 * math.log10(np.abs(x).max()) + 1.0  # the overshoot wins
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_every_sample_format_reads_the_same(tmp_path: Path, subtype: str) -> None:
+    """Frames in each sample format FFmpeg decodes WAV to (unsigned 8-bit, 16 and 32-bit
+    integers, float, double) are scaled to the same signal."""
+    rate = 44100
+    x = [noise(-20, 3, rate, 19), sine(440, -14, 3, rate)]
+    path = tmp_path / f"{subtype}.wav"
+    soundfile.write(path, np.stack(x, axis=1), rate, subtype=subtype)
+    reference = LoudnessMeter(rate, 2)
+    reference.add(np.stack(x).astype(np.float32))
+    expected, ours = reference.result(), measure_file(path)
+    tolerance = 0.05 if subtype == "PCM_U8" else 0.01  # 8 bits: quantisation noise
+    assert ours.integrated_lufs is not None and expected.integrated_lufs is not None
+    assert abs(ours.integrated_lufs - expected.integrated_lufs) <= tolerance
+    assert ours.true_peak_dbtp is not None and expected.true_peak_dbtp is not None
+    assert abs(ours.true_peak_dbtp - expected.true_peak_dbtp) <= 5 * tolerance
 
 
 def test_short_and_silent_audio_have_no_loudness() -> None:

@@ -5,15 +5,18 @@ that players can level tracks without decoding them again (docs/FORMAT.md §9.4)
 
 - **K-weighting** (ITU-R BS.1770-4): the pre-filter (high shelf) and the RLB high-pass,
   their coefficients derived for the stream's sample rate from the analog prototypes,
-  applied as one FIR (the cascade's impulse response, cut where it falls below 1e-10 of
-  its peak) by FFT overlap-save, many samples at a time in NumPy.
+  run exactly (an IIR, no truncated impulse response) but without a loop over samples:
+  each channel is cut into rows of 64 samples and filtered by one matrix product, the
+  filter's 4 states at the start of every row coming from a prefix scan over the rows
+  (:func:`_block_filter`). The states are those of a balanced realisation, so that
+  single precision keeps the energies to 1e-7.
 - **Gating**: mean squares of 100 ms sub-blocks; 400 ms blocks every 100 ms (75 %
   overlap); an absolute gate at −70 LUFS and a relative gate 10 LU below the loudness of
   the blocks that pass it. Channels are weighted 1, surround channels 1.41, LFE 0.
 - **True peak**: 4× oversampling with a 129-tap windowed-sinc interpolator (see
-  :func:`_interpolator`), applied to the same FFT of each segment as the K-weighting; a
-  segment whose samples cannot reach the peak found so far (its sample peak × the
-  filter's gain bound) is not interpolated.
+  :func:`_interpolator`), one matrix product per block of 32 samples; a block whose
+  samples cannot reach the peak found so far (its neighbourhood's sample peak × the
+  filter's gain bound) is not interpolated. The bound is exact, so is the peak.
 - **Loudness range** (EBU Tech 3342): short-term loudness (3 s windows every 100 ms),
   absolute gate −70 LUFS, relative gate −20 LU, the spread from the 10th to the 95th
   percentile.
@@ -34,10 +37,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import ThreadpoolController
 
 REFERENCE_LUFS = -23.0
 """EBU R128's target level: R128 gains in Opus files are relative to it (RFC 7845)."""
@@ -51,7 +56,6 @@ HIST_BINS = 800
 
 _OFFSET = -0.691  # BS.1770: loudness = -0.691 + 10 log10(sum of weighted mean squares)
 _SUBBLOCK_S = 0.1
-_TAIL = 1e-10
 _TP_TAPS = 4 * 32 + 1
 
 
@@ -109,60 +113,6 @@ def _biquads(rate: int) -> list[tuple[tuple[float, float, float], tuple[float, f
     return [shelf, highpass]
 
 
-@cache
-def k_weighting_ir(rate: int) -> npt.NDArray[np.float64]:
-    """The impulse response of the K-weighting cascade at ``rate``, cut where it has
-    decayed below :data:`_TAIL` of its peak for good."""
-    n = 1 << max(12, math.ceil(math.log2(rate)) - 2)
-    while True:
-        x = np.zeros(n)
-        x[0] = 1.0
-        for b, a in _biquads(rate):
-            y = np.zeros(n)
-            x1 = x2 = y1 = y2 = 0.0
-            for i, xi in enumerate(x.tolist()):  # once per rate: a plain loop is fine
-                yi = b[0] * xi + b[1] * x1 + b[2] * x2 - a[1] * y1 - a[2] * y2
-                x2, x1, y2, y1 = x1, xi, y1, yi
-                y[i] = yi
-            x = y
-        big = np.nonzero(np.abs(x) > _TAIL * np.abs(x).max())[0]
-        if big[-1] < n // 2:
-            return x[: big[-1] + 1]
-        n *= 2
-
-
-@cache
-def _spectra(rate: int, nfft: int) -> npt.NDArray[np.complex64]:
-    """The spectra (length ``nfft``) of the K-weighting filter and of the interpolator's
-    three phases between samples, stacked: ``(4, nfft // 2 + 1)``.
-
-    Phase ``q`` (1 to 3) of the 4× interpolator is an FIR on the input itself, taps
-    ``h[4k + q]``: its output at ``m`` is the signal at ``m - 16 + q / 4`` (phase 0 is
-    the input, delayed)."""
-    filters = [k_weighting_ir(rate), *(_TP_FILTER[q::4] for q in (1, 2, 3))]
-    return np.stack([np.fft.rfft(f, nfft) for f in filters]).astype(np.complex64)
-
-
-def _forward(seg: npt.NDArray[np.float32]) -> npt.NDArray[np.complex64]:
-    """The real FFT of each row, two rows at a time as the real and imaginary parts of one
-    complex transform, computed as an inverse one (NumPy's inverse complex transform of
-    single precision runs about twice as fast as its forward transforms)."""
-    channels, n = seg.shape
-    half = n // 2 + 1
-    out = np.empty((channels, half), np.complex64)
-    for c in range(0, channels, 2):
-        z = seg[c].astype(np.complex64)
-        if c + 1 < channels:
-            z.imag = seg[c + 1]
-        # fft(z) = n * conj(ifft(conj(z)))
-        spec = np.conj(np.fft.ifft(np.conj(z))) * np.float32(n)
-        mirrored = np.conj(np.roll(spec[::-1], 1)[:half])  # conj(Z[-k])
-        out[c] = (spec[:half] + mirrored) * np.float32(0.5)
-        if c + 1 < channels:
-            out[c + 1] = (spec[:half] - mirrored) * np.complex64(-0.5j)
-    return out
-
-
 def channel_weights(channels: int) -> npt.NDArray[np.float64]:
     """BS.1770 weights in FFmpeg's channel order: 1 for front channels, 1.41 for the
     surrounds of 5.0/5.1 (FL FR FC [LFE] BL BR), 0 for LFE."""
@@ -173,86 +123,303 @@ def channel_weights(channels: int) -> npt.NDArray[np.float64]:
     return np.ones(channels)
 
 
+_CHUNK = 64
+"""Samples per row of the K-weighting's matrix form (:func:`_block_filter`)."""
+_TP_BLOCK = 32
+"""Samples per block of the true-peak search."""
+_HISTORY = 32
+"""Samples kept from the buffer before: 4 for the filter, 31 for the interpolator."""
+_BUFFER = 1 << 16
+"""Samples per channel measured at a time (a multiple of both blocks)."""
+_SAMPLE_FORMATS: dict[str, tuple[type[np.generic], float, float]] = {
+    "u8": (np.uint8, 1 / 128, 128.0),
+    "s16": (np.int16, 2.0**-15, 0.0),
+    "s32": (np.int32, 2.0**-31, 0.0),
+    "s64": (np.int64, 2.0**-63, 0.0),
+    "flt": (np.float32, 1.0, 0.0),
+    "dbl": (np.float64, 1.0, 0.0),
+}
+"""FFmpeg's sample formats (less the planar ``p``): NumPy type, scale to [-1, 1], offset."""
+
+
+def _state_space(rate: int) -> tuple[npt.NDArray[np.float64], ...]:
+    """The K-weighting cascade as a balanced state-space system ``(A, B, C, D)``:
+    ``s[n+1] = A s[n] + B x[n]``, ``y[n] = C s[n] + D x[n]``, 4 states.
+
+    Balanced (both Gramians equal and diagonal), so that no state is much larger than the
+    signal: the direct form's states, with the high-pass' double pole next to 1, are
+    thousands of times the signal, and single precision would lose the output."""
+    Matrix = npt.NDArray[np.floating[Any]]
+    parts: list[tuple[Matrix, Matrix, Matrix, float]] = []
+    for num, den in _biquads(rate):  # each in controllable canonical form
+        parts.append(
+            (
+                np.array([[-den[1], -den[2]], [1.0, 0.0]]),
+                np.array([[1.0], [0.0]]),
+                np.array([[num[1] - num[0] * den[1], num[2] - num[0] * den[2]]]),
+                num[0],
+            )
+        )
+    (a1, b1, c1, d1), (a2, b2, c2, d2) = parts
+    a: Matrix = np.block([[a1, np.zeros((2, 2))], [b2 @ c1, a2]])
+    b: Matrix = np.vstack([b1, b2 * d1])
+    c: Matrix = np.hstack([d2 * c1, c2])
+
+    def gramian(m: Matrix, q: Matrix) -> Matrix:
+        # W = m W m' + q, solved as one linear system (4 states: 16 unknowns)
+        w: Matrix = np.linalg.solve(np.eye(16) - np.kron(m, m), q.reshape(-1))
+        return w.reshape(4, 4)
+
+    lc: Matrix = np.linalg.cholesky(gramian(a, b @ b.T))
+    squares, u = np.linalg.eigh(lc.T @ gramian(a.T, c.T @ c) @ lc)
+    t: Matrix = lc @ u / np.sqrt(np.sqrt(squares))
+    ti = np.linalg.inv(t)
+    return ti @ a @ t, ti @ b, c @ t, np.array(d2 * d1)
+
+
+@cache
+def _block_filter(
+    rate: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], list[npt.NDArray[np.float64]]]:
+    """The K-weighting filter as matrices on rows of :data:`_CHUNK` samples.
+
+    For the system of :func:`_state_space`, a row ``x`` of ``_CHUNK`` samples that starts
+    in state ``s`` gives ``y = T x + O s`` and ends in state ``M s + R x``
+    (``M = A**_CHUNK``). Returns ``[T; R]`` transposed (``_CHUNK`` × ``_CHUNK + 4``, to
+    multiply rows of samples by), ``O`` transposed (4 × ``_CHUNK``) and the powers ``M,
+    M**2, M**4, …`` transposed, until they vanish below 1e-18: the states that start
+    every row are then found for all rows at once, by a prefix scan."""
+    a, b, c, d = _state_space(rate)
+    n = _CHUNK
+    powers = [np.eye(4)]
+    for _ in range(n):
+        powers.append(a @ powers[-1])
+    impulse = np.array([float(d)] + [(c @ powers[k] @ b).item() for k in range(n - 1)])
+    lags = np.arange(n)[:, None] - np.arange(n)[None, :]
+    t = np.where(lags >= 0, impulse[np.clip(lags, 0, None)], 0.0)
+    r = np.hstack([powers[n - 1 - j] @ b for j in range(n)])
+    o = np.vstack([c @ powers[k] for k in range(n)])
+    scan: list[npt.NDArray[np.float64]] = []
+    m = powers[n]
+    while np.abs(m).max() > 1e-18 and len(scan) < 40:
+        scan.append(m.T)
+        m = m @ m
+    return np.vstack([t, r]).T.astype(np.float32), o.T.astype(np.float32), scan
+
+
+@cache
+def _tp_matrix() -> npt.NDArray[np.float32]:
+    """The interpolator's three phases between samples, for a block of :data:`_TP_BLOCK`
+    intervals, as one matrix on the block's window of ``_TP_BLOCK + 31`` samples.
+
+    The value at ``p + q/4`` (phase ``q`` of 1 to 3) is ``Σ h[4k + q] x[p + 16 - k]``
+    over the 32 taps ``k``: samples ``p - 15`` to ``p + 16``. Row ``3r + q - 1`` gives it
+    for interval ``r`` of the block (``p = p0 + r``), window sample ``s`` being
+    ``p0 - 15 + s``."""
+    rows = np.zeros((3 * _TP_BLOCK, _TP_BLOCK + 31))
+    for r in range(_TP_BLOCK):
+        for q in (1, 2, 3):
+            for k in range(32):
+                rows[3 * r + q - 1, r + 31 - k] = _TP_FILTER[4 * k + q]
+    return rows.T.astype(np.float32)
+
+
+def _scaled(samples: npt.NDArray[Any], scale: float, offset: float) -> npt.NDArray[np.float32]:
+    """``(samples - offset) * scale`` in single precision."""
+    out = samples.astype(np.float32)
+    if offset:
+        out -= np.float32(offset)
+    if scale != 1.0:
+        out *= np.float32(scale)
+    return out
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """NumPy's BLAS, to hold to one thread while measuring: its threads would cost more
+    CPU time than they save on products of this size, and the build already runs one
+    worker process per core."""
+    return ThreadpoolController()
+
+
 class LoudnessMeter:
-    """Feed decoded audio with :meth:`add` (any number of calls), then read :meth:`result`."""
+    """Feed decoded audio with :meth:`add` or :meth:`add_frame` (any number of calls),
+    then read :meth:`result`.
+
+    Samples gather in a buffer of :data:`_BUFFER` per channel, measured at once when it is
+    full: NumPy's per-call overhead then weighs little against the work."""
 
     def __init__(self, sample_rate: int, channels: int) -> None:
         if sample_rate <= 0 or channels <= 0:
             raise ValueError("the audio needs a sample rate and channels")
         self.rate = sample_rate
         self.channels = channels
-        self._ir_len = len(k_weighting_ir(sample_rate))
-        self._nfft = 1 << max(15, math.ceil(math.log2(8 * self._ir_len)))
-        self._hop = self._nfft - self._ir_len + 1
-        self._spectra = _spectra(sample_rate, self._nfft)
-        self._weights = channel_weights(channels).astype(np.float32)[:, None]
+        self._filter, self._from_state, self._scan = _block_filter(sample_rate)
+        self._weights = channel_weights(channels).astype(np.float32)
         self._sub = max(1, round(sample_rate * _SUBBLOCK_S))
-        # Overlap-save: the last ir_len - 1 input samples of the segment before.
-        self._history = np.zeros((channels, self._ir_len - 1), np.float32)
-        self._pending: list[npt.NDArray[np.float32]] = []
-        self._pending_len = 0
-        self._energy_rest = np.zeros(0, np.float64)
+        # One row per channel: the history, then new samples, then room for the zeros
+        # that flush the last ones.
+        self._buf = np.zeros((channels, _HISTORY + _BUFFER + _CHUNK + _HISTORY), np.float32)
+        self._fill = _HISTORY
+        self._state = np.zeros((channels, 4))  # the filter's, before the new samples
+        # Scratch arrays, reused: fresh ones would cost page faults at every buffer.
+        rows = self._buf.shape[1] // _CHUNK
+        self._filtered = np.empty((channels, rows, _CHUNK + 4), np.float32)
+        self._states = np.empty((channels, rows + 1, 4))
+        self._scratch = np.empty((channels, rows, _CHUNK), np.float32)
+        self._weighted = np.empty((rows, _CHUNK), np.float32)
+        self._magnitude = np.empty_like(self._buf)
+        blocks = self._buf.shape[1] // _TP_BLOCK
+        self._windows = np.empty((channels, blocks, _TP_BLOCK + 31), np.float32)
+        self._between = np.empty((channels, blocks, 3 * _TP_BLOCK), np.float32)
+        self._energy_rest: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
         self._samples = 0
+        self._frames: list[av.AudioFrame] = []
+        self._held = 0
 
     def add(self, samples: npt.NDArray[np.floating]) -> None:
         """Audio as floats in [-1, 1], shape ``(channels, n)``."""
         if samples.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {samples.shape[0]}")
-        if samples.shape[1] == 0:
-            return
-        self._pending.append(np.asarray(samples, np.float32))
-        self._pending_len += samples.shape[1]
-        self._samples += samples.shape[1]
-        while self._pending_len >= self._hop:
-            block = np.concatenate(self._pending, axis=1)
-            self._segment(block[:, : self._hop])
-            rest = block[:, self._hop :]
-            self._pending = [rest] if rest.shape[1] else []
-            self._pending_len = rest.shape[1]
+        self._drain()
+        self._feed(samples)
 
     def add_frame(self, frame: av.AudioFrame) -> None:
-        """A frame as PyAV decodes it (any sample format, planar or packed)."""
-        self.add(frame_samples(frame, self.channels))
+        """A frame as PyAV decodes it (any sample format, planar or packed). Frames are
+        held until a buffer's worth is there, then copied one after the other: copied
+        as they come, between the codecs' work, the copies cost twice as much CPU time."""
+        self._frames.append(frame)
+        self._held += frame.samples
+        if self._held >= _BUFFER:
+            self._drain()
 
-    def _segment(self, new: npt.NDArray[np.float32]) -> None:
-        n_new, start = new.shape[1], self._ir_len - 1
-        seg = np.concatenate([self._history, new], axis=1)
-        if seg.shape[1] < self._nfft:
-            seg = np.pad(seg, ((0, 0), (0, self._nfft - seg.shape[1])))
-        spectrum = _forward(seg)
-        # A segment whose samples cannot reach the peak found so far skips the
-        # interpolation (each interpolated value is at most _TP_GAIN times its inputs).
-        sample_peak = float(np.abs(seg).max())
-        self._peak = max(self._peak, sample_peak)
-        filters = self._spectra if sample_peak * _TP_GAIN > self._peak else self._spectra[:1]
-        # One inverse transform for all: the K-weighted segment and the three phases.
-        out = np.fft.irfft(spectrum[None, :, :] * filters[:, None, :], self._nfft, axis=-1)
-        valid = out[0, :, start : start + n_new]
-        self._energy((np.square(valid) * self._weights).sum(axis=0, dtype=np.float64))
-        if len(filters) > 1:
-            # The first outputs of each phase wrap around (circular convolution): they
-            # belong to the history, which the segment before interpolated.
-            phases = out[1:, :, _TP_TAPS // 4 :]
-            self._peak = max(self._peak, float(phases.max()), -float(phases.min()))
-        self._history = seg[:, n_new : start + n_new]
+    def _drain(self) -> None:
+        """Copy the frames held into the buffer, read from their planes (``to_ndarray``
+        would copy them once more). Integers are scaled while contiguous, before the
+        copy that deinterleaves packed samples: NumPy converts and scales a strided
+        array at half the speed."""
+        for frame in self._frames:
+            fmt, n = frame.format, frame.samples
+            known = _SAMPLE_FORMATS.get(fmt.name.removesuffix("p"))
+            if known is None:
+                raise ValueError(f"cannot measure samples in the {fmt.name} format")
+            dtype, scale, offset = known
+            count = n if fmt.is_planar else n * self.channels
+            planes = [np.frombuffer(memoryview(p), dtype, count) for p in frame.planes]
+            if dtype is not np.float32:
+                planes = [_scaled(p, scale, offset) for p in planes]
+            self._feed(planes if fmt.is_planar else planes[0].reshape(n, self.channels).T)
+        self._frames.clear()
+        self._held = 0
 
-    def _energy(self, energy: npt.NDArray[np.float64]) -> None:
+    def _feed(self, samples: npt.NDArray[Any] | list[npt.NDArray[Any]]) -> None:
+        """Copy new samples (channels × n, or one array per channel) into the buffer,
+        measuring it whenever it fills."""
+        if len(samples) != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {len(samples)}")
+        n, done = samples[0].size, 0
+        self._samples += n
+        while done < n:
+            take = min(n - done, _HISTORY + _BUFFER - self._fill)
+            span = slice(self._fill, self._fill + take)
+            if isinstance(samples, np.ndarray):
+                self._buf[:, span] = samples[:, done : done + take]
+            else:
+                for row, x in zip(self._buf, samples, strict=True):
+                    row[span] = x[done : done + take]
+            self._fill += take
+            done += take
+            if self._fill == _HISTORY + _BUFFER:
+                self._measure(_BUFFER, _BUFFER)
+
+    def _measure(self, count: int, real: int) -> None:
+        """Measure ``count`` new samples in the buffer (a multiple of :data:`_CHUNK`), the
+        first ``real`` of which are audio (the rest are zeros that flush the
+        interpolator)."""
+        with _blas().limit(limits=1, user_api="blas"):
+            self._energy(self._k_weighted_energy(count)[:real])
+            self._true_peak(count)
+        self._buf[:, :_HISTORY] = self._buf[:, count : count + _HISTORY]
+        self._fill = _HISTORY
+
+    def _k_weighted_energy(self, count: int) -> npt.NDArray[np.float32]:
+        """The channel-weighted square of the K-weighted signal, per new sample.
+
+        Each channel's samples are cut into rows of :data:`_CHUNK`, so that the filter is
+        a matrix product (see :func:`_block_filter`) instead of a recursion from sample to
+        sample; only the 4 states that start each row are a recursion, from row to row,
+        found by a prefix scan in a few steps."""
+        rows = count // _CHUNK
+        x = self._buf[:, _HISTORY : _HISTORY + count].reshape(self.channels, rows, _CHUNK)
+        # (channels, rows, _CHUNK + 4): the outputs from a zero state, then the end states
+        y = np.matmul(x, self._filter, out=self._filtered[:, :rows])
+        # The state before row j: S[j] = M S[j-1] + R x[j-1], with S[0] carried over.
+        states = self._states[:, : rows + 1]
+        states[:, 0] = self._state
+        states[:, 1:] = y[:, :, _CHUNK:]
+        shift = 1
+        for power in self._scan:
+            if shift > rows:
+                break
+            states[:, shift:] += states[:, :-shift] @ power
+            shift *= 2
+        self._state = states[:, rows].copy()
+        out = y[:, :, :_CHUNK]
+        out += np.matmul(
+            states[:, :rows].astype(np.float32), self._from_state, out=self._scratch[:, :rows]
+        )
+        np.square(out, out=out)
+        weighted = self._weighted[:rows]
+        weighted[...] = 0
+        for channel, weight in enumerate(self._weights.tolist()):
+            if weight == 1.0:
+                weighted += out[channel]
+            elif weight:
+                weighted += np.float32(weight) * out[channel]
+        return weighted.reshape(-1)
+
+    def _true_peak(self, count: int) -> None:
+        """Raise the peak to the buffer's samples and to the values between them that
+        could exceed it: a block whose samples, times the interpolator's gain bound, stay
+        under the peak found so far is not interpolated (most blocks of music).
+
+        The intervals measured lag the new samples by 16 (the interpolator's half width):
+        those after sample ``p`` for ``p`` from ``_HISTORY - 16``, block by block."""
+        buf, b = self._buf[:, : _HISTORY + count], _TP_BLOCK
+        magnitude = np.abs(buf, out=self._magnitude[:, : buf.shape[1]])
+        blocks = magnitude.reshape(self.channels, -1, b).max(axis=(0, 2))
+        self._peak = max(self._peak, float(blocks.max()))
+        # Block j's intervals read samples 32 j + 1 to 32 j + 63: blocks j and j + 1.
+        near = np.maximum(blocks[:-1], blocks[1:]) * _TP_GAIN
+        candidates = np.flatnonzero(near > self._peak)
+        if candidates.size == 0:
+            return
+        windows = np.lib.stride_tricks.sliding_window_view(buf[:, 1:], b + 31, axis=1)[:, ::b]
+        n = candidates.size
+        picked = np.take(windows, candidates, axis=1, out=self._windows[:, :n])
+        values = np.matmul(picked, _tp_matrix(), out=self._between[:, :n])
+        self._peak = max(self._peak, float(values.max()), -float(values.min()))
+
+    def _energy(self, energy: npt.NDArray[np.floating[Any]]) -> None:
         if self._energy_rest.size:
             energy = np.concatenate([self._energy_rest, energy])
         whole = energy.size // self._sub * self._sub
         if whole:
-            self._subblocks.append(energy[:whole].reshape(-1, self._sub).mean(axis=1))
-        self._energy_rest = energy[whole:]
+            sums = energy[:whole].reshape(-1, self._sub).sum(axis=1, dtype=np.float64)
+            self._subblocks.append(sums / self._sub)
+        self._energy_rest = energy[whole:].copy()  # a view of a scratch array
 
     def result(self) -> Loudness:
         """The measurement of everything added (the meter is not to be fed after this)."""
-        if self._pending_len:
-            self._segment(np.concatenate(self._pending, axis=1))
-            self._pending, self._pending_len = [], 0
-        if self._samples:  # the last samples' interpolation, against the zeros after them
-            self._segment(np.zeros((self.channels, 0), np.float32))
+        self._drain()
+        if self._samples:
+            # The last samples, then zeros until the interpolator has passed them all.
+            real = self._fill - _HISTORY
+            count = -(-(real + 31) // _CHUNK) * _CHUNK
+            self._buf[:, self._fill : _HISTORY + count] = 0
+            self._measure(count, real)
         sub = np.concatenate(self._subblocks) if self._subblocks else np.zeros(0)
         return measure_subblocks(sub, self._peak if self._samples else None)
 
@@ -309,21 +476,6 @@ def loudness_range(short_term: npt.NDArray[np.float64]) -> float | None:
     levels = levels[levels > threshold]
     low, high = np.percentile(levels, [10, 95])
     return float(high - low)
-
-
-def frame_samples(frame: av.AudioFrame, channels: int) -> npt.NDArray[np.float32]:
-    """A decoded frame as float32 ``(channels, samples)`` in [-1, 1]."""
-    array = frame.to_ndarray()
-    fmt = frame.format
-    if not fmt.is_planar:
-        array = array.reshape(-1, channels).T
-    if array.dtype.kind == "f":
-        return array.astype(np.float32, copy=False)
-    if array.dtype == np.uint8:
-        return (array.astype(np.float32) - np.float32(128)) * np.float32(1 / 128)
-    scale = np.float32(1 / (1 << (8 * array.dtype.itemsize - 1)))
-    converted: npt.NDArray[np.float32] = array.astype(np.float32) * scale
-    return converted
 
 
 # -- histograms --------------------------------------------------------------------------
