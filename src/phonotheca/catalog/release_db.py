@@ -17,13 +17,15 @@ reader killed meanwhile resumes where it stopped.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import zstandard
 
-from phonotheca.catalog import records, schema, search
+from phonotheca.catalog import importer, records, schema, search
 from phonotheca.catalog.batch import RECORD_REF_LINES
 
 FORMAT = 2
@@ -43,6 +45,22 @@ ROW_FILTERS = {
     "meta": "key NOT LIKE 'publish.%' AND key != 'search_stale'",
 }
 """Rows the publisher writes about its releases, and state a reader derives."""
+DERIVABLE = (
+    "album_artists",
+    "album_genres",
+    "albums",
+    "artist_aliases",
+    "artists",
+    "external_ids",
+    "genres",
+    "images",
+    "track_aliases",
+    "track_artists",
+    "track_genres",
+    "tracks",
+)
+"""Tables an import of the source records writes: left out of a release when an import
+of its source records rebuilds them exactly (:func:`_derivable`)."""
 REFERRING = ("tracks", "playlists")
 """Tables whose ``record_ref`` points at a source record, in the order their records are
 numbered."""
@@ -123,28 +141,102 @@ def write_release(snapshot: Path, dest: Path) -> None:
         )
         out.execute("CREATE TEMP TABLE refmap(old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
         _write_records(out)
+        derived = _derivable(out, dest)
+        out.execute(f'INSERT INTO "{RELEASE_TABLE}" VALUES (?, ?)', ("derived", " ".join(derived)))
         for table in released_tables(out, "cat"):
             columns = _columns(out, table, "cat")
             out.execute(_release_ddl(table, columns))
+            if table in derived:
+                continue
             names = ", ".join(f'"{c[0]}"' for c in columns)
-            select = names
-            if table in REFERRING:
-                select = ", ".join(
-                    "(SELECT new FROM refmap WHERE old = record_ref)"
-                    if c[0] == "record_ref"
-                    else f'"{c[0]}"'
-                    for c in columns
-                )
-            where = f"WHERE {ROW_FILTERS[table]}" if table in ROW_FILTERS else ""
-            out.execute(
-                f'INSERT INTO main."{table}"({names}) SELECT {select} FROM cat."{table}"'
-                f" {where} ORDER BY {_key_order(columns)}"
-            )
+            out.execute(f'INSERT INTO main."{table}"({names}) {_released_rows(table, columns)}')
         out.execute("DROP TABLE temp.refmap")
         out.execute("COMMIT")
-        out.execute("DETACH DATABASE cat")
+        for (name,) in out.execute("SELECT name FROM pragma_database_list WHERE seq > 1"):
+            out.execute(f"DETACH DATABASE {name}")
     finally:
         out.close()
+
+
+def _released_rows(table: str, columns: list[tuple[str, str, int]]) -> str:
+    """The query of the rows of ``cat.table`` as released, in key order."""
+    select = ", ".join(
+        "(SELECT new FROM refmap WHERE old = record_ref)"
+        if table in REFERRING and c[0] == "record_ref"
+        else f'"{c[0]}"'
+        for c in columns
+    )
+    where = f"WHERE {ROW_FILTERS[table]}" if table in ROW_FILTERS else ""
+    return f'SELECT {select} FROM cat."{table}" {where} ORDER BY {_key_order(columns)}'
+
+
+def _derivable(out: sqlite3.Connection, dest: Path) -> list[str]:
+    """The tables an import of the released source records rebuilds exactly as they are.
+
+    The publisher imports them into a scratch catalog (as a reader will) and compares
+    table by table, row by row: a table that differs in anything (rows from another
+    source, listens imported later, ...) is shipped whole, so what a reader derives is
+    always the catalog that was released.
+    """
+    kinds = {str(k) for (k,) in out.execute(f'SELECT DISTINCT kind FROM "{RECORDS_TABLE}"')}
+    if kinds != {"jsonl"}:
+        return []  # only interchange JSONL is rebuilt by import (others are shipped)
+    work = dest.with_name(dest.name + ".derive")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        scratch = work / "catalog.sqlite3"
+        conn = schema.connect(scratch)
+        try:
+            schema.migrate(conn)
+            import_records(conn, out, "main", work)
+        finally:
+            conn.close()
+        # Attached until the release is committed (no DETACH inside a transaction); its
+        # file is removed meanwhile, and gone once detached.
+        out.execute("ATTACH DATABASE ? AS der", (f"{scratch.resolve().as_uri()}?mode=ro",))
+        present = set(released_tables(out, "cat"))
+        return [t for t in DERIVABLE if t in present and _same_rows(out, t)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _same_rows(out: sqlite3.Connection, table: str) -> bool:
+    columns = _columns(out, table, "cat")
+    if columns != _columns(out, table, "der"):
+        return False
+    names = ", ".join(f'"{c[0]}"' for c in columns)
+    ours = out.execute(_released_rows(table, columns))
+    other = out.cursor().execute(
+        f'SELECT {names} FROM der."{table}" ORDER BY {_key_order(columns)}'
+    )
+    while True:
+        a, b = ours.fetchmany(10_000), other.fetchmany(10_000)
+        if a != b:
+            return False
+        if not a:
+            return True
+
+
+def import_records(
+    conn: sqlite3.Connection, source: sqlite3.Connection, schema_name: str, work: Path
+) -> None:
+    """Import the released source records (``schema_name.source_records`` of ``source``)
+    into the catalog behind ``conn``, as ``phonotheca import jsonl`` would, in their
+    order. Resumable: a run killed meanwhile resumes the import where it stopped."""
+    lines = work / "records.jsonl"
+    if not lines.exists():
+        partial = lines.with_name(lines.name + ".partial")
+        with open(partial, "wb") as f:
+            for (line,) in source.execute(
+                f'SELECT line FROM "{schema_name}"."{RECORDS_TABLE}" ORDER BY ref'
+            ):
+                f.write(bytes(line))
+                f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, lines)
+    importer.import_lines(conn, lines, work, workers=1)
 
 
 def _chunk_capacity(kind: str) -> int:
@@ -239,12 +331,23 @@ def derive_catalog(release: Path, target: Path, progress: Progress | None = None
             # A catalog left by a kill before the first step ended is started over.
             schema.drop_secondary_indexes(conn)
         conn.execute("ATTACH DATABASE ? AS rel", (f"{release.resolve().as_uri()}?mode=ro",))
+        info = dict(conn.execute(f'SELECT key, value FROM rel."{RELEASE_TABLE}"').fetchall())
+        derived = set(str(info.get("derived", "")).split())
+        if derived and "import" not in done:
+            report("import of the source records", None, None)
+            work = target.with_name(target.name + ".import")
+            work.mkdir(exist_ok=True)
+            import_records(conn, conn, "rel", work)
+            with schema.transaction(conn):
+                done.add("import")
+                schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
+            shutil.rmtree(work, ignore_errors=True)
         tables = [
             str(n)
             for (n,) in conn.execute(
                 "SELECT name FROM rel.sqlite_schema WHERE type = 'table' ORDER BY name"
             )
-            if n not in (RELEASE_TABLE, RECORDS_TABLE)
+            if n not in (RELEASE_TABLE, RECORDS_TABLE) and n not in derived
         ]
         for n, table in enumerate([*tables, RECORDS_TABLE], 1):
             step = f"table:{table}"
