@@ -64,6 +64,8 @@ of its source records rebuilds them exactly (:func:`_derivable`)."""
 REFERRING = ("tracks", "playlists")
 """Tables whose ``record_ref`` points at a source record, in the order their records are
 numbered."""
+IMPORT_WORKERS = 2
+"""Parsing processes of the import of the source records (``import --workers``'s default)."""
 _DERIVE_KEY = "release.derived"
 """``meta`` key of a catalog being derived: the steps done so far, space-separated."""
 
@@ -236,7 +238,7 @@ def import_records(
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, lines)
-    importer.import_lines(conn, lines, work, workers=1)
+    importer.import_lines(conn, lines, work, workers=IMPORT_WORKERS)
 
 
 def _chunk_capacity(kind: str) -> int:
