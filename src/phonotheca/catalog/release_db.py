@@ -10,9 +10,14 @@ together, and so that two catalogs with the same content give the same file what
 their history: tables are written in name order, rows in primary-key order, into a fresh
 file with a fixed page size and no free pages.
 
-A reader rebuilds a full catalog from it with :func:`derive_catalog`: tables copied,
-source records framed again, indexes and search indexes built. Each step commits, so a
-reader killed meanwhile resumes where it stopped.
+The tables an import of those records rebuilds exactly (checked by the publisher, which
+does that import, table by table: :func:`_derivable`) are released empty and named in
+``release.derived``: for a catalog loaded from interchange JSONL, the records are then
+the whole release, each fact once.
+
+A reader rebuilds a full catalog from it with :func:`derive_catalog`: the records
+imported, the other tables copied, source records framed again, indexes and search
+indexes built. Each step commits, so a reader killed meanwhile resumes where it stopped.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The metadata release: the catalog, minus the operator's own data, as a torrent of its own.
 
-``<archive>_metadata_<seq:04d>/`` holds ``catalog.sqlite3.zst`` (a seekable zstd file,
-:mod:`phonotheca.torrents.seekable`), ``tracks.locator`` (where each packed track is,
-:mod:`phonotheca.torrents.locator`) and ``FORMAT.md``, the specification a reader needs.
-The catalog is copied with SQLite's backup API (a consistent snapshot while imports may
-run), scrubbed of everything that is only the operator's (:data:`SCRUB`), rid of the
-source records newer ones replaced (:func:`phonotheca.catalog.records.compact`), and
-VACUUMed so nothing scrubbed survives in free pages. A release is immutable: a new one is made only
-when the scrubbed content differs from the last release's (:func:`content_hash`), and the
-older one is then marked obsolete.
+``<archive>_metadata_<seq:04d>/`` holds ``catalog-release.sqlite3.zst`` (the released
+catalog, :mod:`phonotheca.catalog.release_db`: canonical, with nothing a reader can
+derive), ``tracks.locator`` (where each packed track is, :mod:`phonotheca.torrents.locator`)
+and ``FORMAT.md``, the specification a reader needs. The catalog is copied with SQLite's
+backup API (a consistent snapshot while imports may run) and scrubbed of everything that
+is only the operator's (:data:`SCRUB`); the released catalog is written from that copy and
+compressed as one zstd frame with long-distance matching. A release is immutable: a new
+one is made only when the released catalog differs from the last release's
+(:func:`content_hash`), and the older one is then marked obsolete.
 """
 
 from __future__ import annotations
