@@ -234,7 +234,11 @@ def test_deriving_killed_at_any_step_resumes_where_it_stopped(tmp_path: Path) ->
         with pytest.raises(Killed):
             derive_catalog(db, target, kill)
         again: list[str] = []
-        derive_catalog(db, target, lambda s, d, t, heard=again: heard.append(s))
+
+        def hear(step: str, done: int | None, total: int | None, heard: list[str] = again) -> None:
+            heard.append(step)
+
+        derive_catalog(db, target, hear)
         # The steps that finished before the kill are not done again.
         table_steps = [s for s in steps[:k] if s.startswith(("table ", "import "))]
         assert not set(table_steps) & set(again)
