@@ -263,3 +263,32 @@ def test_a_mirror_refuses_a_release_format_it_does_not_know(tmp_path: Path) -> N
     packed.rename(packed.with_name(OLD_MEMBER))
     with pytest.raises(MirrorError, match="format 1, which this phonotheca no longer reads"):
         unpack_catalog(mirror, made.name)
+
+
+def test_a_newer_release_clears_what_a_killed_unpack_left(
+    tmp_path: Path,
+) -> None:
+    archive = archive_with(tmp_path / "a", [track(n) for n in range(200)])
+    made = release(archive)
+    mirror = mirror_with(archive, made, tmp_path / "mirror")
+
+    def kill(step: str, done: int | None, total: int | None) -> None:
+        if step.startswith("index "):
+            raise Killed
+
+    with pytest.raises(Killed):
+        unpack_catalog(mirror, made.name, kill)
+    left = sorted(p.name for p in (mirror.state / "unpack").iterdir())
+    assert left and not mirror.catalog.exists()
+    # A newer release: what the killed unpack left of the older one is removed first.
+    conn = archive.connect()
+    conn.execute("UPDATE tracks SET title = 'Renamed' WHERE id = 1")
+    conn.close()
+    newer = release(archive)
+    newer_dir = mirror.payload(newer.name)
+    newer_dir.mkdir()
+    for f in (archive.torrents_dir / newer.name).iterdir():
+        (newer_dir / f.name).write_bytes(f.read_bytes())
+    unpack_catalog(mirror, newer.name)
+    assert list((mirror.state / "unpack").iterdir()) == []
+    assert export(mirror.catalog) == export(archive.catalog_path)

@@ -90,7 +90,8 @@ def unpack_catalog(mirror: MirrorDir, metadata_name: str, progress: Progress | N
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.iterdir():
         if not stale.name.startswith(f"{metadata_name}."):
-            stale.unlink()  # left by an unpack of an older release
+            # Left by an unpack of an older release (the import's work is a directory).
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     release = work / f"{metadata_name}.release.sqlite3"
     derived = work / f"{metadata_name}.catalog.sqlite3"
     if not release.exists():
