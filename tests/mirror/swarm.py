@@ -13,7 +13,6 @@ import hashlib
 import http.server
 import os
 import random
-import sqlite3
 import subprocess
 import threading
 import time
@@ -24,9 +23,10 @@ from typing import Any
 
 import libtorrent as lt
 import msgspec
-import zstandard
 
 from phonotheca.build import BagInfo, PackItem, member_name, pack_collection
+from phonotheca.catalog import schema
+from phonotheca.catalog.release_db import write_release
 from phonotheca.httprange import RangeNotSatisfiable, parse_ranges
 from phonotheca.torrents import make_torrent, minisign
 from phonotheca.torrents.keys import sign_file
@@ -38,6 +38,7 @@ from phonotheca.torrents.listing import (
     Totals,
     write_listing,
 )
+from phonotheca.torrents.metadata import CATALOG_FILE, compress_release
 from phonotheca.torrents.minisign import SecretKey
 from tests.peers import local_session, start_opentracker, stop_process
 
@@ -95,21 +96,23 @@ class Published:
         return path
 
 
-def _catalog_zst(path: Path, rows: int) -> None:
-    """A tiny catalog.sqlite3 compressed as several zstd frames (like the seekable format)."""
+def _released_catalog(path: Path, rows: int) -> None:
+    """A tiny catalog of ``rows`` tracks, released as ``publish`` releases it
+    (docs/FORMAT.md §12)."""
     db = path.with_name("catalog.tmp.sqlite3")
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE tracks(public_id TEXT PRIMARY KEY, title TEXT)")
+    conn = schema.connect(db)
+    schema.migrate(conn)
     conn.executemany(
-        "INSERT INTO tracks VALUES (?, ?)", [(f"t:{i}", f"Song {i}") for i in range(rows)]
+        "INSERT INTO tracks(public_id, title) VALUES (?, ?)",
+        [(f"t:{i}", f"Song {i}") for i in range(rows)],
     )
-    conn.commit()
     conn.close()
-    data = db.read_bytes()
-    db.unlink()
-    frames = [data[i : i + 8192] for i in range(0, len(data), 8192)]
-    compressor = zstandard.ZstdCompressor()
-    path.write_bytes(b"".join(compressor.compress(f) for f in frames))
+    released = path.with_name("release.tmp.sqlite3")
+    write_release(db, released)
+    with open(path, "wb") as out:
+        compress_release(released, out, level=3, threads=1)
+    for tmp in path.parent.glob("*.tmp.sqlite3*"):
+        tmp.unlink()
 
 
 def publish_archive(
@@ -160,7 +163,7 @@ def publish_archive(
         name = f"{ARCHIVE}_metadata_0001"
         meta_dir = torrents_dir / name
         meta_dir.mkdir()
-        _catalog_zst(meta_dir / "catalog.sqlite3.zst", 500)
+        _released_catalog(meta_dir / CATALOG_FILE, 500)
         (meta_dir / "FORMAT.md").write_text("# formats\n")
         specs.insert(0, (name, "metadata", meta_dir, 500, 0))
     entries = []

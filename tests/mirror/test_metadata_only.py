@@ -37,6 +37,7 @@ from phonotheca.serve.context import ServeContext
 from phonotheca.torrents import minisign
 from phonotheca.torrents.keys import ArchiveKeys, generate_keys, load_secret
 from phonotheca.torrents.locator import LOCATOR_FILE
+from phonotheca.torrents.metadata import CATALOG_FILE
 from phonotheca.torrents.publish import publish
 from phonotheca.torrents.webseed import make_server
 from tests.mirror.swarm import MIRROR_TOML
@@ -295,8 +296,8 @@ def test_seed_keeps_seeding_the_metadata_torrent(seed: WebSeed, tmp_path: Path) 
             return bool(status.is_seeding)
 
         wait_until(downloaded, 60, "the metadata torrent from the mirror")
-        got = client_dir / META_1 / "catalog.sqlite3.zst"
-        assert got.read_bytes() == (seed.fx.payload(META_1) / "catalog.sqlite3.zst").read_bytes()
+        got = client_dir / META_1 / CATALOG_FILE
+        assert got.read_bytes() == (seed.fx.payload(META_1) / CATALOG_FILE).read_bytes()
         del session
     finally:
         stop.set()

@@ -59,7 +59,8 @@ def publish(
     """Release the catalog as a metadata torrent and write torrents.json.
 
     The metadata torrent holds the catalog (ledger included, source paths and other
-    operator data left out) as a seekable catalog.sqlite3.zst, the track locator
+    operator data left out) as catalog-release.sqlite3.zst, holding only what a mirror
+    cannot derive (no index, no search index: docs/FORMAT.md §12), the track locator
     (tracks.locator: where each packed track is) and FORMAT.md. A new one is made only
     when the catalog changed; the previous one is then marked obsolete. The locator is
     also written beside torrents.json, which lists it, for fetch to find tracks.

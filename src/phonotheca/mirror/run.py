@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phonotheca.catalog.release_db import Progress
 from phonotheca.config import load_settings
 from phonotheca.mirror.catalog import catalog_is_current, unpack_catalog
 from phonotheca.mirror.choose import Choice, choose
@@ -330,7 +331,7 @@ def run_mirror(
                 return
             if not catalog_is_current(mirror, held.name):
                 try:
-                    unpack_catalog(mirror, held.name)
+                    unpack_catalog(mirror, held.name, _derive_events(session, held.name))
                     session.event(f"{held.name}: complete; catalog unpacked to {mirror.catalog}")
                 except MirrorError as exc:
                     session.event(str(exc))
@@ -371,3 +372,14 @@ def _add_kept(session: MirrorSession, plan: MirrorPlan, kept: Drop) -> None:
         entry.kind if entry is not None else ("metadata" if "_metadata_" in kept.name else "audio")
     )
     session.add(kept.name, kind, data, entry.web_seeds if entry is not None else ())
+
+
+def _derive_events(session: MirrorSession, name: str) -> Progress:
+    """Each step of deriving the catalog from the release as an event (status.json and
+    the console): at 256 M tracks it takes hours, and a restart resumes it."""
+
+    def progress(step: str, done: int | None, total: int | None) -> None:
+        if done is None:
+            session.event(f"{name}: deriving the catalog: {step}")
+
+    return progress

@@ -1,14 +1,14 @@
 """The metadata release: the catalog, minus the operator's own data, as a torrent of its own.
 
-``<archive>_metadata_<seq:04d>/`` holds ``catalog.sqlite3.zst`` (a seekable zstd file,
-:mod:`phonotheca.torrents.seekable`), ``tracks.locator`` (where each packed track is,
-:mod:`phonotheca.torrents.locator`) and ``FORMAT.md``, the specification a reader needs.
-The catalog is copied with SQLite's backup API (a consistent snapshot while imports may
-run), scrubbed of everything that is only the operator's (:data:`SCRUB`), rid of the
-source records newer ones replaced (:func:`phonotheca.catalog.records.compact`), and
-VACUUMed so nothing scrubbed survives in free pages. A release is immutable: a new one is made only
-when the scrubbed content differs from the last release's (:func:`content_hash`), and the
-older one is then marked obsolete.
+``<archive>_metadata_<seq:04d>/`` holds ``catalog-release.sqlite3.zst`` (the released
+catalog, :mod:`phonotheca.catalog.release_db`: canonical, with nothing a reader can
+derive), ``tracks.locator`` (where each packed track is, :mod:`phonotheca.torrents.locator`)
+and ``FORMAT.md``, the specification a reader needs. The catalog is copied with SQLite's
+backup API (a consistent snapshot while imports may run) and scrubbed of everything that
+is only the operator's (:data:`SCRUB`); the released catalog is written from that copy and
+compressed as one zstd frame with long-distance matching. A release is immutable: a new
+one is made only when the released catalog differs from the last release's
+(:func:`content_hash`), and the older one is then marked obsolete.
 """
 
 from __future__ import annotations
@@ -21,19 +21,26 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-import msgspec
+import zstandard
 
 import phonotheca
 from phonotheca.archive import Archive
-from phonotheca.catalog import records, schema
-from phonotheca.catalog.search import FTS_TABLE
+from phonotheca.catalog import schema
+from phonotheca.catalog.release_db import write_release
 from phonotheca.torrents.locator import LOCATOR_FILE
 from phonotheca.torrents.locator_catalog import build_locator
 from phonotheca.torrents.make import Torrent, make_torrent, write_torrent
-from phonotheca.torrents.seekable import FRAME_SIZE, compress_file
 
-CATALOG_FILE = "catalog.sqlite3.zst"
+CATALOG_FILE = "catalog-release.sqlite3.zst"
+"""The released catalog (:mod:`phonotheca.catalog.release_db`), zstd-compressed. Named
+apart from format 1's ``catalog.sqlite3.zst`` so that a mirror from before refuses it."""
+LEVEL = 9
+"""zstd level of the release: long-distance matching finds most of what -19 would; -19
+runs ~10x slower (days for a 256 M-track release on two cores)."""
+WINDOW_LOG = 27
+"""zstd window of the release (128 MiB): the largest any decoder accepts by default."""
 FORMAT_FILE = "FORMAT.md"
 HASH_KEY = "publish.metadata_hash"
 """``meta`` key: content hash of the latest metadata release (not part of the hash)."""
@@ -57,15 +64,6 @@ SCRUB: tuple[tuple[str, str], ...] = (
 """What the published catalog leaves out, with the SQL that does it. Never in the catalog
 at all: ``state.sqlite3`` (users), ``rejects/``, ``work/``, ``blobs/`` (cover images are
 published in covers collections), ``phonotheca.toml``."""
-
-# Tables derived from the others: rebuilt by 'phonotheca reindex', so a rebuild that
-# changes their layout but not the catalog does not make a new release.
-_DERIVED_PREFIXES = (FTS_TABLE, "search_rank", "playlist_search", "sqlite_")
-# Rows the publisher itself writes after a release: they must not make the next one.
-_HASH_FILTERS = {
-    "collections": "WHERE kind != 'metadata'",
-    "meta": "WHERE key NOT LIKE 'publish.%'",
-}
 
 
 class MetadataError(Exception):
@@ -101,10 +99,8 @@ def format_doc() -> Path:
 
 
 def snapshot_catalog(catalog_path: Path, dest: Path) -> None:
-    """A consistent, scrubbed, compacted (``phonotheca compact --all``), VACUUMed copy of
-    the catalog at ``dest`` (rollback journal). Needs free space for two copies beside
-    ``dest``."""
-    packed = dest.with_name(dest.name + ".packed")
+    """A consistent, scrubbed copy of the catalog at ``dest`` (rollback journal), from
+    which the release is written (:func:`phonotheca.catalog.release_db.write_release`)."""
     source = schema.connect(catalog_path, readonly=True)
     target = sqlite3.connect(dest)
     try:
@@ -116,57 +112,36 @@ def snapshot_catalog(catalog_path: Path, dest: Path) -> None:
         for _, sql in SCRUB:
             target.execute(sql)
         target.execute("COMMIT")
-        # Source records that newer ones replaced are of no use to a reader: gone, and
-        # the rest packed tight (deterministic, so an unchanged catalog hashes alike).
-        target.execute("PRAGMA journal_mode=WAL")  # compact reads while it writes
-        read = sqlite3.connect(f"{dest.resolve().as_uri()}?mode=ro", uri=True)
-        read.isolation_level = None
-        try:
-            records.compact(target, read, every=True)
-        finally:
-            read.close()
-        target.execute("PRAGMA journal_mode=DELETE")
-        # VACUUM INTO writes the packed copy straight to its file. A plain VACUUM would
-        # build it in a temporary file first and then copy it back through a rollback
-        # journal: three copies of the catalog on disk at once instead of two.
-        packed.unlink(missing_ok=True)
-        target.execute("VACUUM INTO ?", (str(packed),))
     finally:
         target.close()
         source.close()
-    os.replace(packed, dest)
 
 
-def content_hash(conn: sqlite3.Connection) -> str:
-    """SHA-256 over the schema and rows of every table that is not derived.
-
-    Rows are read in rowid (or primary key) order, so two catalogs with the same content
-    hash alike whatever their page layout.
-    """
-    h = hashlib.sha256(b"phonotheca catalog content hash 1\0")
-    tables = conn.execute(
-        "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name"
-    ).fetchall()
-    for name, sql in tables:
-        if name.startswith(_DERIVED_PREFIXES) or sql.upper().startswith("CREATE VIRTUAL"):
-            continue
-        h.update(f"\0table {name}\0{sql}\0".encode())
-        order = "ORDER BY rowid" if _has_rowid(conn, name) else ""
-        query = f'SELECT * FROM "{name}" {_HASH_FILTERS.get(name, "")} {order}'
-        cursor = conn.execute(query)
-        # One C call per batch of rows (msgpack keeps blobs as they are): several times
-        # faster than hashing row by row.
-        while rows := cursor.fetchmany(10_000):
-            h.update(msgspec.msgpack.encode(rows))
+def content_hash(release: Path) -> str:
+    """SHA-256 of the released catalog's bytes: canonical, so two catalogs with the same
+    content hash alike whatever their history."""
+    h = hashlib.sha256()
+    with open(release, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
     return h.hexdigest()
 
 
-def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
-    try:
-        conn.execute(f'SELECT rowid FROM "{table}" LIMIT 0')
-    except sqlite3.OperationalError:
-        return False
-    return True
+def compress_release(source: Path, out: BinaryIO, *, level: int, threads: int) -> None:
+    """``source`` as one zstd frame with long-distance matching (:data:`WINDOW_LOG`), the
+    same bytes every time: fixed parameters, no timestamps, and zstd's multi-threaded
+    output does not depend on the number of threads (1 or more)."""
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level,
+        window_log=WINDOW_LOG,
+        enable_ldm=True,
+        threads=max(1, threads),
+        write_checksum=True,
+        write_content_size=True,
+    )
+    cctx = zstandard.ZstdCompressor(compression_params=params)
+    with open(source, "rb") as src:
+        cctx.copy_stream(src, out, size=source.stat().st_size)
 
 
 def release_metadata(
@@ -174,9 +149,8 @@ def release_metadata(
     conn: sqlite3.Connection,
     *,
     now: dt.datetime,
-    level: int = 9,
+    level: int = LEVEL,
     threads: int = 2,
-    frame_size: int = FRAME_SIZE,
 ) -> MetadataRelease:
     """Make a new metadata release when the catalog changed since the last one.
 
@@ -192,9 +166,11 @@ def release_metadata(
     try:
         snapshot = work / "catalog.sqlite3"
         snapshot_catalog(archive.catalog_path, snapshot)
-        check = sqlite3.connect(f"{snapshot.resolve().as_uri()}?mode=ro", uri=True)
+        released = work / "release.sqlite3"
+        write_release(snapshot, released)
+        digest = content_hash(released)
+        check = sqlite3.connect(f"{released.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            digest = content_hash(check)
             tracks = int(check.execute("SELECT count(*) FROM tracks").fetchone()[0])
         finally:
             check.close()
@@ -219,12 +195,13 @@ def release_metadata(
         payload = work / name
         payload.mkdir()
         with open(payload / CATALOG_FILE, "wb") as out:
-            compress_file(snapshot, out, level=level, threads=threads, frame_size=frame_size)
+            compress_release(released, out, level=level, threads=threads)
             out.flush()
             os.fsync(out.fileno())
         shutil.copyfile(format_doc(), payload / FORMAT_FILE)
         build_locator(snapshot, payload / LOCATOR_FILE)
         snapshot.unlink()
+        released.unlink()
         torrent = make_torrent(
             payload,
             hybrid=settings.build.torrent_format == "hybrid",

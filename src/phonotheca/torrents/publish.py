@@ -35,7 +35,7 @@ from phonotheca.torrents.listing import (
 )
 from phonotheca.torrents.locator import LOCATOR_FILE
 from phonotheca.torrents.locator_catalog import publish_locator
-from phonotheca.torrents.metadata import MetadataRelease, release_metadata
+from phonotheca.torrents.metadata import LEVEL, MetadataRelease, release_metadata
 from phonotheca.torrents.minisign import SecretKey
 from phonotheca.torrents.release import write_release
 
@@ -283,7 +283,7 @@ def publish(
     metadata_only: bool = False,
     whitelist: Path | None = None,
     now: dt.datetime | None = None,
-    level: int = 9,
+    level: int = LEVEL,
     threads: int = 2,
     secret: SecretKey | None = None,
 ) -> PublishResult:

@@ -1,0 +1,432 @@
+"""The released catalog: a canonical SQLite file holding only what cannot be derived.
+
+Every mirror downloads the metadata release first, so it carries each fact once
+(docs/FORMAT.md §12): the tables, without their secondary indexes, the search indexes
+(``track_search``, ``search_rank``, ``playlist_search``), the import history
+(``imports``) or the source records in the importers' small zstd frames. The source
+records a track points at are kept as plain lines in ``source_records``, in the order of
+the first track pointing at each, so that one compression of the whole file sees them
+together, and so that two catalogs with the same content give the same file whatever
+their history: tables are written in name order, rows in primary-key order, into a fresh
+file with a fixed page size and no free pages.
+
+The tables an import of those records rebuilds exactly (checked by the publisher, which
+does that import, table by table: :func:`_derivable`) are released empty and named in
+``release.derived``: for a catalog loaded from interchange JSONL, the records are then
+the whole release, each fact once.
+
+A reader rebuilds a full catalog from it with :func:`derive_catalog`: the records
+imported, the other tables copied, source records framed again, indexes and search
+indexes built. Each step commits, so a reader killed meanwhile resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import zstandard
+
+from phonotheca.catalog import importer, records, schema, search
+from phonotheca.catalog.batch import RECORD_REF_LINES
+
+FORMAT = 2
+"""Version of the release layout (``release`` table, key ``format``). Format 1 was the
+whole catalog as it stood (before this module): a reader refuses any other version."""
+PAGE_SIZE = 4096
+APPLICATION_ID = 0x50484F4E  # 'PHON'
+RELEASE_TABLE = "release"
+RECORDS_TABLE = "source_records"
+
+DERIVED_PREFIXES = (search.FTS_TABLE, "search_rank", "playlist_search", "sqlite_")
+"""Tables rebuilt from the others on arrival (and never hashed)."""
+LEFT_OUT = ("imports", "source_chunks")
+"""The import history, and the source records as framed (shipped in ``source_records``)."""
+ROW_FILTERS = {
+    "collections": "kind != 'metadata'",
+    "meta": "key NOT LIKE 'publish.%' AND key != 'search_stale'",
+}
+"""Rows the publisher writes about its releases, and state a reader derives."""
+DERIVABLE = (
+    "album_artists",
+    "album_genres",
+    "albums",
+    "artist_aliases",
+    "artists",
+    "external_ids",
+    "genres",
+    "images",
+    "track_aliases",
+    "track_artists",
+    "track_genres",
+    "tracks",
+)
+"""Tables an import of the source records writes: left out of a release when an import
+of its source records rebuilds them exactly (:func:`_derivable`)."""
+REFERRING = ("tracks", "playlists")
+"""Tables whose ``record_ref`` points at a source record, in the order their records are
+numbered."""
+IMPORT_WORKERS = 2
+"""Parsing processes of the import of the source records (``import --workers``'s default)."""
+_DERIVE_KEY = "release.derived"
+"""``meta`` key of a catalog being derived: the steps done so far, space-separated."""
+
+Progress = Callable[[str, int | None, int | None], None]
+
+
+class ReleaseError(Exception):
+    """A released catalog this program cannot read (another format, a newer schema)."""
+
+
+def released_tables(conn: sqlite3.Connection, schema_name: str = "main") -> list[str]:
+    """The catalog's tables that go into a release, in release order (by name)."""
+    return [
+        str(name)
+        for name, sql in conn.execute(
+            f"SELECT name, sql FROM \"{schema_name}\".sqlite_schema WHERE type = 'table'"
+            " ORDER BY name"
+        )
+        if not str(name).startswith(DERIVED_PREFIXES)
+        and not str(sql).upper().startswith("CREATE VIRTUAL")
+        and name not in LEFT_OUT
+    ]
+
+
+def _columns(
+    conn: sqlite3.Connection, table: str, schema_name: str = "main"
+) -> list[tuple[str, str, int]]:
+    """(name, declared type, primary-key position) of each stored column."""
+    return [
+        (str(name), str(decl), int(pk))
+        for _, name, decl, _, _, pk, hidden in conn.execute(
+            f'PRAGMA "{schema_name}".table_xinfo("{table}")'
+        )
+        if hidden not in (2, 3)  # generated columns are computed, not stored
+    ]
+
+
+def _key_order(columns: list[tuple[str, str, int]]) -> str:
+    keys = sorted((pk, name) for name, _, pk in columns if pk)
+    return ", ".join(f'"{name}"' for _, name in keys) or "rowid"
+
+
+def _release_ddl(table: str, columns: list[tuple[str, str, int]]) -> str:
+    """A plain table: no constraint that would add an index; an ``INTEGER PRIMARY KEY``
+    stays the rowid."""
+    keys = [c for c in columns if c[2]]
+    alias = len(keys) == 1 and keys[0][1].upper() == "INTEGER"
+    defs = [
+        f'"{name}" {decl}' + (" PRIMARY KEY" if alias and pk else "") for name, decl, pk in columns
+    ]
+    return f'CREATE TABLE "{table}"({", ".join(defs)})'
+
+
+def write_release(snapshot: Path, dest: Path) -> None:
+    """Write the canonical release of the catalog ``snapshot`` (already scrubbed) to
+    ``dest``, replacing it."""
+    dest.unlink(missing_ok=True)
+    out = sqlite3.connect(dest)
+    out.isolation_level = None
+    try:
+        out.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        out.execute("PRAGMA journal_mode = OFF")
+        out.execute("PRAGMA synchronous = OFF")
+        out.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        out.execute("ATTACH DATABASE ? AS cat", (f"{snapshot.resolve().as_uri()}?mode=ro",))
+        out.execute("BEGIN")
+        version = int(out.execute("PRAGMA cat.user_version").fetchone()[0])
+        out.execute(f'CREATE TABLE "{RELEASE_TABLE}"(key TEXT PRIMARY KEY, value) WITHOUT ROWID')
+        out.executemany(
+            f'INSERT INTO "{RELEASE_TABLE}" VALUES (?, ?)',
+            [("format", FORMAT), ("schema_version", version)],
+        )
+        out.execute(
+            f'CREATE TABLE "{RECORDS_TABLE}"(ref INTEGER PRIMARY KEY, kind TEXT, line BLOB)'
+        )
+        out.execute("CREATE TEMP TABLE refmap(old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+        _write_records(out)
+        derived = _derivable(out, dest)
+        out.execute(f'INSERT INTO "{RELEASE_TABLE}" VALUES (?, ?)', ("derived", " ".join(derived)))
+        for table in released_tables(out, "cat"):
+            columns = _columns(out, table, "cat")
+            out.execute(_release_ddl(table, columns))
+            if table in derived:
+                continue
+            names = ", ".join(f'"{c[0]}"' for c in columns)
+            out.execute(f'INSERT INTO main."{table}"({names}) {_released_rows(table, columns)}')
+        out.execute("DROP TABLE temp.refmap")
+        out.execute("COMMIT")
+        for (name,) in out.execute("SELECT name FROM pragma_database_list WHERE seq > 1"):
+            out.execute(f"DETACH DATABASE {name}")
+    finally:
+        out.close()
+
+
+def _released_rows(table: str, columns: list[tuple[str, str, int]]) -> str:
+    """The query of the rows of ``cat.table`` as released, in key order."""
+    select = ", ".join(
+        "(SELECT new FROM refmap WHERE old = record_ref)"
+        if table in REFERRING and c[0] == "record_ref"
+        else f'"{c[0]}"'
+        for c in columns
+    )
+    where = f"WHERE {ROW_FILTERS[table]}" if table in ROW_FILTERS else ""
+    return f'SELECT {select} FROM cat."{table}" {where} ORDER BY {_key_order(columns)}'
+
+
+def _derivable(out: sqlite3.Connection, dest: Path) -> list[str]:
+    """The tables an import of the released source records rebuilds exactly as they are.
+
+    The publisher imports them into a scratch catalog (as a reader will) and compares
+    table by table, row by row: a table that differs in anything (rows from another
+    source, listens imported later, ...) is shipped whole, so what a reader derives is
+    always the catalog that was released.
+    """
+    kinds = {str(k) for (k,) in out.execute(f'SELECT DISTINCT kind FROM "{RECORDS_TABLE}"')}
+    if kinds != {"jsonl"}:
+        return []  # only interchange JSONL is rebuilt by import (others are shipped)
+    work = dest.with_name(dest.name + ".derive")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        scratch = work / "catalog.sqlite3"
+        conn = schema.connect(scratch)
+        try:
+            schema.migrate(conn)
+            import_records(conn, out, "main", work)
+        finally:
+            conn.close()
+        # Attached until the release is committed (no DETACH inside a transaction); its
+        # file is removed meanwhile, and gone once detached.
+        out.execute("ATTACH DATABASE ? AS der", (f"{scratch.resolve().as_uri()}?mode=ro",))
+        present = set(released_tables(out, "cat"))
+        return [t for t in DERIVABLE if t in present and _same_rows(out, t)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _same_rows(out: sqlite3.Connection, table: str) -> bool:
+    columns = _columns(out, table, "cat")
+    if columns != _columns(out, table, "der"):
+        return False
+    names = ", ".join(f'"{c[0]}"' for c in columns)
+    ours = out.execute(_released_rows(table, columns))
+    other = out.cursor().execute(
+        f'SELECT {names} FROM der."{table}" ORDER BY {_key_order(columns)}'
+    )
+    while True:
+        a, b = ours.fetchmany(10_000), other.fetchmany(10_000)
+        if a != b:
+            return False
+        if not a:
+            return True
+
+
+def import_records(
+    conn: sqlite3.Connection, source: sqlite3.Connection, schema_name: str, work: Path
+) -> None:
+    """Import the released source records (``schema_name.source_records`` of ``source``)
+    into the catalog behind ``conn``, as ``phonotheca import jsonl`` would, in their
+    order. Resumable: a run killed meanwhile resumes the import where it stopped."""
+    lines = work / "records.jsonl"
+    if not lines.exists():
+        partial = lines.with_name(lines.name + ".partial")
+        with open(partial, "wb") as f:
+            for (line,) in source.execute(
+                f'SELECT line FROM "{schema_name}"."{RECORDS_TABLE}" ORDER BY ref'
+            ):
+                f.write(bytes(line))
+                f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, lines)
+    importer.import_lines(conn, lines, work, workers=IMPORT_WORKERS)
+
+
+def _chunk_capacity(kind: str) -> int:
+    return 100 if kind == "musicbrainz" else records.FRAME_LINES
+
+
+def _write_records(out: sqlite3.Connection) -> None:
+    """Every source line a track points at, once, numbered in the order of the first
+    track pointing at it as ``chunk × 1024 + line`` of canonical chunks (consecutive
+    lines of one kind, as many as the importers put in one)."""
+    dctx = zstandard.ZstdDecompressor()
+    cached: tuple[int, str, list[bytes]] | None = None
+    chunk, used, kind_now = 0, 0, ""
+    recent: dict[int, int] = {}  # mapped since the last flush; older ones are in refmap
+    batch: list[tuple[int, str, bytes]] = []
+    tables = [t for t in REFERRING if t in released_tables(out, "cat")]
+    for table in tables:
+        refs = out.execute(
+            f'SELECT record_ref FROM cat."{table}" WHERE record_ref IS NOT NULL ORDER BY id'
+        )
+        for (old,) in refs:
+            if (
+                old in recent
+                or out.execute("SELECT 1 FROM temp.refmap WHERE old = ?", (old,)).fetchone()
+            ):
+                continue  # the tracks of one MusicBrainz release share their document
+            chunk_id, line = divmod(old, RECORD_REF_LINES)
+            if cached is None or cached[0] != chunk_id:
+                kind, data = out.execute(
+                    "SELECT kind, data FROM cat.source_chunks WHERE id = ?", (chunk_id,)
+                ).fetchone()
+                cached = (chunk_id, str(kind), dctx.decompress(data).split(b"\n"))
+            kind = cached[1]
+            if chunk == 0 or kind != kind_now or used >= _chunk_capacity(kind):
+                chunk, used, kind_now = chunk + 1, 0, kind
+            recent[old] = chunk * RECORD_REF_LINES + used
+            used += 1
+            batch.append((recent[old], kind, cached[2][line]))
+            if len(batch) >= 10_000:
+                _flush(out, batch, recent)
+    _flush(out, batch, recent)
+
+
+def _flush(
+    out: sqlite3.Connection, batch: list[tuple[int, str, bytes]], recent: dict[int, int]
+) -> None:
+    out.executemany(f'INSERT INTO "{RECORDS_TABLE}" VALUES (?, ?, ?)', batch)
+    out.executemany("INSERT INTO temp.refmap VALUES (?, ?)", recent.items())
+    batch.clear()
+    recent.clear()
+
+
+def check_release(conn: sqlite3.Connection, name: str) -> None:
+    """Refuse a released catalog of another format or of a newer schema, naming it."""
+    try:
+        found = dict(conn.execute(f'SELECT key, value FROM "{RELEASE_TABLE}"').fetchall())
+    except sqlite3.DatabaseError:
+        found = {}
+    fmt = found.get("format")
+    if fmt != FORMAT:
+        raise ReleaseError(
+            f"{name}: metadata release format {fmt if fmt is not None else 'unknown'}, this"
+            f" phonotheca reads format {FORMAT} only: install the phonotheca version the"
+            " release's FORMAT.md describes"
+        )
+    version = int(found.get("schema_version", 0))
+    if version > schema.SCHEMA_VERSION:
+        raise ReleaseError(
+            f"{name}: catalog schema v{version} is newer than this phonotheca's"
+            f" (v{schema.SCHEMA_VERSION}): upgrade phonotheca"
+        )
+
+
+def derive_catalog(release: Path, target: Path, progress: Progress | None = None) -> None:
+    """Build a full catalog at ``target`` from the released catalog ``release``.
+
+    Resumable: each step commits and is recorded in ``meta`` (``release.derived``), so
+    calling it again on the same ``target`` after a kill goes on from the step it was in;
+    the secondary indexes and the search index rebuild only what is missing.
+    """
+    report = progress or (lambda step, done, total: None)
+    src = sqlite3.connect(f"{release.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        check_release(src, release.name)
+    finally:
+        src.close()
+    conn = schema.connect(target)
+    try:
+        schema.migrate(conn)
+        done = set((schema.get_meta(conn, _DERIVE_KEY) or "").split())
+        if "tables" not in done:
+            # A catalog left by a kill before the first step ended is started over.
+            schema.drop_secondary_indexes(conn)
+        conn.execute("ATTACH DATABASE ? AS rel", (f"{release.resolve().as_uri()}?mode=ro",))
+        info = dict(conn.execute(f'SELECT key, value FROM rel."{RELEASE_TABLE}"').fetchall())
+        derived = set(str(info.get("derived", "")).split())
+        if derived and "import" not in done:
+            report("import of the source records", None, None)
+            work = target.with_name(target.name + ".import")
+            work.mkdir(exist_ok=True)
+            import_records(conn, conn, "rel", work)
+            with schema.transaction(conn):
+                done.add("import")
+                schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
+            shutil.rmtree(work, ignore_errors=True)
+        tables = [
+            str(n)
+            for (n,) in conn.execute(
+                "SELECT name FROM rel.sqlite_schema WHERE type = 'table' ORDER BY name"
+            )
+            if n not in (RELEASE_TABLE, RECORDS_TABLE) and n not in derived
+        ]
+        for n, table in enumerate([*tables, RECORDS_TABLE], 1):
+            step = f"table:{table}"
+            if step in done:
+                continue
+            report(f"table {table} ({n}/{len(tables) + 1})", None, None)
+            with schema.transaction(conn):
+                if table == RECORDS_TABLE:
+                    _frame_records(conn)
+                else:
+                    columns = ", ".join(f'"{c[0]}"' for c in _columns(conn, table, "rel"))
+                    conn.execute(f'DELETE FROM main."{table}"')
+                    conn.execute(
+                        f'INSERT INTO main."{table}"({columns}) SELECT {columns}'
+                        f' FROM rel."{table}" ORDER BY rowid'
+                    )
+                done.add(step)
+                schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
+        conn.execute("DETACH DATABASE rel")
+        if "tables" not in done:
+            with schema.transaction(conn):
+                search.mark_search_stale(conn)
+                done.add("tables")
+                schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
+        schema.ensure_indexes(conn, progress)
+        search.refresh_search(conn, progress=progress)
+        if "playlist_search" not in done:
+            report("playlist search index", None, None)
+            with schema.transaction(conn):
+                conn.execute("INSERT INTO playlist_search(playlist_search) VALUES ('delete-all')")
+                conn.execute(
+                    "INSERT INTO playlist_search(rowid, title, creator)"
+                    " SELECT id, title, creator FROM playlists ORDER BY id"
+                )
+                done.add("playlist_search")
+                schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
+        with schema.transaction(conn):
+            schema.set_meta(conn, _DERIVE_KEY, None)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def _frame_records(conn: sqlite3.Connection) -> None:
+    """``source_records`` back into ``source_chunks`` (one import row stands for the
+    release: the history of imports is not published)."""
+    conn.execute("DELETE FROM source_chunks")
+    conn.execute("DELETE FROM imports")
+    conn.execute(
+        "INSERT INTO imports(id, kind, path, fingerprint, started_at, finished_at)"
+        " VALUES (1, 'release', '', '', '', '')"
+    )
+    cctx = zstandard.ZstdCompressor(level=records.LEVEL)
+    rows: list[tuple[int, int, str, bytes]] = []
+    for chunk_id, kind, lines in _chunks(conn):
+        rows.append((chunk_id, 1, kind, cctx.compress(b"\n".join(lines))))
+        if len(rows) >= 1000:
+            conn.executemany("INSERT INTO source_chunks VALUES (?, ?, ?, ?)", rows)
+            rows.clear()
+    conn.executemany("INSERT INTO source_chunks VALUES (?, ?, ?, ?)", rows)
+
+
+def _chunks(conn: sqlite3.Connection) -> Iterator[tuple[int, str, list[bytes]]]:
+    current: tuple[int, str, list[bytes]] | None = None
+    for ref, kind, line in conn.execute(
+        f'SELECT ref, kind, line FROM rel."{RECORDS_TABLE}" ORDER BY ref'
+    ):
+        chunk_id = int(ref) // RECORD_REF_LINES
+        if current is None or current[0] != chunk_id:
+            if current is not None:
+                yield current
+            current = (chunk_id, str(kind), [])
+        current[2].append(bytes(line))
+    if current is not None:
+        yield current
