@@ -383,13 +383,26 @@ def request_of(path: str, params: dict[str, Any], key: str) -> tuple[str, dict[s
     return path, params
 
 
-def check(path: str, r: httpx.Response) -> None:
-    if r.status_code != 200:
+FAILED: dict[tuple[int, str], list[str]] = {}
+"""Calls answered with an error, per (folder, call): a query stopped by the server's time
+budget (``[serve] query_budget_ms``) is a result to report, not a reason to stop."""
+
+
+def check(path: str, r: httpx.Response, call: tuple[int, str] | None = None) -> None:
+    """Stop on a broken answer; note an error answer of ``call`` in :data:`FAILED`."""
+    error = None
+    if r.status_code in (429, 503) and call is not None:
+        error = f"HTTP {r.status_code}"
+    elif r.status_code != 200:
         raise SystemExit(f"{path}: HTTP {r.status_code} {r.text[:200]}")
-    if path.startswith("/rest/"):
+    elif path.startswith("/rest/"):
         body = r.json()["subsonic-response"]
         if body["status"] != "ok":
-            raise SystemExit(f"{path}: {body}")
+            if call is None:
+                raise SystemExit(f"{path}: {body}")
+            error = str(body.get("error", {}).get("message", body))
+    if error is not None and call is not None:
+        FAILED.setdefault(call, []).append(error)
 
 
 def all_calls(root: Path) -> dict[tuple[int, str], Call]:
@@ -410,7 +423,7 @@ def measure(port: int, key: str, root: Path, requests: int) -> dict[tuple[int, s
                 t0 = time.perf_counter()
                 r = client.get(url, params=query)
                 times.append((time.perf_counter() - t0) * 1000)
-                check(url, r)
+                check(url, r, (folder, name))
             out[(folder, name)] = times
     return out
 
@@ -537,7 +550,7 @@ def count_steps(root: Path, key: str, requests: int) -> dict[tuple[int, str], in
                 for _ in range(requests + 1):
                     url, query = request_of(path, params(rng), key)
                     counter.ticks = 0
-                    check(url, client.get(url, params=query))
+                    check(url, client.get(url, params=query), (folder, name))
                     steps.append(counter.ticks * counter.EVERY)
                 out[(folder, name)] = int(percentile([float(s) for s in steps[1:]], 0.5))
     finally:
@@ -564,6 +577,7 @@ def main() -> int:
     cached: dict[int, dict[str, tuple[int, list[float]]]] = {}
     busy: dict[int, tuple[list[float], list[float]]] = {}
     kept: dict[int, tuple[float, float, float, int]] = {}
+    failures: dict[int, dict[tuple[int, str], list[str]]] = {}
     for tracks in args.tracks:
         print(f"{tracks:,} tracks (load {load()})", flush=True)
         root, key = prepared_root(args.workdir, tracks)
@@ -581,6 +595,8 @@ def main() -> int:
         with running(cmd, port, root / "serve-scale.log"):
             results[tracks] = measure(port, key, root, args.requests)
             cached[tracks] = not_modified(port, key, args.requests)
+        failures[tracks] = dict(FAILED)
+        FAILED.clear()
         busy[tracks] = mixed(root, key, args.requests // 10 or 1)
         print(f"  measured (load {load()})", flush=True)
     sizes = args.tracks
@@ -597,6 +613,10 @@ def main() -> int:
         high = percentile(results[sizes[-1]][(folder, name)][1:], 0.99)
         shown = "web" if folder == WEB else str(folder)
         print(f"{shown:>6} {name:<22}{cells} {high / low:>10.2f}")
+    for n in sizes:
+        for (folder, name), errors in failures[n].items():
+            shown = "web" if folder == WEB else str(folder)
+            print(f"{shown:>6} {name:<22} at {n:,}: {len(errors)} errors, as {errors[0][:50]}")
     head = "".join(f" {f'{n:,}':>12}" for n in sizes)
     print(f"\nSQLite VM steps per request (median, thousands)\n{'folder':>6} {'call':<22}{head}")
     for folder, name in steps[sizes[0]]:

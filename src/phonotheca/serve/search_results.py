@@ -62,6 +62,7 @@ class _TrackSummary(msgspec.Struct):
     popularity: int | None
     listens: int | None
     playable: bool
+    swarm: bool
     audio_url: str | None
     loudness: _Loudness | None
 
@@ -157,6 +158,7 @@ def _tracks(
         public_id = str(r[2])
         found = located.get(public_id)
         playable = found is not None and found.playable
+        swarm = found is not None and found.swarm
         duration, catalog_duration = durations(r[9], found.duration_ms if found else None)
         out.append(
             _TrackSummary(
@@ -173,7 +175,8 @@ def _tracks(
                 popularity=r[11],
                 listens=r[12],
                 playable=playable,
-                audio_url=audio_url(public_id) if playable else None,
+                swarm=swarm,
+                audio_url=audio_url(public_id) if playable or swarm else None,
                 loudness=_loudness(found.loudness() if found else None),
             )
         )
