@@ -35,7 +35,18 @@ class SwarmPeers:
         shutil.rmtree(workdir, ignore_errors=True)  # pieces of a previous process
         workdir.mkdir(parents=True, exist_ok=True)
         self.session = make_session(options)
-        self.session.apply_settings({"close_redundant_connections": False, "min_reconnect_time": 2})
+        self.session.apply_settings(
+            {
+                "close_redundant_connections": False,
+                "min_reconnect_time": 2,
+                # uTP's congestion control (LEDBAT) yields to any other traffic, by design
+                # for background seeding, and runs in user space: on a busy host a 4 MiB
+                # piece took seconds where TCP takes tens of milliseconds, and 16 pieces
+                # at once several seconds. A listener waits on these pieces, so this
+                # session connects out over TCP (peers may still come in over uTP).
+                "enable_outgoing_utp": False,
+            }
+        )
         self._lock = threading.Lock()
         self._handles: dict[str, lt.torrent_handle] = {}
         self._users: dict[str, int] = {}
@@ -56,11 +67,20 @@ class SwarmPeers:
             self._users[torrent.name] = self._users.get(torrent.name, 0) + 1
             handle = self._handles.get(torrent.name)
             if handle is None:
-                handle = self._add(torrent)
+                self._add(torrent, pieces)
+                return
         handle.prioritize_pieces([(i, 1) for i in pieces])
 
-    def _add(self, torrent: SwarmTorrent) -> lt.torrent_handle:
-        """Add ``torrent`` (the lock held), every piece at priority 0, no web seed."""
+    def _add(self, torrent: SwarmTorrent, pieces: range) -> lt.torrent_handle:
+        """Add ``torrent`` (the lock held), ``pieces`` at priority 1 and every other at 0,
+        no web seed.
+
+        The wanted pieces are in the add parameters, not set after the add: a torrent
+        that starts wanting nothing is "finished" at once (it has no file to check), so
+        its first announce says it is done and it tells the peers it connects to that it
+        only uploads; a seeder closes such a connection as useless to both, and the
+        torrent waits for a reconnection or the seeder's own announce (seconds).
+        """
         info = lt.torrent_info(torrent.metainfo)
         # A removal is asynchronous: the same torrent added again while its removal runs
         # would get the handle being removed.
@@ -72,7 +92,10 @@ class SwarmPeers:
         params = lt.add_torrent_params()
         params.ti = info
         params.save_path = str(self.workdir / torrent.name)
-        params.piece_priorities = [0] * torrent.layout.num_pieces
+        priorities = [0] * torrent.layout.num_pieces
+        for i in pieces:
+            priorities[i] = 1
+        params.piece_priorities = priorities
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         handle = self.session.add_torrent(params)
         for url in handle.url_seeds():
