@@ -141,6 +141,21 @@ def rate(path: Path, offset: int, length: int, rounds: int = 5) -> float:
     return best
 
 
+def announced(seeder: lt.session, count: int, timeout: float = 60) -> None:
+    """Wait until the tracker answered the seeder's announce of ``count`` torrents: a
+    seeder the tracker does not know yet is no swarm to measure (its first announces
+    go out after it checked its files, not when it was added)."""
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the tracker knows the seeder of {len(done)} of {count} torrents")
+        seeder.wait_for_alert(200)
+        for alert in seeder.pop_alerts():
+            if isinstance(alert, lt.tracker_reply_alert):
+                done.add(str(alert.handle.info_hashes().v1))
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -177,9 +192,15 @@ def main() -> None:
         tracker.start([str(lt.torrent_info(str(t)).info_hashes().v1) for t in torrent_files])
         # Every torrent announced, every requesting peer unchoked: one seeder stands for
         # a swarm (libtorrent unchokes 8 peers by default, rotating every 15 s).
-        seeder = local_session(active_seeds=-1, active_limit=-1, unchoke_slots_limit=-1)
+        seeder = local_session(
+            active_seeds=-1,
+            active_limit=-1,
+            unchoke_slots_limit=-1,
+            alert_mask=int(lt.alert.category_t.tracker_notification),
+        )
         for t in torrent_files:
             seed_torrent(seeder, t, root / "torrents", timeout=600)
+        announced(seeder, len(torrent_files))
         peer_options = SessionOptions(
             listen="127.0.0.1:0", dht=False, lsd=False, upnp=False, natpmp=False
         )

@@ -22,6 +22,8 @@ from phonotheca.mirror.session import SessionOptions, make_session
 from phonotheca.serve.ondemand.sources import SwarmTorrent
 
 _TICK_MS = 200
+_POLL = 0.05
+"""Seconds between looks at a torrent's peers while a piece is awaited."""
 REMOVAL_WAIT = 5.0
 REANNOUNCE = 2.0
 """Seconds between announces while a wanted piece has no peer to come from."""
@@ -49,6 +51,7 @@ class SwarmPeers:
         )
         self._lock = threading.Lock()
         self._handles: dict[str, lt.torrent_handle] = {}
+        self._adds = 0
         self._users: dict[str, int] = {}
         self._got: dict[tuple[str, int], bytes | None] = {}
         self._waiting: dict[tuple[str, int], int] = {}
@@ -91,7 +94,10 @@ class SwarmPeers:
             time.sleep(0.02)
         params = lt.add_torrent_params()
         params.ti = info
-        params.save_path = str(self.workdir / torrent.name)
+        # Each add writes into a directory of its own: the files of a removal still
+        # being deleted are never the ones the torrent added again writes to.
+        self._adds += 1
+        params.save_path = str(self.workdir / f"{torrent.name}.{self._adds}")
         priorities = [0] * torrent.layout.num_pieces
         for i in pieces:
             priorities[i] = 1
@@ -133,26 +139,28 @@ class SwarmPeers:
         else:
             handle.piece_priority(index, 7)
             handle.set_piece_deadline(index, 0, lt.deadline_flags_t.alert_when_available)
-        until = time.monotonic() + patience
-        announced = time.monotonic()
-        while handle.status().num_peers == 0 and not handle.have_piece(index):
-            now = time.monotonic()
-            if now >= until:
-                wait = 0.0
-                break
-            if now - announced >= REANNOUNCE:
-                # A tracker that knew no peer at the first announce answers again now,
-                # not at its interval (often 30 minutes).
-                handle.force_reannounce(0, -1, lt.torrent_handle.ignore_min_interval)
-                announced = now
-            time.sleep(0.05)
-        deadline = time.monotonic() + wait
-        with self._arrived:
-            while key not in self._got:
-                left = deadline - time.monotonic()
-                if left <= 0:
+        start = time.monotonic()
+        deadline = start + wait
+        announced = start
+        while True:
+            with self._arrived:
+                if key in self._got or time.monotonic() >= deadline:
                     break
-                self._arrived.wait(left)
+            if not handle.status().num_peers and not handle.have_piece(index):
+                # No peer now (none yet, or the ones there were left): the web seeds
+                # after ``patience``; until then a tracker that knew no peer is asked
+                # again, not at its interval (often 30 minutes), while the piece is
+                # awaited.
+                now = time.monotonic()
+                if now - start >= patience:
+                    break
+                if now - announced >= REANNOUNCE:
+                    handle.force_reannounce(0, -1, lt.torrent_handle.ignore_min_interval)
+                    announced = now
+            with self._arrived:
+                if key not in self._got:
+                    self._arrived.wait(min(_POLL, max(0.0, deadline - time.monotonic())))
+        with self._arrived:
             data = self._got.get(key)
             self._waiting[key] -= 1
             if not self._waiting[key]:
