@@ -120,13 +120,17 @@ class SwarmPeers:
         if handle is not None:
             self.session.remove_torrent(handle, lt.session.delete_files)
 
+    def handle(self, torrent: SwarmTorrent) -> lt.torrent_handle | None:
+        """``torrent`` in the session, or None when no fetch uses it."""
+        with self._lock:
+            return self._handles.get(torrent.name)
+
     def piece(
         self, torrent: SwarmTorrent, index: int, wait: float, patience: float
     ) -> bytes | None:
         """Piece ``index`` from the peers (checked by libtorrent), or None: no peer
         connected within ``patience`` seconds, or the piece did not come within ``wait``."""
-        with self._lock:
-            handle = self._handles.get(torrent.name)
+        handle = self.handle(torrent)
         if handle is None:
             return None
         key = (str(handle.info_hashes().v1), index)
