@@ -10,11 +10,12 @@ random tracks with the build library, 4 MiB pieces, and serves them with the pro
 web seed (``serve-files``' server) on 127.0.0.1. The server's on-demand engine
 (:class:`phonotheca.serve.ondemand.OnDemand`, what ``serve --on-demand`` runs per
 process; with ``--http``, the server's application on 127.0.0.1 over a catalog placing
-the tracks, each play a ``GET /tracks/ID/audio`` timed to its body's first byte) plays ``--plays`` random tracks one
-after the other, and ``--concurrent`` other ones at once, each read to its end as a
-client would. Printed: time to first byte (p50/p99, limit 1.5 s), time to the whole
-track, bytes fetched per track against track + 2 pieces, and a replay from the cache
-against a track held on disk (read the same way, in the same run; limit 0.8x).
+the tracks, each play a ``GET /tracks/ID/audio`` timed to its body's first byte) plays
+``--plays`` random tracks one after the other, and ``--concurrent`` other ones at once,
+each read to its end as a client would. Printed: time to first byte (p50/p99, limit
+1.5 s), time to the whole track, bytes fetched per track against track + 2 pieces, and
+a replay from the cache against a track held on disk (read the same way, in the same
+run; limit 0.8x).
 The server finds a track from its catalog's ledger, so no locator is read (0 bytes).
 With ``--peers`` the torrents name no web seed but Debian's opentracker on 127.0.0.1, and
 one libtorrent session seeds them: the engine's peers' session fetches every piece.
