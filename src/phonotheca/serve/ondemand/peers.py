@@ -3,10 +3,12 @@
 A collection's torrent is added when a track of it is first played, every piece at
 priority 0 but the track's (at 1) and without its web seeds (those are fetched by
 :mod:`.pieces`' own client), so it finds peers through its trackers (and DHT/LSD as
-``[mirror]`` allows) and downloads nothing else. A wanted piece gets priority 7 and a deadline of now, so libtorrent
-asks the peers for it first and posts its bytes once its SHA-1 matched; libtorrent also
-bans peers that send bad pieces. While no peer is connected the caller goes to the web
-seeds instead, or, with none, waits while the trackers are asked again. A torrent is removed, with the pieces it wrote, when no fetch uses it.
+``[mirror]`` allows) and downloads nothing else. A wanted piece gets priority 7 and a
+deadline of now, so libtorrent asks the peers for it first and posts its bytes once its
+SHA-1 matched; libtorrent also bans peers that send bad pieces. While no peer is
+connected the caller goes to the web seeds instead, or, with none, waits while the
+trackers are asked again. A torrent is removed, with the pieces it wrote, when no fetch
+uses it.
 """
 
 from __future__ import annotations
