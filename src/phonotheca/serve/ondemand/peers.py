@@ -45,9 +45,11 @@ class SwarmPeers:
                 "min_reconnect_time": 2,
                 # uTP's congestion control (LEDBAT) yields to any other traffic, by design
                 # for background seeding, and runs in user space: on a busy host a 4 MiB
-                # piece took seconds where TCP takes tens of milliseconds, and 16 pieces
-                # at once several seconds. A listener waits on these pieces, so this
-                # session connects out over TCP (peers may still come in over uTP).
+                # piece took seconds where TCP takes tens of milliseconds, 16 pieces at
+                # once several seconds, and with 32 at once some connections stalled (the
+                # seeder sent nothing, the plays failed at on_demand_timeout). A listener
+                # waits on these pieces, so this session connects out over TCP (peers may
+                # still come in over uTP).
                 "enable_outgoing_utp": False,
             }
         )
