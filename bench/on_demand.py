@@ -3,16 +3,19 @@
     .venv/bin/python bench/on_demand.py                       # 2 GB in 20 collections
     .venv/bin/python bench/on_demand.py --size 400MB          # quick run
     .venv/bin/python bench/on_demand.py --peers               # from a libtorrent seeder
+    .venv/bin/python bench/on_demand.py --http                # through the HTTP server
 
 Packs (once, cached under $PHONOTHECA_BENCH_DIR) ``--collections`` collections of 4 MB
 random tracks with the build library, 4 MiB pieces, and serves them with the project's
 web seed (``serve-files``' server) on 127.0.0.1. The server's on-demand engine
 (:class:`phonotheca.serve.ondemand.OnDemand`, what ``serve --on-demand`` runs per
-process; the HTTP layer is not in the figures) then plays ``--plays`` random tracks one
-after the other, and ``--concurrent`` other ones at once, each read to its end as a
-client would. Printed: time to first byte (p50/p99, limit 1.5 s), time to the whole
-track, bytes fetched per track against track + 2 pieces, and a replay from the cache
-against a track held on disk (read the same way, in the same run; limit 0.8x).
+process; with ``--http``, the server's application on 127.0.0.1 over a catalog placing
+the tracks, each play a ``GET /tracks/ID/audio`` timed to its body's first byte) plays
+``--plays`` random tracks one after the other, and ``--concurrent`` other ones at once,
+each read to its end as a client would. Printed: time to first byte (p50/p99, limit
+1.5 s), time to the whole track, bytes fetched per track against track + 2 pieces, and
+a replay from the cache against a track held on disk (read the same way, in the same
+run; limit 0.8x).
 The server finds a track from its catalog's ledger, so no locator is read (0 bytes).
 With ``--peers`` the torrents name no web seed but Debian's opentracker on 127.0.0.1, and
 one libtorrent session seeds them: the engine's peers' session fetches every piece.
@@ -23,17 +26,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import http.client
 import os
 import random
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import libtorrent as lt
+import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,10 +50,13 @@ from tests.mirror.swarm import Tracker
 from tests.peers import free_port, local_session
 from tests.peers import seed as seed_torrent
 
+from phonotheca.archive import init_archive
 from phonotheca.build import BagInfo, PackItem, member_name, pack_collection, read_index
-from phonotheca.config import ServeSettings
+from phonotheca.config import ServeSettings, load_settings
 from phonotheca.mirror.session import SessionOptions
 from phonotheca.plan.sizes import format_size, parse_size
+from phonotheca.serve.app import create_app
+from phonotheca.serve.context import ServeContext
 from phonotheca.serve.ondemand import OnDemand, OnDemandError, TrackFetch
 from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.streaming import read_slice
@@ -125,6 +136,73 @@ def play(engine: OnDemand, track: SwarmTrack) -> tuple[float, float]:
     return first or 0.0, time.monotonic() - t0
 
 
+class HttpServer:
+    """``serve --on-demand``'s application on 127.0.0.1 (uvicorn in a thread) over a
+    metadata-only root: a catalog whose ledger places ``tracks`` in the collections,
+    the .torrent files, no audio."""
+
+    def __init__(self, root: Path, tracks: list[SwarmTrack], peers: bool) -> None:
+        (root / "phonotheca.toml").write_text(
+            '[archive]\nname = "bench"\n[serve]\npublic_audio = true\non_demand = true\n'
+            f'cache_dir = "{root / "cache"}"\non_demand_peers = {str(peers).lower()}\n'
+            '[mirror]\nlisten = "127.0.0.1:6881"\ndht = false\nlsd = false\n'
+            "upnp = false\nnatpmp = false\n"
+        )
+        conn = init_archive(root).connect()
+        with conn:
+            for n, t in enumerate(tracks, 1):
+                conn.execute(
+                    "INSERT INTO tracks(id, public_id, title, artist_credit) VALUES (?, ?, ?, ?)",
+                    (n, t.id, f"Track {n}", "Bench"),
+                )
+                conn.execute(
+                    "INSERT INTO ledger(track_id, status, tier, codec, size, sha256,"
+                    " collection, volume, offset, length)"
+                    " VALUES (?, 'packed', 'opus', 'opus', ?, ?, ?, ?, ?, ?)",
+                    (n, t.length, t.sha256, t.collection, t.volume, t.offset, t.length),
+                )
+        conn.close()
+        ctx = ServeContext(settings=load_settings(root), roots=[root])
+        app = create_app(ctx)
+        assert ctx.media is not None and ctx.media.on_demand is not None
+        self.engine: OnDemand = ctx.media.on_demand
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.05)
+
+    def play(self, track: SwarmTrack) -> tuple[float, float]:
+        """(seconds to the first byte of the GET's body, to its last)."""
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", f"/tracks/{quote(track.id, safe='')}/audio")
+            response = conn.getresponse()
+            if response.status != 200:
+                raise OnDemandError(f"{track.id}: HTTP {response.status} {response.read()!r}")
+            got = len(response.read(1))
+            first = time.monotonic() - t0
+            while chunk := response.read(1 << 20):
+                got += len(chunk)
+        finally:
+            conn.close()
+        assert got == track.length, (track.id, got)
+        return first, time.monotonic() - t0
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join()
+        self._sock.close()
+        self.engine.close()
+
+
 def _moved(engine: OnDemand) -> int:
     """Bytes the engine received: from web seeds, and pieces handed over by peers."""
     peers = engine.peers.bytes_received if engine.peers is not None else 0
@@ -141,6 +219,21 @@ def rate(path: Path, offset: int, length: int, rounds: int = 5) -> float:
     return best
 
 
+def announced(seeder: lt.session, count: int, timeout: float = 60) -> None:
+    """Wait until the tracker answered the seeder's announce of ``count`` torrents: a
+    seeder the tracker does not know yet is no swarm to measure (its first announces
+    go out after it checked its files, not when it was added)."""
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the tracker knows the seeder of {len(done)} of {count} torrents")
+        seeder.wait_for_alert(200)
+        for alert in seeder.pop_alerts():
+            if isinstance(alert, lt.tracker_reply_alert):
+                done.add(str(alert.handle.info_hashes().v1))
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -154,6 +247,11 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=16, help="plays at once (16)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--peers", action="store_true", help="a libtorrent seeder, no web seed")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="play through serve --on-demand's HTTP server (GET /tracks/ID/audio)",
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
     root = args.workdir / f"ondemand-{size}-{args.collections}"
@@ -177,9 +275,15 @@ def main() -> None:
         tracker.start([str(lt.torrent_info(str(t)).info_hashes().v1) for t in torrent_files])
         # Every torrent announced, every requesting peer unchoked: one seeder stands for
         # a swarm (libtorrent unchokes 8 peers by default, rotating every 15 s).
-        seeder = local_session(active_seeds=-1, active_limit=-1, unchoke_slots_limit=-1)
+        seeder = local_session(
+            active_seeds=-1,
+            active_limit=-1,
+            unchoke_slots_limit=-1,
+            alert_mask=int(lt.alert.category_t.tracker_notification),
+        )
         for t in torrent_files:
             seed_torrent(seeder, t, root / "torrents", timeout=600)
+        announced(seeder, len(torrent_files))
         peer_options = SessionOptions(
             listen="127.0.0.1:0", dht=False, lsd=False, upnp=False, natpmp=False
         )
@@ -192,15 +296,22 @@ def main() -> None:
         (server_root / "torrents").mkdir()
         for torrent in (root / "torrents").glob("*.torrent"):
             shutil.copy(torrent, server_root / "torrents" / torrent.name)
-        settings = ServeSettings(
-            on_demand=True, cache_dir=str(server_root / "cache"), on_demand_peers=args.peers
-        )
-        engine = OnDemand([server_root], settings, peer_options)
+        http_server = None
+        if args.http:
+            http_server = HttpServer(server_root, tracks, args.peers)
+            engine = http_server.engine
+            player = http_server.play
+        else:
+            settings = ServeSettings(
+                on_demand=True, cache_dir=str(server_root / "cache"), on_demand_peers=args.peers
+            )
+            engine = OnDemand([server_root], settings, peer_options)
+            player = partial(play, engine)
         try:
             ttfb, whole, moved = [], [], []
             for track in sequential:
                 before = _moved(engine)
-                first, last = play(engine, track)
+                first, last = player(track)
                 ttfb.append(first)
                 whole.append(last)
                 moved.append(_moved(engine) - before)
@@ -211,7 +322,7 @@ def main() -> None:
 
             def one(track: SwarmTrack) -> None:
                 try:
-                    r = play(engine, track)
+                    r = player(track)
                 except OnDemandError as exc:
                     with lock:
                         failed.append(str(exc))
@@ -238,13 +349,17 @@ def main() -> None:
             cache_rate = rate(cached, 0, sequential[0].length)
             held_rate = rate(volume, held.offset, held.length)
         finally:
-            engine.close()
+            if http_server is not None:
+                http_server.close()
+            else:
+                engine.close()
             server.shutdown()
             server.server_close()
             if seeder is not None:
                 del seeder
             tracker.stop()
     bound = TRACK_SIZE + 2 * PIECE
+    print(f"through {'GET /tracks/ID/audio' if args.http else 'the engine (no HTTP)'}:")
     print(f"sequential, {len(sequential)} plays:")
     p99 = pct(ttfb, 0.99)
     print(

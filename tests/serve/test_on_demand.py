@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,10 +25,14 @@ import pytest
 
 from phonotheca.catalog.search import rebuild_search
 from phonotheca.config import load_settings
+from phonotheca.mirror.session import SessionOptions
 from phonotheca.serve.app import create_app
 from phonotheca.serve.context import ServeContext
+from phonotheca.serve.ondemand import OnDemand, OnDemandError
+from phonotheca.serve.ondemand.engine import SwarmTrack
 from phonotheca.serve.state import StateStore
 from phonotheca.torrents.layout import read_layout
+from phonotheca.torrents.scrape import scrape_http
 from phonotheca.torrents.webseed import make_server
 from tests.mirror.swarm import Tracker
 from tests.mirror.test_metadata_only import (
@@ -529,6 +534,108 @@ def test_pieces_come_from_peers_when_there_is_no_web_seed(tmp_path: Path) -> Non
         engine = ctx.media.on_demand
         assert engine.pieces.bytes_fetched == 0  # no web seed
         assert engine.peers is not None and engine.peers.bytes_received >= len(data)
+    finally:
+        del seeder
+        tracker.stop()
+
+
+UPLOAD_TO_UPLOAD = 37
+"""libtorrent's error code ``upload_upload_connection`` (the binding names none)."""
+
+
+def test_every_track_at_once_arrives_from_a_peer_that_keeps_the_connection(
+    tmp_path: Path,
+) -> None:
+    """Every packed track played at once (two torrents, several tracks each, so torrents
+    are shared, released and added again) arrives whole from one libtorrent seeder, and
+    the seeder never closes a connection of the server's as one between two uploaders:
+    a torrent added wanting nothing and given its pieces afterwards was "finished" at
+    its first connections, told the seeder it only uploads, and was dropped (plays then
+    waited for a reconnection, or failed after ``on_demand_timeout``). The server also
+    connects out over TCP, not uTP."""
+    tracker = Tracker(tmp_path / "tracker", free_port())
+    fx = build_archive(tmp_path / "archive", trackers=[tracker.url], track_size=TRACK_SIZE)
+    torrents = [fx.torrent(c) for c in fx.collections]
+    hashes = [lt.torrent_info(str(t)).info_hashes().v1.to_bytes() for t in torrents]
+    tracker.start([h.hex() for h in hashes])
+    category = lt.alert.category_t
+    seeder = local_session(
+        alert_mask=int(category.connect_notification | category.peer_notification)
+    )
+    try:
+        for torrent in torrents:
+            seed_torrent(seeder, torrent, fx.root / "torrents")
+        for h in hashes:
+            wait_until(
+                partial(lambda h: scrape_http(tracker.url, [h])[h].seeders == 1, h),
+                30,
+                "the seeder announced",
+            )
+        root = _server_root(fx, tmp_path / "server")
+        serve = replace(
+            load_settings(root).serve, on_demand=True, cache_dir=str(tmp_path / "cache")
+        )
+        local = SessionOptions(listen="127.0.0.1:0", dht=False, lsd=False, upnp=False, natpmp=False)
+        engine = OnDemand([root], serve, local)
+        assert engine.peers is not None
+        # Its first announce says "started" (wanting pieces), not "paused" (done).
+        first = engine.finder.find(fx.collections[0])
+        engine.peers.use(first, range(1, 2))
+        handle = engine.peers.handle(first)
+        assert handle is not None
+        wait_until(
+            lambda: any(t["verified"] and not t["updating"] for t in handle.trackers()),
+            30,
+            "the server's first announce",
+        )
+        assert [t["start_sent"] for t in handle.trackers()] == [True]
+        engine.peers.release(first)
+        conn = sqlite3.connect(fx.root / "catalog.sqlite3")
+        try:
+            tracks = [
+                SwarmTrack(*row)
+                for row in conn.execute(
+                    "SELECT t.public_id, l.collection, l.volume, l.offset, l.length, l.sha256"
+                    " FROM ledger l JOIN tracks t ON t.id = l.track_id"
+                    " WHERE l.collection IS NOT NULL ORDER BY t.id"
+                )
+            ]
+        finally:
+            conn.close()
+        assert len({t.collection for t in tracks}) == 2 and len(tracks) >= 8
+        got: dict[str, bytes] = {}
+        errors: list[str] = []
+
+        def play(track: SwarmTrack) -> None:
+            try:
+                opened = engine.open(track)
+                assert not isinstance(opened, Path)
+                got[track.id] = b"".join(opened.chunks(0, track.length))
+            except OnDemandError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=play, args=(t,)) for t in tracks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        engine.close()
+        assert errors == []
+        assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()} == {
+            t.id: t.sha256 for t in tracks
+        }
+        assert engine.pieces.bytes_fetched == 0  # no web seed: every piece from the peer
+        alerts = seeder.pop_alerts()
+        incoming = [a for a in alerts if isinstance(a, lt.incoming_connection_alert)]
+        assert incoming and {a.socket_type for a in incoming} == {lt.socket_type_t.tcp}
+        dropped = [
+            a.message()
+            for a in alerts
+            if isinstance(a, lt.peer_disconnected_alert)
+            and a.error.category() == lt.libtorrent_category()
+            and a.error.value() == UPLOAD_TO_UPLOAD
+        ]
+        assert dropped == []
     finally:
         del seeder
         tracker.stop()

@@ -1,12 +1,14 @@
 """Pieces from BitTorrent peers: one libtorrent session per server process.
 
 A collection's torrent is added when a track of it is first played, every piece at
-priority 0 and without its web seeds (those are fetched by :mod:`.pieces`' own client),
-so it finds peers through its trackers (and DHT/LSD as ``[mirror]`` allows) and downloads
-nothing by itself. A wanted piece gets priority 7 and a deadline of now, so libtorrent
-asks the peers for it first and posts its bytes once its SHA-1 matched; libtorrent also
-bans peers that send bad pieces. While no peer is connected the caller goes to the web
-seeds instead. A torrent is removed, with the pieces it wrote, when no fetch uses it.
+priority 0 but the track's (at 1) and without its web seeds (those are fetched by
+:mod:`.pieces`' own client), so it finds peers through its trackers (and DHT/LSD as
+``[mirror]`` allows) and downloads nothing else. A wanted piece gets priority 7 and a
+deadline of now, so libtorrent asks the peers for it first and posts its bytes once its
+SHA-1 matched; libtorrent also bans peers that send bad pieces. While no peer is
+connected the caller goes to the web seeds instead, or, with none, waits while the
+trackers are asked again. A torrent is removed, with the pieces it wrote, when no fetch
+uses it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from phonotheca.mirror.session import SessionOptions, make_session
 from phonotheca.serve.ondemand.sources import SwarmTorrent
 
 _TICK_MS = 200
+_POLL = 0.05
+"""Seconds between looks at a torrent's peers while a piece is awaited."""
 REMOVAL_WAIT = 5.0
 REANNOUNCE = 2.0
 """Seconds between announces while a wanted piece has no peer to come from."""
@@ -35,9 +39,23 @@ class SwarmPeers:
         shutil.rmtree(workdir, ignore_errors=True)  # pieces of a previous process
         workdir.mkdir(parents=True, exist_ok=True)
         self.session = make_session(options)
-        self.session.apply_settings({"close_redundant_connections": False, "min_reconnect_time": 2})
+        self.session.apply_settings(
+            {
+                "close_redundant_connections": False,
+                "min_reconnect_time": 2,
+                # uTP's congestion control (LEDBAT) yields to any other traffic, by design
+                # for background seeding, and runs in user space: on a busy host a 4 MiB
+                # piece took seconds where TCP takes tens of milliseconds, 16 pieces at
+                # once several seconds, and with 32 at once some connections stalled (the
+                # seeder sent nothing, the plays failed at on_demand_timeout). A listener
+                # waits on these pieces, so this session connects out over TCP (peers may
+                # still come in over uTP).
+                "enable_outgoing_utp": False,
+            }
+        )
         self._lock = threading.Lock()
         self._handles: dict[str, lt.torrent_handle] = {}
+        self._adds = 0
         self._users: dict[str, int] = {}
         self._got: dict[tuple[str, int], bytes | None] = {}
         self._waiting: dict[tuple[str, int], int] = {}
@@ -56,11 +74,20 @@ class SwarmPeers:
             self._users[torrent.name] = self._users.get(torrent.name, 0) + 1
             handle = self._handles.get(torrent.name)
             if handle is None:
-                handle = self._add(torrent)
+                self._add(torrent, pieces)
+                return
         handle.prioritize_pieces([(i, 1) for i in pieces])
 
-    def _add(self, torrent: SwarmTorrent) -> lt.torrent_handle:
-        """Add ``torrent`` (the lock held), every piece at priority 0, no web seed."""
+    def _add(self, torrent: SwarmTorrent, pieces: range) -> lt.torrent_handle:
+        """Add ``torrent`` (the lock held), ``pieces`` at priority 1 and every other at 0,
+        no web seed.
+
+        The wanted pieces are in the add parameters, not set after the add: a torrent
+        that starts wanting nothing is "finished" at once (it has no file to check), so
+        its first announce says it is done and it tells the peers it connects to that it
+        only uploads; a seeder closes such a connection as useless to both, and the
+        torrent waits for a reconnection or the seeder's own announce (seconds).
+        """
         info = lt.torrent_info(torrent.metainfo)
         # A removal is asynchronous: the same torrent added again while its removal runs
         # would get the handle being removed.
@@ -71,8 +98,14 @@ class SwarmPeers:
             time.sleep(0.02)
         params = lt.add_torrent_params()
         params.ti = info
-        params.save_path = str(self.workdir / torrent.name)
-        params.piece_priorities = [0] * torrent.layout.num_pieces
+        # Each add writes into a directory of its own: the files of a removal still
+        # being deleted are never the ones the torrent added again writes to.
+        self._adds += 1
+        params.save_path = str(self.workdir / f"{torrent.name}.{self._adds}")
+        priorities = [0] * torrent.layout.num_pieces
+        for i in pieces:
+            priorities[i] = 1
+        params.piece_priorities = priorities
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         handle = self.session.add_torrent(params)
         for url in handle.url_seeds():
@@ -91,13 +124,17 @@ class SwarmPeers:
         if handle is not None:
             self.session.remove_torrent(handle, lt.session.delete_files)
 
+    def handle(self, torrent: SwarmTorrent) -> lt.torrent_handle | None:
+        """``torrent`` in the session, or None when no fetch uses it."""
+        with self._lock:
+            return self._handles.get(torrent.name)
+
     def piece(
         self, torrent: SwarmTorrent, index: int, wait: float, patience: float
     ) -> bytes | None:
         """Piece ``index`` from the peers (checked by libtorrent), or None: no peer
         connected within ``patience`` seconds, or the piece did not come within ``wait``."""
-        with self._lock:
-            handle = self._handles.get(torrent.name)
+        handle = self.handle(torrent)
         if handle is None:
             return None
         key = (str(handle.info_hashes().v1), index)
@@ -110,26 +147,28 @@ class SwarmPeers:
         else:
             handle.piece_priority(index, 7)
             handle.set_piece_deadline(index, 0, lt.deadline_flags_t.alert_when_available)
-        until = time.monotonic() + patience
-        announced = time.monotonic()
-        while handle.status().num_peers == 0 and not handle.have_piece(index):
-            now = time.monotonic()
-            if now >= until:
-                wait = 0.0
-                break
-            if now - announced >= REANNOUNCE:
-                # A tracker that knew no peer at the first announce answers again now,
-                # not at its interval (often 30 minutes).
-                handle.force_reannounce(0, -1, lt.torrent_handle.ignore_min_interval)
-                announced = now
-            time.sleep(0.05)
-        deadline = time.monotonic() + wait
-        with self._arrived:
-            while key not in self._got:
-                left = deadline - time.monotonic()
-                if left <= 0:
+        start = time.monotonic()
+        deadline = start + wait
+        announced = start
+        while True:
+            with self._arrived:
+                if key in self._got or time.monotonic() >= deadline:
                     break
-                self._arrived.wait(left)
+            if not handle.status().num_peers and not handle.have_piece(index):
+                # No peer now (none yet, or the ones there were left): the web seeds
+                # after ``patience``; until then a tracker that knew no peer is asked
+                # again, not at its interval (often 30 minutes), while the piece is
+                # awaited.
+                now = time.monotonic()
+                if now - start >= patience:
+                    break
+                if now - announced >= REANNOUNCE:
+                    handle.force_reannounce(0, -1, lt.torrent_handle.ignore_min_interval)
+                    announced = now
+            with self._arrived:
+                if key not in self._got:
+                    self._arrived.wait(min(_POLL, max(0.0, deadline - time.monotonic())))
+        with self._arrived:
             data = self._got.get(key)
             self._waiting[key] -= 1
             if not self._waiting[key]:
