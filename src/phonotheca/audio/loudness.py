@@ -270,8 +270,8 @@ class LoudnessMeter:
         self._weighted = np.empty((rows, _CHUNK), np.float32)
         self._magnitude = np.empty_like(self._buf)
         blocks = self._buf.shape[1] // _TP_BLOCK
-        self._windows = np.empty((channels, blocks, _TP_BLOCK + 31), np.float32)
-        self._between = np.empty((channels, blocks, 3 * _TP_BLOCK), np.float32)
+        self._windows = np.empty((channels * blocks, _TP_BLOCK + 31), np.float32)
+        self._between = np.empty((channels * blocks, 3 * _TP_BLOCK), np.float32)
         self._energy_rest: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
@@ -389,17 +389,19 @@ class LoudnessMeter:
         those after sample ``p`` for ``p`` from ``_HISTORY - 16``, block by block."""
         buf, b = self._buf[:, : _HISTORY + count], _TP_BLOCK
         magnitude = np.abs(buf, out=self._magnitude[:, : buf.shape[1]])
-        blocks = magnitude.reshape(self.channels, -1, b).max(axis=(0, 2))
+        blocks = magnitude.reshape(self.channels, -1, b).max(axis=2)
         self._peak = max(self._peak, float(blocks.max()))
-        # Block j's intervals read samples 32 j + 1 to 32 j + 63: blocks j and j + 1.
-        near = np.maximum(blocks[:-1], blocks[1:]) * _TP_GAIN
-        candidates = np.flatnonzero(near > self._peak)
-        if candidates.size == 0:
+        # Block j's intervals read samples 32 j + 1 to 32 j + 63: blocks j and j + 1. Each
+        # channel is judged on its own: the quieter one's blocks are seldom candidates.
+        near = np.maximum(blocks[:, :-1], blocks[:, 1:])
+        channel, block = np.nonzero(near * _TP_GAIN > self._peak)
+        n = block.size
+        if n == 0:
             return
         windows = np.lib.stride_tricks.sliding_window_view(buf[:, 1:], b + 31, axis=1)[:, ::b]
-        n = candidates.size
-        picked = np.take(windows, candidates, axis=1, out=self._windows[:, :n])
-        values = np.matmul(picked, _tp_matrix(), out=self._between[:, :n])
+        picked = self._windows[:n]
+        picked[...] = windows[channel, block]
+        values = np.matmul(picked, _tp_matrix(), out=self._between[:n])
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
     def _energy(self, energy: npt.NDArray[np.floating[Any]]) -> None:
