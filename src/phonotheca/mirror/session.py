@@ -342,7 +342,36 @@ class MirrorSession:
         if held.kind != "metadata" or self.on_complete is None:
             self.event(f"{held.name}: complete, seeding")
         if self.on_complete is not None:
+            self._wait_on_disk(held)
             self.on_complete(held)
+
+    def _wait_on_disk(self, held: Held, timeout: float = 30.0) -> None:
+        """Wait (bounded) until every file of ``held`` is on disk at its full size.
+
+        libtorrent hashes a piece from the blocks it holds in memory and may say the
+        torrent is finished while the last writes are still queued: a file can be missing
+        for a moment after the alert (seen with a one-piece metadata torrent). The owner
+        reads the files next, so it must not act before they are written."""
+        handle = held.handle
+        info = handle.torrent_file()
+        if info is None:
+            return
+        handle.flush_cache()
+        files = info.files()
+        root = str(self.mirror.torrents)  # every torrent is saved there
+        wanted = [
+            (os.path.join(root, files.file_path(i)), files.file_size(i))
+            for i in range(files.num_files())
+            if not files.file_flags(i) & lt.file_storage.flag_pad_file
+        ]
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            try:
+                if all(os.path.getsize(path) == size for path, size in wanted):
+                    return
+            except OSError:
+                pass  # not created yet
+            time.sleep(0.05)
 
     def _check_completed(self) -> None:
         """Catch completions whose alert was missed (e.g. complete from resume data).
