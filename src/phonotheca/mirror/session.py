@@ -30,6 +30,7 @@ from phonotheca.mirror import alerts
 from phonotheca.mirror.alerts import WATCHED, SwarmHealth
 from phonotheca.mirror.state import MirrorDir, utc_now, write_verified
 from phonotheca.mirror.status import MirrorStatus, TorrentStatus, TrackerStatus, write_status
+from phonotheca.torrents.layout import LayoutError, read_layout
 
 RESUME_INTERVAL = 60.0
 """Seconds between saves of resume data for torrents that changed in any way."""
@@ -352,18 +353,13 @@ class MirrorSession:
         torrent is finished while the last writes are still queued: a file can be missing
         for a moment after the alert (seen with a one-piece metadata torrent). The owner
         reads the files next, so it must not act before they are written."""
-        handle = held.handle
-        info = handle.torrent_file()
-        if info is None:
-            return
-        handle.flush_cache()
-        files = info.files()
-        root = str(self.mirror.torrents)  # every torrent is saved there
-        wanted = [
-            (os.path.join(root, files.file_path(i)), files.file_size(i))
-            for i in range(files.num_files())
-            if not files.file_flags(i) & lt.file_storage.flag_pad_file
-        ]
+        try:
+            layout = read_layout(self.mirror.torrent_file(held.name))
+        except (OSError, LayoutError):
+            return  # nothing to wait on: the owner reports what it cannot read
+        held.handle.flush_cache()
+        base = self.mirror.payload(held.name)
+        wanted = [(base / f.path, f.length) for f in layout.files if not f.pad]
         until = time.monotonic() + timeout
         while time.monotonic() < until:
             try:
