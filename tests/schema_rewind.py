@@ -39,12 +39,18 @@ def _undo_v9(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE playlists")
 
 
+def _undo_v10(conn: sqlite3.Connection) -> None:
+    schema.stop_ledger_counts(conn)
+    conn.execute("DROP TABLE ledger_counts")
+
+
 UNDO: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _undo_v5,
     6: _undo_v6,
     7: _undo_v7,
     8: _undo_v8,
     9: _undo_v9,
+    10: _undo_v10,
 }
 
 

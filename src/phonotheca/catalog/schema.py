@@ -442,7 +442,59 @@ _V9 = """
 """
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+# The ledger's counts by status and tier, kept by triggers as rows come, change and go, so
+# that the stats page reads a handful of rows instead of counting the ledger (FORMAT.md
+# §4). A writer that rewrites most of the ledger (the plan) drops the triggers for its
+# transaction and sets the counts itself (:func:`stop_ledger_counts`).
+LEDGER_COUNT_TRIGGERS = (
+    "CREATE TRIGGER ledger_counts_insert AFTER INSERT ON ledger BEGIN"
+    " INSERT INTO ledger_counts(status, tier, n) VALUES (new.status, coalesce(new.tier, ''), 1)"
+    " ON CONFLICT(status, tier) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER ledger_counts_delete AFTER DELETE ON ledger BEGIN"
+    " UPDATE ledger_counts SET n = n - 1"
+    " WHERE status = old.status AND tier = coalesce(old.tier, ''); END",
+    "CREATE TRIGGER ledger_counts_update AFTER UPDATE OF status, tier ON ledger BEGIN"
+    " UPDATE ledger_counts SET n = n - 1"
+    " WHERE status = old.status AND tier = coalesce(old.tier, '');"
+    " INSERT INTO ledger_counts(status, tier, n) VALUES (new.status, coalesce(new.tier, ''), 1)"
+    " ON CONFLICT(status, tier) DO UPDATE SET n = n + 1; END",
+)
+_LEDGER_COUNT_TRIGGER_NAMES = (
+    "ledger_counts_insert",
+    "ledger_counts_delete",
+    "ledger_counts_update",
+)
+
+# v10: the ledger's counts (see LEDGER_COUNT_TRIGGERS), counted once here.
+_V10 = """
+        CREATE TABLE ledger_counts(
+            status TEXT NOT NULL,
+            tier   TEXT NOT NULL,      -- '' for a row without a tier
+            n      INTEGER NOT NULL,   -- ledger rows with this status and tier
+            PRIMARY KEY(status, tier)
+        ) WITHOUT ROWID;
+        INSERT INTO ledger_counts(status, tier, n)
+            SELECT status, coalesce(tier, ''), count(*) FROM ledger GROUP BY 1, 2;
+""" + "".join(f"        {ddl};\n" for ddl in LEDGER_COUNT_TRIGGERS)
+
+
+def stop_ledger_counts(conn: sqlite3.Connection) -> None:
+    """Drop the ledger's counting triggers, in the caller's transaction, before a rewrite
+    of most of the ledger: a trigger per row would triple the time of its bulk inserts,
+    and stop ``DELETE FROM ledger`` from emptying the table at once. The caller sets
+    ``ledger_counts`` right, then calls :func:`restart_ledger_counts`, in the same
+    transaction."""
+    for name in _LEDGER_COUNT_TRIGGER_NAMES:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def restart_ledger_counts(conn: sqlite3.Connection) -> None:
+    """Create the ledger's counting triggers again (see :func:`stop_ledger_counts`)."""
+    for ddl in LEDGER_COUNT_TRIGGERS:
+        conn.execute(ddl)
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

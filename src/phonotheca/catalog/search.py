@@ -410,7 +410,27 @@ class WordIndex:
 
     @property
     def match_sql(self) -> str:
-        return f"SELECT rowid FROM {self.table} WHERE {self.table} MATCH ? ORDER BY rowid"
+        return self.bounded_sql(None)
+
+    def bounded_sql(self, bound: Bound | None) -> str:
+        """The matching rowids past ``bound`` (one parameter more, after the query's),
+        nearest the bound first; FTS5 starts its walk of the doclists at the bound."""
+        if bound is None:
+            return f"SELECT rowid FROM {self.table} WHERE {self.table} MATCH ? ORDER BY rowid"
+        op, order = (">", "ASC") if bound.after else ("<", "DESC")
+        return (
+            f"SELECT rowid FROM {self.table} WHERE {self.table} MATCH ? AND rowid {op} ?"
+            f" ORDER BY rowid {order}"
+        )
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Where a keyset page starts: the matches after ``key`` (``after``), or those before
+    it (the previous page, returned in rowid order all the same)."""
+
+    key: int
+    after: bool = True
 
 
 TRACK_INDEX = WordIndex(FTS_TABLE, _FTS_ROWS + " WHERE r.key IN ({marks})")
@@ -426,29 +446,45 @@ def search_keys(
     limit: int = 20,
     offset: int = 0,
     index: WordIndex = TRACK_INDEX,
+    bound: Bound | None = None,
 ) -> list[int]:
     """Rank keys of the matching tracks, most popular first (or, of another ``index``,
-    its matching rowids in rowid order)."""
+    its matching rowids in rowid order).
+
+    With a ``bound`` (keyset paging), the ``limit`` matches just after (or just before)
+    its key, in rank order: any page costs what the first does, where ``offset`` skips
+    its matches one by one."""
     parsed = _words(text)
     if parsed is None or not _has_index(conn, index.table):
         return []
     words, prefix = parsed
     limit = max(0, min(limit, MAX_LIMIT))
     offset = max(0, offset)
+    keys: list[int] | None = None
     if prefix is not None and len(fold(prefix)) > _PREFIX_INDEX_MAX:
-        found = _long_prefix(conn, index, words, fold(prefix), limit + offset)
+        found = _long_prefix(conn, index, words, fold(prefix), limit + offset, bound)
         if found is not None:
-            return found[offset : offset + limit]
-    return [
-        r[0]
-        for r in conn.execute(
-            f"{index.match_sql} LIMIT ? OFFSET ?", (_match(words, prefix), limit, offset)
-        )
-    ]
+            keys = found[offset : offset + limit]
+    if keys is None:
+        params: tuple[object, ...] = (_match(words, prefix),)
+        if bound is not None:
+            params += (bound.key,)
+        keys = [
+            r[0]
+            for r in conn.execute(
+                f"{index.bounded_sql(bound)} LIMIT ? OFFSET ?", (*params, limit, offset)
+            )
+        ]
+    return keys if bound is None or bound.after else keys[::-1]
 
 
 def _long_prefix(
-    conn: sqlite3.Connection, index: WordIndex, words: list[str], prefix: str, need: int
+    conn: sqlite3.Connection,
+    index: WordIndex,
+    words: list[str],
+    prefix: str,
+    need: int,
+    bound: Bound | None = None,
 ) -> list[int] | None:
     """Keys matching ``words`` and a word starting with ``prefix`` (5+ letters), or None.
 
@@ -464,7 +500,8 @@ def _long_prefix(
     head = prefix[:_PREFIX_INDEX_MAX]
     if not _TOKEN.fullmatch(head):
         return None  # not one token as the index sees it: let the plain query answer
-    cursor = conn.execute(index.match_sql, (_match(words, head),))
+    params: tuple[object, ...] = (_match(words, head),)
+    cursor = conn.execute(index.bounded_sql(bound), params + ((bound.key,) if bound else ()))
     found: list[int] = []
     scanned = 0
     while len(found) < need:

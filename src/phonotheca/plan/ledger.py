@@ -287,6 +287,8 @@ def write_ledger(
         ).lastrowid
         # Packed rows stay; the rest of the table is dropped wholesale (SQLite truncates a
         # table deleted without WHERE) and its status index rebuilt once at the end.
+        # Its counts are set below from the arrays, not by a trigger per row.
+        schema.stop_ledger_counts(conn)
         conn.execute("DROP TABLE IF EXISTS temp.packed_rows")
         conn.execute(
             "CREATE TEMP TABLE packed_rows AS SELECT * FROM ledger WHERE status = 'packed'"
@@ -325,8 +327,43 @@ def write_ledger(
                     (plan_id, status, json.dumps(ids[start : start + 1_000_000].tolist())),
                 )
         conn.execute("CREATE INDEX ledger_status ON ledger(status)")
+        _set_counts(
+            conn,
+            status_of,
+            tier_of,
+            np.bincount(tier[changed], minlength=len(Tier)),
+            [
+                ("skipped_budget", int((unchanged & has_source).sum())),
+                ("missing_source", int((unchanged & ~has_source).sum())),
+            ],
+        )
+        schema.restart_ledger_counts(conn)
     assert plan_id is not None
     return plan_id, int(keep.sum())
+
+
+def _set_counts(
+    conn: sqlite3.Connection,
+    status_of: NDArray[Any],
+    tier_of: NDArray[Any],
+    per_tier: NDArray[np.int64],
+    metadata: list[tuple[str, int]],
+) -> None:
+    """``ledger_counts`` after :func:`write_ledger`: the packed rows' counts stay (those
+    rows did), the others are the rows just written, counted from the plan's arrays (a
+    count of the ledger would read all of it again)."""
+    counts: dict[tuple[str, str], int] = {}
+    for code, n in enumerate(per_tier.tolist()):
+        key = (str(status_of[code]), str(tier_of[code]))
+        counts[key] = counts.get(key, 0) + int(n)
+    for status, n in metadata:
+        counts[(status, "metadata")] = counts.get((status, "metadata"), 0) + n
+    conn.execute("DELETE FROM ledger_counts WHERE status <> 'packed'")
+    conn.executemany(
+        "INSERT INTO ledger_counts(status, tier, n) VALUES (?, ?, ?)"
+        " ON CONFLICT(status, tier) DO UPDATE SET n = n + excluded.n",
+        [(status, tier, n) for (status, tier), n in counts.items() if n],
+    )
 
 
 def plan_catalog(

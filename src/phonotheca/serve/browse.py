@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from phonotheca.catalog import search as engine
@@ -28,6 +29,7 @@ from phonotheca.serve.models import (
     Track,
     TrackSummary,
 )
+from phonotheca.serve.subsonic.items import ALBUM_ORDER
 
 MAX_ALBUM_TRACKS = 1000
 MAX_ARTIST_ALBUMS = 200
@@ -90,6 +92,17 @@ _HITS_SQL = (
     f"SELECT {_SUMMARY_COLUMNS}, r.key FROM search_rank r JOIN tracks t ON t.id = r.track_id"
     " LEFT JOIN albums a ON a.id = t.album_id WHERE r.key IN ({marks})"
 )
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One keyset page of search hits, with the rank keys its neighbours start from."""
+
+    tracks: list[TrackSummary]
+    before: int | None
+    """The key the previous page ends before (None on the first page)."""
+    after: int | None
+    """The key the next page starts after (None on the last page)."""
 
 
 def _loudness(media: TrackMedia | None) -> Loudness | None:
@@ -204,6 +217,39 @@ class Browser:
         by_key = {r[-1]: r for r in conn.execute(_HITS_SQL.format(marks=_marks(len(keys))), keys)}
         return self._summaries([by_key[k] for k in keys if k in by_key])
 
+    def search_page(
+        self, text: str, size: int, after: int | None = None, before: int | None = None
+    ) -> SearchPage:
+        """A keyset page of search hits: the ``size`` after the rank key ``after``, or
+        before ``before``, or the first. Each page is one walk of the index from its
+        bound (and a probe of one key the other way for the other link), at any depth."""
+        conn = self.conn()
+        bound = (
+            engine.Bound(after)
+            if after is not None
+            else engine.Bound(before, after=False)
+            if before is not None
+            else None
+        )
+        keys = engine.search_keys(conn, text, size + 1, 0, bound=bound)
+        forward = bound is None or bound.after
+        more = len(keys) > size
+        keys = keys[:size] if forward else keys[-size:]
+        if not keys:
+            return SearchPage([], None, None)
+
+        def beyond(key: int, ahead: bool) -> bool:
+            return bool(engine.search_keys(conn, text, 1, 0, bound=engine.Bound(key, ahead)))
+
+        earlier = beyond(keys[0], False) if forward else more
+        later = more if forward else beyond(keys[-1], True)
+        by_key = {r[-1]: r for r in conn.execute(_HITS_SQL.format(marks=_marks(len(keys))), keys)}
+        return SearchPage(
+            self._summaries([by_key[k] for k in keys if k in by_key]),
+            keys[0] if earlier else None,
+            keys[-1] if later else None,
+        )
+
     def shuffle(
         self, n: int, rng: random.Random | None = None, *, playable: bool = False
     ) -> list[TrackSummary]:
@@ -227,8 +273,7 @@ class Browser:
         if row is None:
             return None
         track_rows = conn.execute(
-            f"{_SUMMARY_SQL} WHERE t.album_id = ?"
-            " ORDER BY t.disc_number, t.track_number, t.id LIMIT ?",
+            f"{_SUMMARY_SQL} WHERE t.album_id = ? {ALBUM_ORDER} LIMIT ?",
             (row[0], MAX_ALBUM_TRACKS),
         ).fetchall()
         tracks = self._summaries(track_rows)

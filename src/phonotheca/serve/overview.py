@@ -1,8 +1,10 @@
 """The archive as a whole: statistics, the torrents list and the plan's coverage chart.
 
-The catalog's counts are its largest ids (see :mod:`phonotheca.serve.showcase`); counting
-the ledger by status still reads its ``ledger_status`` index whole, so the figures are
-computed at most once per :data:`STATS_SECONDS` per process and shared by every request.
+The catalog's counts are its largest ids (see :mod:`phonotheca.serve.showcase`), the
+ledger's by status and tier are kept as it changes (``ledger_counts``, FORMAT.md §4): a
+few rows, whatever the catalog's size. The published collections are still listed (one
+row and one directory lookup each), so the figures are computed at most once per
+:data:`STATS_SECONDS` per process and shared by every request.
 The torrents list is reread when ``torrents.json`` changes.
 """
 
@@ -163,16 +165,13 @@ class Overview:
             # down the rowid b-tree instead of a scan (see phonotheca.serve.showcase).
             return int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
 
-        ledger = {
-            str(s): int(n)
-            for s, n in conn.execute("SELECT status, count(*) FROM ledger GROUP BY status")
-        }
-        tiers = {
-            str(t): int(n)
-            for t, n in conn.execute(
-                "SELECT tier, count(*) FROM ledger WHERE status = 'packed' GROUP BY tier"
-            )
-        }
+        ledger: dict[str, int] = {}
+        tiers: dict[str, int] = {}
+        for status, tier, n in conn.execute("SELECT status, tier, n FROM ledger_counts"):
+            if n > 0:
+                ledger[status] = ledger.get(status, 0) + n
+                if status == "packed" and tier:
+                    tiers[tier] = tiers.get(tier, 0) + n
         collections = []
         names: list[str] = []
         for kind, n, items, size in conn.execute(

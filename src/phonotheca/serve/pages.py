@@ -53,6 +53,8 @@ from phonotheca.serve.showcase import ShowcaseBuilder
 TEMPLATES_DIR = FsPath(__file__).parent / "templates"
 PAGE_SIZE = 50
 SHUFFLE_PAGE = 20
+MAX_KEY = 1 << 62
+"""The largest rank key a search link may carry (keys are ``bucket << 40 | n``)."""
 MAX_USERNAME = 64
 MAX_PASSWORD = 1024
 
@@ -172,22 +174,30 @@ def create_router(
     def home(
         request: Request,
         q: Annotated[str, Query()] = "",
-        page: Annotated[int, Query(ge=1, le=200)] = 1,
+        after: Annotated[int | None, Query(ge=0, le=MAX_KEY)] = None,
+        before: Annotated[int | None, Query(ge=0, le=MAX_KEY)] = None,
+        page: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
     ) -> Response:
+        """The home page, or search results a keyset page at a time: the next and
+        previous links carry the rank key the page ends at, so any page costs the same.
+        A link of the old numbered pages (``page=``) leads to the first page."""
         if (redirect := gate(request)) is not None:
             return redirect
         text = q[:MAX_QUERY_CHARS]
+        if page is not None:
+            return RedirectResponse(f"/?q={quote(text, safe='')}" if text else "/", 303)
         if not text:
             return render(request, "home.html", q="", show=showcase.get())
-        tracks = browser.search(text, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+        found = browser.search_page(text, PAGE_SIZE, after, before)
+        first = after is None and before is None
         return render(
             request,
             "search.html",
             q=text,
-            tracks=tracks[:PAGE_SIZE],
-            playlists=views.search(text) if page == 1 else [],
-            page=page,
-            more=len(tracks) > PAGE_SIZE,
+            tracks=found.tracks,
+            playlists=views.search(text) if first else [],
+            before=found.before,
+            after=found.after,
         )
 
     @router.get("/tracks/{track_id:path}", response_class=HTMLResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from phonotheca.catalog.library import CATALOG
 from phonotheca.serve.library import FOLDERS, ServerLibrary
 from phonotheca.serve.subsonic.call import Call
 from phonotheca.serve.subsonic.envelope import GENERIC, NOT_FOUND, SubsonicError
@@ -28,6 +29,13 @@ def library_of(call: Call) -> int:
             + " (see getMusicFolders)",
         )
     return folder
+
+
+def named_library(call: Call) -> int:
+    """The library of a call the API gives no music folder (``getSimilarSongs``,
+    ``getTopSongs``): the ``musicFolderId`` an app passes all the same, else the whole
+    catalog (those calls list what this server plays first anyway)."""
+    return library_of(call) if call.get("musicFolderId") is not None else CATALOG
 
 
 def page_size(call: Call, name: str, default: int) -> int:

@@ -378,13 +378,17 @@ def album_as_child(album: Payload, keys: Sequence[str], parent: str | None = Non
     return child
 
 
+ALBUM_ORDER = "ORDER BY t.disc_number, t.track_number, t.id"
+"""An album's tracks in the order of the ``tracks_album`` index (album, disc, number,
+rowid): read in order, never sorted per request. Tracks without a disc or track number
+come first (SQLite's order of NULLs), as on the web album page."""
+
+
 def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
     return [
         r[0]
         for r in conn.execute(
-            "SELECT id FROM tracks WHERE album_id = ?"
-            " ORDER BY disc_number IS NULL, disc_number, track_number IS NULL, track_number, id",
-            (album_id,),
+            f"SELECT t.id FROM tracks t WHERE t.album_id = ? {ALBUM_ORDER}", (album_id,)
         )
     ]
 

@@ -4,7 +4,10 @@ A query with words goes to :mod:`phonotheca.catalog.search` (every word must mat
 last as a prefix, most popular first). Artists and albums have no index of their own:
 they are taken, most popular first, from the albums and artists of the best matching
 songs, keeping those whose own name matches the words. So "floyd" lists Pink Floyd and
-"dark side" its album, each found through their popular tracks, in index time.
+"dark side" its album, each found through their popular tracks, in index time. Songs,
+and so albums and artists, are those of the call's music folder (``musicFolderId``, else
+the server's default): in "In this mirror", the matches this server plays, looked for
+in a bounded number of batches of matches (:func:`_ranked_tracks`).
 
 An empty query (``""``, or the two quote characters some clients send) pages through the
 music folder's artists (index order), albums and songs (catalog order) with the
@@ -24,11 +27,12 @@ import msgspec
 
 from phonotheca.catalog import library as lib
 from phonotheca.catalog import search
+from phonotheca.catalog.library import CATALOG
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import album_items, artist_items, song_items
 from phonotheca.serve.subsonic.call import MAX_OFFSET, Call, Handler
 from phonotheca.serve.subsonic.envelope import Payload
-from phonotheca.serve.subsonic.folders import library_of, server_library
+from phonotheca.serve.subsonic.folders import library_of, named_library, server_library
 
 DEFAULT_COUNT = 20
 SYNC_OFFSET = 1 << 62
@@ -38,6 +42,10 @@ MAX_WORDS_PAGE = search.MAX_LIMIT
 MAX_COUNT = 500
 """The largest ``*Count`` of a search with words (more is answered with this many)."""
 MAX_SYNC_PAGE = 10_000  # an empty query's page: clients syncing a library ask for big ones
+FOLDER_BATCH = 500
+"""Matches looked at per batch when a search keeps those of the "In this mirror" folder."""
+FOLDER_BATCHES = 8
+"""Batches at most per search in that folder (so 4,000 matches looked at, at most)."""
 POOL_FIRST = 50
 """Songs of the pool looked at first for albums and artists: enough for most searches
 with many matches (measured on bench/serve.py's queries at 10 M tracks: 131 of the 187
@@ -100,8 +108,8 @@ class _Words:
         return True
 
 
-def _ranked_tracks(conn: sqlite3.Connection, query: str, count: int, offset: int) -> list[int]:
-    keys = search.search_keys(conn, query, count, offset)
+def _track_ids(conn: sqlite3.Connection, keys: Sequence[int]) -> list[int]:
+    """The tracks of rank keys, in the keys' order."""
     if not keys:
         return []
     by_key = dict(
@@ -110,8 +118,37 @@ def _ranked_tracks(conn: sqlite3.Connection, query: str, count: int, offset: int
     return [by_key[k] for k in keys if k in by_key]
 
 
+def _ranked_tracks(
+    call: Call, query: str, count: int, offset: int, library: int | None = None
+) -> list[int]:
+    """The best matching tracks of ``library`` (default: the call's music folder),
+    ``offset`` to ``offset + count``.
+
+    The whole catalog is one range of the index. The tracks this server plays are found
+    among the matches in rank order, :data:`FOLDER_BATCH` at a time (each batch one walk
+    of the index from where the last ended, and primary-key lookups of the tracks held),
+    for :data:`FOLDER_BATCHES` batches at most: a folder that holds few of the matches
+    gives what it holds among the first ``FOLDER_BATCH * FOLDER_BATCHES`` of them (fewer
+    songs than asked, or none), never a walk of every match.
+    """
+    conn = call.conn
+    library = library_of(call) if library is None else library
+    if library == CATALOG:
+        return _track_ids(conn, search.search_keys(conn, query, count, offset))
+    shelf = server_library(call)
+    kept: list[int] = []
+    bound: search.Bound | None = None
+    for _ in range(FOLDER_BATCHES):
+        keys = search.search_keys(conn, query, FOLDER_BATCH, 0, bound=bound)
+        kept += shelf.songs_in(library, _track_ids(conn, keys))
+        if len(kept) >= offset + count or len(keys) < FOLDER_BATCH:
+            break
+        bound = search.Bound(keys[-1])
+    return kept[offset : offset + count]
+
+
 def _from_songs(
-    conn: sqlite3.Connection, query: str, pages: dict[str, tuple[int, int]]
+    call: Call, query: str, pages: dict[str, tuple[int, int]]
 ) -> tuple[list[int], list[int]]:
     """Albums and artists matching ``query`` among the best matching songs' ones.
 
@@ -125,7 +162,8 @@ def _from_songs(
     need = max(want_albums, want_artists)
     if need == 0:
         return [], []
-    pool = _ranked_tracks(conn, query, min(MAX_WORDS_PAGE, max(200, 4 * need)), 0)
+    conn = call.conn
+    pool = _ranked_tracks(call, query, min(MAX_WORDS_PAGE, max(200, 4 * need)), 0)
     words = _Words(query)
     albums: list[int] = []
     artists: list[int] = []
@@ -193,7 +231,6 @@ def _window(ids: Sequence[int], page: tuple[int, int]) -> list[int]:
 
 def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
     query = call.require("query")
-    conn = call.conn
     if _is_empty(query):
         # The sync reads the prepared lists by position: any depth costs the same.
         pages = _pages(call, MAX_SYNC_PAGE, SYNC_OFFSET)
@@ -203,8 +240,8 @@ def _search(call: Call) -> tuple[list[int], list[int], list[int]]:
             _page_all(call, "song", *pages["song"]),
         )
     pages = _pages(call, MAX_COUNT)
-    songs = _ranked_tracks(conn, query, *pages["song"]) if pages["song"][0] else []
-    albums, artists = _from_songs(conn, query, pages)
+    songs = _ranked_tracks(call, query, *pages["song"]) if pages["song"][0] else []
+    albums, artists = _from_songs(call, query, pages)
     return _window(artists, pages["artist"]), _window(albums, pages["album"]), songs
 
 
@@ -238,7 +275,7 @@ def get_top_songs(call: Call) -> Payload:
     name = call.require("artist")
     count = call.count("count", 50, MAX_WORDS_PAGE)
     conn = call.conn
-    pool = _ranked_tracks(conn, name + " ", MAX_WORDS_PAGE, 0) if count else []
+    pool = _ranked_tracks(call, name + " ", MAX_WORDS_PAGE, 0, named_library(call)) if count else []
     folded = search.fold(name).strip()
     credited = {
         r[0]

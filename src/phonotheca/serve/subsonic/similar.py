@@ -18,7 +18,10 @@ artist (any id, for both calls) means:
   the draws gives few songs: the artists' fill the list.
 
 Playable tracks come first, the same-artist and same-genre ones taken in turn so that
-neither crowds out the other, in random order; then the others. ``count`` (default 50)
+neither crowds out the other, in random order; then the others, unless the call names
+the "In this mirror" music folder (``musicFolderId``, which the API does not define for
+these calls; without it, the whole catalog): then only the playable ones, fewer than
+``count`` when this server holds few of them. ``count`` (default 50)
 is capped at :data:`MAX_COUNT`. Every query is a bounded index range or a bounded set
 of key lookups: the cost depends on ``count``, never on the size of the catalog.
 """
@@ -32,10 +35,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from phonotheca.catalog.library import PLAYABLE
 from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import song_items
 from phonotheca.serve.subsonic.call import Call, Handler, split_id
 from phonotheca.serve.subsonic.envelope import NOT_FOUND, Payload, SubsonicError
+from phonotheca.serve.subsonic.folders import named_library
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -49,6 +54,9 @@ MAX_DRAWS = 512
 """Random tracks drawn for the genre candidates, per pool (held here, whole catalog)."""
 RUN = 4
 """Tracks read from each random place of a collection held here."""
+FOLDER_FACTOR = 4
+"""How many times more same-artist candidates are read in the "In this mirror" folder,
+where only the playable ones count: still a bounded number of index windows."""
 
 
 @dataclass
@@ -227,9 +235,11 @@ def _held_draws(call: Call, n: int, rng: random.Random) -> list[int]:
     return found
 
 
-def _genre_tracks(call: Call, genres: Sequence[int], n: int, rng: random.Random) -> list[int]:
+def _genre_tracks(
+    call: Call, genres: Sequence[int], n: int, rng: random.Random, *, whole_catalog: bool = True
+) -> list[int]:
     """Up to ``n`` tracks of the genres: drawn from the collections this server holds,
-    then, when those gave too few, over the whole catalog."""
+    then, when those gave too few (and ``whole_catalog``), over the whole catalog."""
     if not genres or n <= 0:
         return []
     conn = call.conn
@@ -237,7 +247,7 @@ def _genre_tracks(call: Call, genres: Sequence[int], n: int, rng: random.Random)
     drawn = _held_draws(call, draws, rng)
     keep = _in_genres(conn, drawn, genres)
     found = [t for t in dict.fromkeys(drawn) if t in keep][:n]
-    if len(found) < n:
+    if len(found) < n and whole_catalog:
         drawn = _catalog_draws(conn, draws, rng)
         keep = _in_genres(conn, drawn, genres)
         found += [t for t in dict.fromkeys(drawn) if t in keep and t not in found]
@@ -253,14 +263,18 @@ def _alternate(*lists: Iterable[int]) -> list[int]:
 
 
 def similar_track_ids(call: Call, count: int, rng: random.Random | None = None) -> list[int]:
-    """Up to ``count`` rowids of tracks similar to the ``id`` of the call, playable first."""
+    """Up to ``count`` rowids of tracks similar to the ``id`` of the call, playable first;
+    in the "In this mirror" music folder, the playable ones only (:data:`FOLDER_FACTOR`
+    times as many same-artist candidates are read; the same-genre ones are drawn from the
+    collections held only)."""
     rng = rng or random.Random()
     seed = _seed(call)
     if count <= 0:
         return []
     conn = call.conn
+    folder = named_library(call) == PLAYABLE
     # Twice as many same-artist candidates as needed: the playable ones come first.
-    per_artist = -(-2 * count // max(1, len(seed.artists)))
+    per_artist = -(-2 * (FOLDER_FACTOR if folder else 1) * count // max(1, len(seed.artists)))
     by_artist = list(
         dict.fromkeys(
             t
@@ -269,10 +283,13 @@ def similar_track_ids(call: Call, count: int, rng: random.Random | None = None) 
             if t not in seed.exclude
         )
     )
-    by_genre = _genre_tracks(call, seed.genres, count, rng)
+    by_genre = _genre_tracks(call, seed.genres, count, rng, whole_catalog=not folder)
     rng.shuffle(by_artist)
     rng.shuffle(by_genre)
     playable = call.ctx.media.playable_rowids([*by_artist, *by_genre])
+    if folder:
+        by_artist = [t for t in by_artist if t in playable]
+        by_genre = [t for t in by_genre if t in playable]
     # The same artists and the same genres in turn, so that neither crowds out the other.
     ordered = _alternate(
         [t for t in by_artist if t in playable], [t for t in by_genre if t in playable]
