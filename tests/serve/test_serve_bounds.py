@@ -88,7 +88,8 @@ def _fill(conn: sqlite3.Connection, n: int) -> None:
                (i - 1) / {TRACKS_PER_ALBUM} + 1, 2 - ((i - 1) % 8) / 4, 4 - (i - 1) % 4,
                200000, i % 101 FROM k;
         INSERT INTO track_artists(track_id, position, artist_id)
-        SELECT t.id, 0, aa.artist_id FROM tracks t JOIN album_artists aa ON aa.album_id = t.album_id;
+        SELECT t.id, 0, aa.artist_id FROM tracks t
+        JOIN album_artists aa ON aa.album_id = t.album_id;
         INSERT INTO genres(id, name) VALUES (1, 'Soul'), (2, 'Jazz'), (3, 'Folk');
         INSERT INTO track_genres SELECT id, id % 3 + 1 FROM tracks;
         INSERT INTO plans(id, created_at, budget, settings) VALUES (1, '2026', 1, '{{}}');
