@@ -128,14 +128,19 @@ def test_search3_words_are_most_popular_first(
             "SELECT title FROM tracks ORDER BY popularity DESC, id LIMIT 1"
         ).fetchone()[0]
         word = title.split()[0]
-        expected = [f"tr-{h.id}" for h in search(conn, word, limit=5)]
+        ranked = [f"tr-{h.id}" for h in search(conn, word, limit=1000)]
     finally:
         conn.close()
-    found = sonic.search3(word, songCount=5)["searchResult3"]
-    assert [s["id"] for s in found["song"]] == expected
+    found = sonic.search3(word, songCount=5, musicFolderId=2)["searchResult3"]
+    assert [s["id"] for s in found["song"]] == ranked[:5]
     assert all(
         word.lower() in (s["title"] + s["artist"] + s["album"]).lower() for s in found["song"]
     )
+    # "In this mirror" (also the default folder): the matches this server plays, in order.
+    here = {f"tr-{p.public_id}" for p in archive_fixture.present}
+    mirror = sonic.search3(word, songCount=5, musicFolderId=1)["searchResult3"]
+    assert [s["id"] for s in mirror.get("song", [])] == [t for t in ranked if t in here][:5]
+    assert sonic.search3(word, songCount=5)["searchResult3"] == mirror
 
 
 def test_search3_empty_query_pages_through_everything(
