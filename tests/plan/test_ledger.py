@@ -12,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from phonotheca.archive import Archive
+from phonotheca.catalog import schema
 from phonotheca.cli import main
 from phonotheca.plan.ledger import plan_catalog, read_tracks
 from phonotheca.plan.optimizer import PlanOptions
 from tests.catalog.test_import import load
 from tests.conftest import track
+from tests.schema_rewind import rewind
 
 MB = 1_000_000
 
@@ -191,3 +193,55 @@ def test_cli_plan_infeasible_pin(planned_archive: Archive) -> None:
         ],
     )
     assert result.exit_code == 1 and "excluded" in result.output
+
+
+def _counts(archive: Archive) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """``ledger_counts`` (without its zeros), and the same counted from the ledger."""
+    conn = sqlite3.connect(archive.catalog_path)
+    kept = {(s, t): n for s, t, n in conn.execute("SELECT * FROM ledger_counts") if n}
+    counted = {
+        (s, t): n
+        for s, t, n in conn.execute(
+            "SELECT status, coalesce(tier, ''), count(*) FROM ledger GROUP BY 1, 2"
+        )
+    }
+    conn.close()
+    return kept, counted
+
+
+def test_ledger_counts_follow_plans_builds_and_edits(planned_archive: Archive) -> None:
+    run_plan(planned_archive, 100 * MB)
+    kept, counted = _counts(planned_archive)
+    assert kept == counted and kept[("planned", "original")] == 7
+    run_plan(planned_archive, 12 * MB)  # a new plan replaces the rows it wrote
+    kept, counted = _counts(planned_archive)
+    assert kept == counted and ("skipped_budget", "metadata") in kept
+    conn = sqlite3.connect(planned_archive.catalog_path)
+    with conn:  # as a build packs a track, then as something removes a row
+        conn.execute(
+            "UPDATE ledger SET status = 'packed' WHERE track_id = (SELECT min(track_id)"
+            " FROM ledger WHERE status = 'planned')"
+        )
+        conn.execute(
+            "DELETE FROM ledger WHERE status = 'missing_source' AND track_id = "
+            "(SELECT max(track_id) FROM ledger WHERE status = 'missing_source')"
+        )
+    conn.close()
+    kept, counted = _counts(planned_archive)
+    packed = {key: n for key, n in kept.items() if key[0] == "packed"}
+    assert kept == counted and sum(packed.values()) == 1
+    run_plan(planned_archive, 100 * MB)  # the packed row stays, and so does its count
+    kept, counted = _counts(planned_archive)
+    assert kept == counted and {k: n for k, n in kept.items() if k[0] == "packed"} == packed
+
+
+def test_the_migration_counts_the_ledger(planned_archive: Archive) -> None:
+    run_plan(planned_archive, 12 * MB)
+    conn = schema.connect(planned_archive.catalog_path)
+    try:
+        rewind(conn, 9)
+        assert schema.migrate(conn) == schema.SCHEMA_VERSION
+    finally:
+        conn.close()
+    kept, counted = _counts(planned_archive)
+    assert kept == counted and sum(kept.values()) == 10

@@ -397,3 +397,19 @@ def test_stats_are_read_from_kept_counts(sites: list[Site], recorder: Recorder) 
         assert any("ledger_counts" in sql for sql in ran)
         assert not [sql for sql in ran if re.search(r"\bledger\b", sql)], ran
     assert _same(*totals), totals
+
+
+def test_a_built_archive_s_counts_are_its_ledger_s(built_archive: Path) -> None:
+    """Plan, build and publish kept ``ledger_counts`` equal to a count of the ledger."""
+    conn = sqlite3.connect(built_archive / "catalog.sqlite3")
+    try:
+        kept = {(s, t): n for s, t, n in conn.execute("SELECT * FROM ledger_counts") if n}
+        counted = {
+            (s, t): n
+            for s, t, n in conn.execute(
+                "SELECT status, coalesce(tier, ''), count(*) FROM ledger GROUP BY 1, 2"
+            )
+        }
+    finally:
+        conn.close()
+    assert kept == counted and kept[("packed", "original")] > 0
