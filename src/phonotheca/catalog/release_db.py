@@ -366,11 +366,16 @@ def derive_catalog(release: Path, target: Path, progress: Progress | None = None
                     _frame_records(conn)
                 else:
                     columns = ", ".join(f'"{c[0]}"' for c in _columns(conn, table, "rel"))
+                    if table == "ledger":  # counted once below, not by a trigger per row
+                        schema.stop_ledger_counts(conn)
                     conn.execute(f'DELETE FROM main."{table}"')
                     conn.execute(
                         f'INSERT INTO main."{table}"({columns}) SELECT {columns}'
                         f' FROM rel."{table}" ORDER BY rowid'
                     )
+                    if table == "ledger":
+                        schema.count_ledger(conn)
+                        schema.restart_ledger_counts(conn)
                 done.add(step)
                 schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
         conn.execute("DETACH DATABASE rel")

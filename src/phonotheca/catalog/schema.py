@@ -488,6 +488,15 @@ def stop_ledger_counts(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
+def count_ledger(conn: sqlite3.Connection) -> None:
+    """Set ``ledger_counts`` from a count of the whole ledger (after a copy of it)."""
+    conn.execute("DELETE FROM ledger_counts")
+    conn.execute(
+        "INSERT INTO ledger_counts(status, tier, n)"
+        " SELECT status, coalesce(tier, ''), count(*) FROM ledger GROUP BY 1, 2"
+    )
+
+
 def restart_ledger_counts(conn: sqlite3.Connection) -> None:
     """Create the ledger's counting triggers again (see :func:`stop_ledger_counts`)."""
     for ddl in LEDGER_COUNT_TRIGGERS:
