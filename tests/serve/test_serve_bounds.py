@@ -173,9 +173,10 @@ def sites(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Itera
 
 
 _SCAN = re.compile(r"\bSCAN (\w+)")
-ITEM_SORTS = ("ORDER BY i.kind != 'front', i.position",)
-"""Statements that sort the rows of one item, whatever the catalog's size: an album's
-images (a handful), front cover first."""
+SMALL_SORTS = ("ORDER BY i.kind != 'front', i.position", "FROM plans WHERE report IS NOT NULL")
+"""Statements that may sort rows whose number does not grow with the catalog: an album's
+images (a handful, front cover first); the plans (one per ``phonotheca plan`` run, where
+ANALYZE saw one row: SQLite sorts it rather than walk the rowids backwards)."""
 
 
 class Cost:
@@ -199,7 +200,7 @@ class Cost:
                     if (scanned and scanned.group(1) in BIG) or (
                         "TEMP B-TREE" in detail
                         and not _in_subquery(nodes, parent)
-                        and not any(ok in sql for ok in ITEM_SORTS)
+                        and not any(ok in sql for ok in SMALL_SORTS)
                     ):
                         self.problems.append(f"{where}: {detail}: {sql[:300]}")
                 steps = [0]
@@ -413,3 +414,77 @@ def test_a_built_archive_s_counts_are_its_ledger_s(built_archive: Path) -> None:
     finally:
         conn.close()
     assert kept == counted and kept[("packed", "original")] > 0
+
+
+WEB_AND_API = [
+    "/",
+    "/?q=love%20so",
+    "/tracks/bounds%3Atrack%3A613",
+    "/artists/bounds%3Aartist%3A7",
+    "/artists/bounds%3Aartist%3A7?at=5",
+    "/genres/Soul?at=1500",
+    "/playlists",
+    "/shuffle",
+    "/torrents",
+    "/api/v1/search?q=love&limit=50",
+    "/api/v1/search?q=lovel&limit=50",
+    "/api/v1/tracks/bounds%3Atrack%3A613",
+    "/api/v1/artists/bounds%3Aartist%3A7?offset=3&limit=5",
+    "/api/v1/playlists",
+    "/api/v1/shuffle?n=20",
+    "/api/v1/shuffle?n=20&playable=true",
+    "/api/v1/torrents",
+]
+
+
+@pytest.mark.parametrize("url", WEB_AND_API)
+def test_every_page_and_api_call_reads_index_ranges(
+    sites: list[Site], recorder: Recorder, url: str
+) -> None:
+    for site in sites:
+        response, cost = _cost(site, recorder, url)
+        assert response.status_code == 200, url
+        assert cost.problems == [], url
+
+
+SUBSONIC = [
+    ("getAlbum", {"id": "al-bounds:album:77"}),
+    ("getSong", {"id": "tr-bounds:track:613"}),
+    ("getMusicDirectory", {"id": "al-bounds:album:77"}),
+    ("getMusicDirectory", {"id": "ar-bounds:artist:7"}),
+    ("getArtist", {"id": "ar-bounds:artist:7"}),
+    ("getGenres", {}),
+    ("getAlbumList", {"type": "alphabeticalByName", "size": 20, "offset": 300}),
+    ("getAlbumList2", {"type": "byGenre", "genre": "Jazz", "size": 20, "offset": 100}),
+    ("getRandomSongs", {"size": 20}),
+    ("getSongsByGenre", {"genre": "Folk", "count": 20, "offset": 500}),
+    ("getStarred2", {}),
+    ("getPlaylists", {}),
+    ("getNowPlaying", {}),
+    ("getLyricsBySongId", {"id": "tr-bounds:track:613"}),
+    ("search2", {"query": "love", "songCount": 20}),
+    ("search3", {"query": "lovel", "songCount": 20, "albumCount": 5, "artistCount": 5}),
+    ("search3", {"query": "", "songCount": 20, "songOffset": 400}),
+    ("getTopSongs", {"artist": "Singer 7", "count": 20}),
+    ("getSimilarSongs", {"id": "tr-bounds:track:613", "count": 20}),
+    ("getSimilarSongs2", {"id": "al-bounds:album:77", "count": 20}),
+]
+
+
+@pytest.mark.parametrize(("method", "params"), SUBSONIC)
+@pytest.mark.parametrize("folder", [1, 2])
+def test_every_subsonic_call_reads_index_ranges(
+    sites: list[Site], recorder: Recorder, method: str, params: dict[str, Any], folder: int
+) -> None:
+    for site in sites:
+        query = "&".join(f"{k}={quote(str(v))}" for k, v in params.items())
+        url = f"/rest/{method}?{query}&musicFolderId={folder}&f=json&apiKey={site.api_key}"
+        response, cost = _cost(site, recorder, url)
+        assert response.json()["subsonic-response"]["status"] == "ok", response.text
+        whole = LISTS_WHOLE.get(method)
+        assert [p for p in cost.problems if not whole or f"SCAN {whole} " not in p] == [], url
+
+
+LISTS_WHOLE = {"getGenres": "genres"}
+"""Calls whose answer the API makes a whole table (every genre, in name order: a read of
+the name index, as long as the answer)."""
