@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from phonotheca.catalog.search import search_keys
 from phonotheca.config import load_settings
 from phonotheca.serve.app import create_app
 from phonotheca.serve.browse import Browser
@@ -41,8 +42,13 @@ def test_search_json_matches_the_models(
 ) -> None:
     r = client.get("/api/v1/search", params={"q": q, "limit": limit, "offset": offset})
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    keys = search_keys(browser.conn(), q, limit, offset)
     expected = SearchResults(
-        query=q, offset=offset, limit=limit, tracks=browser.search(q, limit, offset)
+        query=q,
+        offset=offset,
+        limit=limit,
+        tracks=browser.search(q, limit, offset),
+        next_after=keys[-1] if len(keys) == limit else None,
     )
     assert r.json() == json.loads(expected.model_dump_json())
     SearchResults.model_validate_json(r.content)  # the shape /openapi.json documents
@@ -55,3 +61,22 @@ def test_search_json_has_playable_and_unplayable_tracks(client: httpx.Client) ->
     assert any(not t["playable"] and t["audio_url"] is None for t in tracks)
     hostile = client.get("/api/v1/search", params={"q": "quotes"}).json()["tracks"]
     assert [t["title"] for t in hostile] == [HOSTILE_TITLE]
+
+
+def test_search_pages_by_key_as_by_offset(client: httpx.Client) -> None:
+    """Following ``next_after`` gives the pages ``offset`` gives, without the playlists."""
+    everything = client.get("/api/v1/search", params={"q": "e", "limit": 1000}).json()
+    ids = [t["id"] for t in everything["tracks"]]
+    assert len(ids) > 12 and everything["next_after"] is None
+    seen: list[str] = []
+    params: dict[str, object] = {"q": "e", "limit": 5}
+    while True:
+        page = client.get("/api/v1/search", params=params).json()
+        seen += [t["id"] for t in page["tracks"]]
+        if len(seen) > 5:
+            assert page["playlists"] == []
+        if page["next_after"] is None:
+            break
+        params["after"] = page["next_after"]
+    assert seen == ids
+    assert client.get("/api/v1/search", params={"q": "e", "after": -1}).status_code == 422

@@ -488,3 +488,20 @@ def test_every_subsonic_call_reads_index_ranges(
 LISTS_WHOLE = {"getGenres": "genres"}
 """Calls whose answer the API makes a whole table (every genre, in name order: a read of
 the name index, as long as the answer)."""
+
+
+def test_api_search_pages_by_key_at_any_depth(sites: list[Site], recorder: Recorder) -> None:
+    totals = []
+    for site in sites:
+        first, first_cost = _cost(site, recorder, "/api/v1/search?q=love&limit=50")
+        conn = sqlite3.connect(site.root / "catalog.sqlite3")
+        (deep,) = conn.execute(
+            "SELECT key FROM search_rank ORDER BY key DESC LIMIT 1 OFFSET 60"
+        ).fetchone()
+        conn.close()
+        page, deep_cost = _cost(site, recorder, f"/api/v1/search?q=love&limit=50&after={deep}")
+        assert len(first.json()["tracks"]) == len(page.json()["tracks"]) == 50
+        assert first_cost.problems == deep_cost.problems == []
+        assert _same(first_cost.total, deep_cost.total), (first_cost.total, deep_cost.total)
+        totals.append(deep_cost.total)
+    assert _same(*totals), totals

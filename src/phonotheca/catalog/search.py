@@ -41,6 +41,8 @@ FTS_DDL = (
 FTS_HASH_SIZE = 128 * 2**20
 """Bytes of pending terms FTS5 holds in memory before writing a segment (while rebuilding
 and while an import maintains the index; the setting is stored with the index)."""
+MAX_KEY = 1 << 62
+"""Larger than any rank key (``bucket << 40 | n``): the bound a keyset link may carry."""
 MAX_QUERY_TOKENS = 16
 MAX_LIMIT = 1000
 # Words as the unicode61 tokenizer sees them: runs of letters and digits.

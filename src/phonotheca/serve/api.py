@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from phonotheca.catalog.search import MAX_LIMIT
+from phonotheca.catalog.search import MAX_KEY, MAX_LIMIT
 from phonotheca.serve.browse import MAX_ARTIST_ALBUMS, Browser
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.listing import MAX_POSITION
@@ -128,14 +128,20 @@ def create_router(
         q: Annotated[str, Query(description="words to find; the last one as a prefix")] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
         offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+        after: Annotated[
+            int | None,
+            Query(ge=0, le=MAX_KEY, description="a page's `next_after`: the page after it"),
+        ] = None,
     ) -> Response:
         """Tracks whose title, artists or album contain every word, most popular first;
-        on the first page (``offset`` 0), playlists whose title or creator does too."""
+        on the first page (``offset`` 0, no ``after``), playlists whose title or creator
+        does too. ``offset`` skips matches one by one (so it is capped); ``after`` starts
+        at the matches after a rank key, at the cost of a first page whatever the depth."""
         # The hot path: encoded straight from catalog rows (search_results), not through
         # the pydantic models, which stay the documented shape (response_model).
         # On a worker thread, however small the page: the event loop never waits for
         # SQLite (a slow query would stall every connection of this process).
-        body = await run_in_threadpool(search_json, ctx, q[:MAX_QUERY_CHARS], limit, offset)
+        body = await run_in_threadpool(search_json, ctx, q[:MAX_QUERY_CHARS], limit, offset, after)
         return Response(body, media_type="application/json")
 
     @router.get("/tracks/{track_id:path}", response_model=Track, responses=NOT_FOUND)

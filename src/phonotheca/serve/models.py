@@ -191,7 +191,12 @@ class SearchResults(BaseModel):
     tracks: list[TrackSummary]
     playlists: list[PlaylistSummary] = Field(
         default_factory=list,
-        description="playlists whose title or creator has every word (with offset 0 only)",
+        description="playlists whose title or creator has every word (first page only)",
+    )
+    next_after: int | None = Field(
+        None,
+        description="the rank key to pass as `after` for the next page (any depth costs"
+        " the same); null when this page is not full",
     )
 
 

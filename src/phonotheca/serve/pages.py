@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from phonotheca import __version__
+from phonotheca.catalog import search as engine
 from phonotheca.plan.sizes import format_size
 from phonotheca.serve import listing
 from phonotheca.serve.api import MAX_ID_CHARS, MAX_QUERY_CHARS
@@ -53,8 +54,6 @@ from phonotheca.serve.showcase import ShowcaseBuilder
 TEMPLATES_DIR = FsPath(__file__).parent / "templates"
 PAGE_SIZE = 50
 SHUFFLE_PAGE = 20
-MAX_KEY = 1 << 62
-"""The largest rank key a search link may carry (keys are ``bucket << 40 | n``)."""
 MAX_USERNAME = 64
 MAX_PASSWORD = 1024
 
@@ -174,8 +173,8 @@ def create_router(
     def home(
         request: Request,
         q: Annotated[str, Query()] = "",
-        after: Annotated[int | None, Query(ge=0, le=MAX_KEY)] = None,
-        before: Annotated[int | None, Query(ge=0, le=MAX_KEY)] = None,
+        after: Annotated[int | None, Query(ge=0, le=engine.MAX_KEY)] = None,
+        before: Annotated[int | None, Query(ge=0, le=engine.MAX_KEY)] = None,
         page: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
     ) -> Response:
         """The home page, or search results a keyset page at a time: the next and

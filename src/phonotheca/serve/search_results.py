@@ -85,6 +85,7 @@ class _SearchResults(msgspec.Struct):
     limit: int
     tracks: list[_TrackSummary]
     playlists: list[_PlaylistSummary]
+    next_after: int | None
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -108,15 +109,21 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def search_json(ctx: ServeContext, text: str, limit: int, offset: int) -> bytes:
-    """The JSON body of ``SearchResults`` for ``text``: most popular matches first.
+def search_json(
+    ctx: ServeContext, text: str, limit: int, offset: int, after: int | None = None
+) -> bytes:
+    """The JSON body of ``SearchResults`` for ``text``: most popular matches first, from
+    ``offset`` (past the rank key ``after``, when given: a keyset page).
 
     Uses the calling thread's catalog connection. The first page has the matching
     playlists too (:data:`~phonotheca.serve.playlists.SEARCH_HITS` at most).
     """
     conn = ctx.catalog()
-    tracks = _tracks(conn, ctx.media, text, limit, offset)
-    found = playlists.search(conn, text) if offset == 0 else []
+    bound = engine.Bound(after) if after is not None else None
+    keys = engine.search_keys(conn, text, limit, offset, bound=bound)
+    tracks = _tracks(conn, ctx.media, keys)
+    first = offset == 0 and after is None
+    found = playlists.search(conn, text) if first else []
     listed = [
         _PlaylistSummary(
             p.public_id,
@@ -132,14 +139,18 @@ def search_json(ctx: ServeContext, text: str, limit: int, offset: int) -> bytes:
         for p in found
     ]
     return _ENCODER.encode(
-        _SearchResults(query=text, offset=offset, limit=limit, tracks=tracks, playlists=listed)
+        _SearchResults(
+            query=text,
+            offset=offset,
+            limit=limit,
+            tracks=tracks,
+            playlists=listed,
+            next_after=keys[-1] if keys and len(keys) == limit else None,
+        )
     )
 
 
-def _tracks(
-    conn: sqlite3.Connection, media: MediaLibrary, text: str, limit: int, offset: int
-) -> list[_TrackSummary]:
-    keys = engine.search_keys(conn, text, limit, offset)
+def _tracks(conn: sqlite3.Connection, media: MediaLibrary, keys: list[int]) -> list[_TrackSummary]:
     if not keys:
         return []
     by_key = {r[0]: r for r in conn.execute(_ROWS_SQL.format(marks=_marks(len(keys))), keys)}
