@@ -208,6 +208,14 @@ def test_long_prefixes_match_like_the_plain_query(
         ]
         assert search_mod.search_keys(conn, text, 50) == plain, text
         assert search_mod.search_keys(conn, text, 5, offset=3) == plain[3:8], text
+        # Keyset pages: after a key, and before one (returned in rank order all the same).
+        every = [r[0] for r in conn.execute(search_mod.TRACK_INDEX.match_sql, (fts_query(text),))]
+        for at in range(0, len(every), 7):
+            after = search_mod.Bound(every[at])
+            assert search_mod.search_keys(conn, text, 5, bound=after) == every[at + 1 : at + 6]
+            before = search_mod.Bound(every[at], after=False)
+            expected = every[max(0, at - 5) : at]
+            assert search_mod.search_keys(conn, text, 5, bound=before) == expected, text
     conn.close()
 
 

@@ -63,7 +63,7 @@ TRACK_LINK = re.compile(r'href="/tracks/bounds%3Atrack%3A(\d+)"')
 
 
 def _fill(conn: sqlite3.Connection, n: int) -> None:
-    """``n`` tracks titled "Love song <i>", 8 to an album, on two discs numbered against
+    """``n`` tracks titled "Lovely song <i>", 8 to an album, on two discs numbered against
     the rowid order (so that rowid order is not the album's); every tenth track (ids
     ending in 3) packed in the collection :data:`HELD`, the others skipped."""
     albums = n // TRACKS_PER_ALBUM
@@ -83,7 +83,7 @@ def _fill(conn: sqlite3.Connection, n: int) -> None:
         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n})
         INSERT INTO tracks(id, public_id, title, artist_credit, album_id, disc_number,
                            track_number, duration_ms, popularity)
-        SELECT i, 'bounds:track:' || i, 'Love song ' || i,
+        SELECT i, 'bounds:track:' || i, 'Lovely song ' || i,
                'Singer ' || (((i - 1) / {TRACKS_PER_ALBUM} + 1) % {artists} + 1),
                (i - 1) / {TRACKS_PER_ALBUM} + 1, 2 - ((i - 1) % 8) / 4, 4 - (i - 1) % 4,
                200000, i % 101 FROM k;
@@ -323,6 +323,21 @@ def test_word_searches_honour_the_music_folder(sites: list[Site], recorder: Reco
         assert cost.problems == []
         totals.append(cost.total)
     assert _same(*totals), totals
+
+
+def test_a_long_prefix_in_a_folder_walks_its_first_letters(
+    sites: list[Site], recorder: Recorder
+) -> None:
+    """ "lovely" (longer than the prefix indexes, and common) is looked for among the
+    matches of "love" batch after batch, never by the plain prefix query."""
+    for site in sites:
+        recorder.take()
+        found = site.subsonic("search3", query="lovely", songCount=100, albumCount=0,
+                              artistCount=0, musicFolderId=1)["searchResult3"]["song"]  # fmt: skip
+        assert len(found) == 100 and all(_held([s["id"] for s in found]))
+        ran = [sql for _, sql in recorder.take()]
+        assert any("""MATCH '"love"*'""" in sql for sql in ran), ran
+        assert not any("""MATCH '"lovely"*'""" in sql for sql in ran), ran
 
 
 def test_a_folder_with_few_matches_looks_at_a_bounded_number(sites: list[Site]) -> None:

@@ -42,10 +42,14 @@ MAX_WORDS_PAGE = search.MAX_LIMIT
 MAX_COUNT = 500
 """The largest ``*Count`` of a search with words (more is answered with this many)."""
 MAX_SYNC_PAGE = 10_000  # an empty query's page: clients syncing a library ask for big ones
-FOLDER_BATCH = 500
-"""Matches looked at per batch when a search keeps those of the "In this mirror" folder."""
-FOLDER_BATCHES = 8
-"""Batches at most per search in that folder (so 4,000 matches looked at, at most)."""
+FOLDER_BATCH = 128
+"""Matches looked at per batch when a search keeps those of the "In this mirror" folder:
+no more than half of :data:`~phonotheca.catalog.search.LONG_PREFIX_SCAN`, so that a
+common prefix longer than the prefix indexes is still answered by walking its first
+letters' matches (a larger batch would send every batch to the plain prefix query, which
+merges the doclists of every word with that prefix)."""
+FOLDER_BATCHES = 32
+"""Batches at most per search in that folder (so 4,096 matches looked at, at most)."""
 POOL_FIRST = 50
 """Songs of the pool looked at first for albums and artists: enough for most searches
 with many matches (measured on bench/serve.py's queries at 10 M tracks: 131 of the 187
