@@ -38,6 +38,10 @@ SECONDARY_INDEXES: dict[str, str] = {
     " ON external_ids(scheme, value)",
     "images_album": "CREATE INDEX IF NOT EXISTS images_album ON images(album_id)",
 }
+ALBUM_ORDER = "ORDER BY t.disc_number, t.track_number, t.id"
+"""An album's tracks (``tracks t``) in the order of ``tracks_album`` (then the rowid): read
+in order, never sorted per request. Tracks without a disc or track number come first
+(SQLite's order of NULLs)."""
 
 
 _V1 = """

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from phonotheca.catalog import schema
 from phonotheca.catalog import search as engine
 from phonotheca.serve import listing
 from phonotheca.serve.context import ServeContext
@@ -29,7 +30,6 @@ from phonotheca.serve.models import (
     Track,
     TrackSummary,
 )
-from phonotheca.serve.subsonic.items import ALBUM_ORDER
 
 MAX_ALBUM_TRACKS = 1000
 MAX_ARTIST_ALBUMS = 200
@@ -273,7 +273,7 @@ class Browser:
         if row is None:
             return None
         track_rows = conn.execute(
-            f"{_SUMMARY_SQL} WHERE t.album_id = ? {ALBUM_ORDER} LIMIT ?",
+            f"{_SUMMARY_SQL} WHERE t.album_id = ? {schema.ALBUM_ORDER} LIMIT ?",
             (row[0], MAX_ALBUM_TRACKS),
         ).fetchall()
         tracks = self._summaries(track_rows)

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from phonotheca.audio.loudness import linear_peak, replaygain
+from phonotheca.catalog import schema
 from phonotheca.serve.media import codec_type
 from phonotheca.serve.subsonic.envelope import Payload, Pruned
 
@@ -378,17 +379,12 @@ def album_as_child(album: Payload, keys: Sequence[str], parent: str | None = Non
     return child
 
 
-ALBUM_ORDER = "ORDER BY t.disc_number, t.track_number, t.id"
-"""An album's tracks in the order of the ``tracks_album`` index (album, disc, number,
-rowid): read in order, never sorted per request. Tracks without a disc or track number
-come first (SQLite's order of NULLs), as on the web album page."""
-
-
 def album_track_ids(conn: sqlite3.Connection, album_id: int) -> list[int]:
+    """The album's tracks in index order (as on the web album page)."""
     return [
         r[0]
         for r in conn.execute(
-            f"SELECT t.id FROM tracks t WHERE t.album_id = ? {ALBUM_ORDER}", (album_id,)
+            f"SELECT t.id FROM tracks t WHERE t.album_id = ? {schema.ALBUM_ORDER}", (album_id,)
         )
     ]
 
