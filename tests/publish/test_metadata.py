@@ -214,6 +214,16 @@ def test_playlists_and_their_source_records_are_in_the_release(
     try:
         rows = released.execute(sql).fetchall()
         assert rows == mine.execute(sql).fetchall()
+        # The ledger's counts are not released: counted again as the ledger arrives.
+        counts = "SELECT status, tier, n FROM ledger_counts WHERE n > 0 ORDER BY 1, 2"
+        assert released.execute(counts).fetchall() == mine.execute(counts).fetchall() != []
+        assert (
+            released.execute(counts).fetchall()
+            == released.execute(
+                "SELECT status, coalesce(tier, ''), count(*) FROM ledger"
+                " GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+        )
         assert [r[5] for r in rows] == ["syn:track:2", None]
         # Its source record is in the release: export reads it back.
         assert list(iter_playlist_lines(released)) == list(iter_playlist_lines(mine))

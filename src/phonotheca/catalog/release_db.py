@@ -41,8 +41,15 @@ APPLICATION_ID = 0x50484F4E  # 'PHON'
 RELEASE_TABLE = "release"
 RECORDS_TABLE = "source_records"
 
-DERIVED_PREFIXES = (search.FTS_TABLE, "search_rank", "playlist_search", "sqlite_")
-"""Tables rebuilt from the others on arrival (and never hashed)."""
+DERIVED_PREFIXES = (
+    search.FTS_TABLE,
+    "search_rank",
+    "playlist_search",
+    "ledger_counts",
+    "sqlite_",
+)
+"""Tables rebuilt from the others on arrival (and never hashed); ``ledger_counts`` is
+counted again when the ledger is copied."""
 LEFT_OUT = ("imports", "source_chunks")
 """The import history, and the source records as framed (shipped in ``source_records``)."""
 ROW_FILTERS = {
