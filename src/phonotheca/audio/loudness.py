@@ -256,6 +256,7 @@ class LoudnessMeter:
         self.channels = channels
         self._filter, self._from_state, self._scan = _block_filter(sample_rate)
         self._weights = channel_weights(channels).astype(np.float32)
+        self._ones = np.ones(_CHUNK, np.float32)
         self._sub = max(1, round(sample_rate * _SUBBLOCK_S))
         # One row per channel: the history, then new samples, then room for the zeros
         # that flush the last ones.
@@ -267,12 +268,13 @@ class LoudnessMeter:
         self._filtered = np.empty((channels, rows, _CHUNK + 4), np.float32)
         self._states = np.empty((channels, rows + 1, 4))
         self._scratch = np.empty((channels, rows, _CHUNK), np.float32)
-        self._weighted = np.empty((rows, _CHUNK), np.float32)
         self._magnitude = np.empty_like(self._buf)
+        self._over = np.empty(self._buf.shape, np.bool_)
         blocks = self._buf.shape[1] // _TP_BLOCK
         self._windows = np.empty((channels * blocks, _TP_BLOCK + 31), np.float32)
         self._between = np.empty((channels * blocks, 3 * _TP_BLOCK), np.float32)
-        self._energy_rest: npt.NDArray[np.floating[Any]] = np.zeros(0, np.float32)
+        self._measured = 0  # samples whose energy is counted, from the stream's start
+        self._carry = 0.0  # their energy since the last sub-block's end
         self._subblocks: list[npt.NDArray[np.float64]] = []
         self._peak = 0.0
         self._samples = 0
@@ -339,13 +341,13 @@ class LoudnessMeter:
         first ``real`` of which are audio (the rest are zeros that flush the
         interpolator)."""
         with _blas().limit(limits=1, user_api="blas"):
-            self._energy(self._k_weighted_energy(count)[:real])
+            self._energy(self._k_weighted(count), real)
             self._true_peak(count)
         self._buf[:, :_HISTORY] = self._buf[:, count : count + _HISTORY]
         self._fill = _HISTORY
 
-    def _k_weighted_energy(self, count: int) -> npt.NDArray[np.float32]:
-        """The channel-weighted square of the K-weighted signal, per new sample.
+    def _k_weighted(self, count: int) -> npt.NDArray[np.float32]:
+        """The K-weighted signal of the new samples, per channel in rows of :data:`_CHUNK`.
 
         Each channel's samples are cut into rows of :data:`_CHUNK`, so that the filter is
         a matrix product (see :func:`_block_filter`) instead of a recursion from sample to
@@ -370,15 +372,7 @@ class LoudnessMeter:
         out += np.matmul(
             states[:, :rows].astype(np.float32), self._from_state, out=self._scratch[:, :rows]
         )
-        np.square(out, out=out)
-        weighted = self._weighted[:rows]
-        weighted[...] = 0
-        for channel, weight in enumerate(self._weights.tolist()):
-            if weight == 1.0:
-                weighted += out[channel]
-            elif weight:
-                weighted += np.float32(weight) * out[channel]
-        return weighted.reshape(-1)
+        return out
 
     def _true_peak(self, count: int) -> None:
         """Raise the peak to the buffer's samples and to the values between them that
@@ -389,12 +383,17 @@ class LoudnessMeter:
         those after sample ``p`` for ``p`` from ``_HISTORY - 16``, block by block."""
         buf, b = self._buf[:, : _HISTORY + count], _TP_BLOCK
         magnitude = np.abs(buf, out=self._magnitude[:, : buf.shape[1]])
-        blocks = magnitude.reshape(self.channels, -1, b).max(axis=2)
-        self._peak = max(self._peak, float(blocks.max()))
+        self._peak = max(self._peak, float(magnitude.max()))
+        # A block is a candidate when one of its samples, times the bound, could exceed
+        # the peak (a hair under it: rounding). NumPy reduces rows of 32 slowly: the
+        # samples over the threshold are marked in bytes, a block's 32 read as 4 words.
+        threshold = self._peak / _TP_GAIN * (1 - 1e-6)
+        over = np.greater(magnitude, threshold, out=self._over[:, : buf.shape[1]])
+        words = over.view(np.uint64).reshape(self.channels, -1, b // 8)
+        hit = (words[:, :, 0] | words[:, :, 1]) | (words[:, :, 2] | words[:, :, 3])
         # Block j's intervals read samples 32 j + 1 to 32 j + 63: blocks j and j + 1. Each
         # channel is judged on its own: the quieter one's blocks are seldom candidates.
-        near = np.maximum(blocks[:, :-1], blocks[:, 1:])
-        channel, block = np.nonzero(near * _TP_GAIN > self._peak)
+        channel, block = np.nonzero(hit[:, :-1] | hit[:, 1:])
         n = block.size
         if n == 0:
             return
@@ -404,14 +403,39 @@ class LoudnessMeter:
         values = np.matmul(picked, _tp_matrix(), out=self._between[:n])
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
-    def _energy(self, energy: npt.NDArray[np.floating[Any]]) -> None:
-        if self._energy_rest.size:
-            energy = np.concatenate([self._energy_rest, energy])
-        whole = energy.size // self._sub * self._sub
-        if whole:
-            sums = energy[:whole].reshape(-1, self._sub).sum(axis=1, dtype=np.float64)
+    def _energy(self, y: npt.NDArray[np.float32], real: int) -> None:
+        """Add the mean squares of the 100 ms sub-blocks that end in the first ``real``
+        samples of ``y`` (K-weighted, ``channels × rows × _CHUNK``).
+
+        Squares are summed per row of :data:`_CHUNK` samples in one pass; a sub-block's
+        sum is the difference of running sums at its ends (in double precision), the rows
+        where a sub-block ends being summed again sample by sample up to it."""
+        squares = np.square(y, out=y)
+        per_row = np.matmul(self._weights, np.matmul(squares, self._ones), dtype=np.float32)
+        before = np.zeros(per_row.size + 1)
+        np.cumsum(per_row, out=before[1:])
+        first = self._sub - self._measured % self._sub
+        ends = np.arange(first, real + 1, self._sub)
+        points = np.empty(ends.size + 1, np.int64)  # the sub-blocks' ends, then the buffer's
+        points[:-1] = ends
+        points[-1] = real
+        row, within = np.divmod(points, _CHUNK)
+        running = before[row]
+        cut = np.nonzero(within)[0]
+        if cut.size:
+            head = squares[:, row[cut]]  # channels × cuts × _CHUNK
+            weighted = np.matmul(self._weights, head.reshape(self.channels, -1))
+            partial = np.cumsum(weighted.reshape(cut.size, _CHUNK), axis=1, dtype=np.float64)
+            running[cut] += partial[np.arange(cut.size), within[cut] - 1]
+        if points.size > 1:
+            sums = running[:-1].copy()
+            sums[1:] -= running[:-2]
+            sums[0] += self._carry
             self._subblocks.append(sums / self._sub)
-        self._energy_rest = energy[whole:].copy()  # a view of a scratch array
+            self._carry = float(running[-1] - running[-2])
+        else:
+            self._carry += float(running[-1])
+        self._measured += real
 
     def result(self) -> Loudness:
         """The measurement of everything added (the meter is not to be fed after this)."""
