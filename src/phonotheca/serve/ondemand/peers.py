@@ -88,7 +88,13 @@ class SwarmPeers:
         only uploads; a seeder closes such a connection as useless to both, and the
         torrent waits for a reconnection or the seeder's own announce (seconds).
         """
-        info = lt.torrent_info(torrent.metainfo)
+        # Without its web seeds from the start (they are outside the info dictionary:
+        # the infohash stays): removed after the add, libtorrent, which starts the
+        # torrent at once, sometimes asked one of them first.
+        metainfo = lt.bdecode(torrent.metainfo)
+        for key in (b"url-list", b"httpseeds"):
+            metainfo.pop(key, None)
+        info = lt.torrent_info(metainfo)
         # A removal is asynchronous: the same torrent added again while its removal runs
         # would get the handle being removed.
         until = time.monotonic() + REMOVAL_WAIT
@@ -108,8 +114,6 @@ class SwarmPeers:
         params.piece_priorities = priorities
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         handle = self.session.add_torrent(params)
-        for url in handle.url_seeds():
-            handle.remove_url_seed(url)
         self._handles[torrent.name] = handle
         return handle
 
