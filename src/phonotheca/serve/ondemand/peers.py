@@ -21,7 +21,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from phonotheca.mirror.session import SessionOptions, make_session
-from phonotheca.serve.ondemand.sources import SwarmTorrent
+from phonotheca.serve.ondemand.sources import SwarmTorrent, without_web_seeds
 
 _TICK_MS = 200
 _POLL = 0.05
@@ -91,10 +91,7 @@ class SwarmPeers:
         # Without its web seeds from the start (they are outside the info dictionary:
         # the infohash stays): removed after the add, libtorrent, which starts the
         # torrent at once, sometimes asked one of them first.
-        metainfo = lt.bdecode(torrent.metainfo)
-        for key in (b"url-list", b"httpseeds"):
-            metainfo.pop(key, None)
-        info = lt.torrent_info(metainfo)
+        info = lt.torrent_info(without_web_seeds(torrent.metainfo))
         # A removal is asynchronous: the same torrent added again while its removal runs
         # would get the handle being removed.
         until = time.monotonic() + REMOVAL_WAIT

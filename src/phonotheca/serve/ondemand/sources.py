@@ -43,6 +43,15 @@ class SwarmTorrent:
         return base + "/".join(urllib.parse.quote(p, safe="") for p in parts)
 
 
+def without_web_seeds(data: bytes) -> bytes:
+    """A ``.torrent``'s bytes without its web seeds (BEP 19 ``url-list``, BEP 17
+    ``httpseeds``), which lie outside the info dictionary: the infohash is the same."""
+    meta = bencode.decode(data)
+    if not isinstance(meta, dict):
+        raise bencode.BencodeError("a torrent is a dictionary")
+    return bencode.encode({k: v for k, v in meta.items() if k not in (b"url-list", b"httpseeds")})
+
+
 def _url_list(data: bytes) -> list[str]:
     """The ``url-list`` (BEP 19) of a ``.torrent``'s bytes."""
     try:
