@@ -8,7 +8,9 @@ count. SQLite calls a progress handler on the server's read-only catalog connect
 :data:`PROGRESS_OPS` virtual machine instructions; once the request's catalog work has
 taken longer than its budget, the handler interrupts the statement, which raises
 ``sqlite3.OperationalError`` in the handler's thread: the request ends there and the
-thread is free for the next one. The connection stays usable.
+thread is free for the next one. The connection stays usable. A request whose answer
+grows with what it returns, made in bounded batches, gets a fresh window per batch
+(:func:`renew`).
 
 :func:`budget_exceeded` tells that interruption from other SQLite errors. The web pages
 and the JSON API answer it ``503`` with ``Retry-After`` (:func:`budget_response`), the
@@ -91,6 +93,19 @@ def start_clock() -> None:
     budget = _current.get()
     if budget is not None:
         budget.start()
+
+
+def renew() -> None:
+    """Give the current request a fresh budget for its next piece of work.
+
+    For an answer the API leaves unbounded (``getArtist`` of an artist with a hundred
+    thousand albums), made in batches of a bounded size: the answer's cost is in
+    proportion to what it returns, each batch under the budget. A runaway statement is
+    still stopped (it has one window), and a budget once spent stays spent.
+    """
+    budget = _current.get()
+    if budget is not None and budget.started is not None and not budget.over():
+        budget.started = time.monotonic()
 
 
 def _progress() -> int:

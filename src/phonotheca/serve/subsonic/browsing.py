@@ -19,11 +19,17 @@ from starlette.responses import Response
 
 from phonotheca.catalog import library as lib
 from phonotheca.catalog.library import CATALOG, IGNORED_ARTICLES, PLAYABLE
+from phonotheca.serve.budget import renew as renew_budget
 from phonotheca.serve.library import FOLDERS
 from phonotheca.serve.subsonic import items, prepared
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import NOT_FOUND, Payload, SubsonicError
 from phonotheca.serve.subsonic.folders import library_of, server_library
+
+PREPARED_ALBUMS = 100
+"""An artist with this many albums or more: its ``getArtist`` answer is prepared."""
+BATCH = 500
+"""Albums read per query budget when an answer lists many."""
 
 
 def catalog_created(call: Call) -> str:
@@ -167,7 +173,7 @@ def get_music_directory(call: Call) -> Payload:
         name = conn.execute("SELECT name FROM artists WHERE id = ?", (artist_id,)).fetchone()[0]
         children = []
         keys = ("year", "genre", "coverArt", "duration", "starred")
-        for album in album_items(call, _artist_albums(call, artist_id)):
+        for album in albums_in_batches(call, _artist_albums(call, artist_id)):
             child = items.album_as_child(album, keys, parent=f"ar-{public_id}")
             child.update(albumId=album["id"], artistId=album["artistId"])
             children.append(child)
@@ -190,14 +196,45 @@ def get_music_directory(call: Call) -> Payload:
 # -- ID3 --------------------------------------------------------------------------------------
 
 
-def get_artist(call: Call) -> Payload:
+def albums_in_batches(call: Call, album_ids: Sequence[int]) -> list[Payload]:
+    """:func:`album_items` of a list of any length, :data:`BATCH` albums at a time, each
+    batch with a fresh query budget: the cost of the answer is in proportion to its
+    length (which the API leaves unbounded), while a runaway query is still stopped."""
+    out: list[Payload] = []
+    for start in range(0, len(album_ids), BATCH):
+        renew_budget()
+        out.extend(album_items(call, album_ids[start : start + BATCH]))
+    return out
+
+
+def get_artist(call: Call) -> Payload | Response:
+    """An artist and all its albums. An artist with :data:`PREPARED_ALBUMS` albums or
+    more is answered like :func:`get_artists` (prepared, compressed, with an ETag); its
+    albums are read in batches (:func:`albums_in_batches`)."""
     public_id = expect_id(call.require("id"), "artist")
     artist_id = _rowid(call, "artists", public_id, "artist")
-    artist = artist_items(call, [artist_id])[0]
-    album_list = album_items(call, _artist_albums(call, artist_id))
-    artist["albumCount"] = len(album_list)
-    artist["album"] = album_list
-    return {"artist": artist}
+    library = artist_library(call, artist_id)
+    count = server_library(call).album_counts(library, [artist_id])[artist_id]
+
+    def payload() -> Payload:
+        artist = artist_items(call, [artist_id])[0]
+        ids = server_library(call).artist_albums(library, artist_id)
+        album_list = albums_in_batches(call, ids)
+        artist["albumCount"] = len(album_list)
+        artist["album"] = album_list
+        return {"artist": artist}
+
+    if count < PREPARED_ALBUMS:
+        return payload()
+    # The answer shows the caller's stars of the artist and of its albums.
+    stars = hashlib.sha256(
+        json.dumps(
+            [sorted(starred(call, kind, None).items()) for kind in ("artist", "album")]
+        ).encode()
+    ).hexdigest()
+    return prepared.respond(
+        call, "getArtist", f"{artist_id}:{library}:{catalog_created(call)}:{stars}", payload
+    )
 
 
 def get_album(call: Call) -> Payload:

@@ -1,8 +1,9 @@
 """Prepared responses: a large answer that changes only with the library file.
 
-``getArtists`` of a library of millions of artists is megabytes. Its body is rendered
-once per library file, music folder, format and the caller's starred artists, kept
-gzip-compressed in memory (:data:`ENTRIES` answers at most), and sent with an ETag: a
+``getArtists`` of a library of millions of artists is megabytes, and so is ``getArtist``
+of an artist with tens of thousands of albums. Such a body is rendered once per library
+file, music folder, format and the caller's stars, kept with its gzip-compressed form in
+memory (:data:`ENTRIES` answers and :data:`KEPT_BYTES` at most), and sent with an ETag: a
 repeat with ``If-None-Match`` gets 304 without a body, any other repeat the stored bytes.
 """
 
@@ -22,6 +23,9 @@ from phonotheca.serve.subsonic.envelope import Payload, render
 from phonotheca.serve.subsonic.folders import library_of, server_library
 
 ENTRIES = 16
+KEPT_BYTES = 256 * 1024 * 1024
+"""Most bytes the kept answers take together (uncompressed and gzipped): a ``getArtist``
+of an artist with 100,000 albums is some 50 MB. The last answer made is kept anyway."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,11 @@ class PreparedCache:
     def put(self, key: str, answer: _Answer) -> None:
         with self.lock:
             self.answers[key] = answer
-            while len(self.answers) > ENTRIES:
+            self.answers.move_to_end(key)
+            while len(self.answers) > 1 and (
+                len(self.answers) > ENTRIES
+                or sum(len(a.body) + len(a.gzipped) for a in self.answers.values()) > KEPT_BYTES
+            ):
                 self.answers.popitem(last=False)
 
 
