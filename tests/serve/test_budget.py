@@ -115,3 +115,24 @@ def test_a_subsonic_call_past_its_budget_is_error_0(slow_server: LiveServer) -> 
                 assert b'status="failed"' in r.content and b'code="0"' in r.content
         r = client.get("/rest/getOpenSubsonicExtensions", params={"f": "json"})
         assert r.json()["subsonic-response"]["status"] == "ok"
+
+
+def test_a_fresh_window_per_batch_and_a_spent_budget_stays_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer made in bounded batches (getArtist of a prolific artist) gets a window
+    per batch: its whole cost may pass the budget, no batch may."""
+    now = [1000.0]
+    monkeypatch.setattr(budget.time, "monotonic", lambda: now[0])
+    with budget.request_budget(100) as spent:
+        budget.renew()  # before the clock starts: nothing to renew
+        assert spent.started is None
+        budget.start_clock()
+        for _ in range(5):  # 5 batches of 80 ms: 400 ms in all, each under 100 ms
+            now[0] += 0.08
+            assert not spent.over()
+            budget.renew()
+        now[0] += 0.15  # one batch past the budget
+        assert spent.over()
+        budget.renew()
+        assert spent.over() and spent.expired  # spent stays spent
