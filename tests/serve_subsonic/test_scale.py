@@ -419,7 +419,9 @@ def test_get_artist_of_many_albums_is_prepared_and_batched(
     etag = first.headers["etag"]
     assert first.headers["content-encoding"] == "gzip"
     assert first.json()["subsonic-response"]["artist"]["album"] == got["album"]
-    again = api.raw("getArtist", headers={"If-None-Match": etag}, id=top["id"], musicFolderId=folder)
+    again = api.raw(
+        "getArtist", headers={"If-None-Match": etag}, id=top["id"], musicFolderId=folder
+    )
     assert again.status_code == 304 and again.content == b""
     api("star", albumId=albums[-1])
     try:
