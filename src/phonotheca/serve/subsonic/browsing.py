@@ -28,7 +28,7 @@ from phonotheca.serve.subsonic.folders import library_of, server_library
 
 PREPARED_ALBUMS = 100
 """An artist with this many albums or more: its ``getArtist`` answer is prepared."""
-BATCH = 500
+BATCH = 100
 """Albums read per query budget when an answer lists many."""
 
 
