@@ -432,6 +432,17 @@ def test_get_artist_of_many_albums_is_prepared_and_batched(
         assert starred.json()["subsonic-response"]["artist"]["album"][-1]["starred"]
     finally:
         api("unstar", albumId=albums[-1])
+    # Its folder-shaped twin too.
+    directory = api.raw("getMusicDirectory", id=top["id"], musicFolderId=folder)
+    children = directory.json()["subsonic-response"]["directory"]["child"]
+    assert [c["id"] for c in children] == albums
+    again = api.raw(
+        "getMusicDirectory",
+        headers={"If-None-Match": directory.headers["etag"]},
+        id=top["id"],
+        musicFolderId=folder,
+    )
+    assert again.status_code == 304
     # An artist with few albums is answered as before, without an ETag.
     few = next(a for a in _most_albums(api, folder) if a["albumCount"] < browsing.PREPARED_ALBUMS)
     assert "etag" not in api.raw("getArtist", id=few["id"], musicFolderId=folder).headers
