@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -462,3 +463,48 @@ def test_get_artist_costs_the_same_per_album_at_any_length(api: Api) -> None:
         assert body.count("<album ") == artist["albumCount"]
         per_album[artist["id"]] = ticks[0] * 100 / artist["albumCount"]
     assert per_album[top["id"]] <= 1.25 * per_album[small["id"]], per_album
+
+
+def test_a_repeat_is_304_without_making_the_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ETag comes from what the answer is made of: a server process that has not
+    made it (another worker; here: a cache that keeps nothing) answers 304 at once."""
+    from phonotheca.serve.subsonic import prepared
+
+    top = _most_albums(api, 2)[0]
+    first = api.raw("getArtist", id=top["id"], musicFolderId=2, f="xml")
+    made: list[int] = []
+    render = prepared.render
+    monkeypatch.setattr(prepared, "render", lambda *a: made.append(1) or render(*a))
+    monkeypatch.setattr(prepared.PreparedCache, "get", lambda self, key: None)
+    for method in ("getArtist", "getMusicDirectory"):
+        tagged = api.raw(method, id=top["id"], musicFolderId=2, f="xml")
+        again = api.raw(
+            method,
+            headers={"If-None-Match": tagged.headers["etag"]},
+            id=top["id"],
+            musicFolderId=2,
+            f="xml",
+        )
+        assert again.status_code == 304
+    assert len(made) == 2  # the two full answers, not the 304s
+    assert tagged.headers["etag"] != first.headers["etag"]  # another method
+
+
+def test_requests_for_an_answer_being_made_wait_for_it() -> None:
+    from phonotheca.serve.subsonic.prepared import PreparedCache
+
+    cache, order = PreparedCache(), []
+
+    def second() -> None:
+        with cache.making("getArtists"):
+            order.append("second")
+
+    with cache.making("getArtists"):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(0.2)  # it cannot get in while the answer is being made
+        order.append("first")
+    waiting.join()
+    assert order == ["first", "second"] and cache.locks == {}
