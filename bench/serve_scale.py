@@ -541,7 +541,7 @@ def mixed(root: Path, key: str, requests: int, endless: bool) -> Mixed:
     each), against ``phonotheca serve``'s app with an endless call added
     (:data:`SLOW_SERVER`, one process per CPU as ``serve`` runs by default); with
     ``endless``, one more client asks for it again and again. The unbounded calls'
-    prepared answers are made first (once per folder, as their first request in
+    prepared answers are made first (by every server process, as their first request in
     :func:`measure`): the mix measures a server in its steady state."""
     from urllib.parse import urlencode
 
@@ -563,8 +563,8 @@ def mixed(root: Path, key: str, requests: int, endless: bool) -> Mixed:
                 "/rest/getGenres",
                 client.get("/rest/getGenres", params={"apiKey": key, "f": "json"}),
             )
-            for _, path in warm:
-                client.get(path)
+        # Over several connections, so that every server process makes them.
+        asyncio.run(_mix(port, warm * 4, 8))
 
         async def both() -> list[tuple[str, float]]:
             done = False
