@@ -19,10 +19,12 @@ request (from a server in the bench's process): the database work, which the loa
 not change. The catalog gets playlists (one per 100 tracks, and one of 100,000
 entries, paged by ``getPlaylist``'s ``offset``/``size``).
 
-Then, at each size: ``getArtists`` and ``getIndexes`` repeated with ``If-None-Match``
-(p50/p99 of the 304s; target <= 5 ms), and 16 concurrent clients sending a shuffled mix
-of every call above while one more client keeps asking for a query that never ends by
-itself (only the server's query budget stops it): p99 of the others (target <= 100 ms).
+Then, at each size: ``getArtists``, ``getIndexes`` and ``getArtist`` of the artist with
+most albums repeated with ``If-None-Match`` (p50/p99 of the 304s; target <= 5 ms), and 16
+concurrent clients sending a shuffled mix of every call above, first alone, then while one
+more client keeps asking for a query that never ends by itself (only the server's query
+budget stops it): p99 of the bounded calls (target <= 100 ms), the unbounded ones
+(getArtists, getIndexes, getArtist of the artist with most albums) apart.
 For that run the server is the real app with that one extra Subsonic call, started by
 this script in a process of its own. Last, the cost of keeping the library file: a full
 build beside one held collection dropped and gained back in place.
@@ -51,7 +53,7 @@ from phonotheca.archive import init_archive
 from phonotheca.catalog import library, schema
 from phonotheca.catalog.search import search_is_stale
 from phonotheca.serve.state import StateStore
-from serve import free_port, latencies, running
+from serve import Connection, free_port, running
 
 COLLECTIONS = 10
 CLIENTS = 16
@@ -62,26 +64,54 @@ Call = tuple[str, Params]
 """(path, parameters per request)."""
 
 SLOW_SERVER = r"""
-import sys
-import uvicorn
-from pathlib import Path
-from phonotheca.archive import open_archive
-from phonotheca.serve.app import create_app
-from phonotheca.serve.context import ServeContext
+# The app of phonotheca serve with one more Subsonic call, benchSlow, whose query never
+# ends by itself (bench/serve_scale.py's mixed run): a factory for uvicorn.
+
+from phonotheca.serve.app import create_app_from_environment
 from phonotheca.serve.subsonic import ENDPOINTS, system
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
 
 def slow(call):
     call.conn.execute(ENDLESS).fetchone()
     return {}
 
-ENDPOINTS["benchSlow"] = slow
-system.PUBLIC = system.PUBLIC | {"benchSlow"}
-root = Path(sys.argv[1])
-app = create_app(ServeContext(open_archive(root).settings, [root]))
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+
+def create():
+    ENDPOINTS["benchSlow"] = slow
+    system.PUBLIC = system.PUBLIC | {"benchSlow"}
+    return create_app_from_environment()
 """
+"""The module :func:`slow_server` runs: ``phonotheca serve``'s app plus ``benchSlow``."""
+SERVE_SLOW = r"""
+import os
+import sys
+from pathlib import Path
+from uvicorn.supervisors import Multiprocess
+from phonotheca.serve.app import ROOTS_VARIABLE
+from phonotheca.serve.listener import TcpConfig
+from phonotheca.serve.security import load_key
+from phonotheca.serve.state import StateStore
+
+root, port = Path(sys.argv[1]), int(sys.argv[2])
+sys.path.insert(0, str(root))  # bench_slow_server, here and in the (spawned) workers
+StateStore(root / "state.sqlite3").close()
+load_key(root)
+os.environ[ROOTS_VARIABLE] = str(root)
+config = TcpConfig(
+    "bench_slow_server:create", factory=True, workers=os.cpu_count() or 1,
+    host="127.0.0.1", port=port, log_level="warning",
+)
+Multiprocess(config, sockets=[config.bind_socket()]).run()
+"""
+"""Serves :data:`SLOW_SERVER` as ``phonotheca serve`` does: one process per CPU."""
+
+
+def slow_server(root: Path, port: int) -> list[str]:
+    """The command of the mixed run's server (:data:`SERVE_SLOW`)."""
+    (root / "bench_slow_server.py").write_text(SLOW_SERVER)
+    return [sys.executable, "-c", SERVE_SLOW, str(root), str(port)]
 
 
 def prepared_root(workdir: Path, tracks: int) -> tuple[Path, str]:
@@ -271,7 +301,7 @@ def calls(root: Path, folder: int) -> dict[str, Call]:
         catalog.close()
     top_artist, artist_pids = artist_pids[0], artist_pids[1:]
     if folder == WEB:
-        return _web_calls(artist_pids, album_pids, genres, words, prolific[1])
+        return _web_calls([top_artist, *artist_pids], album_pids, genres, words, prolific[1])
 
     def album_list(kind: str) -> Params:
         return lambda r: {"type": kind, "size": 50, "offset": r.randrange(max(1, albums - 50))}
@@ -346,8 +376,11 @@ def _in_folder(params: Params, folder: int) -> Params:
 def _web_calls(
     artists: list[str], albums: list[str], genres: list[str], words: list[str], most: int
 ) -> dict[str, Call]:
-    """The web pages and the JSON API's lists (the whole catalog; no music folder)."""
+    """The web pages and the JSON API's lists (the whole catalog; no music folder).
+    ``artists[0]`` has most albums (``most``), whose artist page is paged deep."""
     from urllib.parse import quote
+
+    top, artists = artists[0], artists[1:]
 
     def deep(total: int, page: int) -> int:
         return max(0, total - page)
@@ -357,6 +390,10 @@ def _web_calls(
         "web artist": (
             "/artists/{}",
             lambda r: {"": quote(r.choice(artists), safe="")},
+        ),
+        "web artist most albums": (
+            "/artists/{}",
+            lambda r: {"": quote(top, safe=""), "at": r.randrange(1 + deep(most, 50))},
         ),
         "web album": ("/albums/{}", lambda r: {"": quote(r.choice(albums), safe="")}),
         "web genre deep": (
@@ -428,52 +465,108 @@ def measure(port: int, key: str, root: Path, requests: int) -> dict[tuple[int, s
     return out
 
 
-def not_modified(port: int, key: str, requests: int) -> dict[str, tuple[int, list[float]]]:
-    """(bytes of the full answer, ms of each 304) of getArtists and getIndexes repeated
-    with ``If-None-Match``."""
-    out: dict[str, tuple[int, list[float]]] = {}
+def not_modified(
+    port: int, key: str, root: Path, requests: int
+) -> dict[str, tuple[int, int, float, list[float]]]:
+    """(bytes of the full answer, items in it, ms of the first request, ms of each 304)
+    of the unbounded calls (:data:`UNBOUNDED`) repeated with ``If-None-Match``, from a
+    server that has not answered them before (the first request makes the answer)."""
+    out: dict[str, tuple[int, int, float, list[float]]] = {}
+    calls = all_calls(root)
+    rng = random.Random(4)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-        for method in ("getArtists", "getIndexes"):
+        for name in UNBOUNDED:
             for folder in (1, 2):
-                query = {"apiKey": key, "f": "json", "musicFolderId": folder}
-                first = client.get(f"/rest/{method}", params=query)
-                check(f"/rest/{method}", first)
+                url, query = request_of(*_call_of(calls[(folder, name)], rng), key)
+                t0 = time.perf_counter()
+                first = client.get(url, params=query)
+                ms = (time.perf_counter() - t0) * 1000
+                check(url, first)
                 etag = first.headers["etag"]
+                body = first.json()["subsonic-response"]
+                shown = body.get("artist", {}).get("album") or [
+                    a for group in _index_of(body) for a in group["artist"]
+                ]
                 times = []
                 for _ in range(requests):
                     t0 = time.perf_counter()
-                    r = client.get(f"/rest/{method}", params=query, headers={"If-None-Match": etag})
+                    r = client.get(url, params=query, headers={"If-None-Match": etag})
                     times.append((time.perf_counter() - t0) * 1000)
                     if r.status_code != 304:
-                        raise SystemExit(f"{method} with If-None-Match: HTTP {r.status_code}")
-                out[f"{method} folder {folder}"] = (len(first.content), times)
+                        raise SystemExit(f"{name} with If-None-Match: HTTP {r.status_code}")
+                out[f"{name} folder {folder}"] = (len(first.content), len(shown), ms, times)
     return out
 
 
-def mixed(root: Path, key: str, requests: int) -> tuple[list[float], list[float]]:
-    """(ms of the mixed calls, ms of the endless ones): :data:`CLIENTS` clients through
-    a shuffled list of every call, while one more asks for an endless query again and
-    again, against the real app with that call added (:data:`SLOW_SERVER`)."""
+def _call_of(call: Call, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    path, params = call
+    return path, params(rng)
+
+
+def _index_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    lists = body.get("artists") or body.get("indexes") or {}
+    return list(lists.get("index", []))
+
+
+UNBOUNDED = ("getArtists", "getIndexes", "getArtist most albums")
+"""Calls whose answer the API leaves unbounded: reported apart in the mixed run."""
+Mixed = tuple[list[float], list[float], list[float]]
+"""(ms of the bounded calls, ms of the unbounded ones, ms of the endless ones)."""
+
+
+async def _mix(port: int, paths: list[tuple[str, str]], clients: int) -> list[tuple[str, float]]:
+    """(call, ms) of each of ``paths`` ((call, URL)), ``clients`` at a time."""
+    queue = list(reversed(paths))
+    out: list[tuple[str, float]] = []
+
+    async def client() -> None:
+        conn = Connection(port)
+        try:
+            while queue:
+                name, path = queue.pop()
+                t0 = time.perf_counter()
+                status, _ = await conn.get(path)
+                out.append((name, (time.perf_counter() - t0) * 1000))
+                if status != 200:
+                    raise SystemExit(f"GET {path}: HTTP {status}")
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return out
+
+
+def mixed(root: Path, key: str, requests: int, endless: bool) -> Mixed:
+    """:data:`CLIENTS` clients through a shuffled list of every call (``requests`` of
+    each), against ``phonotheca serve``'s app with an endless call added
+    (:data:`SLOW_SERVER`, one process per CPU as ``serve`` runs by default); with
+    ``endless``, one more client asks for it again and again. The unbounded calls'
+    prepared answers are made first (by every server process, as their first request in
+    :func:`measure`): the mix measures a server in its steady state."""
     from urllib.parse import urlencode
 
     rng = random.Random(3)
-    paths = []
-    for path, params in all_calls(root).values():
-        for _ in range(requests):
+    paths: list[tuple[str, str]] = []
+    warm: list[tuple[str, str]] = []
+    for (_, name), (path, params) in all_calls(root).items():
+        for n in range(requests + (name in UNBOUNDED)):
             url, query = request_of(path, params(rng), key)
-            paths.append(f"{url}?{urlencode(query)}")
+            (warm if n == requests else paths).append((name, f"{url}?{urlencode(query)}"))
     rng.shuffle(paths)
     port = free_port()
-    cmd = [sys.executable, "-c", SLOW_SERVER, str(root), str(port)]
+    cmd = slow_server(root, port)
     slow_times: list[float] = []
-    with running(cmd, port, root / "serve-scale-slow.log"):
+    log = root / ("serve-scale-slow.log" if endless else "serve-scale-mixed.log")
+    with running(cmd, port, log):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
             check(
                 "/rest/getGenres",
                 client.get("/rest/getGenres", params={"apiKey": key, "f": "json"}),
             )
+        # Over several connections, so that every server process makes them.
+        asyncio.run(_mix(port, warm * 4, 8))
 
-        async def both() -> list[float]:
+        async def both() -> list[tuple[str, float]]:
             done = False
 
             async def slow() -> None:
@@ -485,15 +578,17 @@ def mixed(root: Path, key: str, requests: int) -> tuple[list[float], list[float]
                         if r.json()["subsonic-response"]["status"] != "failed":
                             raise SystemExit(f"benchSlow was not stopped: {r.text[:200]}")
 
-            task = asyncio.create_task(slow())
+            task = asyncio.create_task(slow()) if endless else None
             try:
-                return await latencies(port, paths, CLIENTS)
+                return await _mix(port, paths, CLIENTS)
             finally:
                 done = True
-                await task
+                if task is not None:
+                    await task
 
-        others = asyncio.run(both())
-    return others, slow_times
+        times = asyncio.run(both())
+    bounded = [ms for name, ms in times if name not in UNBOUNDED]
+    return bounded, [ms for name, ms in times if name in UNBOUNDED], slow_times
 
 
 class StepCounter:
@@ -552,7 +647,12 @@ def count_steps(root: Path, key: str, requests: int) -> dict[tuple[int, str], in
                     counter.ticks = 0
                     check(url, client.get(url, params=query), (folder, name))
                     steps.append(counter.ticks * counter.EVERY)
-                out[(folder, name)] = int(percentile([float(s) for s in steps[1:]], 0.5))
+                # An unbounded call's first request makes the answer the others reuse.
+                out[(folder, name)] = (
+                    steps[0]
+                    if name in UNBOUNDED
+                    else int(percentile([float(s) for s in steps[1:]], 0.5))
+                )
     finally:
         server.should_exit = True
         thread.join()
@@ -574,8 +674,8 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[int, dict[tuple[int, str], list[float]]] = {}
     steps: dict[int, dict[tuple[int, str], int]] = {}
-    cached: dict[int, dict[str, tuple[int, list[float]]]] = {}
-    busy: dict[int, tuple[list[float], list[float]]] = {}
+    cached: dict[int, dict[str, tuple[int, int, float, list[float]]]] = {}
+    busy: dict[int, tuple[Mixed, Mixed]] = {}
     kept: dict[int, tuple[float, float, float, int]] = {}
     failures: dict[int, dict[tuple[int, str], list[str]]] = {}
     for tracks in args.tracks:
@@ -593,11 +693,12 @@ def main() -> int:
         port = free_port()
         cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
         with running(cmd, port, root / "serve-scale.log"):
+            cached[tracks] = not_modified(port, key, root, args.requests)
             results[tracks] = measure(port, key, root, args.requests)
-            cached[tracks] = not_modified(port, key, args.requests)
         failures[tracks] = dict(FAILED)
         FAILED.clear()
-        busy[tracks] = mixed(root, key, args.requests // 10 or 1)
+        mix = args.requests // 10 or 1
+        busy[tracks] = (mixed(root, key, mix, False), mixed(root, key, mix, True))
         print(f"  measured (load {load()})", flush=True)
     sizes = args.tracks
     head = "".join(f" {f'{n:,} first, p50/p99 ms':>29}" for n in sizes)
@@ -618,31 +719,39 @@ def main() -> int:
             shown = "web" if folder == WEB else str(folder)
             print(f"{shown:>6} {name:<22} at {n:,}: {len(errors)} errors, as {errors[0][:50]}")
     head = "".join(f" {f'{n:,}':>12}" for n in sizes)
-    print(f"\nSQLite VM steps per request (median, thousands)\n{'folder':>6} {'call':<22}{head}")
+    print("\nSQLite VM steps per request (median; unbounded calls: the first; thousands)")
+    print(f"{'folder':>6} {'call':<22}{head}")
     for folder, name in steps[sizes[0]]:
         cells = "".join(f" {steps[n][(folder, name)] / 1000:>12.1f}" for n in sizes)
         shown = "web" if folder == WEB else str(folder)
         print(f"{shown:>6} {name:<22}{cells}")
-    head = "".join(f" {f'{n:,} kB, p50/p99 ms':>26}" for n in sizes)
-    print(f"\nrepeats with If-None-Match (304; target p99 <= 5 ms)\n{'call':<29}{head}")
+    print(
+        "\nunbounded calls from a fresh server: the first request (which makes the"
+        "\nanswer), its cost per item, and repeats with If-None-Match (304; target p99"
+        " <= 5 ms)"
+    )
     for name in cached[sizes[0]]:
-        cells = ""
         for n in sizes:
-            size, times = cached[n][name]
-            cells += (
-                f" {size / 1000:>9,.0f}, {percentile(times, 0.5):>6.1f} /"
-                f"{percentile(times, 0.99):>7.1f}"
+            nbytes, items, first_ms, times = cached[n][name]
+            print(
+                f"{name:<30} {n:>11,}: {nbytes / 1000:>8,.0f} kB, {items:>9,} items, first"
+                f" {first_ms:>8,.0f} ms ({first_ms * 1000 / max(1, items):>6.0f} us/item);"
+                f" 304 p50 {percentile(times, 0.5):.1f} p99 {percentile(times, 0.99):.1f}"
             )
-        print(f"{name:<29}{cells}")
-    print(f"\n{CLIENTS} clients, every call mixed, one more client asking an endless query")
-    print("(target: p99 of the others <= 100 ms)")
+    print(f"\n{CLIENTS} clients, every call mixed, without and with one more client asking")
+    print("an endless query (target: p99 of the bounded calls <= 100 ms with it); ms")
     for n in sizes:
-        others, slow = busy[n]
-        print(
-            f"{n:>11,}: {len(others):,} requests p50 {percentile(others, 0.5):.1f} ms"
-            f" p99 {percentile(others, 0.99):.1f} ms; {len(slow)} endless ones stopped after"
-            f" p50 {percentile(slow, 0.5):,.0f} ms"
-        )
+        for (bounded, unbounded, slow), label in zip(busy[n], ("alone", "endless"), strict=True):
+            print(
+                f"{n:>11,} {label:<7}: {len(bounded):,} bounded p50 {percentile(bounded, 0.5):.0f}"
+                f" p99 {percentile(bounded, 0.99):.0f}; {len(unbounded)} unbounded p50"
+                f" {percentile(unbounded, 0.5):.0f} p99 {percentile(unbounded, 0.99):.0f}"
+                + (
+                    f"; {len(slow)} endless stopped after p50 {percentile(slow, 0.5):,.0f}"
+                    if slow
+                    else ""
+                )
+            )
     print("\nlibrary file: a full build, and one held collection dropped / gained in place")
     for n in kept:
         full, drop, gain, k = kept[n]

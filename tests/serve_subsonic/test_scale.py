@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,10 @@ from click.testing import CliRunner
 from phonotheca.catalog import schema
 from phonotheca.catalog.library import LIBRARY_FILE
 from phonotheca.cli import main
+from phonotheca.serve import budget
+from phonotheca.serve.context import ServeContext
 from phonotheca.serve.state import StateStore
+from phonotheca.serve.subsonic import browsing
 from tests.serve_subsonic.conftest import LiveServer
 from tests.statements import Recorder, recording
 
@@ -121,7 +126,7 @@ class Api:
 
     def raw(self, method: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
         return self.client.get(
-            f"/rest/{method}", params={**params, "apiKey": self.key, "f": "json"}, headers=headers
+            f"/rest/{method}", params={"f": "json", **params, "apiKey": self.key}, headers=headers
         )
 
     def __call__(self, method: str, **params: Any) -> dict[str, Any]:
@@ -355,3 +360,151 @@ def test_starred_in_a_folder(api: Api, catalog: sqlite3.Connection) -> None:
         assert every == whole == {held, other} and in_mirror == {held}
     finally:
         api("unstar", id=[held, other])
+
+
+def _most_albums(api: Api, folder: int) -> list[dict[str, Any]]:
+    """The folder's artists, most albums first."""
+    index = api("getArtists", musicFolderId=folder)["artists"]["index"]
+    return sorted((a for g in index for a in g["artist"]), key=lambda a: -a["albumCount"])
+
+
+@contextmanager
+def _counting_steps() -> Iterator[list[int]]:
+    """SQLite VM steps (in hundreds) of the server's catalog connections while inside.
+    The connections keep the counting handler after, which still applies the query
+    budget (a handler can only be set from the connection's own thread)."""
+    ticks, inside = [0], [True]
+    catalog = ServeContext.catalog
+
+    def tick() -> int:
+        ticks[0] += inside[0]
+        spent = budget.current()
+        return 1 if spent is not None and spent.over() else 0
+
+    def counted(self: ServeContext) -> sqlite3.Connection:
+        conn = catalog(self)
+        conn.set_progress_handler(tick, 100)
+        return conn
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(ServeContext, "catalog", counted)
+    try:
+        yield ticks
+    finally:
+        inside[0] = False
+        patch.undo()
+
+
+@pytest.mark.parametrize("folder", [1, 2])
+def test_get_artist_of_many_albums_is_prepared_and_batched(
+    api: Api, sonic: libsonic.Connection, monkeypatch: pytest.MonkeyPatch, folder: int
+) -> None:
+    top = _most_albums(api, folder)[0]
+    assert top["albumCount"] >= browsing.PREPARED_ALBUMS
+    if folder == 1:  # py-sonic names no folder: the default one, "In this mirror"
+        got = sonic.getArtist(top["id"])["artist"]
+    else:
+        got = api("getArtist", id=top["id"], musicFolderId=2)["artist"]
+    albums = [a["id"] for a in got["album"]]
+    assert len(albums) == len(set(albums)) == got["albumCount"] == top["albumCount"]
+    # Made in batches (here of 16 albums), each with a fresh query budget: a format of
+    # its own (JSONP with this callback) so that the answer is made, not reused.
+    batches = []
+    monkeypatch.setattr(browsing, "BATCH", 16)
+    monkeypatch.setattr(browsing, "renew_budget", lambda: batches.append(1))
+    jsonp = api.raw("getArtist", id=top["id"], musicFolderId=folder, f="jsonp", callback="b")
+    assert jsonp.text.startswith("b(") and jsonp.text.count('"al-') >= top["albumCount"]
+    assert len(batches) == -(-top["albumCount"] // 16)
+    # Prepared: compressed, an ETag, 304 on a repeat; the caller's stars change it.
+    first = api.raw("getArtist", id=top["id"], musicFolderId=folder)
+    etag = first.headers["etag"]
+    assert first.headers["content-encoding"] == "gzip"
+    assert first.json()["subsonic-response"]["artist"]["album"] == got["album"]
+    again = api.raw(
+        "getArtist", headers={"If-None-Match": etag}, id=top["id"], musicFolderId=folder
+    )
+    assert again.status_code == 304 and again.content == b""
+    api("star", albumId=albums[-1])
+    try:
+        starred = api.raw(
+            "getArtist", headers={"If-None-Match": etag}, id=top["id"], musicFolderId=folder
+        )
+        assert starred.status_code == 200 and starred.headers["etag"] != etag
+        assert starred.json()["subsonic-response"]["artist"]["album"][-1]["starred"]
+    finally:
+        api("unstar", albumId=albums[-1])
+    # Its folder-shaped twin too.
+    directory = api.raw("getMusicDirectory", id=top["id"], musicFolderId=folder)
+    children = directory.json()["subsonic-response"]["directory"]["child"]
+    assert [c["id"] for c in children] == albums
+    again = api.raw(
+        "getMusicDirectory",
+        headers={"If-None-Match": directory.headers["etag"]},
+        id=top["id"],
+        musicFolderId=folder,
+    )
+    assert again.status_code == 304
+    # An artist with few albums is answered as before, without an ETag.
+    few = next(a for a in _most_albums(api, folder) if a["albumCount"] < browsing.PREPARED_ALBUMS)
+    assert "etag" not in api.raw("getArtist", id=few["id"], musicFolderId=folder).headers
+
+
+def test_get_artist_costs_the_same_per_album_at_any_length(api: Api) -> None:
+    """SQLite steps per album of getArtist (made again: each in another format) for the
+    artist with most albums and for one with a tenth as many: the same (a per-album cost
+    that grew with the list would show here)."""
+    artists = _most_albums(api, 2)
+    top = artists[0]
+    small = next(a for a in artists if a["albumCount"] <= top["albumCount"] // 10)
+    per_album = {}
+    for artist in (top, small):
+        with _counting_steps() as ticks:
+            body = api.raw("getArtist", id=artist["id"], musicFolderId=2, f="xml").text
+        assert body.count("<album ") == artist["albumCount"]
+        per_album[artist["id"]] = ticks[0] * 100 / artist["albumCount"]
+    assert per_album[top["id"]] <= 1.25 * per_album[small["id"]], per_album
+
+
+def test_a_repeat_is_304_without_making_the_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ETag comes from what the answer is made of: a server process that has not
+    made it (another worker; here: a cache that keeps nothing) answers 304 at once."""
+    from phonotheca.serve.subsonic import prepared
+
+    top = _most_albums(api, 2)[0]
+    first = api.raw("getArtist", id=top["id"], musicFolderId=2, f="xml")
+    made: list[int] = []
+    render = prepared.render
+    monkeypatch.setattr(prepared, "render", lambda *a: made.append(1) or render(*a))
+    monkeypatch.setattr(prepared.PreparedCache, "get", lambda self, key: None)
+    for method in ("getArtist", "getMusicDirectory"):
+        tagged = api.raw(method, id=top["id"], musicFolderId=2, f="xml")
+        again = api.raw(
+            method,
+            headers={"If-None-Match": tagged.headers["etag"]},
+            id=top["id"],
+            musicFolderId=2,
+            f="xml",
+        )
+        assert again.status_code == 304
+    assert len(made) == 2  # the two full answers, not the 304s
+    assert tagged.headers["etag"] != first.headers["etag"]  # another method
+
+
+def test_requests_for_an_answer_being_made_wait_for_it() -> None:
+    from phonotheca.serve.subsonic.prepared import PreparedCache
+
+    cache, order = PreparedCache(), []
+
+    def second() -> None:
+        with cache.making("getArtists"):
+            order.append("second")
+
+    with cache.making("getArtists"):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(0.2)  # it cannot get in while the answer is being made
+        order.append("first")
+    waiting.join()
+    assert order == ["first", "second"] and cache.locks == {}

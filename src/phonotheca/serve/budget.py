@@ -8,7 +8,9 @@ count. SQLite calls a progress handler on the server's read-only catalog connect
 :data:`PROGRESS_OPS` virtual machine instructions; once the request's catalog work has
 taken longer than its budget, the handler interrupts the statement, which raises
 ``sqlite3.OperationalError`` in the handler's thread: the request ends there and the
-thread is free for the next one. The connection stays usable.
+thread is free for the next one. The connection stays usable. A request whose answer
+grows with what it returns, made in bounded batches, gets a fresh window per batch
+(:func:`renew`).
 
 :func:`budget_exceeded` tells that interruption from other SQLite errors. The web pages
 and the JSON API answer it ``503`` with ``Retry-After`` (:func:`budget_response`), the
@@ -36,26 +38,55 @@ RETRY_AFTER = 5
 """Seconds a client is asked to wait before it tries again."""
 
 
-class QueryBudget:
-    """How long one request's catalog queries may take together."""
+GIVE_WAY_AFTER = 0.1
+"""Seconds of catalog work after which a request's statements give way to others."""
+GIVE_WAY_SHARE = 0.5
+"""Share of its time a statement that gives way spends paused (the rest, running)."""
 
-    __slots__ = ("expired", "limit", "started")
+
+class QueryBudget:
+    """How long one request's catalog queries may take together.
+
+    A request that has worked :data:`GIVE_WAY_AFTER` on the catalog is a heavy one (an
+    ordinary call takes milliseconds): from then on, while other requests are being
+    served by this process, its statements pause at each look at the clock, for as long
+    as they ran since the previous one (:data:`GIVE_WAY_SHARE`), so that the short
+    requests get the CPU first. The pauses do not count against the budget: a heavy
+    request gets as much catalog work as alone, and a runaway query holds its thread up
+    to twice the budget while using half a CPU. Alone, nothing pauses.
+    """
+
+    __slots__ = ("expired", "last", "limit", "paused", "started")
 
     def __init__(self, limit_ms: int) -> None:
         self.limit = limit_ms / 1000
         self.started: float | None = None
+        self.last = 0.0
+        self.paused = 0.0
         self.expired = False
 
     def start(self) -> None:
         """Start the clock (the first call of the request counts)."""
         if self.started is None:
-            self.started = time.monotonic()
+            self.started = self.last = time.monotonic()
 
     def over(self) -> bool:
         """Whether the budget is spent (then it stays spent)."""
         if not self.expired and self.started is not None:
-            self.expired = time.monotonic() - self.started > self.limit
+            self.expired = time.monotonic() - self.started - self.paused > self.limit
         return self.expired
+
+    def give_way(self) -> None:
+        """Pause a heavy request's statement (see the class), else nothing."""
+        if self.started is None:
+            return
+        now = time.monotonic()
+        ran, self.last = now - self.last, now
+        if _serving[0] > 1 and now - self.started - self.paused > GIVE_WAY_AFTER:
+            pause = min(ran, 0.05) * GIVE_WAY_SHARE / (1 - GIVE_WAY_SHARE)
+            time.sleep(pause)
+            self.paused += pause
+            self.last = time.monotonic()
 
     def message(self) -> str:
         return (
@@ -65,6 +96,8 @@ class QueryBudget:
         )
 
 
+_serving = [0]
+"""Requests this process is serving (counted on the event loop by :class:`QueryBudgets`)."""
 _current: contextvars.ContextVar[QueryBudget | None] = contextvars.ContextVar(
     "phonotheca_query_budget", default=None
 )
@@ -93,9 +126,28 @@ def start_clock() -> None:
         budget.start()
 
 
+def renew() -> None:
+    """Give the current request a fresh budget for its next piece of work.
+
+    For an answer the API leaves unbounded (``getArtist`` of an artist with a hundred
+    thousand albums), made in batches of a bounded size: the answer's cost is in
+    proportion to what it returns, each batch under the budget. A runaway statement is
+    still stopped (it has one window), and a budget once spent stays spent.
+    """
+    budget = _current.get()
+    if budget is not None and budget.started is not None and not budget.over():
+        budget.started = budget.last = time.monotonic()
+        budget.paused = 0.0
+
+
 def _progress() -> int:
     budget = _current.get()
-    return 1 if budget is not None and budget.over() else 0
+    if budget is None:
+        return 0
+    if budget.over():
+        return 1
+    budget.give_way()
+    return 0
 
 
 def install(conn: sqlite3.Connection) -> None:
@@ -142,5 +194,9 @@ class QueryBudgets:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        with request_budget(self.limit_ms):
-            await self.app(scope, receive, send)
+        _serving[0] += 1
+        try:
+            with request_budget(self.limit_ms):
+                await self.app(scope, receive, send)
+        finally:
+            _serving[0] -= 1

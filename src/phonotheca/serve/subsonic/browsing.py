@@ -13,17 +13,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.responses import Response
 
 from phonotheca.catalog import library as lib
 from phonotheca.catalog.library import CATALOG, IGNORED_ARTICLES, PLAYABLE
+from phonotheca.serve.budget import renew as renew_budget
 from phonotheca.serve.library import FOLDERS
 from phonotheca.serve.subsonic import items, prepared
 from phonotheca.serve.subsonic.call import Call, Handler, expect_id, split_id
 from phonotheca.serve.subsonic.envelope import NOT_FOUND, Payload, SubsonicError
 from phonotheca.serve.subsonic.folders import library_of, server_library
+
+PREPARED_ALBUMS = 100
+"""An artist with this many albums or more: its ``getArtist`` answer is prepared."""
+BATCH = 100
+"""Albums read per query budget when an answer lists many."""
 
 
 def catalog_created(call: Call) -> str:
@@ -155,23 +161,47 @@ def artist_library(call: Call, artist_id: int) -> int:
     return library
 
 
-def _artist_albums(call: Call, artist_id: int) -> list[int]:
-    return server_library(call).artist_albums(artist_library(call, artist_id), artist_id)
+def _artist_answer(
+    call: Call, method: str, artist_id: int, payload: Callable[[int], Payload]
+) -> Payload | Response:
+    """``payload(library)`` of an artist's albums in its music folder
+    (:func:`artist_library`); for an artist with :data:`PREPARED_ALBUMS` albums or more,
+    prepared like :func:`get_artists` (compressed, with an ETag)."""
+    library = artist_library(call, artist_id)
+    if server_library(call).album_counts(library, [artist_id])[artist_id] < PREPARED_ALBUMS:
+        return payload(library)
+    # The answer shows the caller's stars of the artist and of its albums.
+    stars = hashlib.sha256(
+        json.dumps(
+            [sorted(starred(call, kind, None).items()) for kind in ("artist", "album")]
+        ).encode()
+    ).hexdigest()
+    return prepared.respond(
+        call,
+        method,
+        f"{artist_id}:{library}:{catalog_created(call)}:{stars}",
+        lambda: payload(library),
+    )
 
 
-def get_music_directory(call: Call) -> Payload:
+def get_music_directory(call: Call) -> Payload | Response:
     kind, public_id = split_id(call.require("id"))
     conn = call.conn
     if kind == "artist":
         artist_id = _rowid(call, "artists", public_id, "artist")
-        name = conn.execute("SELECT name FROM artists WHERE id = ?", (artist_id,)).fetchone()[0]
-        children = []
-        keys = ("year", "genre", "coverArt", "duration", "starred")
-        for album in album_items(call, _artist_albums(call, artist_id)):
-            child = items.album_as_child(album, keys, parent=f"ar-{public_id}")
-            child.update(albumId=album["id"], artistId=album["artistId"])
-            children.append(child)
-        return {"directory": {"id": f"ar-{public_id}", "name": name, "child": children}}
+
+        def directory(library: int) -> Payload:
+            name = conn.execute("SELECT name FROM artists WHERE id = ?", (artist_id,)).fetchone()
+            children = []
+            keys = ("year", "genre", "coverArt", "duration", "starred")
+            ids = server_library(call).artist_albums(library, artist_id)
+            for album in albums_in_batches(call, ids):
+                child = items.album_as_child(album, keys, parent=f"ar-{public_id}")
+                child.update(albumId=album["id"], artistId=album["artistId"])
+                children.append(child)
+            return {"directory": {"id": f"ar-{public_id}", "name": name[0], "child": children}}
+
+        return _artist_answer(call, "getMusicDirectory", artist_id, directory)
     if kind == "album":
         album_id = _rowid(call, "albums", public_id, "album")
         album = album_items(call, [album_id])[0]
@@ -190,14 +220,32 @@ def get_music_directory(call: Call) -> Payload:
 # -- ID3 --------------------------------------------------------------------------------------
 
 
-def get_artist(call: Call) -> Payload:
+def albums_in_batches(call: Call, album_ids: Sequence[int]) -> list[Payload]:
+    """:func:`album_items` of a list of any length, :data:`BATCH` albums at a time, each
+    batch with a fresh query budget: the cost of the answer is in proportion to its
+    length (which the API leaves unbounded), while a runaway query is still stopped."""
+    out: list[Payload] = []
+    for start in range(0, len(album_ids), BATCH):
+        renew_budget()
+        out.extend(album_items(call, album_ids[start : start + BATCH]))
+    return out
+
+
+def get_artist(call: Call) -> Payload | Response:
+    """An artist and all its albums, read in batches (:func:`albums_in_batches`); an
+    artist with many albums is prepared (:func:`_artist_answer`)."""
     public_id = expect_id(call.require("id"), "artist")
     artist_id = _rowid(call, "artists", public_id, "artist")
-    artist = artist_items(call, [artist_id])[0]
-    album_list = album_items(call, _artist_albums(call, artist_id))
-    artist["albumCount"] = len(album_list)
-    artist["album"] = album_list
-    return {"artist": artist}
+
+    def payload(library: int) -> Payload:
+        artist = artist_items(call, [artist_id])[0]
+        ids = server_library(call).artist_albums(library, artist_id)
+        album_list = albums_in_batches(call, ids)
+        artist["albumCount"] = len(album_list)
+        artist["album"] = album_list
+        return {"artist": artist}
+
+    return _artist_answer(call, "getArtist", artist_id, payload)
 
 
 def get_album(call: Call) -> Payload:
