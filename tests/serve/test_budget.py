@@ -136,34 +136,3 @@ def test_a_fresh_window_per_batch_and_a_spent_budget_stays_spent(
         assert spent.over()
         budget.renew()
         assert spent.over() and spent.expired  # spent stays spent
-
-
-def test_a_heavy_request_gives_way_while_others_are_served(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Past GIVE_WAY_AFTER, a request's statements pause as long as they ran, only while
-    the process serves other requests, and the pauses do not count against its budget."""
-    now = [1000.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(budget.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(budget.time, "sleep", sleep)
-    monkeypatch.setattr(budget, "_serving", [1])
-    with budget.request_budget(1000) as spent:
-        budget.start_clock()
-        for _ in range(5):  # alone: 500 ms of work, no pause
-            now[0] += 0.1
-            assert budget._progress() == 0
-        assert slept == []
-        budget._serving[0] = 2  # another request is served: 10 ms of work, 10 ms paused
-        for _ in range(40):
-            now[0] += 0.01
-            assert budget._progress() == 0
-        assert len(slept) == 40 and sum(slept) == pytest.approx(0.4)
-        assert now[0] - 1000 == pytest.approx(1.3)  # 900 ms of work, 400 ms paused
-        now[0] += 0.15  # 1,050 ms of work
-        assert budget._progress() == 1 and spent.expired

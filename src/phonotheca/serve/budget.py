@@ -38,55 +38,26 @@ RETRY_AFTER = 5
 """Seconds a client is asked to wait before it tries again."""
 
 
-GIVE_WAY_AFTER = 0.1
-"""Seconds of catalog work after which a request's statements give way to others."""
-GIVE_WAY_SHARE = 0.5
-"""Share of its time a statement that gives way spends paused (the rest, running)."""
-
-
 class QueryBudget:
-    """How long one request's catalog queries may take together.
+    """How long one request's catalog queries may take together."""
 
-    A request that has worked :data:`GIVE_WAY_AFTER` on the catalog is a heavy one (an
-    ordinary call takes milliseconds): from then on, while other requests are being
-    served by this process, its statements pause at each look at the clock, for as long
-    as they ran since the previous one (:data:`GIVE_WAY_SHARE`), so that the short
-    requests get the CPU first. The pauses do not count against the budget: a heavy
-    request gets as much catalog work as alone, and a runaway query holds its thread up
-    to twice the budget while using half a CPU. Alone, nothing pauses.
-    """
-
-    __slots__ = ("expired", "last", "limit", "paused", "started")
+    __slots__ = ("expired", "limit", "started")
 
     def __init__(self, limit_ms: int) -> None:
         self.limit = limit_ms / 1000
         self.started: float | None = None
-        self.last = 0.0
-        self.paused = 0.0
         self.expired = False
 
     def start(self) -> None:
         """Start the clock (the first call of the request counts)."""
         if self.started is None:
-            self.started = self.last = time.monotonic()
+            self.started = time.monotonic()
 
     def over(self) -> bool:
         """Whether the budget is spent (then it stays spent)."""
         if not self.expired and self.started is not None:
-            self.expired = time.monotonic() - self.started - self.paused > self.limit
+            self.expired = time.monotonic() - self.started > self.limit
         return self.expired
-
-    def give_way(self) -> None:
-        """Pause a heavy request's statement (see the class), else nothing."""
-        if self.started is None:
-            return
-        now = time.monotonic()
-        ran, self.last = now - self.last, now
-        if _serving[0] > 1 and now - self.started - self.paused > GIVE_WAY_AFTER:
-            pause = min(ran, 0.05) * GIVE_WAY_SHARE / (1 - GIVE_WAY_SHARE)
-            time.sleep(pause)
-            self.paused += pause
-            self.last = time.monotonic()
 
     def message(self) -> str:
         return (
@@ -96,8 +67,6 @@ class QueryBudget:
         )
 
 
-_serving = [0]
-"""Requests this process is serving (counted on the event loop by :class:`QueryBudgets`)."""
 _current: contextvars.ContextVar[QueryBudget | None] = contextvars.ContextVar(
     "phonotheca_query_budget", default=None
 )
@@ -136,18 +105,12 @@ def renew() -> None:
     """
     budget = _current.get()
     if budget is not None and budget.started is not None and not budget.over():
-        budget.started = budget.last = time.monotonic()
-        budget.paused = 0.0
+        budget.started = time.monotonic()
 
 
 def _progress() -> int:
     budget = _current.get()
-    if budget is None:
-        return 0
-    if budget.over():
-        return 1
-    budget.give_way()
-    return 0
+    return 1 if budget is not None and budget.over() else 0
 
 
 def install(conn: sqlite3.Connection) -> None:
@@ -194,9 +157,5 @@ class QueryBudgets:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        _serving[0] += 1
-        try:
-            with request_budget(self.limit_ms):
-                await self.app(scope, receive, send)
-        finally:
-            _serving[0] -= 1
+        with request_budget(self.limit_ms):
+            await self.app(scope, receive, send)
