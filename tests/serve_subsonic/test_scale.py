@@ -9,6 +9,8 @@ in the list queries, at offset 0 and at the end of each list.
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 import sqlite3
 import threading
@@ -508,3 +510,48 @@ def test_requests_for_an_answer_being_made_wait_for_it() -> None:
         order.append("first")
     waiting.join()
     assert order == ["first", "second"] and cache.locks == {}
+
+
+def test_another_process_sends_the_answer_one_made(
+    api: Api, server: LiveServer, scale: Scale, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer made once is kept on disk beside the library file: a server process
+    that has not made it (here: a fresh in-memory cache) sends it without making it, and
+    a damaged file is made again."""
+    from phonotheca.serve.subsonic import prepared
+
+    top = _most_albums(api, 2)[0]
+    first = api.raw("getArtist", id=top["id"], musicFolderId=2, f="xml")
+    kept = sorted((scale.root / prepared.PREPARED_DIR).glob("*.answer"))
+    assert kept, "nothing kept on disk"
+    made: list[int] = []
+    render = prepared.render
+    monkeypatch.setattr(prepared, "render", lambda *a: made.append(1) or render(*a))
+    server.ctx.library.prepared = None  # as in a process that made nothing yet
+    again = api.raw("getArtist", id=top["id"], musicFolderId=2, f="xml")
+    assert made == [] and again.text == first.text
+    assert again.headers["etag"] == first.headers["etag"]
+    answer = next(p for p in kept if p.stem == first.headers["etag"].strip('"'))
+    answer.write_bytes(answer.read_bytes()[:-20])  # cut short
+    server.ctx.library.prepared = None
+    remade = api.raw("getArtist", id=top["id"], musicFolderId=2, f="xml")
+    assert made == [1] and remade.text == first.text
+
+
+def test_kept_answers_stay_within_their_disk_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phonotheca.serve.subsonic import prepared
+
+    monkeypatch.setattr(prepared, "DISK_BYTES", 3500)
+    cache = prepared.PreparedCache(tmp_path / "kept")
+    for n in range(6):
+        body = os.urandom(1000)  # does not compress: about 1,040 bytes a file
+        answer = prepared._Answer('"x"', "text/xml", body, gzip.compress(body))
+        with cache.making(f"answer {n}"):
+            cache.put(f"answer {n}", answer)
+        os.utime(cache._file(f"answer {n}", ".answer"), (n, n))  # in order of making
+    left = sorted(p.stat().st_mtime for p in (tmp_path / "kept").glob("*.answer"))
+    assert left == [3.0, 4.0, 5.0]
+    assert prepared.PreparedCache(tmp_path / "kept").get("answer 5") is not None
+    assert prepared.PreparedCache(tmp_path / "kept").get("answer 0") is None

@@ -5,17 +5,28 @@ of an artist with tens of thousands of albums. Such a body is rendered once per 
 file, music folder, format and the caller's stars, kept with its gzip-compressed form in
 memory (:data:`ENTRIES` answers and :data:`KEPT_BYTES` at most), and sent with an ETag: a
 repeat with ``If-None-Match`` gets 304 without a body, any other repeat the stored bytes.
+
+The gzipped answers are also kept on disk beside the library file (``library.prepared/``,
+:data:`DISK_BYTES` at most, the least recently used deleted first), so that the server's
+other processes (``serve --workers``) send an answer one of them made instead of making
+it again (a ``getArtists`` of 10 M tracks takes seconds); a file lock per answer makes
+the processes that want an answer being made wait for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
+import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.responses import Response
 
@@ -29,6 +40,14 @@ ENTRIES = 16
 KEPT_BYTES = 256 * 1024 * 1024
 """Most bytes the kept answers take together (uncompressed and gzipped): a ``getArtist``
 of an artist with 100,000 albums is some 50 MB. The last answer made is kept anyway."""
+DISK_BYTES = 1024 * 1024 * 1024
+"""Most bytes the answers kept on disk take together (gzipped)."""
+PREPARED_DIR = "library.prepared"
+"""Beside the library file."""
+STALE_SECONDS = 3600
+"""A partial file older than this is one a killed process left."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,8 +60,10 @@ class _Answer:
 
 @dataclass
 class PreparedCache:
-    """Rendered answers by key, the least recently used dropped first."""
+    """Rendered answers by key, the least recently used dropped first; shared with the
+    server's other processes through ``directory`` when it is given."""
 
+    directory: Path | None = None
     answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -50,11 +71,12 @@ class PreparedCache:
 
     @contextmanager
     def making(self, key: str) -> Iterator[None]:
-        """Hold the lock of ``key``'s answer (dropped when no request holds or awaits it)."""
+        """Hold the lock of ``key``'s answer (dropped when no request holds or awaits it),
+        and its file lock, which the other processes take too."""
         with self.lock:
             lock = self.locks.setdefault(key, threading.Lock())
         try:
-            with lock:
+            with lock, self._file_lock(key):
                 yield
         finally:
             with self.lock:
@@ -66,9 +88,17 @@ class PreparedCache:
             answer = self.answers.get(key)
             if answer is not None:
                 self.answers.move_to_end(key)
-            return answer
+                return answer
+        answer = self._read(key)
+        if answer is not None:
+            self._keep(key, answer)
+        return answer
 
     def put(self, key: str, answer: _Answer) -> None:
+        self._keep(key, answer)
+        self._write(key, answer)
+
+    def _keep(self, key: str, answer: _Answer) -> None:
         with self.lock:
             self.answers[key] = answer
             self.answers.move_to_end(key)
@@ -77,6 +107,90 @@ class PreparedCache:
                 or sum(len(a.body) + len(a.gzipped) for a in self.answers.values()) > KEPT_BYTES
             ):
                 self.answers.popitem(last=False)
+
+    # -- on disk --------------------------------------------------------------------------
+
+    def _file(self, key: str, suffix: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / (hashlib.sha256(key.encode()).hexdigest()[:40] + suffix)
+
+    @contextmanager
+    def _file_lock(self, key: str) -> Iterator[None]:
+        path = self._file(key, ".lock")
+        if path is None:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read(self, key: str) -> _Answer | None:
+        """The answer a process kept on disk: the media type's line, then the gzipped
+        body. A file that does not read back whole is deleted (it is made again)."""
+        path = self._file(key, ".answer")
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("could not read the prepared answer %s: %s", path, exc)
+            return None
+        try:
+            line, gzipped = data.split(b"\n", 1)
+            body = gzip.decompress(gzipped)
+            os.utime(path)  # recently used
+        except (ValueError, OSError, EOFError) as exc:
+            log.warning("a damaged prepared answer %s is deleted: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        etag = '"' + path.stem + '"'
+        return _Answer(etag, line.decode("ascii"), body, gzipped)
+
+    def _write(self, key: str, answer: _Answer) -> None:
+        """Keep ``answer`` on disk (written aside, then renamed in), then delete the least
+        recently used answers past :data:`DISK_BYTES`. A full or read-only disk only
+        costs the sharing: the answer is sent anyway."""
+        path = self._file(key, ".answer")
+        if path is None:
+            return
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(answer.media_type.encode("ascii") + b"\n" + answer.gzipped)
+            os.replace(partial, path)
+            self._trim(path.parent)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            log.warning("could not keep the prepared answer %s: %s", path, exc)
+
+    @staticmethod
+    def _trim(directory: Path) -> None:
+        kept: list[tuple[float, int, Path]] = []
+        now = time.time()
+        for entry in os.scandir(directory):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # another process trimmed it
+            path = Path(entry.path)
+            if entry.name.endswith(".answer"):
+                kept.append((st.st_mtime, st.st_size, path))
+            elif entry.name.endswith(".partial") and now - st.st_mtime > STALE_SECONDS:
+                path.unlink(missing_ok=True)
+        total = sum(size for _, size, _ in kept)
+        for _, size, path in sorted(kept)[:-1]:  # the newest stays, whatever its size
+            if total <= DISK_BYTES:
+                break
+            path.unlink(missing_ok=True)
+            path.with_suffix(".lock").unlink(missing_ok=True)
+            total -= size
 
 
 def respond(call: Call, method: str, variant: str, payload: Callable[[], Payload]) -> Response:
@@ -108,8 +222,8 @@ def respond(call: Call, method: str, variant: str, payload: Callable[[], Payload
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
     if etag in _tags(call.request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
-    if shelf.prepared is None:
-        shelf.prepared = PreparedCache()  # two threads racing here only build it twice
+    if shelf.prepared is None:  # two threads racing here only build it twice
+        shelf.prepared = PreparedCache(shelf.path.with_name(PREPARED_DIR))
     cache: PreparedCache = shelf.prepared
     answer = cache.get(key)
     if answer is None:
