@@ -39,12 +39,22 @@ def _undo_v9(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE playlists")
 
 
+def _undo_v10(conn: sqlite3.Connection) -> None:
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'lib\\_%' ESCAPE '\\'"
+    ).fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE library_changes")
+    conn.execute("DROP TABLE library_changes_off")
+
+
 UNDO: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _undo_v5,
     6: _undo_v6,
     7: _undo_v7,
     8: _undo_v8,
     9: _undo_v9,
+    10: _undo_v10,
 }
 
 

@@ -268,7 +268,7 @@ def test_collections_held_change_the_file_in_place_as_a_full_build_would(
 
     def same_as_full(held: list[str]) -> None:
         inode = path.stat().st_ino
-        assert library.update_held(catalog, path, held) is not None
+        assert library.update(catalog, path, held) is not None
         assert path.stat().st_ino == inode  # changed in place, not made again
         library.build(catalog, full, held)
         assert _contents(path) == _contents(full)
@@ -291,7 +291,7 @@ def test_collections_held_change_the_file_in_place_as_a_full_build_would(
             conn.execute("INSERT INTO tracks(public_id, title) VALUES('t:new', 'New')")
     finally:
         conn.close()
-    assert library.update_held(catalog, path, [a]) is None
+    assert library.update(catalog, path, [a]) is None
 
 
 def _grow(root: Path, tracks: int) -> None:
@@ -360,7 +360,7 @@ def test_a_collection_gained_costs_the_same_whatever_the_catalog_size(
         steps.clear()
         with monkeypatch.context() as patch:
             patch.setattr(sqlite3, "connect", counted)
-            assert library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+            assert library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
         runs.append(len(steps) * 100)
     small, large = runs
     # A scan of the catalog would cost 20 times more; index seeks one B-tree level more.
@@ -380,10 +380,10 @@ def test_an_in_place_change_cut_short_leaves_the_file_as_it_was(
 
     monkeypatch.setattr(library, "_lists", killed)
     with pytest.raises(KeyboardInterrupt):
-        library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+        library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
     assert _contents(path) == before
     monkeypatch.undo()
-    assert library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+    assert library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
     assert _contents(path) != before
 
 
@@ -400,7 +400,7 @@ def killed(conn, lib):
 
 library._lists = killed
 root = Path(sys.argv[1])
-library.update_held(root / "catalog.sqlite3", root / library.LIBRARY_FILE, sys.argv[2:])
+library.update(root / "catalog.sqlite3", root / library.LIBRARY_FILE, sys.argv[2:])
 """
 
 
@@ -417,7 +417,7 @@ def test_a_killed_in_place_change_is_rolled_back_then_done_again(
     assert run.returncode == -9
     assert path.with_name(path.name + "-journal").exists()  # the change was under way
     # Run again: the half change is rolled back, then made as a full build makes it.
-    assert library.update_held(root / "catalog.sqlite3", path, [name])
+    assert library.update(root / "catalog.sqlite3", path, [name])
     library.build(root / "catalog.sqlite3", tmp_path / "full.sqlite3", [name])
     assert _contents(path) == _contents(tmp_path / "full.sqlite3")
 
