@@ -147,7 +147,8 @@ def catalog_stamp(conn: sqlite3.Connection, prefix: str = "") -> str:
     """What identifies the catalog's content for the lists, from a few index seeks.
 
     Every import records its progress in ``imports``, a build its collections, a plan its
-    row; new tracks, albums and artists raise their tables' largest rowids. The stamp
+    row; new tracks, albums and artists raise their tables' largest rowids; any change of
+    what the lists show adds to the journal of changes (``library_changes``). The stamp
     changes when any of them does, never by reading the catalog's rows.
     """
     p = prefix
@@ -158,7 +159,8 @@ def catalog_stamp(conn: sqlite3.Connection, prefix: str = "") -> str:
                    (SELECT max(id) FROM {p}tracks), (SELECT max(id) FROM {p}albums),
                    (SELECT max(id) FROM {p}artists), (SELECT max(id) FROM {p}genres),
                    (SELECT max(id) FROM {p}plans),
-                   (SELECT count(*) || '/' || coalesce(max(built_at), '') FROM {p}collections)"""
+                   (SELECT count(*) || '/' || coalesce(max(built_at), '') FROM {p}collections),
+                   (SELECT seq FROM {p}sqlite_sequence WHERE name = 'library_changes')"""
     ).fetchone()
     return json.dumps(list(row))
 
