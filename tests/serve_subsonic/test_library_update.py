@@ -65,7 +65,9 @@ def _archive(tmp_path: Path, tracks: int = TRACKS, extra: int = 0) -> Path:
     conn = schema.connect(root / "catalog.sqlite3")
     try:
         with schema.transaction(conn):
-            conn.execute("INSERT INTO plans(id, created_at, budget, settings) VALUES(1, 'x', 1, '{}')")
+            conn.execute(
+                "INSERT INTO plans(id, created_at, budget, settings) VALUES(1, 'x', 1, '{}')"
+            )
             conn.execute(
                 "INSERT INTO ledger(track_id, plan_id, status, tier, collection, volume, offset,"
                 " length, position) SELECT id, 1, 'packed', 'original', ?, 'v.tar', 512, 10,"
@@ -201,10 +203,11 @@ def test_every_kind_of_import_changes_the_file_as_a_full_build_would(
 def test_blocks_and_groups_cut_and_dropped_as_lists_grow_and_shrink(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With blocks of 4 rows and groups of 4 blocks, the same changes cut blocks and
-    groups many times over and empty some: the lists still read as a full build's."""
+    """With blocks of 4 rows and nodes of 2 children, the same changes cut blocks and
+    nodes many times over, add levels and empty some: the lists still read as a full
+    build's."""
     monkeypatch.setattr(rank, "BLOCK", 4)
-    monkeypatch.setattr(rank, "GROUP", 4)
+    monkeypatch.setattr(rank, "FANOUT", 2)
     for conn in _catalog(root):
         library.refresh(conn, force=True)
     inode = (root / library.LIBRARY_FILE).stat().st_ino
@@ -212,13 +215,15 @@ def test_blocks_and_groups_cut_and_dropped_as_lists_grow_and_shrink(
     _same_as_full(root, tmp_path, inode)
     shelf = sqlite3.connect(root / library.LIBRARY_FILE)
     try:
-        largest = shelf.execute("SELECT max(n) FROM blocks").fetchone()[0]
-        groups = shelf.execute(
-            "SELECT count(*) FROM groups WHERE what = 1 AND lib = 2 AND kind = 1"
+        largest = shelf.execute("SELECT max(n) FROM nodes WHERE level = 1").fetchone()[0]
+        fanout = shelf.execute(
+            "SELECT max(c) FROM (SELECT count(*) AS c FROM nodes GROUP BY"
+            " what, lib, kind, level, parent)"
         ).fetchone()[0]
+        levels = shelf.execute("SELECT max(level) FROM nodes").fetchone()[0]
     finally:
         shelf.close()
-    assert largest <= 8 and groups > 4
+    assert largest <= 8 and fanout <= 4 and levels >= 6
     for conn in _catalog(root):
         with schema.transaction(conn):
             conn.execute("DELETE FROM track_artists WHERE track_id > 1000")

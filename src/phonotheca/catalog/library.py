@@ -119,8 +119,7 @@ _LISTS = (
     "ranges",
     "artist_order",
     "artist_albums",
-    "blocks",
-    "groups",
+    "nodes",
 )
 """Tables with rows per library (``lib``)."""
 

@@ -1,33 +1,36 @@
-"""Positions in the library file's lists that survive inserts: counts per block of rows.
+"""Positions in the library file's lists that survive inserts: a tree of counts.
 
 A list (an "order": ``song_order``, ``album_order`` or ``artist_order`` rows of one
 library and kind) is kept sorted by its primary key, which *is* the sort key of the
 list (a genre id then a track id; a title without case then an album id; ...). A page
 at offset ``r`` needs the row of rank ``r`` without counting the ``r`` rows before it,
-and an insert in the middle must not renumber the rows after it. So each row also
-carries a block and a slot:
+and an insert in the middle must not renumber the rows after it. So the rows of an order
+are cut in **blocks**, runs of consecutive rows (a full build makes them of
+:data:`BLOCK` rows, an insert lets one grow to twice that before it is cut), each row
+knowing its block (``blk``) and its rank in it (``slot``, dense from 0; index ``(lib,
+kind, blk, slot)``); and above them a B-tree of counts in ``nodes``:
 
-- a **block** is a run of consecutive rows of an order (at most :data:`BLOCK` * 2, a
-  full build fills them with :data:`BLOCK`); ``slot`` is the row's rank within its
-  block, dense from 0 (index ``(lib, kind, blk, slot)``);
-- a **group** is a run of consecutive blocks (at most :data:`GROUP` * 2); each block
-  records its rows (``n``) and the rows of the blocks before it in its group
-  (``start``);
-- each group records its rows and the rows of the groups before it (``start``): the
-  top level, ``n / (BLOCK * GROUP)`` rows per order (256 at 256 M rows).
+- a node of level 1 is a block; a node of level ``l + 1`` has up to ``2 * FANOUT``
+  nodes of level ``l`` (a full build: :data:`FANOUT`), a run of consecutive ones;
+- each node records its rows (``n``), its parent, and ``start``: the rows of the nodes
+  before it under the same parent (for the top level, whose parent is -1, before it in
+  the order); ``first_blk``: the block of its first row, by which nodes are ordered.
 
-The row of rank ``r``: the group with the largest ``start <= r``, in it the block with
-the largest ``start <= r - group.start``, in it the slot: three index seeks, then the
-page is a range of the primary key from that row. Changing ``k`` rows renumbers the
-blocks they touch (O(k * BLOCK)), the starts of the blocks of the groups those are in
-(O(GROUP) per group), and the starts of every group (O(n / (BLOCK * GROUP))): never a
-cost in proportion to the list. A block that grows past ``2 * BLOCK`` rows is cut into
-blocks of ``BLOCK``; a group past ``2 * GROUP`` blocks into groups of ``GROUP``; an
-empty block or group is dropped (blocks are not merged: a full build packs them).
+The row of rank ``r``: at each level from the top, the child with the largest ``start``
+not past what is left of ``r`` (one index seek of ``(what, lib, kind, level, parent,
+start)``), then the slot: ``log_FANOUT(n / BLOCK) + 1`` seeks, then a page is a range
+of the primary key from that row. The rank of a row sums the starts on its way up.
+
+Changing ``k`` rows renumbers the blocks they fall in (O(BLOCK) each), then each node
+above them again (its children's starts, O(FANOUT) each) up to the top (O(FANOUT)):
+O(k * (BLOCK + FANOUT * levels)), whatever the order's length. A block past ``2 *
+BLOCK`` rows is cut in blocks of ``BLOCK``, a node past ``2 * FANOUT`` children in
+nodes of ``FANOUT``, a top level past ``2 * FANOUT`` nodes gets a level above; an
+empty block or node is dropped (nothing is merged: a full build packs them again).
 
 Which block a new row joins: its predecessor's in the order as it was (or the first
-block, for a row before all others), so each block stays a run of the order. Blocks
-and groups are kept in order by their first rows (slot 0), compared on the primary key.
+block, for a row before all others), so each block stays a run of the order, and each
+node a run of blocks.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-BLOCK = 1024
+BLOCK = 64
 """Rows a full build puts in each block; a block is cut when it passes twice this."""
-GROUP = 1024
-"""Blocks a full build puts in each group; a group is cut when it passes twice this."""
+FANOUT = 64
+"""Children a full build gives each node; a node is cut when it passes twice this."""
+TOP = -1
+"""``parent`` of the nodes of the top level."""
 
 
 @dataclass(frozen=True)
@@ -62,35 +67,47 @@ class Order:
 
 
 DDL = """
-CREATE TABLE blocks(
-    what INTEGER NOT NULL, lib INTEGER NOT NULL, kind INTEGER NOT NULL, blk INTEGER NOT NULL,
-    grp INTEGER NOT NULL, n INTEGER NOT NULL, start INTEGER NOT NULL,
-    PRIMARY KEY(what, lib, kind, blk)) WITHOUT ROWID;
-CREATE INDEX blocks_rank ON blocks(what, lib, kind, grp, start);
-CREATE TABLE groups(
-    what INTEGER NOT NULL, lib INTEGER NOT NULL, kind INTEGER NOT NULL, grp INTEGER NOT NULL,
-    n INTEGER NOT NULL, start INTEGER NOT NULL, first_blk INTEGER NOT NULL,
-    PRIMARY KEY(what, lib, kind, grp)) WITHOUT ROWID;
-CREATE INDEX groups_rank ON groups(what, lib, kind, start);
+CREATE TABLE nodes(
+    what INTEGER NOT NULL, lib INTEGER NOT NULL, kind INTEGER NOT NULL, level INTEGER NOT NULL,
+    id INTEGER NOT NULL, parent INTEGER NOT NULL, n INTEGER NOT NULL, start INTEGER NOT NULL,
+    first_blk INTEGER NOT NULL,
+    PRIMARY KEY(what, lib, kind, level, id)) WITHOUT ROWID;
+CREATE INDEX nodes_rank ON nodes(what, lib, kind, level, parent, start);
 """
 
 
 def number(conn: sqlite3.Connection, order: Order, lib: int, kinds: Sequence[int]) -> None:
-    """Blocks and groups of orders whose rows were just written with ``blk = rank /
-    BLOCK`` and ``slot = rank % BLOCK`` (a full build): full blocks, full groups."""
+    """The tree of orders whose rows were just written with ``blk = rank / BLOCK`` and
+    ``slot = rank % BLOCK`` (a full build): full blocks, full nodes."""
     for kind in kinds:
-        args = (order.what, lib, kind)
+        w = (order.what, lib, kind)
         conn.execute(
-            f"INSERT INTO blocks SELECT ?, ?, ?, blk, blk / {GROUP}, count(*),"
-            f" (blk % {GROUP}) * {BLOCK} FROM {order.table} WHERE lib = ? AND kind = ?"
+            f"INSERT INTO nodes SELECT ?, ?, ?, 1, blk, blk / {FANOUT}, count(*),"
+            f" (blk % {FANOUT}) * {BLOCK}, blk FROM {order.table} WHERE lib = ? AND kind = ?"
             " GROUP BY blk",
-            (*args, lib, kind),
+            (*w, lib, kind),
         )
-        conn.execute(
-            f"INSERT INTO groups SELECT what, lib, kind, grp, sum(n), grp * {GROUP * BLOCK},"
-            " min(blk) FROM blocks WHERE what = ? AND lib = ? AND kind = ? GROUP BY grp",
-            args,
-        )
+        level, span = 1, BLOCK  # rows under a full node of ``level``
+        while True:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM nodes WHERE what = ? AND lib = ? AND kind = ?"
+                " AND level = ?",
+                (*w, level),
+            ).fetchone()
+            if count <= 2 * FANOUT:
+                conn.execute(
+                    f"UPDATE nodes SET parent = {TOP}, start = id * ? WHERE what = ? AND lib = ?"
+                    " AND kind = ? AND level = ?",
+                    (span, *w, level),
+                )
+                break
+            conn.execute(
+                f"INSERT INTO nodes SELECT what, lib, kind, level + 1, parent, parent / {FANOUT},"
+                f" sum(n), (parent % {FANOUT}) * ?, min(first_blk) FROM nodes"
+                " WHERE what = ? AND lib = ? AND kind = ? AND level = ? GROUP BY parent",
+                (span * FANOUT, *w, level),
+            )
+            level, span = level + 1, span * FANOUT
 
 
 def ranked(order: Order, source: str) -> str:
@@ -115,11 +132,20 @@ def _collated(order: Order) -> str:
 # -- reading ------------------------------------------------------------------------------
 
 
-def total(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> int:
-    """Rows of an order: the sum over its groups (the top level)."""
+def _top(conn: sqlite3.Connection, w: tuple[int, int, int]) -> int:
+    """The top level of an order's tree (0: no rows)."""
     row = conn.execute(
-        "SELECT sum(n) FROM groups WHERE what = ? AND lib = ? AND kind = ?",
-        (order.what, lib, kind),
+        "SELECT max(level) FROM nodes WHERE what = ? AND lib = ? AND kind = ?", w
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def total(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> int:
+    """Rows of an order: the sum over its top level."""
+    w = (order.what, lib, kind)
+    row = conn.execute(
+        "SELECT sum(n) FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ?",
+        (*w, _top(conn, w)),
     ).fetchone()
     return int(row[0] or 0)
 
@@ -128,37 +154,50 @@ def row_at(
     conn: sqlite3.Connection, order: Order, lib: int, kind: int, rank: int
 ) -> tuple[object, ...] | None:
     """Sort columns of the row of ``rank`` (0-based) in an order, or None past its end:
-    three index seeks."""
+    one index seek per level of its tree, then one for the row."""
     if rank < 0:
         return None
+    w = (order.what, lib, kind)
+    parent, left = TOP, rank
+    for level in range(_top(conn, w), 0, -1):
+        found = conn.execute(
+            "SELECT id, start FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ?"
+            " AND parent = ? AND start <= ? ORDER BY start DESC LIMIT 1",
+            (*w, level, parent, left),
+        ).fetchone()
+        if found is None:
+            return None
+        parent, left = int(found[0]), left - int(found[1])
+    if parent == TOP:
+        return None
     row: tuple[object, ...] | None = conn.execute(
-        f"""WITH g AS (SELECT grp, start FROM groups
-                       WHERE what = :w AND lib = :l AND kind = :k AND start <= :r
-                       ORDER BY start DESC LIMIT 1),
-                 b AS (SELECT b.blk, g.start + b.start AS s FROM g CROSS JOIN blocks b
-                       WHERE b.what = :w AND b.lib = :l AND b.kind = :k AND b.grp = g.grp
-                         AND b.start <= :r - g.start
-                       ORDER BY b.start DESC LIMIT 1)
-            SELECT {order.prefixed("o")} FROM b CROSS JOIN {order.table} o
-            WHERE o.lib = :l AND o.kind = :k AND o.blk = b.blk AND o.slot = :r - b.s""",
-        {"w": order.what, "l": lib, "k": kind, "r": rank},
+        f"SELECT {order.cols} FROM {order.table} WHERE lib = ? AND kind = ? AND blk = ?"
+        " AND slot = ?",
+        (lib, kind, parent, left),
     ).fetchone()
     return row
 
 
 def rank_of_key(conn: sqlite3.Connection, order: Order, lib: int, kind: int, key: object) -> int:
     """Rank of the first row whose ``key`` is at least ``key`` (the order's length when
-    there is none): one seek of the primary key, then its block's and group's starts."""
+    there is none): one seek of the primary key, then the starts on its way up."""
     row = conn.execute(
-        f"""SELECT g.start + b.start + o.slot FROM
-                (SELECT blk, slot FROM {order.table} WHERE lib = :l AND kind = :k AND key >= :key
-                 ORDER BY {order.cols} LIMIT 1) o
-            CROSS JOIN blocks b CROSS JOIN groups g
-            WHERE b.what = :w AND b.lib = :l AND b.kind = :k AND b.blk = o.blk
-              AND g.what = :w AND g.lib = :l AND g.kind = :k AND g.grp = b.grp""",
-        {"w": order.what, "l": lib, "k": kind, "key": key},
+        f"SELECT blk, slot FROM {order.table} WHERE lib = ? AND kind = ? AND key >= ?"
+        f" ORDER BY {order.cols} LIMIT 1",
+        (lib, kind, key),
     ).fetchone()
-    return total(conn, order, lib, kind) if row is None else int(row[0])
+    if row is None:
+        return total(conn, order, lib, kind)
+    w = (order.what, lib, kind)
+    node, rank, level = int(row[0]), int(row[1]), 1
+    while node != TOP:
+        parent, start = conn.execute(
+            "SELECT parent, start FROM nodes WHERE what = ? AND lib = ? AND kind = ?"
+            " AND level = ? AND id = ?",
+            (*w, level, node),
+        ).fetchone()
+        node, rank, level = int(parent), rank + int(start), level + 1
+    return rank
 
 
 def page(
@@ -190,20 +229,43 @@ def page(
 
 # -- changing -----------------------------------------------------------------------------
 
+Where = tuple[int, int, int]
+"""(what, lib, kind): one order."""
+Child = tuple[int, int, int]
+"""(id, n, first_blk) of a node."""
 
-def _fresh(conn: sqlite3.Connection, table: str, column: str, where: Sequence[int]) -> int:
+
+def _fresh(conn: sqlite3.Connection, w: Where, level: int) -> int:
     row = conn.execute(
-        f"SELECT coalesce(max({column}), -1) + 1 FROM {table}"
-        " WHERE what = ? AND lib = ? AND kind = ?",
-        tuple(where),
+        "SELECT coalesce(max(id), -1) + 1 FROM nodes WHERE what = ? AND lib = ? AND kind = ?"
+        " AND level = ?",
+        (*w, level),
     ).fetchone()
     return int(row[0])
 
 
+def begin(conn: sqlite3.Connection) -> None:
+    """An empty ``temp.touched``: the blocks whose rows change (see :func:`settle`)."""
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS touched(what INTEGER, lib INTEGER, kind INTEGER,"
+        " blk INTEGER, PRIMARY KEY(what, lib, kind, blk)) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM temp.touched")
+
+
+def touch_rows(conn: sqlite3.Connection, order: Order, items: str) -> None:
+    """Record in ``temp.touched`` the blocks of the rows of the items of ``items`` (a
+    query of item ids), before they are deleted."""
+    conn.execute(
+        f"INSERT OR IGNORE INTO temp.touched SELECT DISTINCT {order.what}, lib, kind, blk"
+        f" FROM {order.table} WHERE {order.item} IN ({items})"
+    )
+
+
 def place(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> None:
     """Give the rows of an order inserted with ``blk`` NULL a block: their predecessor's
-    among the placed rows, else the first block, else (an empty order) a new one. Their
-    blocks are then recorded in ``temp.touched`` (see :func:`settle`)."""
+    among the placed rows, else the first block, else (no placed row) a block of the
+    order or a new one. Their blocks are recorded in ``temp.touched``."""
     t, w = order.table, (order.what, lib, kind)
     rows = conn.execute(
         f"SELECT {order.cols} FROM {t} WHERE lib = ? AND kind = ? AND blk IS NULL",
@@ -221,10 +283,14 @@ def place(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> None:
         f" ORDER BY {order.cols} LIMIT 1",
         (lib, kind),
     ).fetchone()
+    if first is None:  # every row went: any block of the order (emptied), else a new one
+        first = conn.execute(
+            "SELECT id FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = 1 LIMIT 1",
+            w,
+        ).fetchone()
     if first is None:
-        blk, grp = _fresh(conn, "blocks", "blk", w), _fresh(conn, "groups", "grp", w)
-        conn.execute("INSERT INTO blocks VALUES(?, ?, ?, ?, ?, 0, 0)", (*w, blk, grp))
-        conn.execute("INSERT INTO groups VALUES(?, ?, ?, ?, 0, 0, ?)", (*w, grp, blk))
+        blk = _fresh(conn, w, 1)
+        conn.execute("INSERT INTO nodes VALUES(?, ?, ?, 1, ?, ?, 0, 0, ?)", (*w, blk, TOP, blk))
         first = (blk,)
     where = " AND ".join(f"{c} = ?" for c in order.sort)
     for row in rows:
@@ -237,69 +303,59 @@ def place(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> None:
         conn.execute("INSERT OR IGNORE INTO temp.touched VALUES(?, ?, ?, ?)", (*w, target))
 
 
-def touch_rows(conn: sqlite3.Connection, order: Order, items: str) -> None:
-    """Record in ``temp.touched`` the blocks of the rows of the items of ``items`` (a
-    query of item ids), before they are deleted."""
-    conn.execute(
-        f"INSERT OR IGNORE INTO temp.touched SELECT DISTINCT {order.what}, lib, kind, blk"
-        f" FROM {order.table} WHERE {order.item} IN ({items})"
-    )
-
-
-def begin(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS touched(what INTEGER, lib INTEGER, kind INTEGER,"
-        " blk INTEGER, PRIMARY KEY(what, lib, kind, blk)) WITHOUT ROWID"
-    )
-    conn.execute("DELETE FROM temp.touched")
-
-
 def settle(conn: sqlite3.Connection, orders: Sequence[Order]) -> None:
-    """Renumber the blocks of ``temp.touched`` (cutting the large ones), then the starts
-    of their groups (cutting the large ones), then the starts of every group of their
-    orders."""
+    """Renumber the blocks of ``temp.touched``, then each node above them, level by
+    level, up to the top."""
     for order in orders:
         lists = conn.execute(
             "SELECT DISTINCT lib, kind FROM temp.touched WHERE what = ?", (order.what,)
         ).fetchall()
         for lib, kind in lists:
+            w = (order.what, int(lib), int(kind))
             blocks = [
                 int(r[0])
                 for r in conn.execute(
-                    "SELECT blk FROM temp.touched WHERE what = ? AND lib = ? AND kind = ?",
-                    (order.what, lib, kind),
+                    "SELECT blk FROM temp.touched WHERE what = ? AND lib = ? AND kind = ?", w
                 )
             ]
-            groups: set[int] = set()
-            for blk in blocks:
-                groups.update(_renumber(conn, order, lib, kind, blk))
-            for grp in sorted(groups):
-                _regroup(conn, order, lib, kind, grp)
-            _restart(conn, order, lib, kind)
+            parents = {_renumber(conn, order, w, blk) for blk in blocks}
+            for level in range(2, _top(conn, w) + 1):
+                parents = {
+                    p if p == TOP else _regroup(conn, order, w, level, p) for p in parents
+                }
+            _restart(conn, order, w)
     conn.execute("DELETE FROM temp.touched")
 
 
-def _renumber(conn: sqlite3.Connection, order: Order, lib: int, kind: int, blk: int) -> set[int]:
-    """Slots of one block again from its rows' order; cut into blocks of :data:`BLOCK`
-    when it passed ``2 * BLOCK``; dropped when empty. The groups that changed."""
-    w = (order.what, lib, kind)
+def _node(conn: sqlite3.Connection, w: Where, level: int, ident: int) -> int | None:
+    """The parent of a node, None when there is no such node."""
     row = conn.execute(
-        "SELECT grp FROM blocks WHERE what = ? AND lib = ? AND kind = ? AND blk = ?", (*w, blk)
+        "SELECT parent FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ?"
+        " AND id = ?",
+        (*w, level, ident),
     ).fetchone()
-    if row is None:
-        return set()
-    grp = int(row[0])
+    return None if row is None else int(row[0])
+
+
+def _renumber(conn: sqlite3.Connection, order: Order, w: Where, blk: int) -> int:
+    """Slots of one block again from its rows' order; cut in blocks of :data:`BLOCK` when
+    it passed ``2 * BLOCK``; dropped when empty. Its parent."""
+    _, lib, kind = w
+    parent = _node(conn, w, 1, blk)
+    if parent is None:
+        return TOP
     (n,) = conn.execute(
         f"SELECT count(*) FROM {order.table} WHERE lib = ? AND kind = ? AND blk = ?",
         (lib, kind, blk),
     ).fetchone()
     if n == 0:
         conn.execute(
-            "DELETE FROM blocks WHERE what = ? AND lib = ? AND kind = ? AND blk = ?", (*w, blk)
+            "DELETE FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = 1 AND id = ?",
+            (*w, blk),
         )
-        return {grp}
+        return parent
     cut = n > 2 * BLOCK
-    base = _fresh(conn, "blocks", "blk", w) - 1 if cut else 0
+    base = _fresh(conn, w, 1) - 1 if cut else 0
     key = " AND ".join(f"{order.table}.{c} = r.{c}" for c in order.sort)
     conn.execute(
         f"""WITH r AS MATERIALIZED (
@@ -309,84 +365,105 @@ def _renumber(conn: sqlite3.Connection, order: Order, lib: int, kind: int, blk: 
             SET blk = CASE WHEN :cut AND r.rn >= {BLOCK} THEN :base + r.rn / {BLOCK}
                            ELSE :b END,
                 slot = CASE WHEN :cut THEN r.rn % {BLOCK} ELSE r.rn END
-            FROM r WHERE {order.table}.lib = :l AND {order.table}.kind = :k AND {key}""",
+            FROM r WHERE {order.table}.lib = :l AND {order.table}.kind = :k AND {key}
+              AND ({order.table}.slot IS NOT r.rn OR :cut)""",
         {"l": lib, "k": kind, "b": blk, "cut": cut, "base": base},
     )
-    if not cut:
-        conn.execute(
-            "UPDATE blocks SET n = ? WHERE what = ? AND lib = ? AND kind = ? AND blk = ?",
-            (n, *w, blk),
-        )
-        return {grp}
     conn.execute(
-        f"UPDATE blocks SET n = {BLOCK} WHERE what = ? AND lib = ? AND kind = ? AND blk = ?",
-        (*w, blk),
+        "UPDATE nodes SET n = ? WHERE what = ? AND lib = ? AND kind = ? AND level = 1 AND id = ?",
+        (min(n, BLOCK) if cut else n, *w, blk),
     )
-    for part in range(1, (n + BLOCK - 1) // BLOCK):
-        size = min(BLOCK, n - part * BLOCK)
-        conn.execute("INSERT INTO blocks VALUES(?, ?, ?, ?, ?, ?, 0)", (*w, base + part, grp, size))
-    return {grp}
+    if cut:
+        conn.executemany(
+            "INSERT INTO nodes VALUES(?, ?, ?, 1, ?, ?, ?, 0, ?)",
+            [
+                (*w, base + part, parent, min(BLOCK, n - part * BLOCK), base + part)
+                for part in range(1, (n + BLOCK - 1) // BLOCK)
+            ],
+        )
+    return parent
 
 
-def _in_order(
-    conn: sqlite3.Connection,
-    order: Order,
-    lib: int,
-    kind: int,
-    table: str,
-    first: str,
-    grp: int | None = None,
-) -> list[tuple[int, int]]:
-    """(id, n) of the blocks of group ``grp`` (``table`` "blocks", ``first`` "blk") or of
-    every group (``table`` "groups", ``first`` "first_blk"), by their first rows."""
-    ident = "blk" if table == "blocks" else "grp"
-    where = "" if grp is None else f" AND x.grp = {int(grp)}"
+def _children(
+    conn: sqlite3.Connection, order: Order, w: Where, level: int, parent: int
+) -> list[Child]:
+    """The nodes of ``level`` under ``parent``, in the order of their first rows."""
     return [
-        (int(a), int(b))
-        for a, b in conn.execute(
-            f"SELECT x.{ident}, x.n FROM {table} x CROSS JOIN {order.table} o"
-            f" WHERE x.what = ? AND x.lib = ? AND x.kind = ?{where}"
-            f" AND o.lib = x.lib AND o.kind = x.kind AND o.blk = x.{first} AND o.slot = 0"
+        (int(a), int(b), int(c))
+        for a, b, c in conn.execute(
+            f"SELECT x.id, x.n, x.first_blk FROM nodes x CROSS JOIN {order.table} o"
+            " WHERE x.what = ? AND x.lib = ? AND x.kind = ? AND x.level = ? AND x.parent = ?"
+            " AND o.lib = x.lib AND o.kind = x.kind AND o.blk = x.first_blk AND o.slot = 0"
             f" ORDER BY {order.prefixed('o')}",
-            (order.what, lib, kind),
+            (*w, level, parent),
         )
     ]
 
 
-def _regroup(conn: sqlite3.Connection, order: Order, lib: int, kind: int, grp: int) -> None:
-    """Starts of a group's blocks again; cut into groups of :data:`GROUP` when it has
-    more than ``2 * GROUP`` blocks; dropped when it has none."""
-    w = (order.what, lib, kind)
-    blocks = _in_order(conn, order, lib, kind, "blocks", "blk", grp)
-    if not blocks:
+def _regroup(conn: sqlite3.Connection, order: Order, w: Where, level: int, ident: int) -> int:
+    """Starts of a node's children again (it is of ``level``); cut in nodes of
+    :data:`FANOUT` children when it has more than ``2 * FANOUT``; dropped when it has
+    none. Its parent."""
+    parent = _node(conn, w, level, ident)
+    if parent is None:
+        return TOP
+    children = _children(conn, order, w, level - 1, ident)
+    if not children:
         conn.execute(
-            "DELETE FROM groups WHERE what = ? AND lib = ? AND kind = ? AND grp = ?", (*w, grp)
+            "DELETE FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ? AND id = ?",
+            (*w, level, ident),
+        )
+        return parent
+    parts = [children]
+    if len(children) > 2 * FANOUT:
+        parts = [children[i : i + FANOUT] for i in range(0, len(children), FANOUT)]
+    fresh = _fresh(conn, w, level)
+    for i, part in enumerate(parts):
+        node = ident if i == 0 else fresh + i - 1
+        _adopt(conn, w, level, node, parent, part, 0)
+    return parent
+
+
+def _adopt(
+    conn: sqlite3.Connection,
+    w: Where,
+    level: int,
+    node: int,
+    parent: int,
+    children: list[Child],
+    start: int,
+) -> int:
+    """Node ``node`` of ``level`` (made or changed) over ``children`` in order; its rows."""
+    starts = [0, *accumulate(n for _, n, _ in children)]
+    conn.executemany(
+        "UPDATE nodes SET parent = ?, start = ? WHERE what = ? AND lib = ? AND kind = ?"
+        " AND level = ? AND id = ?",
+        [(node, starts[j], *w, level - 1, c) for j, (c, _, _) in enumerate(children)],
+    )
+    conn.execute(
+        "INSERT INTO nodes VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+        " SET parent = excluded.parent, n = excluded.n, start = excluded.start,"
+        " first_blk = excluded.first_blk",
+        (*w, level, node, parent, starts[-1], start, children[0][2]),
+    )
+    return starts[-1]
+
+
+def _restart(conn: sqlite3.Connection, order: Order, w: Where) -> None:
+    """Starts of the top level again; a level above it when it has more than ``2 *
+    FANOUT`` nodes."""
+    top = _top(conn, w)
+    if top == 0:
+        return
+    nodes = _children(conn, order, w, top, TOP)
+    if len(nodes) <= 2 * FANOUT:
+        starts = [0, *accumulate(n for _, n, _ in nodes)]
+        conn.executemany(
+            "UPDATE nodes SET start = ? WHERE what = ? AND lib = ? AND kind = ? AND level = ?"
+            " AND id = ?",
+            [(starts[j], *w, top, c) for j, (c, _, _) in enumerate(nodes)],
         )
         return
-    parts = [blocks]
-    if len(blocks) > 2 * GROUP:
-        parts = [blocks[i : i + GROUP] for i in range(0, len(blocks), GROUP)]
-    fresh = _fresh(conn, "groups", "grp", w)
-    for i, part in enumerate(parts):
-        g = grp if i == 0 else fresh + i - 1
-        starts = [0, *accumulate(n for _, n in part)]
-        conn.executemany(
-            "UPDATE blocks SET grp = ?, start = ? WHERE what = ? AND lib = ? AND kind = ?"
-            " AND blk = ?",
-            [(g, starts[j], *w, blk) for j, (blk, _) in enumerate(part)],
-        )
-        conn.execute(
-            "INSERT INTO groups VALUES(?, ?, ?, ?, ?, 0, ?) ON CONFLICT DO UPDATE"
-            " SET n = excluded.n, first_blk = excluded.first_blk",
-            (*w, g, starts[-1], part[0][0]),
-        )
-
-
-def _restart(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> None:
-    """Starts of every group of an order again (the top level: few rows)."""
-    groups = _in_order(conn, order, lib, kind, "groups", "first_blk")
-    starts = [0, *accumulate(n for _, n in groups)]
-    conn.executemany(
-        "UPDATE groups SET start = ? WHERE what = ? AND lib = ? AND kind = ? AND grp = ?",
-        [(starts[j], order.what, lib, kind, grp) for j, (grp, _) in enumerate(groups)],
-    )
+    start = 0
+    for i in range(0, len(nodes), FANOUT):
+        start += _adopt(conn, w, top + 1, i // FANOUT, TOP, nodes[i : i + FANOUT], start)
