@@ -109,8 +109,9 @@ def answers(path: Path, catalog: Path) -> dict[str, Any]:
                     for r in ranks
                 ] == [items[r] for r in ranks]
                 assert rank.row_at(conn, order, lib_, kind, n) is None
-                assert rank.page(conn, order, lib_, kind, n - 1, 7, descending=True) == (
-                    items[max(0, n - 7) :][::-1]
+                assert (
+                    rank.page(conn, order, lib_, kind, n - 1, 7, descending=True)
+                    == (items[max(0, n - 7) :][::-1])
                 )
                 out[f"{order.table}/{lib_}/{kind}"] = items
         for table, columns in (

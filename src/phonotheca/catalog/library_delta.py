@@ -132,7 +132,10 @@ def _leave(conn: sqlite3.Connection) -> Deltas:
         items = f"SELECT id FROM temp.{ids}"
         rank.touch_rows(conn, order, items)
         conn.execute(f"DELETE FROM {order.table} WHERE {order.item} IN ({items})")
-    conn.execute("DELETE FROM artist_albums WHERE artist_id IN (SELECT id FROM temp.jr)")
+    conn.execute(
+        "DELETE FROM artist_albums WHERE lib IN (?, ?) AND artist_id IN (SELECT id FROM temp.jr)",
+        (lib.PLAYABLE, lib.CATALOG),
+    )
     return deltas
 
 
@@ -158,7 +161,7 @@ def _come_back(conn: sqlite3.Connection, library: int, deltas: Deltas) -> None:
         for kind, source in rows:
             lib.insert_rows(conn, order, library, kind, source, full=False)
             for key, n in conn.execute(
-                f"SELECT key, count(*) FROM {order.table} WHERE lib = ? AND kind = ?"
+                f"SELECT key, count(*) FROM {order.ranked} WHERE lib = ? AND kind = ?"
                 " AND blk IS NULL GROUP BY key",
                 (library, kind),
             ):

@@ -61,6 +61,11 @@ class Order:
     def cols(self) -> str:
         return ", ".join(self.sort)
 
+    @property
+    def ranked(self) -> str:
+        """The table read by its index of positions ``(lib, kind, blk, slot)``."""
+        return f"{self.table} INDEXED BY {self.table}_rank"
+
     def prefixed(self, alias: str, descending: bool = False) -> str:
         suffix = " DESC" if descending else ""
         return ", ".join(f"{alias}.{c}{suffix}" for c in self.sort)
@@ -90,8 +95,7 @@ def number(conn: sqlite3.Connection, order: Order, lib: int, kinds: Sequence[int
         level, span = 1, BLOCK  # rows under a full node of ``level``
         while True:
             (count,) = conn.execute(
-                "SELECT count(*) FROM nodes WHERE what = ? AND lib = ? AND kind = ?"
-                " AND level = ?",
+                "SELECT count(*) FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ?",
                 (*w, level),
             ).fetchone()
             if count <= 2 * FANOUT:
@@ -171,7 +175,7 @@ def row_at(
     if parent == TOP:
         return None
     row: tuple[object, ...] | None = conn.execute(
-        f"SELECT {order.cols} FROM {order.table} WHERE lib = ? AND kind = ? AND blk = ?"
+        f"SELECT {order.cols} FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?"
         " AND slot = ?",
         (lib, kind, parent, left),
     ).fetchone()
@@ -268,7 +272,7 @@ def place(conn: sqlite3.Connection, order: Order, lib: int, kind: int) -> None:
     order or a new one. Their blocks are recorded in ``temp.touched``."""
     t, w = order.table, (order.what, lib, kind)
     rows = conn.execute(
-        f"SELECT {order.cols} FROM {t} WHERE lib = ? AND kind = ? AND blk IS NULL",
+        f"SELECT {order.cols} FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk IS NULL",
         (lib, kind),
     ).fetchall()
     if not rows:
@@ -320,9 +324,7 @@ def settle(conn: sqlite3.Connection, orders: Sequence[Order]) -> None:
             ]
             parents = {_renumber(conn, order, w, blk) for blk in blocks}
             for level in range(2, _top(conn, w) + 1):
-                parents = {
-                    p if p == TOP else _regroup(conn, order, w, level, p) for p in parents
-                }
+                parents = {p if p == TOP else _regroup(conn, order, w, level, p) for p in parents}
             _restart(conn, order, w)
     conn.execute("DELETE FROM temp.touched")
 
@@ -330,8 +332,7 @@ def settle(conn: sqlite3.Connection, orders: Sequence[Order]) -> None:
 def _node(conn: sqlite3.Connection, w: Where, level: int, ident: int) -> int | None:
     """The parent of a node, None when there is no such node."""
     row = conn.execute(
-        "SELECT parent FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ?"
-        " AND id = ?",
+        "SELECT parent FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = ? AND id = ?",
         (*w, level, ident),
     ).fetchone()
     return None if row is None else int(row[0])
@@ -345,7 +346,7 @@ def _renumber(conn: sqlite3.Connection, order: Order, w: Where, blk: int) -> int
     if parent is None:
         return TOP
     (n,) = conn.execute(
-        f"SELECT count(*) FROM {order.table} WHERE lib = ? AND kind = ? AND blk = ?",
+        f"SELECT count(*) FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?",
         (lib, kind, blk),
     ).fetchone()
     if n == 0:
@@ -356,18 +357,23 @@ def _renumber(conn: sqlite3.Connection, order: Order, w: Where, blk: int) -> int
         return parent
     cut = n > 2 * BLOCK
     base = _fresh(conn, w, 1) - 1 if cut else 0
-    key = " AND ".join(f"{order.table}.{c} = r.{c}" for c in order.sort)
-    conn.execute(
-        f"""WITH r AS MATERIALIZED (
-                SELECT {order.cols}, row_number() OVER (ORDER BY {order.cols}) - 1 AS rn
-                FROM {order.table} WHERE lib = :l AND kind = :k AND blk = :b)
-            UPDATE {order.table}
-            SET blk = CASE WHEN :cut AND r.rn >= {BLOCK} THEN :base + r.rn / {BLOCK}
-                           ELSE :b END,
-                slot = CASE WHEN :cut THEN r.rn % {BLOCK} ELSE r.rn END
-            FROM r WHERE {order.table}.lib = :l AND {order.table}.kind = :k AND {key}
-              AND ({order.table}.slot IS NOT r.rn OR :cut)""",
-        {"l": lib, "k": kind, "b": blk, "cut": cut, "base": base},
+    rows = conn.execute(
+        f"SELECT slot, {order.cols} FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?"
+        f" ORDER BY {order.cols}",
+        (lib, kind, blk),
+    ).fetchall()
+    where = " AND ".join(f"{c} = ?" for c in order.sort)
+    changes = []
+    for rank, (slot, *key) in enumerate(rows):
+        spot = (
+            base + rank // BLOCK if cut and rank >= BLOCK else blk,
+            rank % BLOCK if cut else rank,
+        )
+        if cut or slot != spot[1]:
+            changes.append((*spot, lib, kind, *key))
+    conn.executemany(
+        f"UPDATE {order.table} SET blk = ?, slot = ? WHERE lib = ? AND kind = ? AND {where}",
+        changes,
     )
     conn.execute(
         "UPDATE nodes SET n = ? WHERE what = ? AND lib = ? AND kind = ? AND level = 1 AND id = ?",
@@ -392,6 +398,7 @@ def _children(
         (int(a), int(b), int(c))
         for a, b, c in conn.execute(
             f"SELECT x.id, x.n, x.first_blk FROM nodes x CROSS JOIN {order.table} o"
+            f" INDEXED BY {order.table}_rank"
             " WHERE x.what = ? AND x.lib = ? AND x.kind = ? AND x.level = ? AND x.parent = ?"
             " AND o.lib = x.lib AND o.kind = x.kind AND o.blk = x.first_blk AND o.slot = 0"
             f" ORDER BY {order.prefixed('o')}",
