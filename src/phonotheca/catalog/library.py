@@ -1,19 +1,20 @@
-"""The library file: every list the Subsonic API offers, prepared as dense positions.
+"""The library file: every list the Subsonic API offers, with positions at any depth.
 
 A music app pages through lists of a library of any size: albums by name, by artist, by
 year, by genre, newest; songs by genre, every song (an offline sync); artists by their
 index letter. Sorting the catalog per request costs O(catalog), an ``OFFSET`` O(offset).
-So the lists are computed set-based, once, when the catalog or the collections held
-change (the end of an import, a build, ``reindex``; the server when it sees a new set of
-collections or a new catalog), into ``ARCHIVE/library.sqlite3`` (FORMAT.md §13.9):
+So the lists are kept sorted, set-based, when the catalog or the collections held change
+(the end of an import, a build, ``reindex``; the server when it sees a new set of
+collections or a new catalog), in ``ARCHIVE/library.sqlite3`` (FORMAT.md §14.1):
 
-- ``song_order`` / ``album_order``: one row per (library, order, position) -> item, with
-  positions dense from 0, so the page at offset ``k`` is ``pos >= start + k LIMIT n`` on
-  the primary key;
-- ``ranges``: where each key (a genre, a year) starts in an order and how many items it
-  has: the counts ``getGenres`` shows are the lengths of the lists it leads to;
-- ``artist_order`` / ``artist_albums``: the artist index and each artist's albums, so an
-  artist's ``albumCount`` is the length of the album list ``getArtist`` returns;
+- ``song_order`` / ``album_order`` / ``artist_order``: one row per (library, order,
+  item), keyed by its sort key, with the tree of counts of
+  :mod:`~phonotheca.catalog.library_rank` (``blk``, ``slot``, ``nodes``): the row at any
+  position is a few index seeks, and the page from it a range of the primary key;
+- ``ranges``: how many items each key (a genre, a year) has in an order: the counts
+  ``getGenres`` shows are the lengths of the lists it leads to;
+- ``artist_albums``: each artist's albums, so an artist's ``albumCount`` is the length of
+  the album list ``getArtist`` returns;
 - ``album_stats`` / ``artist_stats``: tracks and playable tracks of each album / artist;
 - ``artist_top``: each artist's most popular tracks of the whole catalog (the web artist
   page's), so that a prolific artist's tracks are not sorted per request.
@@ -23,14 +24,13 @@ holds) and :data:`CATALOG` (every track). The file is derived: a full build writ
 beside as ``.partial`` and renames it over the old one, so readers keep the file they
 opened and a killed build leaves the previous file; deleting it only costs a rebuild.
 
-When only the collections held changed (a build published one, a mirror verified or
-dropped one) and the catalog's content did not, :func:`update` changes the file in
-place, in one transaction: the playable counts of the albums and artists of the k tracks
-that came or went (``playable`` records each held track's collection, so the tracks that
-went are an index range), O(k log n); and the "In this mirror" lists, whose dense
-positions shift, numbered again from the playable tracks alone: O(playable), never a
-read of the whole catalog. The whole catalog's lists, the stats of untouched albums and
-artists and ``artist_top`` are left as they are.
+:func:`update` changes it in place instead, in one transaction, when it can: for what the
+catalog's journal says an import changed (:mod:`~phonotheca.catalog.library_delta`,
+O(k log n)); and when the collections held changed, the playable counts of the albums
+and artists of the k tracks that came or went (``playable`` records each held track's
+collection, so the tracks that went are an index range), O(k log n), and the "In this
+mirror" lists numbered again from the playable tracks alone: O(playable), never a read
+of the whole catalog.
 """
 
 from __future__ import annotations
