@@ -23,7 +23,8 @@ of the primary key from that row. The rank of a row sums the starts on its way u
 
 Changing ``k`` rows renumbers the blocks they fall in (O(BLOCK) each), then each node
 above them again (its children's starts, O(FANOUT) each) up to the top (O(FANOUT)):
-O(k * (BLOCK + FANOUT * levels)), whatever the order's length. A block past ``2 *
+O(k * (BLOCK + FANOUT * levels)) rows read, and only the slots and starts that moved
+written, whatever the order's length. A block past ``2 *
 BLOCK`` rows is cut in blocks of ``BLOCK``, a node past ``2 * FANOUT`` children in
 nodes of ``FANOUT``, a top level past ``2 * FANOUT`` nodes gets a level above; an
 empty block or node is dropped (nothing is merged: a full build packs them again).
@@ -40,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-BLOCK = 64
+BLOCK = 32
 """Rows a full build puts in each block; a block is cut when it passes twice this."""
 FANOUT = 64
 """Children a full build gives each node; a node is cut when it passes twice this."""
@@ -235,8 +236,8 @@ def page(
 
 Where = tuple[int, int, int]
 """(what, lib, kind): one order."""
-Child = tuple[int, int, int]
-"""(id, n, first_blk) of a node."""
+Child = tuple[int, int, int, int, int]
+"""(id, n, first_blk, parent, start) of a node."""
 
 
 def _fresh(conn: sqlite3.Connection, w: Where, level: int) -> int:
@@ -345,10 +346,12 @@ def _renumber(conn: sqlite3.Connection, order: Order, w: Where, blk: int) -> int
     parent = _node(conn, w, 1, blk)
     if parent is None:
         return TOP
-    (n,) = conn.execute(
-        f"SELECT count(*) FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?",
+    rows = conn.execute(
+        f"SELECT slot, {order.cols} FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?"
+        f" ORDER BY {order.cols}",
         (lib, kind, blk),
-    ).fetchone()
+    ).fetchall()
+    n = len(rows)
     if n == 0:
         conn.execute(
             "DELETE FROM nodes WHERE what = ? AND lib = ? AND kind = ? AND level = 1 AND id = ?",
@@ -357,11 +360,6 @@ def _renumber(conn: sqlite3.Connection, order: Order, w: Where, blk: int) -> int
         return parent
     cut = n > 2 * BLOCK
     base = _fresh(conn, w, 1) - 1 if cut else 0
-    rows = conn.execute(
-        f"SELECT slot, {order.cols} FROM {order.ranked} WHERE lib = ? AND kind = ? AND blk = ?"
-        f" ORDER BY {order.cols}",
-        (lib, kind, blk),
-    ).fetchall()
     where = " AND ".join(f"{c} = ?" for c in order.sort)
     changes = []
     for rank, (slot, *key) in enumerate(rows):
@@ -395,9 +393,10 @@ def _children(
 ) -> list[Child]:
     """The nodes of ``level`` under ``parent``, in the order of their first rows."""
     return [
-        (int(a), int(b), int(c))
-        for a, b, c in conn.execute(
-            f"SELECT x.id, x.n, x.first_blk FROM nodes x CROSS JOIN {order.table} o"
+        (int(a), int(b), int(c), int(d), int(e))
+        for a, b, c, d, e in conn.execute(
+            f"SELECT x.id, x.n, x.first_blk, x.parent, x.start FROM nodes x"
+            f" CROSS JOIN {order.table} o"
             f" INDEXED BY {order.table}_rank"
             " WHERE x.what = ? AND x.lib = ? AND x.kind = ? AND x.level = ? AND x.parent = ?"
             " AND o.lib = x.lib AND o.kind = x.kind AND o.blk = x.first_blk AND o.slot = 0"
@@ -441,11 +440,15 @@ def _adopt(
     start: int,
 ) -> int:
     """Node ``node`` of ``level`` (made or changed) over ``children`` in order; its rows."""
-    starts = [0, *accumulate(n for _, n, _ in children)]
+    starts = [0, *accumulate(c[1] for c in children)]
     conn.executemany(
         "UPDATE nodes SET parent = ?, start = ? WHERE what = ? AND lib = ? AND kind = ?"
         " AND level = ? AND id = ?",
-        [(node, starts[j], *w, level - 1, c) for j, (c, _, _) in enumerate(children)],
+        [
+            (node, starts[j], *w, level - 1, c[0])
+            for j, c in enumerate(children)
+            if (c[3], c[4]) != (node, starts[j])
+        ],
     )
     conn.execute(
         "INSERT INTO nodes VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
@@ -464,11 +467,11 @@ def _restart(conn: sqlite3.Connection, order: Order, w: Where) -> None:
         return
     nodes = _children(conn, order, w, top, TOP)
     if len(nodes) <= 2 * FANOUT:
-        starts = [0, *accumulate(n for _, n, _ in nodes)]
+        starts = [0, *accumulate(c[1] for c in nodes)]
         conn.executemany(
             "UPDATE nodes SET start = ? WHERE what = ? AND lib = ? AND kind = ? AND level = ?"
             " AND id = ?",
-            [(starts[j], *w, top, c) for j, (c, _, _) in enumerate(nodes)],
+            [(starts[j], *w, top, c[0]) for j, c in enumerate(nodes) if c[4] != starts[j]],
         )
         return
     start = 0
