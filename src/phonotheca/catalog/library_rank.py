@@ -423,7 +423,7 @@ def _regroup(conn: sqlite3.Connection, order: Order, w: Where, level: int, ident
     parts = [children]
     if len(children) > 2 * FANOUT:
         parts = [children[i : i + FANOUT] for i in range(0, len(children), FANOUT)]
-    fresh = _fresh(conn, w, level)
+    fresh = _fresh(conn, w, level) if len(parts) > 1 else 0
     for i, part in enumerate(parts):
         node = ident if i == 0 else fresh + i - 1
         _adopt(conn, w, level, node, parent, part, 0)
