@@ -26,10 +26,13 @@ from phonotheca.catalog import library as lib
 from phonotheca.catalog import library_rank as rank
 
 MAX_SHARE = 8
-"""A change of more than 1/8 of the catalog's tracks (in journal rows) is not applied in
-place: a full build costs less."""
+"""A change of more tracks, albums and artists than 1/8 of the catalog's tracks is not
+applied in place: a full build costs less."""
 MIN_LIMIT = 10_000
-"""...unless it is under this many journal rows."""
+"""...unless it is under this many."""
+ROWS_PER_ITEM = 16
+"""Journal rows read at most per item of the limit (a changed track writes several: its
+row, its credits and genres, before and after)."""
 _SETS = ("jt", "ja", "jr")
 
 
@@ -43,21 +46,22 @@ def journal_end(conn: sqlite3.Connection) -> int:
 
 
 def pending(conn: sqlite3.Connection, mark: int) -> int | None:
-    """Journal rows after ``mark`` when they can be applied in place; None when the file
-    must be made again (journaling was off, or too much changed)."""
+    """Tracks, albums and artists journaled after ``mark`` when they can be applied in
+    place; None when the file must be made again (journaling was off, or too much
+    changed). Reads at most :data:`ROWS_PER_ITEM` times the limit of journal rows."""
     if conn.execute("SELECT 1 FROM c.library_changes_off LIMIT 1").fetchone():
         return None
     tracks = conn.execute("SELECT coalesce(max(id), 0) FROM c.tracks").fetchone()[0]
     limit = max(MIN_LIMIT, int(tracks) // MAX_SHARE)
     row = conn.execute(
-        "SELECT count(*), coalesce(min(what), 0) FROM"
-        " (SELECT what FROM c.library_changes WHERE seq > ? LIMIT ?)",
-        (mark, limit + 1),
+        "SELECT count(*), count(DISTINCT what || ':' || id), coalesce(min(what), 0) FROM"
+        " (SELECT what, id FROM c.library_changes WHERE seq > ? LIMIT ?)",
+        (mark, ROWS_PER_ITEM * limit + 1),
     ).fetchone()
-    count, lowest = int(row[0]), int(row[1])
-    if count > limit or lowest < 0:
+    rows, items, lowest = int(row[0]), int(row[1]), int(row[2])
+    if rows > ROWS_PER_ITEM * limit or items > limit or lowest < 0:
         return None
-    return count
+    return items
 
 
 def apply(conn: sqlite3.Connection, mark: int) -> None:
