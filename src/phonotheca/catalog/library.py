@@ -28,9 +28,9 @@ opened and a killed build leaves the previous file; deleting it only costs a reb
 catalog's journal says an import changed (:mod:`~phonotheca.catalog.library_delta`,
 O(k log n)); and when the collections held changed, the playable counts of the albums
 and artists of the k tracks that came or went (``playable`` records each held track's
-collection, so the tracks that went are an index range), O(k log n), and the "In this
-mirror" lists numbered again from the playable tracks alone: O(playable), never a read
-of the whole catalog.
+collection, so the tracks that went are an index range) and their rows in the "In this
+mirror" lists, O(k log n) (when most of what is playable changed, those lists are made
+again from the playable tracks alone: O(playable)); never a read of the whole catalog.
 """
 
 from __future__ import annotations
@@ -410,9 +410,9 @@ def update(catalog_path: Path, out: Path, held: Sequence[str]) -> str | None:
 
     The catalog's changes since the file took them in (its journal,
     :mod:`~phonotheca.catalog.library_delta`) cost O(k log n) for k rows; collections
-    that came, went or were built again O(k log n) for their tracks' counts, plus
-    numbering the "In this mirror" lists again (O(playable)). One transaction: a killed
-    update leaves the file as it was (SQLite's journal); the next run does it again.
+    that came, went or were built again O(k log n) for the k tracks whose playable state
+    changed. One transaction: a killed update leaves the file as it was (SQLite's
+    journal); the next run does it again.
     """
     if not out.exists():
         return None
@@ -518,10 +518,15 @@ def _apply_held(conn: sqlite3.Connection, held: Sequence[str]) -> None:
                   GROUP BY a.artist_id) d
             WHERE artist_stats.artist_id = d.artist_id"""
         )
-        if changed:
+        (k,) = conn.execute("SELECT count(*) FROM delta").fetchone()
+        (n,) = conn.execute("SELECT count(*) FROM playable").fetchone()
+        if k > max(library_delta.MIN_LIMIT, n // library_delta.MAX_SHARE):
+            # Most of what is playable changed: its lists are made again, O(playable).
             for table in _LISTS:
                 conn.execute(f"DELETE FROM {table} WHERE lib = ?", (PLAYABLE,))
             _lists(conn, PLAYABLE)
+        elif k:
+            library_delta.relist_tracks(conn, "SELECT track_id FROM temp.delta", (PLAYABLE,))
     finally:
         conn.execute("DROP TABLE temp.delta")
 

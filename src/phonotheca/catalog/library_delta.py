@@ -21,6 +21,7 @@ The positions follow through :mod:`~phonotheca.catalog.library_rank`.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from phonotheca.catalog import library as lib
 from phonotheca.catalog import library_rank as rank
@@ -66,9 +67,7 @@ def pending(conn: sqlite3.Connection, mark: int) -> int | None:
 
 def apply(conn: sqlite3.Connection, mark: int) -> None:
     """Take in the journal rows after ``mark``, in the caller's transaction."""
-    for name in _SETS:
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name}(id INTEGER PRIMARY KEY)")
-        conn.execute(f"DELETE FROM temp.{name}")
+    _sets(conn)
     for what, name in enumerate(_SETS):
         conn.execute(
             f"INSERT OR IGNORE INTO temp.{name} SELECT id FROM c.library_changes"
@@ -79,6 +78,33 @@ def apply(conn: sqlite3.Connection, mark: int) -> None:
         "INSERT OR IGNORE INTO temp.jt SELECT t.id FROM temp.ja j"
         " CROSS JOIN c.tracks t ON t.album_id = j.id"
     )
+    _widen(conn)
+    conn.execute(
+        "DELETE FROM playable WHERE track_id IN (SELECT id FROM temp.jt)"
+        " AND NOT EXISTS (SELECT 1 FROM c.tracks t WHERE t.id = playable.track_id)"
+    )
+    _stats(conn)
+    _relist(conn, (lib.PLAYABLE, lib.CATALOG))
+
+
+def relist_tracks(conn: sqlite3.Connection, tracks: str, libraries: Sequence[int]) -> None:
+    """The rows of the tracks of ``tracks`` (a query of ids), their albums and artists in
+    the lists of ``libraries`` again (tracks that became playable or stopped being), in
+    the caller's transaction; their counts are the caller's."""
+    _sets(conn)
+    conn.execute(f"INSERT OR IGNORE INTO temp.jt {tracks}")
+    _widen(conn)
+    _relist(conn, libraries)
+
+
+def _sets(conn: sqlite3.Connection) -> None:
+    for name in _SETS:
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name}(id INTEGER PRIMARY KEY)")
+        conn.execute(f"DELETE FROM temp.{name}")
+
+
+def _widen(conn: sqlite3.Connection) -> None:
+    """The albums of the tracks concerned, and the artists of both."""
     conn.execute(
         "INSERT OR IGNORE INTO temp.ja SELECT t.album_id FROM temp.jt j"
         " CROSS JOIN c.tracks t ON t.id = j.id WHERE t.album_id IS NOT NULL"
@@ -91,14 +117,12 @@ def apply(conn: sqlite3.Connection, mark: int) -> None:
         "INSERT OR IGNORE INTO temp.jr SELECT aa.artist_id FROM temp.ja j"
         " CROSS JOIN c.album_artists aa ON aa.album_id = j.id"
     )
-    conn.execute(
-        "DELETE FROM playable WHERE track_id IN (SELECT id FROM temp.jt)"
-        " AND NOT EXISTS (SELECT 1 FROM c.tracks t WHERE t.id = playable.track_id)"
-    )
-    _stats(conn)
+
+
+def _relist(conn: sqlite3.Connection, libraries: Sequence[int]) -> None:
     rank.begin(conn)
-    deltas = _leave(conn)
-    for library in (lib.PLAYABLE, lib.CATALOG):
+    deltas = _leave(conn, libraries)
+    for library in libraries:
         _come_back(conn, library, deltas)
     rank.settle(conn, lib.ORDERS)
     conn.executemany(
@@ -121,24 +145,26 @@ def _stats(conn: sqlite3.Connection) -> None:
 Deltas = dict[tuple[int, int, int, int], int]
 
 
-def _leave(conn: sqlite3.Connection) -> Deltas:
-    """Every row of the items concerned leaves the lists (their blocks recorded); what
-    each key's count loses."""
+def _leave(conn: sqlite3.Connection, libraries: Sequence[int]) -> Deltas:
+    """Every row of the items concerned leaves the lists of ``libraries`` (their blocks
+    recorded); what each key's count loses."""
     deltas: Deltas = {}
+    libs = ", ".join(str(int(x)) for x in libraries)
     for order, ids in ((lib.SONGS, "jt"), (lib.ALBUMS, "ja")):
         items = f"SELECT id FROM temp.{ids}"
         for library, kind, key, n in conn.execute(
             f"SELECT lib, kind, key, count(*) FROM {order.table}"
-            f" WHERE {order.item} IN ({items}) GROUP BY lib, kind, key"
+            f" WHERE {order.item} IN ({items}) AND lib IN ({libs}) GROUP BY lib, kind, key"
         ):
             deltas[(library, order.what, kind, key)] = -int(n)
     for order, ids in ((lib.SONGS, "jt"), (lib.ALBUMS, "ja"), (lib.ARTISTS, "jr")):
         items = f"SELECT id FROM temp.{ids}"
-        rank.touch_rows(conn, order, items)
-        conn.execute(f"DELETE FROM {order.table} WHERE {order.item} IN ({items})")
+        rank.touch_rows(conn, order, items, libs)
+        conn.execute(
+            f"DELETE FROM {order.table} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
+        )
     conn.execute(
-        "DELETE FROM artist_albums WHERE lib IN (?, ?) AND artist_id IN (SELECT id FROM temp.jr)",
-        (lib.PLAYABLE, lib.CATALOG),
+        f"DELETE FROM artist_albums WHERE lib IN ({libs}) AND artist_id IN (SELECT id FROM temp.jr)"
     )
     return deltas
 

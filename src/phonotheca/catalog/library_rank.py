@@ -258,12 +258,13 @@ def begin(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM temp.touched")
 
 
-def touch_rows(conn: sqlite3.Connection, order: Order, items: str) -> None:
+def touch_rows(conn: sqlite3.Connection, order: Order, items: str, libs: str = "1, 2") -> None:
     """Record in ``temp.touched`` the blocks of the rows of the items of ``items`` (a
-    query of item ids), before they are deleted."""
+    query of item ids) in the libraries ``libs`` (a list of ids), before they are
+    deleted."""
     conn.execute(
         f"INSERT OR IGNORE INTO temp.touched SELECT DISTINCT {order.what}, lib, kind, blk"
-        f" FROM {order.table} WHERE {order.item} IN ({items})"
+        f" FROM {order.table} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
     )
 
 
