@@ -153,7 +153,7 @@ def _leave(conn: sqlite3.Connection, libraries: Sequence[int]) -> Deltas:
     for order, ids in ((lib.SONGS, "jt"), (lib.ALBUMS, "ja")):
         items = f"SELECT id FROM temp.{ids}"
         for library, kind, key, n in conn.execute(
-            f"SELECT lib, kind, key, count(*) FROM {order.table}"
+            f"SELECT lib, kind, key, count(*) FROM {order.by_item}"
             f" WHERE {order.item} IN ({items}) AND lib IN ({libs}) GROUP BY lib, kind, key"
         ):
             deltas[(library, order.what, kind, key)] = -int(n)
@@ -161,7 +161,7 @@ def _leave(conn: sqlite3.Connection, libraries: Sequence[int]) -> Deltas:
         items = f"SELECT id FROM temp.{ids}"
         rank.touch_rows(conn, order, items, libs)
         conn.execute(
-            f"DELETE FROM {order.table} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
+            f"DELETE FROM {order.by_item} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
         )
     conn.execute(
         f"DELETE FROM artist_albums WHERE lib IN ({libs}) AND artist_id IN (SELECT id FROM temp.jr)"

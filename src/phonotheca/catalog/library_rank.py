@@ -63,6 +63,11 @@ class Order:
         return ", ".join(self.sort)
 
     @property
+    def by_item(self) -> str:
+        """The table read by its index of items (all the rows of some items)."""
+        return f"{self.table} INDEXED BY {self.table}_item"
+
+    @property
     def ranked(self) -> str:
         """The table read by its index of positions ``(lib, kind, blk, slot)``."""
         return f"{self.table} INDEXED BY {self.table}_rank"
@@ -264,7 +269,7 @@ def touch_rows(conn: sqlite3.Connection, order: Order, items: str, libs: str = "
     deleted."""
     conn.execute(
         f"INSERT OR IGNORE INTO temp.touched SELECT DISTINCT {order.what}, lib, kind, blk"
-        f" FROM {order.table} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
+        f" FROM {order.by_item} WHERE {order.item} IN ({items}) AND lib IN ({libs})"
     )
 
 
