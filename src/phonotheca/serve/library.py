@@ -184,8 +184,8 @@ class ServerLibrary:
         out = []
         for p in positions:
             row = rank.row_at(conn, order, library, kind, p)
-            if row is not None:
-                out.append(int(str(row[-1])))
+            if row is not None and isinstance(row[-1], int):
+                out.append(row[-1])  # the item: the last column of the sort key
         return out
 
     def random(self, what: int, library: int, kind: int, span: range, n: int) -> list[int]:
