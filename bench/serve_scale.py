@@ -222,11 +222,11 @@ def maintenance(root: Path) -> tuple[float, float, float, int]:
     scratch.unlink()
     out = root / library.LIBRARY_FILE
     t0 = time.monotonic()
-    if library.update_held(catalog, out, held[1:]) is None:
+    if library.update(catalog, out, held[1:]) is None:
         raise SystemExit(f"{out}: not changed in place")
     drop = time.monotonic() - t0
     t0 = time.monotonic()
-    if library.update_held(catalog, out, held) is None:
+    if library.update(catalog, out, held) is None:
         raise SystemExit(f"{out}: not changed in place")
     return full, drop, time.monotonic() - t0, int(k)
 

@@ -44,6 +44,15 @@ def _undo_v10(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE ledger_counts")
 
 
+def _undo_v11(conn: sqlite3.Connection) -> None:
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'lib\\_%' ESCAPE '\\'"
+    ).fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE library_changes")
+    conn.execute("DROP TABLE library_changes_off")
+
+
 UNDO: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _undo_v5,
     6: _undo_v6,
@@ -51,6 +60,7 @@ UNDO: dict[int, Callable[[sqlite3.Connection], None]] = {
     8: _undo_v8,
     9: _undo_v9,
     10: _undo_v10,
+    11: _undo_v11,
 }
 
 

@@ -246,7 +246,8 @@ def test_a_genre_s_tracks_page_through_by_position(
     assert _links(deep) == {"first": 0, "prev": 44_900, "next": 45_100, "last": 49_900}
 
     assert first_cost.problems == [] and deep_cost.problems == []
-    assert first_cost.of("song_order") == deep_cost.of("song_order")
+    # The same seeks at any depth (a node of the positions' tree may take a step more).
+    assert abs(first_cost.of("song_order") - deep_cost.of("song_order")) <= 8
     assert abs(deep_cost.total - first_cost.total) <= first_cost.total // 20
     assert deep_cost.total < 200 * TRACKS_PER_PAGE < GENRE_TRACKS
 

@@ -14,12 +14,13 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from phonotheca.catalog import library, schema
+from phonotheca.catalog import library, library_rank, schema
 from phonotheca.cli import main
 from phonotheca.serve import library as server_library
 from phonotheca.serve.context import ServeContext
 from phonotheca.serve.state import StateStore
 from tests.serve_subsonic.conftest import LiveServer
+from tests.serve_subsonic.test_library_update import answers
 
 TRACKS = 2000
 
@@ -268,10 +269,10 @@ def test_collections_held_change_the_file_in_place_as_a_full_build_would(
 
     def same_as_full(held: list[str]) -> None:
         inode = path.stat().st_ino
-        assert library.update_held(catalog, path, held) is not None
+        assert library.update(catalog, path, held) is not None
         assert path.stat().st_ino == inode  # changed in place, not made again
         library.build(catalog, full, held)
-        assert _contents(path) == _contents(full)
+        assert answers(path, catalog) == answers(full, catalog)
 
     _collection(root, a, 1, "id % 10 = 3")
     same_as_full([a])  # a collection gained
@@ -284,14 +285,17 @@ def test_collections_held_change_the_file_in_place_as_a_full_build_would(
     _collection(root, b, 2, "id % 7 = 1 AND id % 10 NOT IN (3, 5) AND id < 1500", built="y")
     same_as_full([b, c])
     same_as_full([])  # every one dropped
-    # A change of the catalog's content needs the whole file made again.
+    # A new plan (which may change any ledger row) needs the whole file made again; a
+    # change of the catalog's content is taken in place (test_library_update.py).
     conn = schema.connect(catalog)
     try:
         with schema.transaction(conn):
-            conn.execute("INSERT INTO tracks(public_id, title) VALUES('t:new', 'New')")
+            conn.execute(
+                "INSERT INTO plans(id, created_at, budget, settings) VALUES(2, 'y', 1, '{}')"
+            )
     finally:
         conn.close()
-    assert library.update_held(catalog, path, [a]) is None
+    assert library.update(catalog, path, [a]) is None
 
 
 def _grow(root: Path, tracks: int) -> None:
@@ -360,7 +364,7 @@ def test_a_collection_gained_costs_the_same_whatever_the_catalog_size(
         steps.clear()
         with monkeypatch.context() as patch:
             patch.setattr(sqlite3, "connect", counted)
-            assert library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+            assert library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
         runs.append(len(steps) * 100)
     small, large = runs
     # A scan of the catalog would cost 20 times more; index seeks one B-tree level more.
@@ -374,33 +378,33 @@ def test_an_in_place_change_cut_short_leaves_the_file_as_it_was(
     before = _contents(path)
     _collection(root, "lib_pop-000-100_0001", 1, "id % 10 = 3")
 
-    def killed(conn: sqlite3.Connection, lib: int) -> None:
+    def killed(conn: sqlite3.Connection, orders: Any) -> None:
         conn.execute("DELETE FROM album_order")  # half done
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(library, "_lists", killed)
+    monkeypatch.setattr(library_rank, "settle", killed)
     with pytest.raises(KeyboardInterrupt):
-        library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+        library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
     assert _contents(path) == before
     monkeypatch.undo()
-    assert library.update_held(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
+    assert library.update(root / "catalog.sqlite3", path, ["lib_pop-000-100_0001"])
     assert _contents(path) != before
 
 
 KILLED_MIDWAY = r"""
 import os, signal, sys
 from pathlib import Path
-from phonotheca.catalog import library
+from phonotheca.catalog import library, library_rank
 
-def killed(conn, lib):
+def killed(conn, orders):
     conn.execute("PRAGMA cache_size = 1")  # pages go to the file before the commit
     conn.execute("DELETE FROM album_order")
     conn.execute("DELETE FROM song_order")
     os.kill(os.getpid(), signal.SIGKILL)
 
-library._lists = killed
+library_rank.settle = killed
 root = Path(sys.argv[1])
-library.update_held(root / "catalog.sqlite3", root / library.LIBRARY_FILE, sys.argv[2:])
+library.update(root / "catalog.sqlite3", root / library.LIBRARY_FILE, sys.argv[2:])
 """
 
 
@@ -417,9 +421,10 @@ def test_a_killed_in_place_change_is_rolled_back_then_done_again(
     assert run.returncode == -9
     assert path.with_name(path.name + "-journal").exists()  # the change was under way
     # Run again: the half change is rolled back, then made as a full build makes it.
-    assert library.update_held(root / "catalog.sqlite3", path, [name])
+    assert library.update(root / "catalog.sqlite3", path, [name])
     library.build(root / "catalog.sqlite3", tmp_path / "full.sqlite3", [name])
-    assert _contents(path) == _contents(tmp_path / "full.sqlite3")
+    catalog = root / "catalog.sqlite3"
+    assert answers(path, catalog) == answers(tmp_path / "full.sqlite3", catalog)
 
 
 def test_the_server_changes_the_file_in_place_for_a_new_collection(

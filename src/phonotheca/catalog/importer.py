@@ -398,4 +398,6 @@ def finish_import(conn: sqlite3.Connection, progress: schema.StepProgress | None
     refresh_search(conn, progress=progress)
     library.refresh(conn, progress)
     if schema.postponed_since(conn) is not None:
-        schema.set_meta(conn, schema.POSTPONED, None)
+        with schema.transaction(conn):
+            schema.journal_on(conn, "bulk")
+            schema.set_meta(conn, schema.POSTPONED, None)

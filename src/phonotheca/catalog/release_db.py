@@ -50,8 +50,9 @@ DERIVED_PREFIXES = (
 )
 """Tables rebuilt from the others on arrival (and never hashed); ``ledger_counts`` is
 counted again when the ledger is copied."""
-LEFT_OUT = ("imports", "source_chunks")
-"""The import history, and the source records as framed (shipped in ``source_records``)."""
+LEFT_OUT = ("imports", "source_chunks", "library_changes", "library_changes_off")
+"""The import history, the source records as framed (shipped in ``source_records``), and
+the journal of changes for the publisher's own library file."""
 ROW_FILTERS = {
     "collections": "kind != 'metadata'",
     "meta": "key NOT LIKE 'publish.%' AND key != 'search_stale'",
@@ -344,6 +345,8 @@ def derive_catalog(release: Path, target: Path, progress: Progress | None = None
         if "tables" not in done:
             # A catalog left by a kill before the first step ended is started over.
             schema.drop_secondary_indexes(conn)
+            with schema.transaction(conn):
+                schema.journal_off(conn, "derive")  # a new catalog: its library made in full
         conn.execute("ATTACH DATABASE ? AS rel", (f"{release.resolve().as_uri()}?mode=ro",))
         info = dict(conn.execute(f'SELECT key, value FROM rel."{RELEASE_TABLE}"').fetchall())
         derived = set(str(info.get("derived", "")).split())
@@ -404,6 +407,7 @@ def derive_catalog(release: Path, target: Path, progress: Progress | None = None
                 done.add("playlist_search")
                 schema.set_meta(conn, _DERIVE_KEY, " ".join(sorted(done)))
         with schema.transaction(conn):
+            schema.journal_on(conn, "derive")
             schema.set_meta(conn, _DERIVE_KEY, None)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

@@ -507,7 +507,113 @@ def restart_ledger_counts(conn: sqlite3.Connection) -> None:
         conn.execute(ddl)
 
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
+# v11: the journal of what changed for the library file's lists (docs/FORMAT.md §14.1):
+# the rows of tracks, albums and artists whose lists may have changed, so that the end of
+# an import changes the library file in place instead of making it again.
+_V11 = """
+        CREATE TABLE library_changes(
+            seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+            what INTEGER NOT NULL,     -- 0 track, 1 album, 2 artist; -1 everything
+            id   INTEGER NOT NULL
+        );
+        -- While it has a row (a bulk load, a derived catalog) nothing is journaled, and
+        -- the library file is made again in full.
+        CREATE TABLE library_changes_off(reason TEXT PRIMARY KEY) WITHOUT ROWID;
+        CREATE TRIGGER lib_tracks_new AFTER INSERT ON tracks
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, new.id
+                UNION ALL SELECT 1, new.album_id WHERE new.album_id IS NOT NULL;
+        END;
+        CREATE TRIGGER lib_tracks_changed AFTER UPDATE OF album_id, popularity, listens ON tracks
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, new.id
+                UNION ALL SELECT 1, old.album_id WHERE old.album_id IS NOT NULL
+                UNION ALL SELECT 1, new.album_id WHERE new.album_id IS NOT NULL;
+        END;
+        CREATE TRIGGER lib_tracks_gone AFTER DELETE ON tracks
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, old.id
+                UNION ALL SELECT 1, old.album_id WHERE old.album_id IS NOT NULL;
+        END;
+        CREATE TRIGGER lib_track_artists_new AFTER INSERT ON track_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, new.track_id
+                UNION ALL SELECT 2, new.artist_id;
+        END;
+        CREATE TRIGGER lib_track_artists_gone AFTER DELETE ON track_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, old.track_id
+                UNION ALL SELECT 2, old.artist_id;
+        END;
+        CREATE TRIGGER lib_track_artists_changed AFTER UPDATE ON track_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, old.track_id
+                UNION ALL SELECT 2, old.artist_id
+                UNION ALL SELECT 0, new.track_id
+                UNION ALL SELECT 2, new.artist_id;
+        END;
+        CREATE TRIGGER lib_track_genres_new AFTER INSERT ON track_genres
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, new.track_id;
+        END;
+        CREATE TRIGGER lib_track_genres_gone AFTER DELETE ON track_genres
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 0, old.track_id;
+        END;
+        CREATE TRIGGER lib_album_artists_new AFTER INSERT ON album_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, new.album_id
+                UNION ALL SELECT 2, new.artist_id;
+        END;
+        CREATE TRIGGER lib_album_artists_gone AFTER DELETE ON album_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, old.album_id
+                UNION ALL SELECT 2, old.artist_id;
+        END;
+        CREATE TRIGGER lib_album_artists_changed AFTER UPDATE ON album_artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, old.album_id
+                UNION ALL SELECT 2, old.artist_id
+                UNION ALL SELECT 1, new.album_id
+                UNION ALL SELECT 2, new.artist_id;
+        END;
+        CREATE TRIGGER lib_album_genres_new AFTER INSERT ON album_genres
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, new.album_id;
+        END;
+        CREATE TRIGGER lib_album_genres_gone AFTER DELETE ON album_genres
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, old.album_id;
+        END;
+        CREATE TRIGGER lib_albums_new AFTER INSERT ON albums
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, new.id;
+        END;
+        CREATE TRIGGER lib_albums_changed
+            AFTER UPDATE OF title, artist_credit, release_date ON albums
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, new.id;
+        END;
+        CREATE TRIGGER lib_albums_gone AFTER DELETE ON albums
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 1, old.id;
+        END;
+        CREATE TRIGGER lib_artists_new AFTER INSERT ON artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 2, new.id;
+        END;
+        CREATE TRIGGER lib_artists_changed AFTER UPDATE OF name, public_id ON artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 2, new.id;
+        END;
+        CREATE TRIGGER lib_artists_gone AFTER DELETE ON artists
+            WHEN NOT EXISTS (SELECT 1 FROM library_changes_off) BEGIN
+            INSERT INTO library_changes(what, id) SELECT 2, old.id;
+        END;
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -665,8 +771,22 @@ def postpone_indexes(conn: sqlite3.Connection, import_id: int) -> None:
     """Drop the secondary indexes for a bulk load by ``import_id`` (in the caller's
     transaction); the first import of a postponement stays recorded."""
     drop_secondary_indexes(conn)
+    journal_off(conn, "bulk")
     if get_meta(conn, POSTPONED) is None:
         set_meta(conn, POSTPONED, str(import_id))
+
+
+def journal_off(conn: sqlite3.Connection, reason: str) -> None:
+    """Stop journaling changes for the library file (a load of most of the catalog, where
+    a journal would cost as much as the load and a full build of the file follows): its
+    next update makes it again in full (the ``-1`` row), as does any while it is off."""
+    conn.execute("INSERT OR IGNORE INTO library_changes_off VALUES(?)", (reason,))
+    conn.execute("INSERT INTO library_changes(what, id) VALUES(-1, 0)")
+
+
+def journal_on(conn: sqlite3.Connection, reason: str) -> None:
+    """Journal again, once the library file was made in full after :func:`journal_off`."""
+    conn.execute("DELETE FROM library_changes_off WHERE reason = ?", (reason,))
 
 
 def postponed_since(conn: sqlite3.Connection) -> int | None:

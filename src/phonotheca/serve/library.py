@@ -4,8 +4,9 @@ Each call that lists things checks, with a few index seeks, that the file was ma
 the catalog as it is now and for the collections this server holds
 (:meth:`ServerLibrary.reader`). When only the collections held changed (a build, a
 mirror that verified or dropped a collection) the file is changed in place
-(:func:`~phonotheca.catalog.library.update_held`); when the catalog did (an import, a
-mirror that unpacked a new catalog) the file is made again: while the
+(:func:`~phonotheca.catalog.library.update`), and so is it when an import changed the
+catalog (its journal of changes); when that cannot be (a mirror unpacked a new catalog,
+a bulk load, a new plan) the file is made again: while the
 server's catalog is small, before answering (a second or so per 100,000 tracks); for a
 larger one in a background thread, answering from the previous file meanwhile. One
 process of a multi-worker server makes it at a time (a lock file); the others pick up
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phonotheca.catalog import library as lib
+from phonotheca.catalog import library_rank as rank
 from phonotheca.catalog.library import CATALOG, PLAYABLE
 
 if TYPE_CHECKING:
@@ -138,26 +140,25 @@ class ServerLibrary:
             stamp = lib.catalog_stamp(self.ctx.catalog())
             if not lib.is_current(self.path, stamp, held):
                 # Only the collections held changed: the file is changed in place.
-                updated = lib.update_held(self.ctx.catalog_path, self.path, held)
+                updated = lib.update(self.ctx.catalog_path, self.path, held)
                 stamp = updated or lib.build(self.ctx.catalog_path, self.path, held)
             self._current = (stamp, lib.held_digest(held))
 
     # -- lists -----------------------------------------------------------------------------
 
     def span(self, what: int, library: int, kind: int, low: int = 0, high: int = 0) -> range:
-        """Positions of the items whose key is in [low, high] in an order (a contiguous run)."""
-        row = (
-            self.reader()
-            .execute(
-                "SELECT min(start), sum(n) FROM ranges"
-                " WHERE lib = ? AND what = ? AND kind = ? AND key BETWEEN ? AND ?",
-                (library, what, kind, low, high),
-            )
-            .fetchone()
-        )
-        if row[0] is None:
+        """Positions of the items whose key is in [low, high] in an order (a contiguous
+        run): where the first one ranks, and the keys' counts."""
+        conn = self.reader()
+        row = conn.execute(
+            "SELECT sum(n) FROM ranges WHERE lib = ? AND what = ? AND kind = ?"
+            " AND key BETWEEN ? AND ?",
+            (library, what, kind, low, high),
+        ).fetchone()
+        if not row[0]:
             return range(0)
-        return range(int(row[0]), int(row[0]) + int(row[1]))
+        start = rank.rank_of_key(conn, _order(what), library, kind, low)
+        return range(start, start + int(row[0]))
 
     def page(
         self,
@@ -169,38 +170,23 @@ class ServerLibrary:
         size: int,
         descending: bool = False,
     ) -> list[int]:
-        """Items ``offset`` to ``offset + size`` of ``span`` in an order: one index range."""
-        table, item = (
-            ("song_order", "track_id") if what == lib.SONG else ("album_order", "album_id")
-        )
+        """Items ``offset`` to ``offset + size`` of ``span`` in an order: the item at that
+        position (index seeks), then one index range."""
         if size <= 0 or offset >= len(span):
             return []
-        if descending:
-            high, low, order = span[-1] - offset, span[0], "DESC"
-        else:
-            low, high, order = span[0] + offset, span[-1], "ASC"
-        rows = self.reader().execute(
-            f"SELECT {item} FROM {table} WHERE lib = ? AND kind = ? AND pos BETWEEN ? AND ?"
-            f" ORDER BY pos {order} LIMIT ?",
-            (library, kind, low, high, size),
-        )
-        return [int(r[0]) for r in rows]
+        first = span[-1] - offset if descending else span[0] + offset
+        count = min(size, len(span) - offset)
+        return rank.page(self.reader(), _order(what), library, kind, first, count, descending)
 
     def at(self, what: int, library: int, kind: int, positions: Sequence[int]) -> list[int]:
         """Items at ``positions`` of an order, in that order (random picks)."""
-        table, item = (
-            ("song_order", "track_id") if what == lib.SONG else ("album_order", "album_id")
-        )
-        if not positions:
-            return []
-        marks = ",".join("?" * len(positions))
-        found = dict(
-            self.reader().execute(
-                f"SELECT pos, {item} FROM {table} WHERE lib = ? AND kind = ? AND pos IN ({marks})",
-                (library, kind, *positions),
-            )
-        )
-        return [int(found[p]) for p in positions if p in found]
+        conn, order = self.reader(), _order(what)
+        out = []
+        for p in positions:
+            row = rank.row_at(conn, order, library, kind, p)
+            if row is not None and isinstance(row[-1], int):
+                out.append(row[-1])  # the item: the last column of the sort key
+        return out
 
     def random(self, what: int, library: int, kind: int, span: range, n: int) -> list[int]:
         """Up to ``n`` different items of ``span``, uniformly drawn."""
@@ -263,6 +249,10 @@ class ServerLibrary:
             )
             keep.update(int(t) for t, collection in rows if collection in held)
         return [t for t in track_ids if t in keep]
+
+
+def _order(what: int) -> rank.Order:
+    return {lib.SONG: lib.SONGS, lib.ALBUM: lib.ALBUMS, lib.ARTIST: lib.ARTISTS}[what]
 
 
 class _file_lock:

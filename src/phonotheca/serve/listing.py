@@ -119,16 +119,10 @@ def genre(ctx: ServeContext, name: str) -> Genre | None:
 
 
 def genre_span(ctx: ServeContext, genre_id: int, library: int = WEB_LIBRARY) -> range:
-    """Positions of the genre's tracks in the songs-by-genre order (one ``ranges`` row)."""
-    row = (
-        ctx.library.reader()
-        .execute(
-            "SELECT start, n FROM ranges WHERE lib = ? AND what = ? AND kind = ? AND key = ?",
-            (library, lib.SONG, lib.SONGS_BY_GENRE, genre_id),
-        )
-        .fetchone()
-    )
-    return range(0) if row is None else range(int(row[0]), int(row[0]) + int(row[1]))
+    """Positions of the genre's tracks in the songs-by-genre order (its count in
+    ``ranges``, the rank of its first track)."""
+    span: range = ctx.library.span(lib.SONG, library, lib.SONGS_BY_GENRE, genre_id, genre_id)
+    return span
 
 
 def genre_tracks(

@@ -97,7 +97,8 @@ def _index(call: Call) -> list[Payload]:
         .reader()
         .execute(
             "SELECT ar.public_id, ar.name, o.letter, o.albums FROM artist_order o"
-            " JOIN c.artists ar ON ar.id = o.artist_id WHERE o.lib = ? ORDER BY o.pos",
+            " JOIN c.artists ar ON ar.id = o.artist_id WHERE o.lib = ? AND o.kind = 0"
+            " ORDER BY o.letter, o.sortname, o.public_id, o.artist_id",
             (library_of(call),),
         )
     )

@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from phonotheca.catalog import library as lib
+from phonotheca.catalog import library_rank as rank
 from phonotheca.catalog import search
 from phonotheca.catalog.library import CATALOG
 from phonotheca.serve.subsonic import items
@@ -77,11 +78,7 @@ def _page_all(call: Call, what: str, count: int, offset: int) -> list[int]:
     shelf = server_library(call)
     library = library_of(call)
     if what == "artist":
-        rows = shelf.reader().execute(
-            "SELECT artist_id FROM artist_order WHERE lib = ? AND pos >= ? ORDER BY pos LIMIT ?",
-            (library, offset, count),
-        )
-        return [int(r[0]) for r in rows]
+        return rank.page(shelf.reader(), lib.ARTISTS, library, 0, offset, count)
     kind, table = (lib.SONGS_ALL, lib.SONG) if what == "song" else (lib.ALBUMS_BY_ID, lib.ALBUM)
     span = shelf.span(table, library, kind)
     return shelf.page(table, library, kind, span, offset, count)
