@@ -10,10 +10,10 @@ once complete (``<name>.partial``, fsync, rename).
 A member read from a file is copied inside the kernel (:mod:`phonotheca.build.filecopy`)
 in windows of :data:`COPY_WINDOW` bytes, each preallocated first; each window is then
 hashed through a read-only mapping of the volume, so the digests cover exactly the bytes
-the volume holds. The
-member and volume SHA-256 run on two threads of their own, and the piece hasher's
-threads hash the same mapped pages: on two cores the three hashes of each byte run side
-by side while the next window is copied.
+the volume holds. The member and volume SHA-256 of each byte are computed in one pass
+(:mod:`phonotheca.sha256pair`) on a thread of their own, and the piece hasher's threads
+hash the same mapped pages for SHA-1: on two cores the hashes of each window run side by
+side while the next window is copied.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from phonotheca import sha256pair
 from phonotheca.build.filecopy import copy_range, preallocate, start_writeback
 from phonotheca.durable import sync_directory
 from phonotheca.filemap import map_range
+from phonotheca.sha256pair import Digest, update_both
 
 BLOCK = 512
 """Tar block size: headers, data and padding come in 512-byte blocks."""
@@ -330,27 +332,28 @@ class _OpenVolume:
     file: BinaryIO
     used: int = 0
     members: int = 0
-    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    digest: Digest = field(default_factory=sha256pair.sha256)
 
 
 class _DigestThread:
-    """Digests computed in order on a thread of its own (one for volumes, one for members).
+    """The volume's and members' SHA-256, computed in order on a thread of their own.
 
-    hashlib releases the GIL on large updates, so the writer's thread only copies and
-    feeds the piece hasher while the digests run on other cores. Work items run strictly
-    in the order queued; a check of a member's digest is queued after its data, so it
-    sees the whole member.
+    The hashes release the GIL on large updates, so the writer's thread only copies and
+    feeds the piece hasher while the digests run on the other core. Work items run
+    strictly in the order queued; a check of a member's digest is queued after its data,
+    so it sees the whole member.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self) -> None:
         self._queue: queue.Queue[
-            tuple[hashlib._Hash, bytes | memoryview] | Callable[[], None] | None
+            tuple[Digest, Digest | None, bytes | memoryview] | Callable[[], None] | None
         ] = queue.Queue(maxsize=DIGEST_QUEUE)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tar-digest", daemon=True)
         self._thread.start()
 
-    def update(self, digest: hashlib._Hash, chunk: bytes | memoryview) -> None:
-        self._queue.put((digest, chunk))
+    def update(self, volume: Digest, member: Digest | None, chunk: bytes | memoryview) -> None:
+        """Hash ``chunk`` into the volume's digest, and the member's if given."""
+        self._queue.put((volume, member, chunk))
 
     def call(self, fn: Callable[[], None]) -> None:
         self._queue.put(fn)
@@ -372,8 +375,11 @@ class _DigestThread:
                 if callable(item):
                     item()
                 else:
-                    digest, chunk = item
-                    digest.update(chunk)
+                    volume, member, chunk = item
+                    if member is None:
+                        volume.update(chunk)
+                    else:
+                        update_both(volume, member, chunk)
                     del item, chunk  # a mapped window is unmapped once nobody holds it
             finally:
                 self._queue.task_done()
@@ -408,8 +414,7 @@ class VolumeWriter:
         self._current: _OpenVolume | None = None
         self._names: set[str] = set()
         self._failed = False
-        self._volume_digests = _DigestThread("tar-volume-digest")
-        self._member_digests = _DigestThread("tar-member-digest")
+        self._digests = _DigestThread()
         self._mismatch: list[PackError] = []
 
     def __enter__(self) -> VolumeWriter:
@@ -454,7 +459,7 @@ class VolumeWriter:
         try:
             self._emit(vol, header)
             offset = vol.used
-            digest = hashlib.sha256()
+            digest = sha256pair.sha256()
             if isinstance(data, bytes | bytearray | memoryview):
                 view = memoryview(data)
                 for start in range(0, size, COPY_CHUNK):
@@ -469,10 +474,10 @@ class VolumeWriter:
                 self._copy(vol, name, size, data, digest)
             self._emit(vol, bytes(_padding(size)))
             if sha256 is None:
-                self._member_digests.drain()
+                self._digests.drain()
                 sha256 = digest.hexdigest()
             else:
-                self._member_digests.call(self._checker(name, digest, sha256))
+                self._digests.call(self._checker(name, digest, sha256))
         except BaseException:
             self._failed = True
             self.abort()
@@ -480,7 +485,7 @@ class VolumeWriter:
         vol.members += 1
         return PackedMember(name, vol.name, offset, size, sha256)
 
-    def _checker(self, name: str, digest: hashlib._Hash, expected: str) -> Callable[[], None]:
+    def _checker(self, name: str, digest: Digest, expected: str) -> Callable[[], None]:
         def check() -> None:
             if digest.hexdigest() != expected:
                 self._mismatch.append(
@@ -494,7 +499,7 @@ class VolumeWriter:
         return check
 
     def _copy(
-        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
+        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: Digest
     ) -> None:
         left = size
         while left:
@@ -511,7 +516,7 @@ class VolumeWriter:
             )
 
     def _copy_in_kernel(
-        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
+        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: Digest
     ) -> bool:
         """Copy a member's data with :func:`copy_range`, then hash it from the volume;
         False (nothing copied) where the kernel cannot copy between the two files."""
@@ -535,8 +540,7 @@ class VolumeWriter:
                     )
                 done += n
             window = map_range(dst, start, want)
-            self._volume_digests.update(vol.digest, window)
-            self._member_digests.update(digest, window)
+            self._digests.update(vol.digest, digest, window)
             vol.used += want
             if self.sink is not None:
                 self.sink.update(window, stable=True)
@@ -549,20 +553,17 @@ class VolumeWriter:
             )
         return True
 
-    def _emit(self, vol: _OpenVolume, chunk: bytes, member: hashlib._Hash | None = None) -> None:
+    def _emit(self, vol: _OpenVolume, chunk: bytes, member: Digest | None = None) -> None:
         if not chunk:
             return
-        self._volume_digests.update(vol.digest, chunk)
-        if member is not None:
-            self._member_digests.update(member, chunk)
+        self._digests.update(vol.digest, member, chunk)
         vol.file.write(chunk)
         vol.used += len(chunk)
         if self.sink is not None:
             self.sink.update(chunk)
 
     def _drain(self) -> None:
-        self._volume_digests.drain()
-        self._member_digests.drain()
+        self._digests.drain()
 
     def _open(self) -> _OpenVolume:
         name = volume_name(self.collection, len(self.volumes) + 1)
@@ -605,8 +606,7 @@ class VolumeWriter:
         return self.volumes
 
     def _stop_threads(self) -> None:
-        self._volume_digests.close()
-        self._member_digests.close()
+        self._digests.close()
 
     def abort(self) -> None:
         """Drop the unfinished volume; finished ones stay."""
