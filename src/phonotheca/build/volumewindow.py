@@ -1,0 +1,116 @@
+"""A volume's bytes in memory: read in once, then written and hashed from the same buffer.
+
+:class:`~phonotheca.build.tarvolume.VolumeWriter` assembles headers, member data (read
+from each source straight into the buffer) and padding in a :class:`Window` of
+:data:`WINDOW` bytes; once full, the window is written to the volume
+(:mod:`phonotheca.build.volumeio`), handed to the torrent's piece hasher as stable data
+(the buffer is never written again) and queued to the :class:`DigestThread`, which
+hashes it for the volume's SHA-256 and each member's in one pass
+(:mod:`phonotheca.sha256pair`) on the other core. A window holds many small members, so
+a small file costs one read and no write or hand-over of its own.
+
+A window is a fresh anonymous mapping: page aligned, as direct I/O wants, and zero
+filled, so tar's padding needs no writing. It is unmapped once the hashers have let go
+of it; the digest queue holds at most :data:`DIGEST_QUEUE` windows, which bounds the
+memory (with the piece hasher's few batches) to a few windows.
+"""
+
+from __future__ import annotations
+
+import mmap
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from phonotheca.sha256pair import Digest, update_both
+
+WINDOW = 16 * 2**20
+"""Bytes of a volume assembled, written and hashed at a time (a multiple of 512)."""
+DIGEST_QUEUE = 4
+
+
+@dataclass(eq=False)
+class Window:
+    """Bytes ``start .. start + fill`` of a volume, in a buffer of their own."""
+
+    start: int
+    size: int = field(default_factory=lambda: WINDOW)
+    fill: int = 0
+    members: list[tuple[Digest, int, int]] = field(default_factory=list)
+    """Member digests and the ranges of the window they cover, in order."""
+    checks: list[Callable[[], None]] = field(default_factory=list)
+    """Run once the window is hashed (a member's digest against the ledger's)."""
+    view: memoryview = field(init=False)
+
+    def __post_init__(self) -> None:
+        buffer = mmap.mmap(-1, self.size)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            buffer.madvise(mmap.MADV_HUGEPAGE)  # fewer page faults filling it
+        self.view = memoryview(buffer)
+
+    @property
+    def space(self) -> int:
+        return self.size - self.fill
+
+    def put(self, data: bytes | memoryview, member: Digest | None = None) -> int:
+        """Copy as much of ``data`` as fits; return the bytes taken."""
+        n = min(len(data), self.space)
+        self.view[self.fill : self.fill + n] = data[:n]
+        self.took(n, member)
+        return n
+
+    def took(self, n: int, member: Digest | None = None) -> None:
+        """Count ``n`` bytes just placed at ``fill`` (zeros if nothing was written there:
+        a fresh mapping reads as zeros), as ``member``'s data if given."""
+        if member is not None and n:
+            if self.members and self.members[-1][0] is member and self.members[-1][2] == self.fill:
+                self.members[-1] = (member, self.members[-1][1], self.fill + n)
+            else:
+                self.members.append((member, self.fill, self.fill + n))
+        self.fill += n
+
+
+class DigestThread:
+    """Hashes windows in order for the volume's and members' SHA-256, on a thread of its own.
+
+    The hashes release the GIL, so the writer's thread reads, writes and feeds the piece
+    hasher meanwhile. Windows are hashed strictly in the order queued, so a member's check,
+    attached to the window that holds its last byte, sees the whole member.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Digest, Window] | None] = queue.Queue(DIGEST_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="tar-digest", daemon=True)
+        self._thread.start()
+
+    def hash(self, volume: Digest, window: Window) -> None:
+        self._queue.put((volume, window))
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                volume, window = item
+                view = window.view
+                done = 0
+                for member, start, end in window.members:
+                    volume.update(view[done:start])
+                    update_both(volume, member, view[start:end])
+                    done = end
+                volume.update(view[done : window.fill])
+                for check in window.checks:
+                    check()
+                del item, window, view  # the buffer is unmapped once nobody holds it
+            finally:
+                self._queue.task_done()
