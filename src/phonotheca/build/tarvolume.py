@@ -52,9 +52,9 @@ PAYLOAD_DIR = "data"
 class ByteSink(Protocol):
     """Sees every file of a bag as it is written: ``start_file(path)`` (relative to the bag,
     ``/``-separated), ``update(chunk)`` for each chunk in order, ``end_file()``. A chunk
-    passed with ``stable=True`` is a buffer of finished volume bytes that is never written
-    again, which the sink may keep and read later instead of copying. The torrents'
-    ``PieceHasher`` is one."""
+    passed with ``stable=True`` will not change, so the sink may keep it and read it later
+    instead of copying (the volume writer's windows are reused: it passes none). The
+    torrents' ``PieceHasher`` is one."""
 
     def start_file(self, path: str) -> None: ...
     def update(self, data: bytes | memoryview, *, stable: bool = False) -> None: ...
@@ -489,35 +489,37 @@ class VolumeWriter:
                 self._flush(vol)
 
     def _skip(self, vol: _OpenVolume, n: int) -> None:
-        """``n`` bytes of zeros (padding, end of archive): a fresh window holds them."""
+        """``n`` bytes of zeros (padding, end of archive)."""
         while n:
-            take = min(n, vol.window.space)
-            vol.window.took(take)
+            take = vol.window.zeros(n)
             vol.used += take
             n -= take
             if not vol.window.space:
                 self._flush(vol)
 
     def _flush(self, vol: _OpenVolume) -> None:
-        """Write the window, hand it to the hashers, and start a new one after it."""
+        """Write the window, hand it to the hashers, and start a new one after it. The
+        sink copies what it keeps (the window is reused once hashed): one copy, where
+        hashing in place would need a fresh mapping, and its page faults, each time."""
         window = vol.window
         if window.fill:
             data = window.view[: window.fill]
             preallocate(vol.fd, window.start, window.fill)
             write_at(vol.fd, data, window.start)
             if self.sink is not None:
-                self.sink.update(data, stable=True)
+                self.sink.update(data)
             del data
-        if window.fill or window.checks:
-            self._digests.hash(vol.digest, window)
-        vol.window = Window(vol.used)
+        self._digests.hash(vol.digest, window)
+        vol.window = self._digests.window(vol.used)
 
     def _open(self) -> _OpenVolume:
         name = volume_name(self.collection, len(self.volumes) + 1)
         path = self.data_dir / name
         partial = path.with_name(name + PARTIAL_SUFFIX)
         # Truncates whatever a killed run left under the .partial name.
-        self._current = _OpenVolume(name, path, partial, open_volume(partial), Window(0))
+        self._current = _OpenVolume(
+            name, path, partial, open_volume(partial), self._digests.window(0)
+        )
         if self.sink is not None:
             self.sink.start_file(f"{PAYLOAD_DIR}/{name}")
         return self._current
