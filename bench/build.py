@@ -9,9 +9,10 @@ untimed, so both sides start from the page cache with nothing dirty. Then ``--pa
 default) ours and the baselines run in turn, so a busy spell on a shared machine hits all:
 
 - ours: the build's packing task (`phonotheca.build.packing.pack_job`): deterministic tar
-  volumes of at most 4 GiB (member data copied inside the kernel, then hashed through a
-  mapping of the volume), the index and the bag files, every byte hashed for the v1
-  torrent while it is written (2 hashing threads), the directory and the .torrent published;
+  volumes of at most 4 GiB (each source read once into a window of volume bytes in
+  memory, written with direct I/O where the filesystem has it and hashed from the same
+  buffer), the index and the bag files, every byte hashed for the v1 torrent while it is
+  written (2 hashing threads), each file fsynced, the directory and the .torrent published;
 - baseline: `tar cf` of the same files into one volume, fsynced (`sync FILE`) as durable
   as ours (a volume is fsynced before it is renamed into place), then `mktorrent -t 2` on it
   (same piece length), the usual two passes; and the same with the tar left unsynced, for
