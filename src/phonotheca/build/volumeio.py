@@ -25,9 +25,7 @@ import os
 from collections.abc import Callable
 from typing import cast
 
-_UNSUPPORTED = frozenset(
-    {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ETXTBSY, errno.EBADF}
-)
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 _SYNC_FILE_RANGE_WRITE = 2
 BLOCK_ALIGN = 512
 """Direct writes start and end on this (tar's block, and most disks' logical sector)."""
@@ -93,7 +91,7 @@ def preallocate(fd: int, offset: int, length: int) -> None:
     """Reserve the blocks of ``length`` bytes at ``offset`` (the file grows to cover them;
     the bytes read as zeros until written). A hint: where the filesystem cannot
     preallocate, nothing happens. A full disk raises ``OSError(ENOSPC)`` now rather
-    than in the middle of the copy."""
+    than in the middle of a write."""
     if _fallocate is None or not _Methods.fallocate or length <= 0:
         return
     if _fallocate(fd, 0, offset, length) != 0:
