@@ -249,3 +249,52 @@ def test_preallocated_and_plain_volumes_are_identical(
     assert reserved and all(length <= WINDOW for _, length in reserved)
     monkeypatch.setattr(tarvolume, "preallocate", lambda fd, offset, length: None)
     assert pack(tmp_path / "plain", sources) == with_reservation
+
+
+class KeepingSink:
+    """Keeps every stable view it is given, reading them only at the end, as a piece
+    hasher running behind may; copies the rest."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes | memoryview] = []
+
+    def start_file(self, path: str) -> None:
+        pass
+
+    def update(self, data: bytes | memoryview, *, stable: bool = False) -> None:
+        self.chunks.append(data if stable else bytes(data))
+
+    def end_file(self) -> None:
+        pass
+
+
+def test_windows_held_by_the_sink_are_not_reused_and_the_others_are(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[volumewindow.Window] = []
+    real_init = volumewindow.Window.__post_init__
+
+    def counting(self: volumewindow.Window) -> None:
+        real_init(self)
+        created.append(self)
+
+    monkeypatch.setattr(volumewindow.Window, "__post_init__", counting)
+    keeping = KeepingSink()
+    out = tmp_path / "kept"
+    out.mkdir()
+    with VolumeWriter(out, "k", mtime=MTIME, sink=keeping) as writer:
+        for i, p in enumerate(sources * 3):
+            writer.add(f"{i}.flac", p.stat().st_size, p, sha256=_sha(p))
+    [volume] = writer.volumes
+    assert any(isinstance(c, memoryview) for c in keeping.chunks)
+    assert b"".join(keeping.chunks) == (out / volume.name).read_bytes()
+    kept_windows = len(created)
+    assert kept_windows * WINDOW >= volume.size, "every window was held, none reused"
+
+    created.clear()
+    out = tmp_path / "copied"
+    out.mkdir()
+    with VolumeWriter(out, "k", mtime=MTIME, sink=RecordingSink()) as writer:
+        for i, p in enumerate(sources * 3):
+            writer.add(f"{i}.flac", p.stat().st_size, p, sha256=_sha(p))
+    assert len(created) <= volumewindow.DIGEST_QUEUE + 3 < kept_windows, "windows reused"

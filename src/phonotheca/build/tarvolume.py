@@ -52,9 +52,9 @@ PAYLOAD_DIR = "data"
 class ByteSink(Protocol):
     """Sees every file of a bag as it is written: ``start_file(path)`` (relative to the bag,
     ``/``-separated), ``update(chunk)`` for each chunk in order, ``end_file()``. A chunk
-    passed with ``stable=True`` will not change, so the sink may keep it and read it later
-    instead of copying (the volume writer's windows are reused: it passes none). The
-    torrents' ``PieceHasher`` is one."""
+    passed with ``stable=True`` will not change while the sink holds it, so the sink may
+    keep it and read it later instead of copying. The torrents' ``PieceHasher`` is
+    one."""
 
     def start_file(self, path: str) -> None: ...
     def update(self, data: bytes | memoryview, *, stable: bool = False) -> None: ...
@@ -498,17 +498,13 @@ class VolumeWriter:
                 self._flush(vol)
 
     def _flush(self, vol: _OpenVolume) -> None:
-        """Write the window, hand it to the hashers, and start a new one after it. The
-        sink copies what it keeps (the window is reused once hashed): one copy, where
-        hashing in place would need a fresh mapping, and its page faults, each time."""
+        """Write the window, hand it to the hashers, and start a new one after it."""
         window = vol.window
         if window.fill:
-            data = window.view[: window.fill]
             preallocate(vol.fd, window.start, window.fill)
-            write_at(vol.fd, data, window.start)
+            write_at(vol.fd, window.view[: window.fill], window.start)
             if self.sink is not None:
-                self.sink.update(data)
-            del data
+                self.sink.update(window.lend(), stable=True)
         self._digests.hash(vol.digest, window)
         vol.window = self._digests.window(vol.used)
 

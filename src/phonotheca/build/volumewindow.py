@@ -3,24 +3,28 @@
 :class:`~phonotheca.build.tarvolume.VolumeWriter` assembles headers, member data (read
 from each source straight into the buffer) and padding in a :class:`Window` of
 :data:`WINDOW` bytes; once full, the window is written to the volume
-(:mod:`phonotheca.build.volumeio`), copied into the torrent's piece hasher and queued
-to the :class:`DigestThread`, which hashes it for the volume's SHA-256 and each
-member's in one pass (:mod:`phonotheca.sha256pair`) on the other core, then hands the
-window back for reuse. A window holds many small members, so a small file costs one
-read and no write or hand-over of its own.
+(:mod:`phonotheca.build.volumeio`), handed to the torrent's piece hasher as stable data
+and queued to the :class:`DigestThread`, which hashes it for the volume's SHA-256 and
+each member's in one pass (:mod:`phonotheca.sha256pair`) on the other core. A window
+holds many small members, so a small file costs one read and no write or hand-over of
+its own.
 
-Windows are page-aligned anonymous mappings, as direct I/O wants, and are reused:
-filling a fresh mapping costs a page fault and the zeroing of every page (measured here:
-0.85 CPU-s per GB read into fresh 16 MiB mappings, 0.08 into reused ones, the same
-bytes). The digest queue holds at most :data:`DIGEST_QUEUE` windows, so a writer has
-at most that many plus two.
+Windows are page-aligned anonymous mappings, as direct I/O wants, and are reused once
+hashed and no longer seen by anyone (:meth:`Window.idle`): filling a fresh mapping costs
+a page fault and the zeroing of every page (measured here: 0.85 CPU-s per GB read into
+fresh 16 MiB mappings, 0.08 into reused ones), and copying each window into the piece
+hasher instead cost 9 % of packing's CPU time. The digest queue holds at most
+:data:`DIGEST_QUEUE` windows; the piece hasher holds a few batches; so a writer has a
+handful of windows.
 """
 
 from __future__ import annotations
 
 import mmap
 import queue
+import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,10 +46,24 @@ class Window:
     """Member digests and the ranges of the window they cover, in order."""
     checks: list[Callable[[], None]] = field(default_factory=list)
     """Run once the window is hashed (a member's digest against the ledger's)."""
+    buffer: mmap.mmap = field(init=False)
     view: memoryview = field(init=False)
+    """The writer's own view, to fill the window and hash it."""
+    _idle_refs: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.view = memoryview(mmap.mmap(-1, self.size))
+        self.buffer = mmap.mmap(-1, self.size)
+        self.view = memoryview(self.buffer)
+        self._idle_refs = sys.getrefcount(self.buffer)
+
+    def lend(self) -> memoryview:
+        """A view of the filled bytes for someone who may keep it (or slices of it): the
+        window is not reused before every such view is gone."""
+        return memoryview(self.buffer)[: self.fill]
+
+    def idle(self) -> bool:
+        """Whether no view from :meth:`lend` is left (each holds the buffer once)."""
+        return sys.getrefcount(self.buffer) == self._idle_refs
 
     def reset(self, start: int) -> Window:
         """Empty the window for volume bytes from ``start`` on."""
@@ -92,7 +110,7 @@ class DigestThread:
 
     def __init__(self) -> None:
         self._queue: queue.Queue[tuple[Digest, Window] | None] = queue.Queue(DIGEST_QUEUE)
-        self._free: queue.SimpleQueue[Window] = queue.SimpleQueue()
+        self._hashed: deque[Window] = deque()
         self._thread = threading.Thread(target=self._run, name="tar-digest", daemon=True)
         self._thread.start()
 
@@ -102,11 +120,14 @@ class DigestThread:
         self._queue.put((volume, window))
 
     def window(self, start: int) -> Window:
-        """An empty window for volume bytes from ``start`` on: one hashed already, or new."""
-        try:
-            return self._free.get_nowait().reset(start)
-        except queue.Empty:
-            return Window(start)
+        """An empty window for volume bytes from ``start`` on: a hashed one nobody holds
+        any more, or a new one."""
+        for _ in range(len(self._hashed)):
+            window = self._hashed.popleft()
+            if window.idle():
+                return window.reset(start)
+            self._hashed.append(window)
+        return Window(start)
 
     def drain(self) -> None:
         self._queue.join()
@@ -133,6 +154,6 @@ class DigestThread:
                 for check in window.checks:
                     check()
                 del view
-                self._free.put(window)
+                self._hashed.append(window)
             finally:
                 self._queue.task_done()
