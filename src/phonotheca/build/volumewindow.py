@@ -62,7 +62,8 @@ class Window:
         return memoryview(self.buffer)[: self.fill]
 
     def idle(self) -> bool:
-        """Whether no view from :meth:`lend` is left (each holds the buffer once)."""
+        """Whether no view from :meth:`lend` is left: each holds one reference to the
+        buffer (CPython's count; the writer's own view is counted in ``_idle_refs``)."""
         return sys.getrefcount(self.buffer) == self._idle_refs
 
     def reset(self, start: int) -> Window:
