@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from phonotheca import filemap
-from phonotheca.build import PackError, VolumeWriter, tarvolume, volumeio, volumewindow
+from phonotheca.build import PackError, VolumeWriter, volumeio, volumewindow
 from phonotheca.build.tarvolume import PackedMember
 from phonotheca.torrents import PieceHasher
 from tests.build import MTIME, RecordingSink, audio
@@ -244,10 +244,10 @@ def test_preallocated_and_plain_volumes_are_identical(
         reserved.append((offset, length))
         real(fd, offset, length)
 
-    monkeypatch.setattr(tarvolume, "preallocate", recording)
+    monkeypatch.setattr(volumewindow, "preallocate", recording)
     with_reservation = pack(tmp_path / "reserved", sources)
     assert reserved and all(length <= WINDOW for _, length in reserved)
-    monkeypatch.setattr(tarvolume, "preallocate", lambda fd, offset, length: None)
+    monkeypatch.setattr(volumewindow, "preallocate", lambda fd, offset, length: None)
     assert pack(tmp_path / "plain", sources) == with_reservation
 
 

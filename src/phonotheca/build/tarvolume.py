@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from phonotheca import sha256pair
-from phonotheca.build.volumeio import open_volume, preallocate, write_at
-from phonotheca.build.volumewindow import DigestThread, Window
+from phonotheca.build.volumeio import open_volume
+from phonotheca.build.volumewindow import DigestThread, Window, WriteThread
 from phonotheca.durable import sync_directory
 from phonotheca.sha256pair import Digest
 
@@ -371,6 +371,7 @@ class VolumeWriter:
         self._names: set[str] = set()
         self._failed = False
         self._digests = DigestThread()
+        self._writes = WriteThread(self._digests)
         self._mismatch: list[PackError] = []
 
     def __enter__(self) -> VolumeWriter:
@@ -383,7 +384,7 @@ class VolumeWriter:
             try:
                 self.abort()
             finally:
-                self._digests.close()
+                self._stop_threads()
 
     def add(
         self, name: str, size: int, data: bytes | BinaryIO | Path, sha256: str | None = None
@@ -427,7 +428,7 @@ class VolumeWriter:
             if sha256 is None:
                 self._skip(vol, _padding(size))
                 self._flush(vol)
-                self._digests.drain()
+                self._drain()
                 sha256 = digest.hexdigest()
             else:
                 vol.window.checks.append(self._checker(name, digest, sha256))
@@ -499,14 +500,19 @@ class VolumeWriter:
 
     def _flush(self, vol: _OpenVolume) -> None:
         """Write the window, hand it to the hashers, and start a new one after it."""
+        if self._writes.error is not None:
+            raise self._writes.error
         window = vol.window
-        if window.fill:
-            preallocate(vol.fd, window.start, window.fill)
-            write_at(vol.fd, window.view[: window.fill], window.start)
-            if self.sink is not None:
-                self.sink.update(window.lend(), stable=True)
-        self._digests.hash(vol.digest, window)
+        if window.fill and self.sink is not None:
+            self.sink.update(window.lend(), stable=True)
+        self._writes.write(vol.fd, vol.digest, window)
         vol.window = self._digests.window(vol.used)
+
+    def _drain(self) -> None:
+        """Wait until every window is written and hashed; raise a write's error."""
+        self._writes.drain()
+        if self._writes.error is not None:
+            raise self._writes.error
 
     def _open(self) -> _OpenVolume:
         name = volume_name(self.collection, len(self.volumes) + 1)
@@ -527,7 +533,12 @@ class VolumeWriter:
         self._flush(vol)
         if self.sink is not None:
             self.sink.end_file()
-        self._digests.drain()
+        try:
+            self._drain()
+        except OSError:
+            self._failed = True
+            self.abort()
+            raise
         if self._mismatch:
             self._failed = True
             self.abort()
@@ -545,14 +556,18 @@ class VolumeWriter:
             if self._current is not None:
                 self._finish()
         finally:
-            self._digests.close()
+            self._stop_threads()
         return self.volumes
+
+    def _stop_threads(self) -> None:
+        self._writes.close()
+        self._digests.close()
 
     def abort(self) -> None:
         """Drop the unfinished volume; finished ones stay."""
         vol = self._current
         if vol is not None:
-            self._digests.drain()
+            self._writes.drain()
             os.close(vol.fd)
             vol.partial.unlink(missing_ok=True)
             self._current = None

@@ -28,11 +28,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from phonotheca.build.volumeio import preallocate, write_at
 from phonotheca.sha256pair import Digest, update_both
 
 WINDOW = 16 * 2**20
 """Bytes of a volume assembled, written and hashed at a time (a multiple of 512)."""
 DIGEST_QUEUE = 4
+WRITE_QUEUE = 2
 
 
 @dataclass(eq=False)
@@ -156,5 +158,54 @@ class DigestThread:
                     check()
                 del view
                 self._hashed.append(window)
+            finally:
+                self._queue.task_done()
+
+
+class WriteThread:
+    """Writes windows into their volume in order on a thread of its own, so the disk works
+    while the next window is read, then passes each on to the :class:`DigestThread`.
+
+    The first error (a full disk) is kept in :attr:`error` and the windows after it are
+    not written: the writer checks it as it hands over a window and before it finishes
+    a volume.
+    """
+
+    def __init__(self, digests: DigestThread) -> None:
+        self.error: OSError | None = None
+        self._digests = digests
+        self._queue: queue.Queue[tuple[int, Digest, Window] | None] = queue.Queue(WRITE_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="tar-write", daemon=True)
+        self._thread.start()
+
+    def write(self, fd: int, volume: Digest, window: Window) -> None:
+        """Write ``window`` at its place in ``fd``, then hash it into ``volume``."""
+        self._queue.put((fd, volume, window))
+
+    def drain(self) -> None:
+        """Wait until every window handed over is written and hashed."""
+        self._queue.join()
+        self._digests.drain()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fd, volume, window = item
+                if window.fill and self.error is None:
+                    try:
+                        preallocate(fd, window.start, window.fill)
+                        write_at(fd, window.view[: window.fill], window.start)
+                    except OSError as e:
+                        self.error = e
+                self._digests.hash(volume, window)
+                del item, window
             finally:
                 self._queue.task_done()
