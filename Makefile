@@ -8,7 +8,7 @@ DEMO_TRACKS ?= 100000
 
 .PHONY: install system-deps demo test bench lint clean
 
-install: $(VENV)/.installed system-deps
+install: system-deps $(VENV)/.installed
 
 # Re-run pip only when pyproject.toml changes; idempotent otherwise.
 $(VENV)/.installed: pyproject.toml

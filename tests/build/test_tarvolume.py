@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from phonotheca import sha256pair
 from phonotheca.build import PackError, VolumeWriter, member_name, plan_volumes
 from phonotheca.build.tarvolume import (
     BLOCK,
@@ -169,7 +170,14 @@ def test_gnu_tar_lists_and_extracts_every_member(tmp_path: Path) -> None:
 # --- streaming, offsets, observer ---------------------------------------------------------
 
 
-def test_the_sink_sees_every_byte_and_offsets_point_at_the_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("paired", [True, False], ids=["paired", "hashlib"])
+def test_the_sink_sees_every_byte_and_offsets_point_at_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paired: bool
+) -> None:
+    """Member and volume digests are hashlib's, computed in one pass or in two."""
+    if paired and not sha256pair.PAIRED:
+        pytest.skip("the compiled module is not available on this machine")
+    monkeypatch.setattr(sha256pair, "PAIRED", paired)
     sink = RecordingSink()
     datas = [audio(i, s) for i, s in enumerate([4000, 9000, 0, 15000, 600, 2**20 + 3])]
     with VolumeWriter(

@@ -7,31 +7,31 @@ octal digits. Every byte written to a volume goes to an optional byte sink, so a
 hasher sees each file as it is written, and volumes appear under their final name only
 once complete (``<name>.partial``, fsync, rename).
 
-A member read from a file is copied inside the kernel (:mod:`phonotheca.build.filecopy`)
-in windows of :data:`COPY_WINDOW` bytes, each preallocated first; each window is then
-hashed through a read-only mapping of the volume, so the digests cover exactly the bytes
-the volume holds. The
-member and volume SHA-256 run on two threads of their own, and the piece hasher's
-threads hash the same mapped pages: on two cores the three hashes of each byte run side
-by side while the next window is copied.
+Each source is read once, straight into a window of volume bytes in memory
+(:mod:`phonotheca.build.volumewindow`); the window is written to the volume with direct
+I/O where the filesystem allows (:mod:`phonotheca.build.volumeio`), and the same buffer
+is hashed: the member and volume SHA-256 of each byte in one pass
+(:mod:`phonotheca.sha256pair`) on a thread of their own, SHA-1 pieces on the piece
+hasher's threads, while the next window is read. Every file gets one fsync, at its end.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import queue
 import re
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from phonotheca.build.filecopy import copy_range, preallocate, start_writeback
+from phonotheca import sha256pair
+from phonotheca.build.volumeio import open_volume
+from phonotheca.build.volumewindow import DigestThread, Window, WriteThread
 from phonotheca.durable import sync_directory
-from phonotheca.filemap import map_range
+from phonotheca.sha256pair import Digest
 
 BLOCK = 512
 """Tar block size: headers, data and padding come in 512-byte blocks."""
@@ -39,16 +39,11 @@ RECORD = 20 * BLOCK
 """Volumes are padded to a multiple of the POSIX default record (blocking factor 20)."""
 DEFAULT_VOLUME_SIZE = 4 * 2**30
 COPY_CHUNK = 2**20
-COPY_WINDOW = 32 * 2**20
-"""Bytes of a member copied in the kernel, then mapped and hashed, at a time."""
-KERNEL_COPY_MIN = 256 * 2**10
-"""Members smaller than this are copied through a buffer: a mapping would cost more."""
 MAX_NAME_BYTES = 100
 """The ustar name field; :func:`member_name` stays within it so pax headers are rare."""
 MAX_OCTAL_11 = 8**11 - 1
 """Largest size or mtime an 11-digit octal ustar field holds (8 GiB − 1; year 2242)."""
 MAX_VOLUMES = 9999
-DIGEST_QUEUE = 64
 PARTIAL_SUFFIX = ".partial"
 PAX_HEADER_NAME = b"././@PaxHeader"
 PAYLOAD_DIR = "data"
@@ -57,8 +52,8 @@ PAYLOAD_DIR = "data"
 class ByteSink(Protocol):
     """Sees every file of a bag as it is written: ``start_file(path)`` (relative to the bag,
     ``/``-separated), ``update(chunk)`` for each chunk in order, ``end_file()``. A chunk
-    passed with ``stable=True`` is a read-only mapping of finished volume bytes, which the
-    sink may keep and read later instead of copying. The torrents' ``PieceHasher`` is
+    passed with ``stable=True`` will not change while the sink holds it, so the sink may
+    keep it and read it later instead of copying. The torrents' ``PieceHasher`` is
     one."""
 
     def start_file(self, path: str) -> None: ...
@@ -322,69 +317,36 @@ def check_volume_size(max_volume_size: int) -> None:
         raise PackError(f"the volume size must be at least {RECORD} bytes")
 
 
+def _reader(stream: BinaryIO) -> Callable[[memoryview], int]:
+    """``readinto`` for any binary stream (not all have one)."""
+
+    def readinto(view: memoryview) -> int:
+        chunk = stream.read(len(view))
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    return readinto
+
+
 @dataclass
 class _OpenVolume:
     name: str
     path: Path
     partial: Path
-    file: BinaryIO
+    fd: int
+    window: Window
     used: int = 0
+    """Bytes of the volume so far: written, or in the window."""
     members: int = 0
-    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
-
-
-class _DigestThread:
-    """Digests computed in order on a thread of its own (one for volumes, one for members).
-
-    hashlib releases the GIL on large updates, so the writer's thread only copies and
-    feeds the piece hasher while the digests run on other cores. Work items run strictly
-    in the order queued; a check of a member's digest is queued after its data, so it
-    sees the whole member.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._queue: queue.Queue[
-            tuple[hashlib._Hash, bytes | memoryview] | Callable[[], None] | None
-        ] = queue.Queue(maxsize=DIGEST_QUEUE)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def update(self, digest: hashlib._Hash, chunk: bytes | memoryview) -> None:
-        self._queue.put((digest, chunk))
-
-    def call(self, fn: Callable[[], None]) -> None:
-        self._queue.put(fn)
-
-    def drain(self) -> None:
-        self._queue.join()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if callable(item):
-                    item()
-                else:
-                    digest, chunk = item
-                    digest.update(chunk)
-                    del item, chunk  # a mapped window is unmapped once nobody holds it
-            finally:
-                self._queue.task_done()
+    digest: Digest = field(default_factory=sha256pair.sha256)
 
 
 class VolumeWriter:
     """Writes members, in the order added, into ``<collection>.NNNN.tar`` in ``data_dir``.
 
     ``sink`` sees every byte of each volume in order (headers, data, padding,
-    end-of-archive) as file ``data/<volume>``. Use the writer as a context manager: an
-    exception deletes the unfinished ``.partial`` volume.
+    end-of-archive) as file ``data/<volume>``, a window at a time. Use the writer as a
+    context manager: an exception deletes the unfinished ``.partial`` volume.
     """
 
     def __init__(
@@ -408,8 +370,8 @@ class VolumeWriter:
         self._current: _OpenVolume | None = None
         self._names: set[str] = set()
         self._failed = False
-        self._volume_digests = _DigestThread("tar-volume-digest")
-        self._member_digests = _DigestThread("tar-member-digest")
+        self._digests = DigestThread()
+        self._writes = WriteThread(self._digests)
         self._mismatch: list[PackError] = []
 
     def __enter__(self) -> VolumeWriter:
@@ -430,7 +392,8 @@ class VolumeWriter:
         """Write one member of ``size`` bytes from ``data``; return where it lies.
 
         ``data`` is bytes, a binary stream read for exactly ``size`` bytes, or a file path
-        opened only now. When ``sha256`` (hex) is given, the data must have that hash.
+        opened only now. When ``sha256`` (hex) is given, the data must have that hash:
+        checked once the member is hashed, at the latest when its volume is finished.
 
         A failure while writing drops the unfinished volume and ends the writer: its
         earlier members in that volume are lost with it, so the caller must start over.
@@ -452,27 +415,24 @@ class VolumeWriter:
             raise PackError(f"{name}: {len(data)} bytes given for a size of {size}")
         self._names.add(name)
         try:
-            self._emit(vol, header)
+            self._put(vol, memoryview(header))
             offset = vol.used
-            digest = hashlib.sha256()
+            digest = sha256pair.sha256()
             if isinstance(data, bytes | bytearray | memoryview):
-                view = memoryview(data)
-                for start in range(0, size, COPY_CHUNK):
-                    self._emit(vol, bytes(view[start : start + COPY_CHUNK]), digest)
+                self._put(vol, memoryview(data).cast("B"), digest)
             elif isinstance(data, Path):
                 with data.open("rb", buffering=0) as stream:
-                    if size < KERNEL_COPY_MIN or not self._copy_in_kernel(
-                        vol, name, size, stream, digest
-                    ):
-                        self._copy(vol, name, size, stream, digest)
+                    self._read(vol, name, size, stream.readinto, stream, digest)
             else:
-                self._copy(vol, name, size, data, digest)
-            self._emit(vol, bytes(_padding(size)))
+                self._read(vol, name, size, _reader(data), data, digest)
             if sha256 is None:
-                self._member_digests.drain()
+                self._skip(vol, _padding(size))
+                self._flush(vol)
+                self._drain()
                 sha256 = digest.hexdigest()
             else:
-                self._member_digests.call(self._checker(name, digest, sha256))
+                vol.window.checks.append(self._checker(name, digest, sha256))
+                self._skip(vol, _padding(size))
         except BaseException:
             self._failed = True
             self.abort()
@@ -480,7 +440,7 @@ class VolumeWriter:
         vol.members += 1
         return PackedMember(name, vol.name, offset, size, sha256)
 
-    def _checker(self, name: str, digest: hashlib._Hash, expected: str) -> Callable[[], None]:
+    def _checker(self, name: str, digest: Digest, expected: str) -> Callable[[], None]:
         def check() -> None:
             if digest.hexdigest() != expected:
                 self._mismatch.append(
@@ -493,85 +453,75 @@ class VolumeWriter:
 
         return check
 
-    def _copy(
-        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
+    def _read(
+        self,
+        vol: _OpenVolume,
+        name: str,
+        size: int,
+        readinto: Callable[[memoryview], int | None],
+        stream: BinaryIO | io.FileIO,
+        digest: Digest,
     ) -> None:
+        """Read exactly ``size`` bytes of ``stream`` (with ``readinto``) into the windows."""
         left = size
         while left:
-            chunk = stream.read(min(COPY_CHUNK, left))
-            if not chunk:
+            window = vol.window
+            n = readinto(window.view[window.fill : window.fill + min(left, window.space)])
+            if not n:
                 raise PackError(
                     f"{name}: the data ended after {size - left} of {size} bytes", member=name
                 )
-            self._emit(vol, chunk, digest)
-            left -= len(chunk)
+            window.took(n, digest)
+            vol.used += n
+            left -= n
+            if not window.space:
+                self._flush(vol)
         if stream.read(1):
             raise PackError(
                 f"{name}: the data is longer than its size of {size} bytes", member=name
             )
 
-    def _copy_in_kernel(
-        self, vol: _OpenVolume, name: str, size: int, stream: BinaryIO, digest: hashlib._Hash
-    ) -> bool:
-        """Copy a member's data with :func:`copy_range`, then hash it from the volume;
-        False (nothing copied) where the kernel cannot copy between the two files."""
-        src, dst = stream.fileno(), vol.file.fileno()
-        left = size
-        while left:
-            start = vol.used
-            want = min(COPY_WINDOW, left)
-            preallocate(dst, start, want)
-            done = 0
-            while done < want:
-                n = copy_range(src, dst, want - done)
-                if n is None:
-                    if left == size and done == 0:
-                        return False
-                    raise PackError(f"{name}: the kernel stopped copying", member=name)
-                if n == 0:
-                    raise PackError(
-                        f"{name}: the data ended after {size - left + done} of {size} bytes",
-                        member=name,
-                    )
-                done += n
-            window = map_range(dst, start, want)
-            self._volume_digests.update(vol.digest, window)
-            self._member_digests.update(digest, window)
-            vol.used += want
-            if self.sink is not None:
-                self.sink.update(window, stable=True)
-            del window
-            start_writeback(dst, start, want)
-            left -= want
-        if os.pread(src, 1, size):
-            raise PackError(
-                f"{name}: the data is longer than its size of {size} bytes", member=name
-            )
-        return True
+    def _put(self, vol: _OpenVolume, data: memoryview, member: Digest | None = None) -> None:
+        while data:
+            n = vol.window.put(data, member)
+            vol.used += n
+            data = data[n:]
+            if not vol.window.space:
+                self._flush(vol)
 
-    def _emit(self, vol: _OpenVolume, chunk: bytes, member: hashlib._Hash | None = None) -> None:
-        if not chunk:
-            return
-        self._volume_digests.update(vol.digest, chunk)
-        if member is not None:
-            self._member_digests.update(member, chunk)
-        vol.file.write(chunk)
-        vol.used += len(chunk)
-        if self.sink is not None:
-            self.sink.update(chunk)
+    def _skip(self, vol: _OpenVolume, n: int) -> None:
+        """``n`` bytes of zeros (padding, end of archive)."""
+        while n:
+            take = vol.window.zeros(n)
+            vol.used += take
+            n -= take
+            if not vol.window.space:
+                self._flush(vol)
+
+    def _flush(self, vol: _OpenVolume) -> None:
+        """Write the window, hand it to the hashers, and start a new one after it."""
+        if self._writes.error is not None:
+            raise self._writes.error
+        window = vol.window
+        if window.fill and self.sink is not None:
+            self.sink.update(window.lend(), stable=True)
+        self._writes.write(vol.fd, vol.digest, window)
+        vol.window = self._digests.window(vol.used)
 
     def _drain(self) -> None:
-        self._volume_digests.drain()
-        self._member_digests.drain()
+        """Wait until every window is written and hashed; raise a write's error."""
+        self._writes.drain()
+        if self._writes.error is not None:
+            raise self._writes.error
 
     def _open(self) -> _OpenVolume:
         name = volume_name(self.collection, len(self.volumes) + 1)
         path = self.data_dir / name
         partial = path.with_name(name + PARTIAL_SUFFIX)
-        # "w+b" truncates whatever a killed run left under the .partial name, and opens for
-        # reading too, so copied windows can be mapped. Unbuffered: data comes in chunks
-        # of a MiB or more, headers are the only small writes.
-        self._current = _OpenVolume(name, path, partial, partial.open("w+b", buffering=0))
+        # Truncates whatever a killed run left under the .partial name.
+        self._current = _OpenVolume(
+            name, path, partial, open_volume(partial), self._digests.window(0)
+        )
         if self.sink is not None:
             self.sink.start_file(f"{PAYLOAD_DIR}/{name}")
         return self._current
@@ -579,17 +529,22 @@ class VolumeWriter:
     def _finish(self) -> None:
         vol = self._current
         assert vol is not None
-        end = closed_size(vol.used) - vol.used
-        self._emit(vol, bytes(end))
+        self._skip(vol, closed_size(vol.used) - vol.used)
+        self._flush(vol)
         if self.sink is not None:
             self.sink.end_file()
-        self._drain()
+        try:
+            self._drain()
+        except OSError:
+            self._failed = True
+            self.abort()
+            raise
         if self._mismatch:
             self._failed = True
             self.abort()
             raise self._mismatch[0]
-        os.fsync(vol.file.fileno())
-        vol.file.close()
+        os.fsync(vol.fd)
+        os.close(vol.fd)
         os.replace(vol.partial, vol.path)
         sync_directory(self.data_dir)
         self.volumes.append(VolumeFile(vol.name, vol.used, vol.digest.hexdigest(), vol.members))
@@ -605,14 +560,14 @@ class VolumeWriter:
         return self.volumes
 
     def _stop_threads(self) -> None:
-        self._volume_digests.close()
-        self._member_digests.close()
+        self._writes.close()
+        self._digests.close()
 
     def abort(self) -> None:
         """Drop the unfinished volume; finished ones stay."""
         vol = self._current
         if vol is not None:
-            self._drain()
-            vol.file.close()
+            self._writes.drain()
+            os.close(vol.fd)
             vol.partial.unlink(missing_ok=True)
             self._current = None

@@ -1,25 +1,27 @@
-"""Members copied inside the kernel and hashed through a mapping of the volume: the same
-bytes, digests and piece hashes as the buffered copy, the same errors, and a fallback
-where the kernel cannot copy."""
+"""Volumes written with direct I/O from the buffers that are hashed: the same bytes,
+digests and piece hashes as through the page cache, the same errors, and the page cache
+where direct I/O is refused."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
+import mmap
 import os
 from pathlib import Path
 
 import pytest
 
 from phonotheca import filemap
-from phonotheca.build import PackError, VolumeWriter, filecopy, tarvolume
+from phonotheca.build import PackError, VolumeWriter, volumeio, volumewindow
 from phonotheca.build.tarvolume import PackedMember
 from phonotheca.torrents import PieceHasher
 from tests.build import MTIME, RecordingSink, audio
 
-# Members larger than the kernel-copy threshold, several windows each, starting at
-# offsets that are not page aligned (a 512-byte header comes first).
+# Members of several windows each and one of a few bytes, starting at offsets that are not
+# page aligned (a 512-byte header comes first).
 SIZES = [300_000, 700_001, 1_500_000, 5]
 WINDOW = 256 * 1024
 
@@ -72,71 +74,62 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows smaller than most members, so members span windows and windows members."""
+    monkeypatch.setattr(volumewindow, "WINDOW", WINDOW)
+
+
 @pytest.mark.parametrize("hybrid", [False, True])
-def test_kernel_copy_gives_the_buffered_bytes_and_hashes(
+def test_direct_and_page_cache_writes_give_the_same_bytes_and_hashes(
     tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch, hybrid: bool
 ) -> None:
-    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
-    calls: list[int] = []
-    real_copy = filecopy.copy_range
-
-    def counting(src: int, dst: int, count: int) -> int | None:
-        calls.append(count)
-        return real_copy(src, dst, count)
-
-    monkeypatch.setattr(tarvolume, "copy_range", counting)
-    kernel = pack(tmp_path / "kernel", sources, hybrid=hybrid)
-    assert calls, "the members over the threshold went through the kernel copy"
-    assert max(calls) <= WINDOW
-    monkeypatch.setattr(tarvolume, "KERNEL_COPY_MIN", 1 << 62)
-    calls.clear()
-    buffered = pack(tmp_path / "buffered", sources, hybrid=hybrid)
-    assert calls == []
-    assert kernel == buffered
-    raw, _, members = kernel
+    direct = pack(tmp_path / "direct", sources, hybrid=hybrid)
+    monkeypatch.setattr(volumeio._Methods, "direct", False)
+    assert pack(tmp_path / "cached", sources, hybrid=hybrid) == direct
+    raw, _, members = direct
     for path, member in zip(sources, members, strict=True):
         assert raw[member.offset : member.offset + member.length] == path.read_bytes()
         assert member.sha256 == _sha(path)
 
 
-def test_where_the_kernel_cannot_copy_the_buffered_path_takes_over(
+def test_volumes_are_written_with_direct_io_where_the_filesystem_has_it(tmp_path: Path) -> None:
+    fd = volumeio.open_volume(tmp_path / "v.tar")
+    try:
+        if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            pytest.skip("this filesystem has no direct I/O")
+        block = mmap.mmap(-1, 4096)  # page aligned, as direct I/O wants
+        block[:5] = b"hello"
+        volumeio.write_at(fd, memoryview(block)[:512], 512)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "v.tar").read_bytes() == bytes(512) + b"hello" + bytes(507)
+
+
+def test_a_refused_direct_write_goes_on_through_the_page_cache(
     tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    expected = pack(tmp_path / "buffered", sources)
-    monkeypatch.setattr(tarvolume, "copy_range", lambda src, dst, count: None)
-    assert pack(tmp_path / "fallback", sources) == expected
+    """A device with 4 KiB sectors refuses 512-byte aligned direct writes (EINVAL)."""
+    expected = pack(tmp_path / "expected", sources)
+    real_pwrite = os.pwrite
+    refused: list[int] = []
 
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
 
-def test_copy_range_falls_back_to_sendfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def unsupported(*args: object) -> int:
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "copy_file_range", unsupported)
-    monkeypatch.setattr(filecopy._Methods, "copy_file_range", True)
-    monkeypatch.setattr(filecopy._Methods, "sendfile", True)
-    data = audio(7, 100_000)
-    (tmp_path / "a").write_bytes(data)
-    with open(tmp_path / "a", "rb") as src, open(tmp_path / "b", "wb") as dst:
-        src.seek(1000)
-        dst.write(b"head")
-        dst.flush()
-        copied = 0
-        while n := filecopy.copy_range(src.fileno(), dst.fileno(), 50_000):
-            copied += n
-        assert src.tell() == len(data)
-    assert copied == len(data) - 1000
-    assert (tmp_path / "b").read_bytes() == b"head" + data[1000:]
-    assert filecopy._Methods.copy_file_range is False  # not tried again
-    monkeypatch.setattr(os, "sendfile", unsupported)
-    with open(tmp_path / "a", "rb") as src, open(tmp_path / "c", "wb") as dst:
-        assert filecopy.copy_range(src.fileno(), dst.fileno(), 10) is None
+    monkeypatch.setattr(volumeio.os, "pwrite", pwrite)
+    assert pack(tmp_path / "refused", sources) == expected
+    if volumeio._Methods.direct and not refused:
+        pytest.skip("this filesystem has no direct I/O")
 
 
 @pytest.mark.parametrize("actual", [299_999, 300_001])
 def test_a_source_of_another_size_fails_its_member(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, actual: int
 ) -> None:
-    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
     source = tmp_path / "src.flac"
     source.write_bytes(audio(3, actual))
     out = tmp_path / "out"
@@ -148,10 +141,7 @@ def test_a_source_of_another_size_fails_its_member(
     assert list(out.iterdir()) == []
 
 
-def test_a_changed_source_is_caught_by_the_member_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
+def test_a_changed_source_is_caught_by_the_member_digest(tmp_path: Path) -> None:
     source = tmp_path / "src.flac"
     source.write_bytes(audio(3, 600_000))
     out = tmp_path / "out"
@@ -181,21 +171,21 @@ def test_start_writeback_accepts_any_range(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"x" * 10_000)
     with open(path, "rb+") as f:
-        filecopy.start_writeback(f.fileno(), 0, 10_000)
-        filecopy.start_writeback(f.fileno(), 4096, 0)
+        volumeio.start_writeback(f.fileno(), 0, 10_000)
+        volumeio.start_writeback(f.fileno(), 4096, 0)
     assert path.read_bytes() == b"x" * 10_000
 
 
 def test_preallocate_reserves_blocks_that_read_as_zeros(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    monkeypatch.setattr(volumeio._Methods, "fallocate", True)
     path = tmp_path / "f"
     path.write_bytes(b"head")
     with open(path, "rb+") as f:
-        filecopy.preallocate(f.fileno(), 4, 1 << 20)
-        filecopy.preallocate(f.fileno(), 0, 0)  # nothing to reserve
-    if not filecopy._Methods.fallocate:
+        volumeio.preallocate(f.fileno(), 4, 1 << 20)
+        volumeio.preallocate(f.fileno(), 0, 0)  # nothing to reserve
+    if not volumeio._Methods.fallocate:
         pytest.skip("this filesystem cannot preallocate")
     assert path.stat().st_size == 4 + (1 << 20)
     assert path.stat().st_blocks * 512 >= 1 << 20, "the blocks are reserved, not a hole"
@@ -219,20 +209,19 @@ def test_preallocate_is_a_hint_where_unsupported_and_stops_asking(
     tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected = pack(tmp_path / "plain", sources)
-    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
-    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    monkeypatch.setattr(volumeio._Methods, "fallocate", True)
     unsupported = _FailingFallocate(errno.EOPNOTSUPP)
-    monkeypatch.setattr(filecopy, "_fallocate", unsupported)
+    monkeypatch.setattr(volumeio, "_fallocate", unsupported)
     assert pack(tmp_path / "unsupported", sources) == expected
     assert len(unsupported.calls) == 1, "asked once, then never again"
-    assert filecopy._Methods.fallocate is False
+    assert volumeio._Methods.fallocate is False
 
 
-def test_a_full_disk_fails_the_volume_before_copying(
+def test_a_full_disk_fails_the_volume_before_writing(
     tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
-    monkeypatch.setattr(filecopy, "_fallocate", _FailingFallocate(errno.ENOSPC))
+    monkeypatch.setattr(volumeio._Methods, "fallocate", True)
+    monkeypatch.setattr(volumeio, "_fallocate", _FailingFallocate(errno.ENOSPC))
     out = tmp_path / "out"
     out.mkdir()
     with (
@@ -247,17 +236,66 @@ def test_a_full_disk_fails_the_volume_before_copying(
 def test_preallocated_and_plain_volumes_are_identical(
     tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tarvolume, "COPY_WINDOW", WINDOW)
-    monkeypatch.setattr(filecopy._Methods, "fallocate", True)
+    monkeypatch.setattr(volumeio._Methods, "fallocate", True)
     reserved: list[tuple[int, int]] = []
-    real = filecopy.preallocate
+    real = volumeio.preallocate
 
     def recording(fd: int, offset: int, length: int) -> None:
         reserved.append((offset, length))
         real(fd, offset, length)
 
-    monkeypatch.setattr(tarvolume, "preallocate", recording)
+    monkeypatch.setattr(volumewindow, "preallocate", recording)
     with_reservation = pack(tmp_path / "reserved", sources)
     assert reserved and all(length <= WINDOW for _, length in reserved)
-    monkeypatch.setattr(tarvolume, "preallocate", lambda fd, offset, length: None)
+    monkeypatch.setattr(volumewindow, "preallocate", lambda fd, offset, length: None)
     assert pack(tmp_path / "plain", sources) == with_reservation
+
+
+class KeepingSink:
+    """Keeps every stable view it is given, reading them only at the end, as a piece
+    hasher running behind may; copies the rest."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes | memoryview] = []
+
+    def start_file(self, path: str) -> None:
+        pass
+
+    def update(self, data: bytes | memoryview, *, stable: bool = False) -> None:
+        self.chunks.append(data if stable else bytes(data))
+
+    def end_file(self) -> None:
+        pass
+
+
+def test_windows_held_by_the_sink_are_not_reused_and_the_others_are(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[volumewindow.Window] = []
+    real_init = volumewindow.Window.__post_init__
+
+    def counting(self: volumewindow.Window) -> None:
+        real_init(self)
+        created.append(self)
+
+    monkeypatch.setattr(volumewindow.Window, "__post_init__", counting)
+    keeping = KeepingSink()
+    out = tmp_path / "kept"
+    out.mkdir()
+    with VolumeWriter(out, "k", mtime=MTIME, sink=keeping) as writer:
+        for i, p in enumerate(sources * 3):
+            writer.add(f"{i}.flac", p.stat().st_size, p, sha256=_sha(p))
+    [volume] = writer.volumes
+    assert any(isinstance(c, memoryview) for c in keeping.chunks)
+    assert b"".join(keeping.chunks) == (out / volume.name).read_bytes()
+    kept_windows = len(created)
+    assert kept_windows * WINDOW >= volume.size, "every window was held, none reused"
+
+    created.clear()
+    out = tmp_path / "copied"
+    out.mkdir()
+    with VolumeWriter(out, "k", mtime=MTIME, sink=RecordingSink()) as writer:
+        for i, p in enumerate(sources * 3):
+            writer.add(f"{i}.flac", p.stat().st_size, p, sha256=_sha(p))
+    bound = volumewindow.DIGEST_QUEUE + volumewindow.WRITE_QUEUE + 4
+    assert len(created) <= bound < kept_windows, "windows reused"
