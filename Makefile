@@ -10,8 +10,9 @@ DEMO_TRACKS ?= 100000
 
 install: system-deps $(VENV)/.installed
 
-# Re-run pip only when pyproject.toml changes; idempotent otherwise.
-$(VENV)/.installed: pyproject.toml
+# Re-run pip only when the package's build inputs change (pyproject.toml, and setup.py with
+# the one compiled module); idempotent otherwise.
+$(VENV)/.installed: pyproject.toml setup.py src/phonotheca/_sha256pair.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
