@@ -40,7 +40,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from phonotheca.catalog import schema
@@ -265,16 +265,39 @@ def refresh(
     """Make the library file beside the catalog of ``conn`` (a write connection, all
     committed) unless it is current; True if it did. Called where the lists change: at
     the end of an import, a build, ``reindex``."""
+    work = refresher(conn, progress, force=force)
+    if work is None:
+        return False
+    work()
+    return True
+
+
+def refresher(
+    conn: sqlite3.Connection,
+    progress: schema.StepProgress | None = None,
+    *,
+    force: bool = False,
+) -> Callable[[], None] | None:
+    """What :func:`refresh` does, in two halves: the check, here (reporting the step when
+    the file is not current), and the work, returned (None when there is none to do).
+
+    The work opens connections of its own and never touches ``conn``, so it may run in
+    another thread while ``conn`` writes something that is not in the lists (the end of
+    an import builds the search index meanwhile: :func:`~phonotheca.catalog.importer.
+    finish_import`)."""
     catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
     out = catalog_path.with_name(LIBRARY_FILE)
     held = held_collections(conn, catalog_path.parent)
     if not force and is_current(out, catalog_stamp(conn), held):
-        return False
+        return None
     if progress is not None:
         progress("library lists", None, None)
-    if force or update_held(catalog_path, out, held) is None:
-        build(catalog_path, out, held)
-    return True
+
+    def work() -> None:
+        if force or update_held(catalog_path, out, held) is None:
+            build(catalog_path, out, held)
+
+    return work
 
 
 def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:
