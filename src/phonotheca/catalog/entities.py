@@ -61,12 +61,12 @@ class EntityWriter:
         self,
         artists: dict[str, tuple[int, ArtistRow]],
         albums: dict[str, tuple[int, AlbumRow]],
-        stage: str | None = None,
+        stage: str,
     ) -> None:
         """Write a batch's artists, then its albums (which credit them). ``stage``
         prefixes the tables of the batch's attached image (the loader's), whose
         ``albums`` and ``album_*`` tables hold ``albums`` as rows
-        (:func:`~phonotheca.catalog.batch.stage_rows`); without it rows are bound here."""
+        (:func:`~phonotheca.catalog.batch.stage_rows`)."""
         for cache in (self._artists, self._albums, self._genres):
             if len(cache) > CACHE_LIMIT:
                 cache.clear()
@@ -167,28 +167,17 @@ class EntityWriter:
                 self._genres[name] = row[0]
         return self._genres
 
-    def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]], stage: str | None) -> None:
+    def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]], stage: str) -> None:
         if not albums:
             return
         new, changed = self._split("albums", self._albums, albums)  # type: ignore[arg-type]
         if changed and self.maintain_search:
             self._before_album_change(changed, albums)
-        touched = [*new, *changed]
-        if not touched:
-            return
-        # New albums move from the image set-wise; without one, or for changed albums
-        # (rewritten with their links), rows are bound here. Either way they go in the
-        # order of ``touched``: image ids are numbered in it.
-        staged = new if stage is not None else []
-        bound = changed if stage is not None else touched
-        if staged:
-            self._insert_albums(stage or "", staged, len(staged) == len(albums))
-        values = [album_values(pid, *albums[pid]) for pid in bound]
-        fresh = len(bound) - len(changed)  # new albums bound here (none with an image)
-        if fresh:
-            self.conn.executemany(
-                f"INSERT INTO albums({_ALBUM_COLUMNS}) VALUES ({_20})", values[:fresh]
-            )
+        # New albums move from the image set-wise; changed ones are rewritten with their
+        # links, bound here. Image ids are numbered in this order: new, then changed.
+        every = len(new) == len(albums)
+        if new:
+            self._insert_albums(stage, new, every)
         if changed:
             self.conn.executemany(
                 "UPDATE albums SET title=?, artist_credit=?, album_type=?, release_date=?,"
@@ -196,7 +185,7 @@ class EntityWriter:
                 " markets=?, status=?, packaging=?, country=?, original_release_date=?,"
                 " original_release_date_precision=?, catalog_number=?, disambiguation=?,"
                 " cover_art_count=?, fingerprint=? WHERE public_id=?",
-                values[fresh:],
+                [album_values(pid, *albums[pid]) for pid in changed],
             )
             ids = [(p,) for p in changed]
             for table in ("album_artists", "album_genres"):
@@ -208,11 +197,11 @@ class EntityWriter:
             self.conn.executemany(
                 f"DELETE FROM external_ids WHERE entity='album' AND entity_id = {ALBUM_ID}", ids
             )
-        self.genre_ids(g for p in touched for g in albums[p][1].genres)
-        if staged:
-            self._insert_album_links(stage or "", staged, len(staged) == len(albums))
-        if bound:
-            credits, genres, images, ext = album_links(bound, albums)
+        self.genre_ids(g for p in (*new, *changed) for g in albums[p][1].genres)
+        if new:
+            self._insert_album_links(stage, new, every)
+        if changed:
+            credits, genres, images, ext = album_links(changed, albums)
             genre_ids = self._genres
             for table, rows, width in (
                 ("album_credits", credits, 5),
@@ -221,7 +210,6 @@ class EntityWriter:
                 ("album_external_ids", ext, 3),
             ):
                 self._insert_staged(_ALBUM_LINKS[table], rows, width)
-        if changed:
             self._renumber_blob_images(changed)
 
     def _insert_albums(self, stage: str, pids: list[str], every: bool) -> None:
@@ -315,7 +303,6 @@ _ALBUM_COLUMNS = (
     " original_release_date_precision, catalog_number, disambiguation, cover_art_count,"
     " fingerprint, public_id"
 )
-_20 = ",".join("?" * 20)
 # The statements that insert an album's links from rows c1..cN of a stage table (the
 # batch image's, named here, or a temporary one with the same columns).
 _ALBUM_LINKS = {

@@ -84,7 +84,7 @@ class Loader:
 
     def write(self, batch: Batch) -> WriteResult:
         """Write one batch; the caller commits."""
-        stage = self._attach_image(batch) if batch.track_count or batch.albums else None
+        stage = self._attach_image(batch)
         self.entities.write(batch.artists, batch.albums, stage)
         chunk_base = self._write_chunks(batch.chunks)
         result = self._write_tracks(batch, chunk_base, stage)
@@ -110,10 +110,10 @@ class Loader:
 
     # -- tracks -------------------------------------------------------------------------
 
-    def _write_tracks(self, batch: Batch, chunk_base: int, stage: str | None) -> WriteResult:
+    def _write_tracks(self, batch: Batch, chunk_base: int, stage: str) -> WriteResult:
         count = batch.track_count
         result = WriteResult(loaded=count + batch.superseded, superseded=batch.superseded)
-        if not count or stage is None:
+        if not count:
             if self.maintain_search:
                 self._reindex_pending()
             return result
