@@ -266,3 +266,59 @@ def test_the_index_builds_after_a_bulk_load_report_their_progress(
     assert counts[0] == (0, 1000) and counts[-1] == (1000, 1000)
     assert len(counts) >= 1000 // 16  # reported as the rows were indexed, not only at the end
     assert [d for d, _ in counts] == sorted(d for d, _ in counts)
+
+
+def _library_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        out = {t: sorted(conn.execute(f"SELECT * FROM {t}"), key=repr) for t in tables}
+    finally:
+        conn.close()
+    out["meta"] = [r for r in out["meta"] if r[0] != "built_at"]
+    return out
+
+
+def test_the_lists_built_beside_the_search_index_are_those_built_alone(
+    archive: Archive, write_jsonl: WriteJsonl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phonotheca.catalog import importer, library
+
+    monkeypatch.setattr(importer, "BULK_MIN_BYTES", 0)  # bulk mode: both built at the end
+    path = write_jsonl("many.jsonl", [track(n) for n in range(500)])
+    lists = archive.root / library.LIBRARY_FILE
+    conn = archive.connect()
+    try:
+        import_lines(conn, path, archive.rejects_dir)
+        steps: list[str] = []
+        importer.finish_import(conn, lambda name, done, total: steps.append(name))
+        assert steps.index("library lists") < steps.index("search index")  # started first
+        beside = _library_rows(lists)
+        assert library.refresh(conn, force=True)  # the same lists, made on their own
+    finally:
+        conn.close()
+    assert beside == _library_rows(lists)
+    assert len(beside["album_stats"]) == len(rows(archive, "SELECT id FROM albums"))
+
+
+def test_a_failed_build_of_the_lists_fails_the_import_after_the_search_index(
+    archive: Archive, write_jsonl: WriteJsonl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phonotheca.catalog import importer, library, schema
+    from phonotheca.catalog.search import search_is_stale
+
+    def broken(*args: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(importer, "BULK_MIN_BYTES", 0)
+    monkeypatch.setattr(library, "build", broken)
+    path = write_jsonl("many.jsonl", [track(n) for n in range(100)])
+    conn = archive.connect()
+    try:
+        import_lines(conn, path, archive.rejects_dir)
+        with pytest.raises(OSError, match="disk full"):
+            importer.finish_import(conn)
+        assert not search_is_stale(conn)  # built meanwhile, and kept
+        assert schema.postponed_since(conn) is not None  # the import is not finished
+    finally:
+        conn.close()

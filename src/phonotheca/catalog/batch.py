@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import msgspec
@@ -163,6 +163,68 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 # The tables of a batch image, columns c1..cN in tuple order; a track's rowid is its
 # index in the batch plus one (the tables are filled in order, from empty).
 STAGE_TABLES = {"tracks": 15, "credits": 5, "genres": 2, "external_ids": 3, "aliases": 4}
+# And the batch's albums, keyed by their public ids (c20 of ``albums``): their columns
+# (:func:`album_values`), credits, genres, images and external ids, so that the writer
+# inserts new albums set-wise, binding nothing (the rows stay in ``Batch.albums`` too,
+# for the fingerprints and the rare rewrite of a changed album).
+ALBUM_STAGE_TABLES = {
+    "albums": 20,
+    "album_credits": 5,
+    "album_genres": 2,
+    "album_images": 6,
+    "album_external_ids": 3,
+}
+
+
+def album_values(pid: str, fp: int, a: AlbumRow) -> tuple[object, ...]:
+    """An album's columns, in the order of the writer's statements: title,
+    artist_credit, album_type, release_date, release_date_precision, label, upc,
+    total_tracks, total_discs, markets, status, packaging, country,
+    original_release_date, original_release_date_precision, catalog_number,
+    disambiguation, cover_art_count, fingerprint, public_id."""
+    return (
+        a.title,
+        a.artist_credit,
+        a.album_type,
+        a.release_date,
+        a.release_date_precision,
+        a.label,
+        a.upc,
+        a.total_tracks,
+        a.total_discs,
+        a.markets,
+        a.status,
+        a.packaging,
+        a.country,
+        a.original_release_date,
+        a.original_release_date_precision,
+        a.catalog_number,
+        a.disambiguation,
+        a.cover_art_count,
+        fp,
+        pid,
+    )
+
+
+Rows = list[tuple[object, ...]]
+
+
+def album_links(
+    pids: Iterable[str], albums: dict[str, tuple[int, AlbumRow]]
+) -> tuple[Rows, list[tuple[str, str]], Rows, Rows]:
+    """The credits, genres, images and external ids of albums ``pids`` (rows of the
+    ``album_*`` stage tables), in album order."""
+    credits: Rows = []
+    genres: list[tuple[str, str]] = []
+    images: Rows = []
+    ext: Rows = []
+    for pid in pids:
+        a = albums[pid][1]
+        credits += [(pid, pos, *c) for pos, c in enumerate(a.credits)]
+        genres += [(pid, g) for g in dict.fromkeys(a.genres)]
+        images += [(pid, pos, *img) for pos, img in enumerate(a.images)]
+        ext += [(pid, s, v) for s, v in a.external_ids]
+    return credits, genres, images, ext
 
 
 def stage_rows(batch: Batch) -> Batch:
@@ -170,7 +232,8 @@ def stage_rows(batch: Batch) -> Batch:
 
     A worker process does this, so the writer moves each table into the catalog with
     one ``INSERT ... SELECT`` (the database attached) and no Python per row: binding
-    rows one by one, and decoding them before, were half of the writer's time.
+    rows one by one, and decoding them before, were half of the writer's time. The
+    albums are staged too (:data:`ALBUM_STAGE_TABLES`) but stay in ``albums``.
     """
     if batch.image:
         return batch
@@ -178,12 +241,19 @@ def stage_rows(batch: Batch) -> Batch:
     try:
         db.isolation_level = None
         db.execute("BEGIN")
-        for table, width in STAGE_TABLES.items():
+        albums = batch.albums
+        entity_rows = (
+            [album_values(pid, fp, a) for pid, (fp, a) in albums.items()],
+            *album_links(albums, albums),
+        )
+        for (table, width), rows in zip(
+            (*STAGE_TABLES.items(), *ALBUM_STAGE_TABLES.items()),
+            (*(getattr(batch, t) for t in STAGE_TABLES), *entity_rows),
+            strict=True,
+        ):
             columns = ", ".join(f"c{i}" for i in range(1, width + 1))
             db.execute(f"CREATE TABLE {table}({columns})")
-            db.executemany(
-                f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", getattr(batch, table)
-            )
+            db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
         db.execute("COMMIT")
         image = db.serialize()
     finally:

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from phonotheca.catalog.batch import AlbumRow, ArtistRow
+from phonotheca.catalog.batch import AlbumRow, ArtistRow, album_links, album_values
 from phonotheca.catalog.search import unindex_tracks
 
 # Caches are cleared when they pass this many entries: memory stays bounded whatever the
@@ -61,13 +61,17 @@ class EntityWriter:
         self,
         artists: dict[str, tuple[int, ArtistRow]],
         albums: dict[str, tuple[int, AlbumRow]],
+        stage: str,
     ) -> None:
-        """Write a batch's artists, then its albums (which credit them)."""
+        """Write a batch's artists, then its albums (which credit them). ``stage``
+        prefixes the tables of the batch's attached image (the loader's), whose
+        ``albums`` and ``album_*`` tables hold ``albums`` as rows
+        (:func:`~phonotheca.catalog.batch.stage_rows`)."""
         for cache in (self._artists, self._albums, self._genres):
             if len(cache) > CACHE_LIMIT:
                 cache.clear()
         self._write_artists(artists)
-        self._write_albums(albums)
+        self._write_albums(albums, stage)
 
     def _split(
         self, table: str, cache: dict[str, int], rows: dict[str, tuple[int, object]]
@@ -150,7 +154,8 @@ class EntityWriter:
             )
 
     def genre_ids(self, names: Iterable[str]) -> dict[str, int]:
-        missing = list({n for n in names if n not in self._genres})
+        # In order of first appearance: ids do not depend on the process's string hashing.
+        missing = list(dict.fromkeys(n for n in names if n not in self._genres))
         if missing:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO genres(name) VALUES (?)", [(n,) for n in missing]
@@ -162,51 +167,17 @@ class EntityWriter:
                 self._genres[name] = row[0]
         return self._genres
 
-    def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]]) -> None:
+    def _write_albums(self, albums: dict[str, tuple[int, AlbumRow]], stage: str) -> None:
         if not albums:
             return
         new, changed = self._split("albums", self._albums, albums)  # type: ignore[arg-type]
         if changed and self.maintain_search:
             self._before_album_change(changed, albums)
-        touched = [*new, *changed]
-        if not touched:
-            return
-        values = [
-            (
-                a.title,
-                a.artist_credit,
-                a.album_type,
-                a.release_date,
-                a.release_date_precision,
-                a.label,
-                a.upc,
-                a.total_tracks,
-                a.total_discs,
-                a.markets,
-                a.status,
-                a.packaging,
-                a.country,
-                a.original_release_date,
-                a.original_release_date_precision,
-                a.catalog_number,
-                a.disambiguation,
-                a.cover_art_count,
-                fp,
-                pid,
-            )
-            for pid in touched
-            for fp, a in (albums[pid],)
-        ]
+        # New albums move from the image set-wise; changed ones are rewritten with their
+        # links, bound here. Image ids are numbered in this order: new, then changed.
+        every = len(new) == len(albums)
         if new:
-            self.conn.executemany(
-                "INSERT INTO albums(title, artist_credit, album_type, release_date,"
-                " release_date_precision, label, upc, total_tracks, total_discs, markets,"
-                " status, packaging, country, original_release_date,"
-                " original_release_date_precision, catalog_number, disambiguation,"
-                " cover_art_count, fingerprint, public_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                values[: len(new)],
-            )
+            self._insert_albums(stage, new, every)
         if changed:
             self.conn.executemany(
                 "UPDATE albums SET title=?, artist_credit=?, album_type=?, release_date=?,"
@@ -214,7 +185,7 @@ class EntityWriter:
                 " markets=?, status=?, packaging=?, country=?, original_release_date=?,"
                 " original_release_date_precision=?, catalog_number=?, disambiguation=?,"
                 " cover_art_count=?, fingerprint=? WHERE public_id=?",
-                values[len(new) :],
+                [album_values(pid, *albums[pid]) for pid in changed],
             )
             ids = [(p,) for p in changed]
             for table in ("album_artists", "album_genres"):
@@ -226,40 +197,42 @@ class EntityWriter:
             self.conn.executemany(
                 f"DELETE FROM external_ids WHERE entity='album' AND entity_id = {ALBUM_ID}", ids
             )
-        genre_ids = self.genre_ids(g for p in touched for g in albums[p][1].genres)
-        credits, genres, images, ext = [], [], [], []
-        for pid in touched:
-            a = albums[pid][1]
-            credits += [(pid, pos, *c) for pos, c in enumerate(a.credits)]
-            genres += [(pid, genre_ids[g]) for g in dict.fromkeys(a.genres)]
-            images += [(pid, pos, *img) for pos, img in enumerate(a.images)]
-            ext += [(pid, s, v) for s, v in a.external_ids]
-        self._insert_staged(
-            "INSERT INTO album_artists(album_id, position, artist_id, credited_as, join_phrase)",
-            f"{_ALBUM_OF_C1}, c2, {ARTIST_OF_C3}, c4, c5",
-            credits,
-            5,
-        )
-        self._insert_staged(
-            "INSERT OR IGNORE INTO album_genres(album_id, genre_id)",
-            f"{_ALBUM_OF_C1}, c2",
-            genres,
-            2,
-        )
-        self._insert_staged(
-            "INSERT INTO images(album_id, position, kind, url, width, height)",
-            f"{_ALBUM_OF_C1}, c2, c3, c4, c5, c6",
-            images,
-            6,
-        )
-        self._insert_staged(
-            "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)",
-            f"'album', {_ALBUM_OF_C1}, c2, c3",
-            ext,
-            3,
-        )
+        self.genre_ids(g for p in (*new, *changed) for g in albums[p][1].genres)
+        if new:
+            self._insert_album_links(stage, new, every)
         if changed:
+            credits, genres, images, ext = album_links(changed, albums)
+            genre_ids = self._genres
+            for table, rows, width in (
+                ("album_credits", credits, 5),
+                ("album_genres", [(p, genre_ids[g]) for p, g in genres], 2),
+                ("album_images", images, 6),
+                ("album_external_ids", ext, 3),
+            ):
+                self._insert_staged(_ALBUM_LINKS[table], rows, width)
             self._renumber_blob_images(changed)
+
+    def _insert_albums(self, stage: str, pids: list[str], every: bool) -> None:
+        """Insert albums ``pids`` (``every``: all of the image's) from the image, in its
+        order."""
+        where, params = _only(pids, every, "c20")
+        columns = ", ".join(f"c{i}" for i in range(1, 21))
+        self.conn.execute(
+            f"INSERT INTO albums({_ALBUM_COLUMNS}) SELECT {columns} FROM {stage}albums"
+            f" {where} ORDER BY rowid",
+            params,
+        )
+
+    def _insert_album_links(self, stage: str, pids: list[str], every: bool) -> None:
+        """The links of albums ``pids`` from the image, as :meth:`_insert_staged` would
+        insert them (genres by name here: their ids exist, see :meth:`genre_ids`)."""
+        where, params = _only(pids, every, "c1")
+        for table, (insert, select) in _ALBUM_LINKS.items():
+            if table == "album_genres":
+                select = f"{_ALBUM_OF_C1}, (SELECT id FROM genres WHERE name = c2)"
+            self.conn.execute(
+                f"{insert} SELECT {select} FROM {stage}{table} {where} ORDER BY rowid", params
+            )
 
     def _renumber_blob_images(self, albums: list[str]) -> None:
         """Put the albums' cover art from files after the record's images again, in the
@@ -303,7 +276,7 @@ class EntityWriter:
         )
 
     def _insert_staged(
-        self, insert: str, select: str, rows: Sequence[tuple[object, ...]], width: int
+        self, statement: tuple[str, str], rows: Sequence[tuple[object, ...]], width: int
     ) -> None:
         """``insert SELECT select`` over ``rows``, staged in a temporary table whose
         columns are ``c1`` .. ``c<width>``, in order (so later rows meet earlier ones as
@@ -315,9 +288,46 @@ class EntityWriter:
         """
         if not rows:
             return
+        insert, select = statement
         table = f"temp.stage{width}"
         columns = ", ".join(f"c{i}" for i in range(1, width + 1))
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage{width}({columns})")
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
         self.conn.execute(f"{insert} SELECT {select} FROM {table} ORDER BY rowid")
+
+
+_ALBUM_COLUMNS = (
+    "title, artist_credit, album_type, release_date, release_date_precision, label, upc,"
+    " total_tracks, total_discs, markets, status, packaging, country, original_release_date,"
+    " original_release_date_precision, catalog_number, disambiguation, cover_art_count,"
+    " fingerprint, public_id"
+)
+# The statements that insert an album's links from rows c1..cN of a stage table (the
+# batch image's, named here, or a temporary one with the same columns).
+_ALBUM_LINKS = {
+    "album_credits": (
+        "INSERT INTO album_artists(album_id, position, artist_id, credited_as, join_phrase)",
+        f"{_ALBUM_OF_C1}, c2, {ARTIST_OF_C3}, c4, c5",
+    ),
+    "album_genres": (
+        "INSERT OR IGNORE INTO album_genres(album_id, genre_id)",
+        f"{_ALBUM_OF_C1}, c2",
+    ),
+    "album_images": (
+        "INSERT INTO images(album_id, position, kind, url, width, height)",
+        f"{_ALBUM_OF_C1}, c2, c3, c4, c5, c6",
+    ),
+    "album_external_ids": (
+        "INSERT OR IGNORE INTO external_ids(entity, entity_id, scheme, value)",
+        f"'album', {_ALBUM_OF_C1}, c2, c3",
+    ),
+}
+
+
+def _only(pids: list[str], every: bool, column: str) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause keeping the rows of a stage table whose ``column`` is one of
+    ``pids`` (none when ``every``), and its parameters."""
+    if every:
+        return "", ()
+    return f"WHERE {column} IN (SELECT value FROM json_each(?))", (json.dumps(pids),)

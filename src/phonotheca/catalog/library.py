@@ -40,7 +40,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from phonotheca.catalog import library_delta, schema
@@ -303,19 +303,48 @@ def refresh(
     committed) current, in place when it can (:func:`update`), else in full; True if it
     changed. Called where the lists change: at the end of an import, a build,
     ``reindex``. Then the journal rows it took in are dropped from the catalog."""
+    work = refresher(conn, progress, force=force)
+    if work is not None:
+        work()
+    forget_applied(conn)
+    return work is not None
+
+
+def refresher(
+    conn: sqlite3.Connection,
+    progress: schema.StepProgress | None = None,
+    *,
+    force: bool = False,
+) -> Callable[[], None] | None:
+    """What :func:`refresh` does, in halves: the check, here (reporting the step when
+    the file is not current), the work, returned (None when there is none to do), and
+    :func:`forget_applied`.
+
+    The work opens connections of its own and never touches ``conn``, so it may run in
+    another thread while ``conn`` writes something that is not in the lists (the end of
+    an import builds the search index meanwhile: :func:`~phonotheca.catalog.importer.
+    finish_import`)."""
     catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
     out = catalog_path.with_name(LIBRARY_FILE)
     held = held_collections(conn, catalog_path.parent)
-    changed = force or not is_current(out, catalog_stamp(conn), held)
-    if changed:
-        if progress is not None:
-            progress("library lists", None, None)
+    if not force and is_current(out, catalog_stamp(conn), held):
+        return None
+    if progress is not None:
+        progress("library lists", None, None)
+
+    def work() -> None:
         if force or update(catalog_path, out, held) is None:
             build(catalog_path, out, held)
-    meta = read_meta(out) or {}
+
+    return work
+
+
+def forget_applied(conn: sqlite3.Connection) -> None:
+    """Drop from the catalog's journal the rows the library file took in."""
+    catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+    meta = read_meta(catalog_path.with_name(LIBRARY_FILE)) or {}
     if meta.get("catalog") == catalog_identity(catalog_path) and "changes" in meta:
         conn.execute("DELETE FROM library_changes WHERE seq <= ?", (int(meta["changes"]),))
-    return changed
 
 
 def _fill(conn: sqlite3.Connection, held: Sequence[str]) -> None:

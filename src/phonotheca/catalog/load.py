@@ -84,9 +84,10 @@ class Loader:
 
     def write(self, batch: Batch) -> WriteResult:
         """Write one batch; the caller commits."""
-        self.entities.write(batch.artists, batch.albums)
+        stage = self._attach_image(batch)
+        self.entities.write(batch.artists, batch.albums, stage)
         chunk_base = self._write_chunks(batch.chunks)
-        result = self._write_tracks(batch, chunk_base)
+        result = self._write_tracks(batch, chunk_base, stage)
         if batch.playlists:
             if self.playlists is None:
                 raise ValueError("a batch with playlists needs a loader with a playlist sink")
@@ -109,14 +110,13 @@ class Loader:
 
     # -- tracks -------------------------------------------------------------------------
 
-    def _write_tracks(self, batch: Batch, chunk_base: int) -> WriteResult:
+    def _write_tracks(self, batch: Batch, chunk_base: int, stage: str) -> WriteResult:
         count = batch.track_count
         result = WriteResult(loaded=count + batch.superseded, superseded=batch.superseded)
         if not count:
             if self.maintain_search:
                 self._reindex_pending()
             return result
-        stage = self._attach_image(batch)
         takeover = self._takeovers(batch.claims) if batch.claims else {}
         if takeover:
             self._upsert_tracks(self._staged_rows(batch, stage), chunk_base, result, takeover)

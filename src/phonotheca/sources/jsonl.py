@@ -11,10 +11,12 @@ and reason, never an exception. A compressed file that ends early or is damaged 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import zstandard
@@ -26,7 +28,6 @@ from phonotheca.catalog.batch import (
     Batch,
     Reject,
     fingerprint,
-    fingerprint_bytes,
 )
 from phonotheca.catalog.isrc import parse_isrc
 from phonotheca.catalog.playlist_record import MAX_DOCUMENT_BYTES
@@ -191,6 +192,11 @@ class _TrackLine(TrackRecord):
 
     artists: msgspec.Raw  # type: ignore[assignment]
     album: msgspec.Raw = msgspec.Raw(b"null")  # type: ignore[assignment]
+    # Not track fields: a line that has either is a playlist (§1.9) or a record of
+    # another type, which add_playlist_line tells apart. Decoded here, so that a track
+    # line is never searched for them.
+    type: Any = None
+    playlist: msgspec.Raw = msgspec.Raw(b"")
 
 
 _line_decoder = msgspec.json.Decoder(_TrackLine)
@@ -301,53 +307,77 @@ def prepare_lines(first_line: int, lines: list[bytes], compress: bool = True) ->
     """Decode and normalise a block of lines into a :class:`Batch`.
 
     With ``compress`` the loaded lines are kept as zstd chunks for export.
+
+    This runs once per input line in the parsing processes, which must keep up with the
+    single writer: the common line (a track, valid, its album and credits those of the
+    line before or cached) takes the fewest Python steps, and what is rare (blank lines,
+    playlists, overlong or bad lines) is looked for only when decoding fails or the
+    decoded record says so.
     """
     _caches.trim()
     batch = Batch(first_line=first_line, last_line=first_line + len(lines) - 1, read=len(lines))
     artists = batch.artists
     albums = batch.albums
     winners: dict[str, int] = {}
-    kept: list[tuple[bytes, _TrackLine, Credits, str, str | None, str | None, bool | None]] = []
+    kept: list[_Kept] = []
+    decode = _line_decoder.decode
+    prev_album = prev_credits = b""
+    album_id: str | None = None
+    credits: Credits = ()
+    credit = ""
     for n, line in enumerate(lines, first_line):
-        if not line.strip():
-            batch.read -= 1  # blank lines are not records
-            continue
-        # A playlist record (§1.9) says so; the test on bytes keeps track lines cheap.
-        if (b'"type"' in line or b'"playlist"' in line) and add_playlist_line(
-            batch, n, line, tracks_elsewhere=False
-        ):
-            continue
         if len(line) > MAX_LINE_BYTES:
-            batch.rejects.append(Reject(n, f"line longer than {MAX_LINE_BYTES} bytes", line[:4096]))
+            if not _other_line(batch, n, line):
+                reason = f"line longer than {MAX_LINE_BYTES} bytes"
+                batch.rejects.append(Reject(n, reason, line[:4096]))
             continue
         try:
-            rec = _line_decoder.decode(line)
-            credits, credit, credit_artists = _decode_credits(bytes(rec.artists), "artists")
-            album_id = None
-            album_raw = bytes(rec.album)
-            if album_raw != b"null":
-                album_id, album_fp, album, album_artists = _decode_album(album_raw)
-                albums[album_id] = (album_fp, album)
-                artists.update(album_artists)
-            isrc = isrc_valid = None
+            rec = decode(line)
+            if (rec.type is not None or rec.playlist) and add_playlist_line(
+                batch, n, line, tracks_elsewhere=False
+            ):
+                continue
+            # Both decoded before either is added: a line rejected adds nothing.
+            raw_credits = bytes(rec.artists)
+            new_credits = None
+            if raw_credits != prev_credits:
+                new_credits = _decode_credits(raw_credits, "artists")
+            raw_album = bytes(rec.album)
+            new_album = None
+            if raw_album != prev_album and raw_album != b"null":
+                new_album = _decode_album(raw_album)
+            isrc = None
             if rec.isrc:
                 isrc, isrc_valid = parse_isrc(rec.isrc)
+                if not isrc_valid:
+                    batch.invalid_isrc += 1
         except (msgspec.ValidationError, RecordError) as exc:
-            batch.rejects.append(Reject(n, f"invalid record: {exc}", line))
+            if not _other_line(batch, n, line):
+                batch.rejects.append(Reject(n, f"invalid record: {exc}", line))
             continue
         except msgspec.DecodeError as exc:
-            reason = "invalid UTF-8" if _bad_utf8(line) else f"invalid JSON: {exc}"
-            batch.rejects.append(Reject(n, reason, line))
+            if not _other_line(batch, n, line):
+                reason = "invalid UTF-8" if _bad_utf8(line) else f"invalid JSON: {exc}"
+                batch.rejects.append(Reject(n, reason, line))
             continue
         except UnicodeDecodeError as exc:
-            batch.rejects.append(
-                Reject(n, f"invalid UTF-8: {exc.reason} at byte {exc.start}", line)
-            )
+            if not _other_line(batch, n, line):
+                batch.rejects.append(
+                    Reject(n, f"invalid UTF-8: {exc.reason} at byte {exc.start}", line)
+                )
             continue
-        artists.update(credit_artists)
-        if isrc_valid is False:
-            batch.invalid_isrc += 1
-        entry = (line, rec, credits, credit, album_id, isrc, isrc_valid)
+        if raw_album != prev_album:  # the album's artists first, then the track's
+            prev_album = raw_album
+            album_id = None
+            if new_album is not None:
+                album_id, album_fp, album, album_artists = new_album
+                albums[album_id] = (album_fp, album)
+                artists.update(album_artists)
+        if new_credits is not None:
+            prev_credits = raw_credits
+            credits, credit, credit_artists = new_credits
+            artists.update(credit_artists)
+        entry = (line, rec, credits, credit, album_id, isrc)
         prev = winners.get(rec.id)
         if prev is None:
             winners[rec.id] = len(kept)
@@ -360,30 +390,37 @@ def prepare_lines(first_line: int, lines: list[bytes], compress: bool = True) ->
     return batch
 
 
+def _other_line(batch: Batch, n: int, line: bytes) -> bool:
+    """A line that did not decode as a track: True when it is blank (not a record) or
+    a playlist record (§1.9, added to ``batch`` or rejected as such)."""
+    if not line.strip():
+        batch.read -= 1  # blank lines are not records
+        return True
+    # A playlist record says so; the test on bytes spares the decoding of most lines.
+    return (b'"type"' in line or b'"playlist"' in line) and add_playlist_line(
+        batch, n, line, tracks_elsewhere=False
+    )
+
+
 def newer_or_same(new: str | None, old: str | None) -> bool:
     """The replacement rule: a record replaces the stored one unless both are dated and
     the stored one is newer. Dates are RFC 3339 UTC strings, which sort as text."""
     return new is None or old is None or new >= old
 
 
-def _fill(
-    batch: Batch,
-    kept: list[tuple[bytes, _TrackLine, Credits, str, str | None, str | None, bool | None]],
-    compress: bool,
-) -> None:
-    cctx = zstandard.ZstdCompressor(level=CHUNK_LEVEL) if compress else None
-    chunk: list[bytes] = []
+# (line, record, credits, credit text, album public id, normalised ISRC)
+_Kept = tuple[bytes, _TrackLine, Credits, str, str | None, str | None]
+
+
+def _fill(batch: Batch, kept: list[_Kept], compress: bool) -> None:
+    """The batch's rows from the winning record of each id, in input order; their lines
+    kept in chunks of :data:`RECORDS_PER_CHUNK` (record ``i`` is line ``i % 1000`` of
+    chunk ``i // 1000``)."""
     tracks = batch.tracks
     out_credits = batch.credits
-    for i, (line, rec, credits, credit, album_id, isrc, _) in enumerate(kept):
-        if cctx is not None:
-            record_ref: int | None = len(batch.chunks) * RECORD_REF_LINES + len(chunk)
-            chunk.append(line)
-            if len(chunk) == RECORDS_PER_CHUNK:
-                batch.chunks.append(cctx.compress(b"\n".join(chunk)))
-                chunk = []
-        else:
-            record_ref = None
+    crc32, adler32 = zlib.crc32, zlib.adler32
+    for i, (line, rec, credits, credit, album_id, isrc) in enumerate(kept):
+        markets = rec.markets
         tracks.append(
             (
                 rec.id,
@@ -397,14 +434,18 @@ def _fill(
                 rec.explicit,
                 rec.popularity,
                 rec.listens,
-                " ".join(rec.markets) if rec.markets else None,
+                " ".join(markets) if markets else None,
                 rec.updated_at,
-                fingerprint_bytes(line),
-                record_ref,
+                (crc32(line) << 31) ^ adler32(line),  # fingerprint_bytes, inlined
+                (i // RECORDS_PER_CHUNK) * RECORD_REF_LINES + i % RECORDS_PER_CHUNK
+                if compress
+                else None,
             )
         )
-        for pos, (pid, credited_as, join) in enumerate(credits):
-            out_credits.append((i, pos, pid, credited_as, join))
+        if len(credits) == 1:
+            out_credits.append((i, 0, *credits[0]))
+        else:
+            out_credits += [(i, pos, *c) for pos, c in enumerate(credits)]
         if rec.genres:
             batch.genres += [(i, g) for g in dict.fromkeys(rec.genres)]
         if rec.external_ids:
@@ -414,8 +455,12 @@ def _fill(
             for a in rec.aliases:
                 first.setdefault(a.name, a)
             batch.aliases += [(i, a.name, a.sort_name, a.locale) for a in first.values()]
-    if chunk and cctx is not None:
-        batch.chunks.append(cctx.compress(b"\n".join(chunk)))
+    if compress and kept:
+        cctx = zstandard.ZstdCompressor(level=CHUNK_LEVEL)
+        batch.chunks = [
+            cctx.compress(b"\n".join([k[0] for k in kept[c : c + RECORDS_PER_CHUNK]]))
+            for c in range(0, len(kept), RECORDS_PER_CHUNK)
+        ]
 
 
 def _bad_utf8(line: bytes) -> bool:
