@@ -399,7 +399,13 @@ class LoudnessMeter:
             return
         windows = np.lib.stride_tricks.sliding_window_view(buf[:, 1:], b + 31, axis=1)[:, ::b]
         picked = self._windows[:n]
-        picked[...] = windows[channel, block]
+        # Gathered channel by channel straight into the scratch rows (indexing the view
+        # with both arrays would first make a temporary copy, a megabyte at times).
+        first = 0
+        for c in range(self.channels):
+            mine = block[channel == c]  # nonzero() lists channel 0's blocks first
+            np.take(windows[c], mine, axis=0, out=picked[first : first + mine.size], mode="clip")
+            first += mine.size
         values = np.matmul(picked, _tp_matrix(), out=self._between[:n])
         self._peak = max(self._peak, float(values.max()), -float(values.min()))
 
