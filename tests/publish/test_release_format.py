@@ -14,7 +14,7 @@ import zstandard
 from phonotheca.archive import Archive, init_archive
 from phonotheca.catalog import release_db, schema
 from phonotheca.catalog.export import iter_export_lines
-from phonotheca.catalog.release_db import RECORDS_TABLE, derive_catalog
+from phonotheca.catalog.release_db import derive_catalog, released_records
 from phonotheca.catalog.search import search
 from phonotheca.mirror.catalog import OLD_MEMBER, unpack_catalog
 from phonotheca.mirror.state import MirrorDir, MirrorError
@@ -125,7 +125,7 @@ def test_the_release_holds_nothing_derivable(tmp_path: Path) -> None:
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema")}
         assert not {n for n in names if "search" in n}
         assert "imports" not in names and "source_chunks" not in names
-        assert conn.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchone() == (N,)
+        assert len(list(released_records(conn))) == N
         assert conn.execute(
             "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%UNIQUE%'"
         ).fetchone() == (0,)
@@ -250,13 +250,13 @@ def test_a_mirror_refuses_a_release_format_it_does_not_know(tmp_path: Path) -> N
     made = release(archive)
     db = released_db(archive, made, tmp_path / "release.sqlite3")
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE release SET value = 3 WHERE key = 'format'")
+    conn.execute("UPDATE release SET value = 4 WHERE key = 'format'")
     conn.commit()
     conn.close()
     mirror = mirror_with(archive, made, tmp_path / "mirror")
     packed = mirror.payload(made.name) / CATALOG_FILE
     packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
-    with pytest.raises(MirrorError, match="metadata release format 3, this phonotheca reads"):
+    with pytest.raises(MirrorError, match="metadata release format 4, this phonotheca reads formats 2 and 3"):
         unpack_catalog(mirror, made.name)
     assert not mirror.catalog.exists()
     # A release of the first format (the whole catalog as catalog.sqlite3.zst).
