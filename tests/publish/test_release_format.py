@@ -256,7 +256,9 @@ def test_a_mirror_refuses_a_release_format_it_does_not_know(tmp_path: Path) -> N
     mirror = mirror_with(archive, made, tmp_path / "mirror")
     packed = mirror.payload(made.name) / CATALOG_FILE
     packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
-    with pytest.raises(MirrorError, match="metadata release format 4, this phonotheca reads formats 2 and 3"):
+    with pytest.raises(
+        MirrorError, match="metadata release format 4, this phonotheca reads formats 2 and 3"
+    ):
         unpack_catalog(mirror, made.name)
     assert not mirror.catalog.exists()
     # A release of the first format (the whole catalog as catalog.sqlite3.zst).
@@ -292,3 +294,55 @@ def test_a_newer_release_clears_what_a_killed_unpack_left(
     unpack_catalog(mirror, newer.name)
     assert list((mirror.state / "unpack").iterdir()) == []
     assert export(mirror.catalog) == export(archive.catalog_path)
+
+
+def as_format_2(db: Path) -> None:
+    """The release rewritten in format 2 (FORMAT.md §12): one ``source_records`` row per
+    line, as releases were published before format 3."""
+    conn = sqlite3.connect(db)
+    rows = list(release_db.released_records(conn))
+    conn.execute("CREATE TABLE source_records(ref INTEGER PRIMARY KEY, kind TEXT, line BLOB)")
+    conn.executemany("INSERT INTO source_records VALUES (?, ?, ?)", rows)
+    conn.execute("DROP TABLE record_runs")
+    conn.execute("DROP TABLE record_columns")
+    conn.execute("UPDATE release SET value = 2 WHERE key = 'format'")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+
+
+def test_a_mirror_still_reads_a_format_2_release(tmp_path: Path) -> None:
+    records = [changed(n) if n % 50 == 3 else track(n) for n in range(N)]
+    archive = archive_with(tmp_path / "a", records, [track(n) for n in range(N)])
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    as_format_2(db)
+    mirror = mirror_with(archive, made, tmp_path / "mirror")
+    packed = mirror.payload(made.name) / CATALOG_FILE
+    packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
+    catalog = unpack_catalog(mirror, made.name)
+    assert export(catalog) == export(archive.catalog_path)
+    assert released_content(catalog) == released_content(archive.catalog_path)
+
+
+def test_a_damaged_or_truncated_release_is_refused_naming_it(tmp_path: Path) -> None:
+    archive = archive_with(tmp_path / "a", [track(n) for n in range(300)])
+    made = release(archive)
+    good = (archive.torrents_dir / made.name / CATALOG_FILE).read_bytes()
+    mirror = mirror_with(archive, made, tmp_path / "mirror")
+    packed = mirror.payload(made.name) / CATALOG_FILE
+    for damaged in (good[: len(good) // 2], good[:-100] + bytes(b ^ 1 for b in good[-100:])):
+        packed.write_bytes(damaged)
+        with pytest.raises(MirrorError, match=f"{packed}: cannot decompress"):
+            unpack_catalog(mirror, made.name)
+        assert not mirror.catalog.exists()
+    # Columns that do not decode (a publisher's bug, say), in a frame that does.
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE record_columns SET data = substr(data, 1, 20) WHERE field = '\"id\"'")
+    conn.commit()
+    conn.close()
+    packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
+    with pytest.raises(MirrorError, match=r"release\.sqlite3: record_columns, block 1: .* damaged"):
+        unpack_catalog(mirror, made.name)
+    assert not mirror.catalog.exists()

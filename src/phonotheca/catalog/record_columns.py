@@ -101,6 +101,8 @@ def decode_block(streams: Sequence[tuple[str, bytes]]) -> Iterator[bytes]:
                 continue
             if entry:
                 style = int(entry[:1])
+                if style >= 2 * len(STYLES):
+                    raise ColumnsError(f"layout style {style} unknown")
                 item_sep, key_sep = STYLES[style % 2]
                 shape = (
                     item_sep.encode(),

@@ -282,7 +282,13 @@ def _column_lines(source: sqlite3.Connection, schema_name: str) -> Iterator[byte
             block.append((str(field), bytes(data)))
         yield from record_columns.decode_block(block)
     except record_columns.ColumnsError as exc:
-        raise ReleaseError(f"{COLUMNS_TABLE}, block {current}: {exc}") from None
+        (path,) = source.execute(
+            "SELECT file FROM pragma_database_list WHERE name = ?", (schema_name,)
+        ).fetchone()
+        raise ReleaseError(
+            f"{path}: {COLUMNS_TABLE}, block {current}: {exc}: the release is damaged,"
+            " download it again or ask its publisher"
+        ) from None
 
 
 def _format(source: sqlite3.Connection, schema_name: str) -> int:
