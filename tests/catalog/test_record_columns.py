@@ -42,6 +42,10 @@ def test_every_line_comes_back_byte_for_byte() -> None:
     assert fields["raw"].split(b"\n")[:-1] == [LINES[i] for i in (4, 5, 6, 7, 8, 9, 10)]
     # Each key is a column; a value equal to the previous one of its column is empty.
     assert fields['"album"'].count(b"\n") == 6
+    # The keys of each object line: the same as the line before (empty), an earlier
+    # layout of the block (=n), or new.
+    assert fields["layout"].split(b"\n")[1] == b""
+    assert fields["layout"].split(b"\n")[13] == b"=0"
     assert fields['"album"'].split(b"\n")[1] == b""
     assert fields['"album"'].split(b"\n")[2] == json.dumps(ALBUM).encode()  # its own style
 
@@ -61,6 +65,7 @@ def test_columns_of_records_are_smaller_than_their_lines() -> None:
         lambda s: [(f, d + b"x\n" if f == '"id"' else d) for f, d in s],  # one too many
         lambda s: [(f, d + b"-\n" if f == "layout" else d) for f, d in s],  # raw missing
         lambda s: [(f, b"9" + d if f == "layout" else d) for f, d in s],  # unknown style
+        lambda s: [(f, d.replace(b"=0", b"=7") if f == "layout" else d) for f, d in s],
         lambda s: [(f, d[:-1] if f == "raw" else d) for f, d in s],  # entry unterminated
         lambda s: [(f, b"\n" + d[d.index(b"\n") + 1 :] if f == "layout" else d) for f, d in s],
     ],

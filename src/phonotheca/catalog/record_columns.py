@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 
 LAYOUT = "layout"
 """Stream of one entry per line: ``-`` (the next ``raw`` line), empty (an object with
-the keys and style of the previous object line), or a style digit and the keys as a
-JSON array."""
+the keys and style of the previous object line), ``=n`` (those of the block's n-th
+layout, from 0), or a style digit and the keys as a JSON array (the next layout)."""
 RAW = "raw"
 """Stream of the lines that are not stored as columns, whole."""
 STYLES = ((",", ":"), (", ", ": "))
@@ -65,7 +65,8 @@ def encode_block(lines: Sequence[bytes]) -> list[tuple[str, bytes]]:
     raw: list[bytes] = []
     columns: dict[str, list[bytes]] = {}
     last: dict[str, bytes] = {}
-    shape: tuple[int, list[str]] | None = None
+    shapes: dict[tuple[int, tuple[str, ...]], int] = {}
+    shape: tuple[int, tuple[str, ...]] | None = None
     for line in lines:
         split = _split(line)
         if split is None:
@@ -73,11 +74,15 @@ def encode_block(lines: Sequence[bytes]) -> list[tuple[str, bytes]]:
             raw.append(line)
             continue
         style, keys, values = split
-        if shape == (style, keys):
+        if shape == (style, tuple(keys)):
             layout.append(b"")
         else:
-            layout.append(f"{style}{_dumps(keys, False)}".encode())
-            shape = (style, keys)
+            shape = (style, tuple(keys))
+            if shape in shapes:
+                layout.append(b"=%d" % shapes[shape])
+            else:
+                layout.append(f"{style}{_dumps(keys, False)}".encode())
+                shapes[shape] = len(shapes)
         for key, value in zip(keys, values, strict=True):
             field = _dumps(key, False)
             columns.setdefault(field, []).append(b"" if last.get(field) == value else value)
@@ -93,13 +98,16 @@ def decode_block(streams: Sequence[tuple[str, bytes]]) -> Iterator[bytes]:
     layout = found.pop(LAYOUT, iter(()))
     raw = found.pop(RAW, iter(()))
     last: dict[str, bytes] = {}
+    shapes: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
     shape: tuple[bytes, bytes, list[tuple[str, bytes]]] | None = None
     try:
         for entry in layout:
             if entry == b"-":
                 yield next(raw)
                 continue
-            if entry:
+            if entry.startswith(b"="):
+                shape = shapes[int(entry[1:])]
+            elif entry:
                 style = int(entry[:1])
                 if style >= 2 * len(STYLES):
                     raise ColumnsError(f"layout style {style} unknown")
@@ -112,6 +120,7 @@ def decode_block(streams: Sequence[tuple[str, bytes]]) -> Iterator[bytes]:
                         for k in json.loads(entry[1:])
                     ],
                 )
+                shapes.append(shape)
             elif shape is None:
                 raise ColumnsError("an object line before any layout")
             items = []
