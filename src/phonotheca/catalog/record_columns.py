@@ -30,8 +30,18 @@ class ColumnsError(Exception):
     """Streams that do not decode (damaged or not from :func:`encode_block`)."""
 
 
+_ENCODERS = [
+    json.JSONEncoder(ensure_ascii=ascii_only, separators=separators).encode
+    for ascii_only in (False, True)
+    for separators in STYLES
+]
+"""By style digit: the encoder of the values of an object line in that style."""
+_KEY = (json.encoder.encode_basestring, json.encoder.encode_basestring_ascii)
+"""A key as a JSON string, non-ASCII as it is or escaped."""
+
+
 def _dumps(value: object, ascii_only: bool) -> str:
-    return json.dumps(value, ensure_ascii=ascii_only, separators=STYLES[0])
+    return _ENCODERS[2 * ascii_only](value)
 
 
 def _split(line: bytes) -> tuple[int, list[str], list[bytes]] | None:
@@ -44,16 +54,13 @@ def _split(line: bytes) -> tuple[int, list[str], list[bytes]] | None:
         return None
     ascii_only = line.isascii()
     keys = list(obj)
-    for style, (item_sep, key_sep) in enumerate(STYLES):
-        values = [
-            json.dumps(v, ensure_ascii=ascii_only, separators=(item_sep, key_sep))
-            for v in obj.values()
-        ]
-        joined = item_sep.join(
-            _dumps(k, ascii_only) + key_sep + v for k, v in zip(keys, values, strict=True)
-        )
+    quoted = [_KEY[ascii_only](k) for k in keys]
+    for style, (item_sep, key_sep) in enumerate(STYLES, 2 * ascii_only):
+        encode = _ENCODERS[style]
+        values = [encode(v) for v in obj.values()]
+        joined = item_sep.join(k + key_sep + v for k, v in zip(quoted, values, strict=True))
         if ("{" + joined + "}").encode() == line:
-            return style + 2 * ascii_only, keys, [v.encode() for v in values]
+            return style, keys, [v.encode() for v in values]
     return None
 
 
