@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from phonotheca.archive import Archive, init_archive
+from phonotheca.archive import Archive, init_archive, open_archive
 from phonotheca.catalog import release_db, schema
 from phonotheca.catalog.export import iter_export_lines
 from phonotheca.catalog.release_db import derive_catalog, released_records
@@ -346,3 +349,38 @@ def test_a_damaged_or_truncated_release_is_refused_naming_it(tmp_path: Path) -> 
     with pytest.raises(MirrorError, match=r"release\.sqlite3: record_columns, block 1: .* damaged"):
         unpack_catalog(mirror, made.name)
     assert not mirror.catalog.exists()
+
+
+GENRES = ["rock", "jazz", "pop", "folk", "dub", "ska", "soul", "funk", "punk", "emo"]
+
+
+def with_genres(n: int) -> dict[str, object]:
+    rec = track(n)
+    album = dict(rec["album"])  # type: ignore[call-overload]
+    album["genres"] = [GENRES[(n // 10 + k) % len(GENRES)] for k in range(3)]
+    return {**rec, "album": album}
+
+
+def test_genre_ids_follow_the_records_not_the_process_so_they_are_derived(
+    tmp_path: Path,
+) -> None:
+    source = write(tmp_path / "in.jsonl", [with_genres(n) for n in range(300)])
+    found = []
+    for seed in ("1", "2", "3"):
+        # Each import in a process of its own: a set of names iterates in another order.
+        root = tmp_path / f"seed-{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        cmd = [sys.executable, "-m", "phonotheca.cli", "import", "jsonl", str(source)]
+        subprocess.run([*cmd, "--archive", str(root)], env=env, check=True, capture_output=True)
+        conn = sqlite3.connect(root / "catalog.sqlite3")
+        found.append(conn.execute("SELECT id, name FROM genres ORDER BY id").fetchall())
+        conn.close()
+    assert found[0] == found[1] == found[2]
+    assert [name for _, name in found[0]] == GENRES  # in order of first use
+    archive = open_archive(tmp_path / "seed-1")
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    derived = conn.execute("SELECT value FROM release WHERE key = 'derived'").fetchone()[0]
+    conn.close()
+    assert {"genres", "album_genres"} <= set(derived.split())

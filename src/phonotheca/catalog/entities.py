@@ -150,7 +150,9 @@ class EntityWriter:
             )
 
     def genre_ids(self, names: Iterable[str]) -> dict[str, int]:
-        missing = list({n for n in names if n not in self._genres})
+        # In order of first use, not a set's (per-process hash) order: the same records
+        # give the same genre ids, so a metadata release need not ship them.
+        missing = list(dict.fromkeys(n for n in names if n not in self._genres))
         if missing:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO genres(name) VALUES (?)", [(n,) for n in missing]
