@@ -384,3 +384,20 @@ def test_genre_ids_follow_the_records_not_the_process_so_they_are_derived(
     derived = conn.execute("SELECT value FROM release WHERE key = 'derived'").fetchone()[0]
     conn.close()
     assert {"genres", "album_genres"} <= set(derived.split())
+
+
+def test_records_in_many_blocks_encoded_in_parallel_come_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(release_db, "BLOCK_LINES", 500)
+    records = [changed(n) if n % 50 == 3 else track(n) for n in range(N)]
+    archive = archive_with(tmp_path / "a", records, [track(n) for n in range(N)])
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    blocks = conn.execute("SELECT count(DISTINCT block), max(block) FROM record_columns")
+    assert blocks.fetchone() == (5, 5)  # 4 x 500 lines, then 400
+    conn.close()
+    catalog = unpack_catalog(mirror_with(archive, made, tmp_path / "mirror"), made.name)
+    assert export(catalog) == export(archive.catalog_path)
+    assert export(catalog) == b"\n".join(json.dumps(track(n)).encode() for n in range(N))

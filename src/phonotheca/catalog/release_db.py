@@ -24,10 +24,14 @@ indexes built. Each step commits, so a reader killed meanwhile resumes where it 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import zstandard
@@ -82,7 +86,8 @@ REFERRING = ("tracks", "playlists")
 """Tables whose ``record_ref`` points at a source record, in the order their records are
 numbered."""
 IMPORT_WORKERS = 2
-"""Parsing processes of the import of the source records (``import --workers``'s default)."""
+"""Parsing processes of the import of the source records (``import --workers``'s
+default), and encoding processes of their blocks of columns."""
 _DERIVE_KEY = "release.derived"
 """``meta`` key of a catalog being derived: the steps done so far, space-separated."""
 
@@ -304,10 +309,8 @@ class _Numbering:
 
     def __init__(self) -> None:
         self.chunk, self.used, self.kind = 0, 0, ""
-        self.lines = 0
 
     def ref(self, kind: str) -> int:
-        self.lines += 1
         if self.chunk == 0 or kind != self.kind or self.used >= _chunk_capacity(kind):
             self.chunk, self.used, self.kind = self.chunk + 1, 0, kind
         self.used += 1
@@ -340,12 +343,25 @@ def _chunk_capacity(kind: str) -> int:
 def _write_records(out: sqlite3.Connection) -> None:
     """Every source line a track points at, once, numbered in the order of the first
     track pointing at it (:class:`_Numbering`), as runs of kinds and blocks of columns."""
+    runs: list[tuple[str, int]] = []
+    for number, streams in enumerate(_encoded(_blocks(_released_lines(out, runs))), 1):
+        out.executemany(
+            f'INSERT INTO "{COLUMNS_TABLE}"(block, field, data) VALUES (?, ?, ?)',
+            [(number, field, data) for field, data in streams],
+        )
+    out.executemany(
+        f'INSERT INTO "{RUNS_TABLE}" VALUES (?, ?, ?)',
+        [(n, kind, count) for n, (kind, count) in enumerate(runs, 1)],
+    )
+
+
+def _released_lines(out: sqlite3.Connection, runs: list[tuple[str, int]]) -> Iterator[bytes]:
+    """The lines to release, in order, each mapped in ``temp.refmap`` and counted in
+    ``runs`` (kind, lines) as it goes."""
     dctx = zstandard.ZstdDecompressor()
     cached: tuple[int, str, list[bytes]] | None = None
     numbering = _Numbering()
     recent: dict[int, int] = {}  # mapped since the last flush; older ones are in refmap
-    runs: list[tuple[str, int]] = []
-    block: list[bytes] = []
     tables = [t for t in REFERRING if t in released_tables(out, "cat")]
     for table in tables:
         refs = out.execute(
@@ -369,17 +385,10 @@ def _write_records(out: sqlite3.Connection) -> None:
                 runs[-1] = (kind, runs[-1][1] + 1)
             else:
                 runs.append((kind, 1))
-            block.append(cached[2][line])
             if len(recent) >= 10_000:
                 _flush_refs(out, recent)
-            if len(block) >= BLOCK_LINES:
-                _flush_block(out, block, numbering.lines // BLOCK_LINES)
+            yield cached[2][line]
     _flush_refs(out, recent)
-    _flush_block(out, block, numbering.lines // BLOCK_LINES + 1)
-    out.executemany(
-        f'INSERT INTO "{RUNS_TABLE}" VALUES (?, ?, ?)',
-        [(n, kind, count) for n, (kind, count) in enumerate(runs, 1)],
-    )
 
 
 def _flush_refs(out: sqlite3.Connection, recent: dict[int, int]) -> None:
@@ -387,14 +396,29 @@ def _flush_refs(out: sqlite3.Connection, recent: dict[int, int]) -> None:
     recent.clear()
 
 
-def _flush_block(out: sqlite3.Connection, block: list[bytes], number: int) -> None:
-    if not block:
+def _blocks(lines: Iterator[bytes]) -> Iterator[list[bytes]]:
+    while block := list(itertools.islice(lines, BLOCK_LINES)):
+        yield block
+
+
+def _encoded(blocks: Iterator[list[bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """:func:`record_columns.encode_block` of each block, in order: in
+    :data:`IMPORT_WORKERS` processes when there is more than one block."""
+    first = next(blocks, None)
+    second = next(blocks, None)
+    if first is None or second is None:
+        if first is not None:
+            yield record_columns.encode_block(first)
         return
-    out.executemany(
-        f'INSERT INTO "{COLUMNS_TABLE}"(block, field, data) VALUES (?, ?, ?)',
-        [(number, field, data) for field, data in record_columns.encode_block(block)],
-    )
-    block.clear()
+    with ProcessPoolExecutor(IMPORT_WORKERS, mp_context=get_context("forkserver")) as pool:
+        # A bounded window of blocks in flight: memory does not grow with the catalog.
+        window: deque[Future[list[tuple[str, bytes]]]] = deque()
+        for block in itertools.chain((first, second), blocks):
+            window.append(pool.submit(record_columns.encode_block, block))
+            if len(window) > IMPORT_WORKERS:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def check_release(conn: sqlite3.Connection, name: str) -> None:
