@@ -60,7 +60,7 @@ BLOCK_LINES = 65536
 DERIVED_PREFIXES = (search.FTS_TABLE, "search_rank", "playlist_search", "sqlite_")
 """Tables rebuilt from the others on arrival (and never hashed)."""
 LEFT_OUT = ("imports", "source_chunks")
-"""The import history, and the source records as framed (shipped in ``source_records``)."""
+"""The import history, and the source records as framed (shipped as columns)."""
 ROW_FILTERS = {
     "collections": "kind != 'metadata'",
     "meta": "key NOT LIKE 'publish.%' AND key != 'search_stale'",
