@@ -5,7 +5,9 @@ A synthetic catalog of N tracks is imported once (cached under the work director
 published (``publish --metadata-only``). Measured in the same run:
 
 - release bytes: the released catalog ``catalog-release.sqlite3.zst`` (and the whole
-  payload, with ``tracks.locator`` and ``FORMAT.md``);
+  payload, with ``tracks.locator`` and ``FORMAT.md``), and where they go: each table,
+  and each stream of the source records' columns, compressed on its own at the
+  release's level and window;
 - baseline: ``export jsonl`` of the same catalog, compressed by the ``zstd`` program at
   ``-19`` (``-T2``), and, for a like-for-like figure, at the release's own level and
   window (``-9 --long=27``);
@@ -24,13 +26,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import zstandard
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_WORKDIR, phonotheca_cmd, run_measured, synthetic_catalog
+from phonotheca.catalog.release_db import COLUMNS_TABLE
 from phonotheca.torrents.metadata import LEVEL, WINDOW_LOG
 
 TARGET = 1.25
@@ -55,6 +61,42 @@ def sha256(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def compressed(data: bytes) -> int:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        LEVEL, window_log=WINDOW_LOG, enable_ldm=True, threads=2
+    )
+    return len(zstandard.ZstdCompressor(compression_params=params).compress(data))
+
+
+def shares(member: Path, work: Path) -> None:
+    """Each table of more than one page (its SQLite bytes, and its rows as text
+    compressed) and each stream of the source records' columns, compressed on its own."""
+    db = work / "release-shares.sqlite3"
+    with open(member, "rb") as src, open(db, "wb") as dst:
+        zstandard.ZstdDecompressor().copy_stream(src, dst)
+    conn = sqlite3.connect(db)
+    try:
+        parts: dict[str, tuple[int, bytes]] = {}
+        for name, size in conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat WHERE name NOT LIKE 'sqlite_%'"
+            f" AND name != '{COLUMNS_TABLE}' GROUP BY name HAVING count(*) > 1 ORDER BY name"
+        ):
+            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid')
+            parts[f"table {name}"] = (int(size), b"\n".join(repr(r).encode() for r in rows))
+        fields: dict[str, list[bytes]] = {}
+        for field, data in conn.execute(f"SELECT field, data FROM {COLUMNS_TABLE} ORDER BY id"):
+            fields.setdefault(str(field), []).append(bytes(data))
+        for field, blobs in fields.items():
+            data = b"".join(blobs)
+            parts[f"records {field}"] = (len(data), data)
+    finally:
+        conn.close()
+        db.unlink()
+    print(f"  where the bytes go (each compressed alone, -{LEVEL} --long={WINDOW_LOG}):")
+    for name, (size, data) in parts.items():
+        print(f"    {name[:28]:<28} {size:>14,} B raw {compressed(data):>13,} B", flush=True)
 
 
 def export(catalog_dir: Path, out: Path) -> None:
@@ -94,6 +136,7 @@ def main() -> int:
         f"release: catalog member        {release_bytes:>15,} B  ({release_bytes / n:.1f} B/track)"
     )
     print(f"release: whole payload         {payload_bytes:>15,} B", flush=True)
+    shares(member, args.workdir)
 
     exported = args.workdir / f"release-{n}-export.jsonl"
     export(archive, exported)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from phonotheca.archive import Archive, init_archive
+from phonotheca.archive import Archive, init_archive, open_archive
 from phonotheca.catalog import release_db, schema
 from phonotheca.catalog.export import iter_export_lines
-from phonotheca.catalog.release_db import RECORDS_TABLE, derive_catalog
+from phonotheca.catalog.release_db import derive_catalog, released_records
 from phonotheca.catalog.search import search
 from phonotheca.mirror.catalog import OLD_MEMBER, unpack_catalog
 from phonotheca.mirror.state import MirrorDir, MirrorError
@@ -125,7 +128,7 @@ def test_the_release_holds_nothing_derivable(tmp_path: Path) -> None:
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema")}
         assert not {n for n in names if "search" in n}
         assert "imports" not in names and "source_chunks" not in names
-        assert conn.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchone() == (N,)
+        assert len(list(released_records(conn))) == N
         assert conn.execute(
             "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%UNIQUE%'"
         ).fetchone() == (0,)
@@ -250,13 +253,15 @@ def test_a_mirror_refuses_a_release_format_it_does_not_know(tmp_path: Path) -> N
     made = release(archive)
     db = released_db(archive, made, tmp_path / "release.sqlite3")
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE release SET value = 3 WHERE key = 'format'")
+    conn.execute("UPDATE release SET value = 4 WHERE key = 'format'")
     conn.commit()
     conn.close()
     mirror = mirror_with(archive, made, tmp_path / "mirror")
     packed = mirror.payload(made.name) / CATALOG_FILE
     packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
-    with pytest.raises(MirrorError, match="metadata release format 3, this phonotheca reads"):
+    with pytest.raises(
+        MirrorError, match="metadata release format 4, this phonotheca reads formats 2 and 3"
+    ):
         unpack_catalog(mirror, made.name)
     assert not mirror.catalog.exists()
     # A release of the first format (the whole catalog as catalog.sqlite3.zst).
@@ -292,3 +297,107 @@ def test_a_newer_release_clears_what_a_killed_unpack_left(
     unpack_catalog(mirror, newer.name)
     assert list((mirror.state / "unpack").iterdir()) == []
     assert export(mirror.catalog) == export(archive.catalog_path)
+
+
+def as_format_2(db: Path) -> None:
+    """The release rewritten in format 2 (FORMAT.md §12): one ``source_records`` row per
+    line, as releases were published before format 3."""
+    conn = sqlite3.connect(db)
+    rows = list(release_db.released_records(conn))
+    conn.execute("CREATE TABLE source_records(ref INTEGER PRIMARY KEY, kind TEXT, line BLOB)")
+    conn.executemany("INSERT INTO source_records VALUES (?, ?, ?)", rows)
+    conn.execute("DROP TABLE record_runs")
+    conn.execute("DROP TABLE record_columns")
+    conn.execute("UPDATE release SET value = 2 WHERE key = 'format'")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+
+
+def test_a_mirror_still_reads_a_format_2_release(tmp_path: Path) -> None:
+    records = [changed(n) if n % 50 == 3 else track(n) for n in range(N)]
+    archive = archive_with(tmp_path / "a", records, [track(n) for n in range(N)])
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    as_format_2(db)
+    mirror = mirror_with(archive, made, tmp_path / "mirror")
+    packed = mirror.payload(made.name) / CATALOG_FILE
+    packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
+    catalog = unpack_catalog(mirror, made.name)
+    assert export(catalog) == export(archive.catalog_path)
+    assert released_content(catalog) == released_content(archive.catalog_path)
+
+
+def test_a_damaged_or_truncated_release_is_refused_naming_it(tmp_path: Path) -> None:
+    archive = archive_with(tmp_path / "a", [track(n) for n in range(300)])
+    made = release(archive)
+    good = (archive.torrents_dir / made.name / CATALOG_FILE).read_bytes()
+    mirror = mirror_with(archive, made, tmp_path / "mirror")
+    packed = mirror.payload(made.name) / CATALOG_FILE
+    for damaged in (good[: len(good) // 2], good[:-100] + bytes(b ^ 1 for b in good[-100:])):
+        packed.write_bytes(damaged)
+        with pytest.raises(MirrorError, match=f"{packed}: cannot decompress"):
+            unpack_catalog(mirror, made.name)
+        assert not mirror.catalog.exists()
+    # Columns that do not decode (a publisher's bug, say), in a frame that does.
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE record_columns SET data = substr(data, 1, 20) WHERE field = '\"id\"'")
+    conn.commit()
+    conn.close()
+    packed.write_bytes(zstandard.ZstdCompressor().compress(db.read_bytes()))
+    with pytest.raises(MirrorError, match=r"release\.sqlite3: record_columns, block 1: .* damaged"):
+        unpack_catalog(mirror, made.name)
+    assert not mirror.catalog.exists()
+
+
+GENRES = ["rock", "jazz", "pop", "folk", "dub", "ska", "soul", "funk", "punk", "emo"]
+
+
+def with_genres(n: int) -> dict[str, object]:
+    rec = track(n)
+    album = dict(rec["album"])  # type: ignore[call-overload]
+    album["genres"] = [GENRES[(n // 10 + k) % len(GENRES)] for k in range(3)]
+    return {**rec, "album": album}
+
+
+def test_genre_ids_follow_the_records_not_the_process_so_they_are_derived(
+    tmp_path: Path,
+) -> None:
+    source = write(tmp_path / "in.jsonl", [with_genres(n) for n in range(300)])
+    found = []
+    for seed in ("1", "2", "3"):
+        # Each import in a process of its own: a set of names iterates in another order.
+        root = tmp_path / f"seed-{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        cmd = [sys.executable, "-m", "phonotheca.cli", "import", "jsonl", str(source)]
+        subprocess.run([*cmd, "--archive", str(root)], env=env, check=True, capture_output=True)
+        conn = sqlite3.connect(root / "catalog.sqlite3")
+        found.append(conn.execute("SELECT id, name FROM genres ORDER BY id").fetchall())
+        conn.close()
+    assert found[0] == found[1] == found[2]
+    assert [name for _, name in found[0]] == GENRES  # in order of first use
+    archive = open_archive(tmp_path / "seed-1")
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    derived = conn.execute("SELECT value FROM release WHERE key = 'derived'").fetchone()[0]
+    conn.close()
+    assert {"genres", "album_genres"} <= set(derived.split())
+
+
+def test_records_in_many_blocks_encoded_in_parallel_come_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(release_db, "BLOCK_LINES", 500)
+    records = [changed(n) if n % 50 == 3 else track(n) for n in range(N)]
+    archive = archive_with(tmp_path / "a", records, [track(n) for n in range(N)])
+    made = release(archive)
+    db = released_db(archive, made, tmp_path / "release.sqlite3")
+    conn = sqlite3.connect(db)
+    blocks = conn.execute("SELECT count(DISTINCT block), max(block) FROM record_columns")
+    assert blocks.fetchone() == (5, 5)  # 4 x 500 lines, then 400
+    conn.close()
+    catalog = unpack_catalog(mirror_with(archive, made, tmp_path / "mirror"), made.name)
+    assert export(catalog) == export(archive.catalog_path)
+    assert export(catalog) == b"\n".join(json.dumps(track(n)).encode() for n in range(N))

@@ -154,7 +154,8 @@ class EntityWriter:
             )
 
     def genre_ids(self, names: Iterable[str]) -> dict[str, int]:
-        # In order of first appearance: ids do not depend on the process's string hashing.
+        # In order of first use, not a set's (per-process hash) order: the same records
+        # give the same genre ids, so a metadata release need not ship them.
         missing = list(dict.fromkeys(n for n in names if n not in self._genres))
         if missing:
             self.conn.executemany(

@@ -198,7 +198,7 @@ class Loader:
         )
         if self.conn.execute(f"SELECT 1 FROM {stage}genres LIMIT 1").fetchone():
             self.entities.genre_ids(
-                g for (g,) in self.conn.execute(f"SELECT c2 FROM {stage}genres")
+                g for (g,) in self.conn.execute(f"SELECT c2 FROM {stage}genres ORDER BY rowid")
             )
             self.conn.execute(
                 "INSERT OR IGNORE INTO track_genres(track_id, genre_id) SELECT c1 + "

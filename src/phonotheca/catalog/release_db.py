@@ -4,11 +4,13 @@ Every mirror downloads the metadata release first, so it carries each fact once
 (docs/FORMAT.md §12): the tables, without their secondary indexes, the search indexes
 (``track_search``, ``search_rank``, ``playlist_search``), the import history
 (``imports``) or the source records in the importers' small zstd frames. The source
-records a track points at are kept as plain lines in ``source_records``, in the order of
-the first track pointing at each, so that one compression of the whole file sees them
-together, and so that two catalogs with the same content give the same file whatever
-their history: tables are written in name order, rows in primary-key order, into a fresh
-file with a fixed page size and no free pages.
+records a track points at are kept once each, in the order of the first track pointing
+at each, as columns (:mod:`phonotheca.catalog.record_columns`: all titles together, all
+albums together, an album repeated by the next track an empty entry) in
+``record_columns``, with the kind of each line in ``record_runs``: one compression of the
+whole file then sees like with like, and two catalogs with the same content give the
+same file whatever their history: tables are written in name order, rows in primary-key
+order, into a fresh file with a fixed page size and no free pages.
 
 The tables an import of those records rebuilds exactly (checked by the publisher, which
 does that import, table by table: :func:`_derivable`) are released empty and named in
@@ -22,24 +24,38 @@ indexes built. Each step commits, so a reader killed meanwhile resumes where it 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import zstandard
 
-from phonotheca.catalog import importer, records, schema, search
+from phonotheca.catalog import importer, record_columns, records, schema, search
 from phonotheca.catalog.batch import RECORD_REF_LINES
 
-FORMAT = 2
-"""Version of the release layout (``release`` table, key ``format``). Format 1 was the
-whole catalog as it stood (before this module): a reader refuses any other version."""
+FORMAT = 3
+"""Version of the release layout written (``release`` table, key ``format``). Format 1
+was the whole catalog as it stood (before this module); format 2 kept the source records
+as plain lines (``source_records``), and is still read."""
+READABLE = (2, FORMAT)
 PAGE_SIZE = 4096
 APPLICATION_ID = 0x50484F4E  # 'PHON'
 RELEASE_TABLE = "release"
+RUNS_TABLE = "record_runs"
+"""Format 3: the kind of the released source lines, as runs of consecutive lines."""
+COLUMNS_TABLE = "record_columns"
+"""Format 3: the released source lines, blocks of :data:`BLOCK_LINES` as columns."""
 RECORDS_TABLE = "source_records"
+"""Format 2: the released source lines, one row each."""
+RECORD_TABLES = (RUNS_TABLE, COLUMNS_TABLE, RECORDS_TABLE)
+BLOCK_LINES = 65536
+"""Lines per block of columns: a block is encoded and decoded in memory."""
 
 DERIVED_PREFIXES = (
     search.FTS_TABLE,
@@ -51,7 +67,7 @@ DERIVED_PREFIXES = (
 """Tables rebuilt from the others on arrival (and never hashed); ``ledger_counts`` is
 counted again when the ledger is copied."""
 LEFT_OUT = ("imports", "source_chunks", "library_changes", "library_changes_off")
-"""The import history, the source records as framed (shipped in ``source_records``), and
+"""The import history, the source records as framed (shipped as columns), and
 the journal of changes for the publisher's own library file."""
 ROW_FILTERS = {
     "collections": "kind != 'metadata'",
@@ -78,7 +94,8 @@ REFERRING = ("tracks", "playlists")
 """Tables whose ``record_ref`` points at a source record, in the order their records are
 numbered."""
 IMPORT_WORKERS = 2
-"""Parsing processes of the import of the source records (``import --workers``'s default)."""
+"""Parsing processes of the import of the source records (``import --workers``'s
+default), and encoding processes of their blocks of columns."""
 _DERIVE_KEY = "release.derived"
 """``meta`` key of a catalog being derived: the steps done so far, space-separated."""
 
@@ -152,7 +169,11 @@ def write_release(snapshot: Path, dest: Path) -> None:
             [("format", FORMAT), ("schema_version", version)],
         )
         out.execute(
-            f'CREATE TABLE "{RECORDS_TABLE}"(ref INTEGER PRIMARY KEY, kind TEXT, line BLOB)'
+            f'CREATE TABLE "{RUNS_TABLE}"(run INTEGER PRIMARY KEY, kind TEXT, lines INTEGER)'
+        )
+        out.execute(
+            f'CREATE TABLE "{COLUMNS_TABLE}"'
+            "(id INTEGER PRIMARY KEY, block INTEGER, field TEXT, data BLOB)"
         )
         out.execute("CREATE TEMP TABLE refmap(old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
         _write_records(out)
@@ -193,7 +214,7 @@ def _derivable(out: sqlite3.Connection, dest: Path) -> list[str]:
     source, listens imported later, ...) is shipped whole, so what a reader derives is
     always the catalog that was released.
     """
-    kinds = {str(k) for (k,) in out.execute(f'SELECT DISTINCT kind FROM "{RECORDS_TABLE}"')}
+    kinds = {str(k) for (k,) in out.execute(f'SELECT DISTINCT kind FROM "{RUNS_TABLE}"')}
     if kinds != {"jsonl"}:
         return []  # only interchange JSONL is rebuilt by import (others are shipped)
     work = dest.with_name(dest.name + ".derive")
@@ -233,20 +254,89 @@ def _same_rows(out: sqlite3.Connection, table: str) -> bool:
             return True
 
 
+def released_records(
+    source: sqlite3.Connection, schema_name: str = "main"
+) -> Iterator[tuple[int, str, bytes]]:
+    """(ref, kind, line) of every released source record of the release in
+    ``schema_name`` (format 2 or 3), in ``ref`` order."""
+    if _format(source, schema_name) == 2:
+        rows = source.execute(
+            f'SELECT ref, kind, line FROM "{schema_name}"."{RECORDS_TABLE}" ORDER BY ref'
+        )
+        for ref, kind, line in rows:
+            yield int(ref), str(kind), bytes(line)
+        return
+    runs = source.cursor().execute(
+        f'SELECT kind, lines FROM "{schema_name}"."{RUNS_TABLE}" ORDER BY run'
+    )
+    kinds = (str(kind) for kind, count in runs for _ in range(int(count)))
+    numbering = _Numbering()
+    for line in _column_lines(source, schema_name):
+        kind = next(kinds, None)
+        if kind is None:
+            raise ReleaseError(f"{COLUMNS_TABLE}: more lines than {RUNS_TABLE} counts")
+        yield numbering.ref(kind), kind, line
+    if next(kinds, None) is not None:
+        raise ReleaseError(f"{COLUMNS_TABLE}: fewer lines than {RUNS_TABLE} counts")
+
+
+def _column_lines(source: sqlite3.Connection, schema_name: str) -> Iterator[bytes]:
+    block: list[tuple[str, bytes]] = []
+    current = None
+    rows = source.execute(
+        f'SELECT block, field, data FROM "{schema_name}"."{COLUMNS_TABLE}" ORDER BY id'
+    )
+    try:
+        for number, field, data in rows:
+            if number != current and block:
+                yield from record_columns.decode_block(block)
+                block = []
+            current = number
+            block.append((str(field), bytes(data)))
+        yield from record_columns.decode_block(block)
+    except record_columns.ColumnsError as exc:
+        (path,) = source.execute(
+            "SELECT file FROM pragma_database_list WHERE name = ?", (schema_name,)
+        ).fetchone()
+        raise ReleaseError(
+            f"{path}: {COLUMNS_TABLE}, block {current}: {exc}: the release is damaged,"
+            " download it again or ask its publisher"
+        ) from None
+
+
+def _format(source: sqlite3.Connection, schema_name: str) -> int:
+    row = source.execute(
+        f'SELECT value FROM "{schema_name}"."{RELEASE_TABLE}" WHERE key = \'format\''
+    ).fetchone()
+    return int(row[0])
+
+
+class _Numbering:
+    """Refs of released lines in order: ``chunk × 1024 + line`` of canonical chunks
+    (consecutive lines of one kind, as many as the importers put in one), from 1."""
+
+    def __init__(self) -> None:
+        self.chunk, self.used, self.kind = 0, 0, ""
+
+    def ref(self, kind: str) -> int:
+        if self.chunk == 0 or kind != self.kind or self.used >= _chunk_capacity(kind):
+            self.chunk, self.used, self.kind = self.chunk + 1, 0, kind
+        self.used += 1
+        return self.chunk * RECORD_REF_LINES + self.used - 1
+
+
 def import_records(
     conn: sqlite3.Connection, source: sqlite3.Connection, schema_name: str, work: Path
 ) -> None:
-    """Import the released source records (``schema_name.source_records`` of ``source``)
+    """Import the released source records (:func:`released_records` of ``source``)
     into the catalog behind ``conn``, as ``phonotheca import jsonl`` would, in their
     order. Resumable: a run killed meanwhile resumes the import where it stopped."""
     lines = work / "records.jsonl"
     if not lines.exists():
         partial = lines.with_name(lines.name + ".partial")
         with open(partial, "wb") as f:
-            for (line,) in source.execute(
-                f'SELECT line FROM "{schema_name}"."{RECORDS_TABLE}" ORDER BY ref'
-            ):
-                f.write(bytes(line))
+            for _, _, line in released_records(source, schema_name):
+                f.write(line)
                 f.write(b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -260,13 +350,26 @@ def _chunk_capacity(kind: str) -> int:
 
 def _write_records(out: sqlite3.Connection) -> None:
     """Every source line a track points at, once, numbered in the order of the first
-    track pointing at it as ``chunk × 1024 + line`` of canonical chunks (consecutive
-    lines of one kind, as many as the importers put in one)."""
+    track pointing at it (:class:`_Numbering`), as runs of kinds and blocks of columns."""
+    runs: list[tuple[str, int]] = []
+    for number, streams in enumerate(_encoded(_blocks(_released_lines(out, runs))), 1):
+        out.executemany(
+            f'INSERT INTO "{COLUMNS_TABLE}"(block, field, data) VALUES (?, ?, ?)',
+            [(number, field, data) for field, data in streams],
+        )
+    out.executemany(
+        f'INSERT INTO "{RUNS_TABLE}" VALUES (?, ?, ?)',
+        [(n, kind, count) for n, (kind, count) in enumerate(runs, 1)],
+    )
+
+
+def _released_lines(out: sqlite3.Connection, runs: list[tuple[str, int]]) -> Iterator[bytes]:
+    """The lines to release, in order, each mapped in ``temp.refmap`` and counted in
+    ``runs`` (kind, lines) as it goes."""
     dctx = zstandard.ZstdDecompressor()
     cached: tuple[int, str, list[bytes]] | None = None
-    chunk, used, kind_now = 0, 0, ""
+    numbering = _Numbering()
     recent: dict[int, int] = {}  # mapped since the last flush; older ones are in refmap
-    batch: list[tuple[int, str, bytes]] = []
     tables = [t for t in REFERRING if t in released_tables(out, "cat")]
     for table in tables:
         refs = out.execute(
@@ -285,23 +388,45 @@ def _write_records(out: sqlite3.Connection) -> None:
                 ).fetchone()
                 cached = (chunk_id, str(kind), dctx.decompress(data).split(b"\n"))
             kind = cached[1]
-            if chunk == 0 or kind != kind_now or used >= _chunk_capacity(kind):
-                chunk, used, kind_now = chunk + 1, 0, kind
-            recent[old] = chunk * RECORD_REF_LINES + used
-            used += 1
-            batch.append((recent[old], kind, cached[2][line]))
-            if len(batch) >= 10_000:
-                _flush(out, batch, recent)
-    _flush(out, batch, recent)
+            recent[old] = numbering.ref(kind)
+            if runs and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1] + 1)
+            else:
+                runs.append((kind, 1))
+            if len(recent) >= 10_000:
+                _flush_refs(out, recent)
+            yield cached[2][line]
+    _flush_refs(out, recent)
 
 
-def _flush(
-    out: sqlite3.Connection, batch: list[tuple[int, str, bytes]], recent: dict[int, int]
-) -> None:
-    out.executemany(f'INSERT INTO "{RECORDS_TABLE}" VALUES (?, ?, ?)', batch)
+def _flush_refs(out: sqlite3.Connection, recent: dict[int, int]) -> None:
     out.executemany("INSERT INTO temp.refmap VALUES (?, ?)", recent.items())
-    batch.clear()
     recent.clear()
+
+
+def _blocks(lines: Iterator[bytes]) -> Iterator[list[bytes]]:
+    while block := list(itertools.islice(lines, BLOCK_LINES)):
+        yield block
+
+
+def _encoded(blocks: Iterator[list[bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """:func:`record_columns.encode_block` of each block, in order: in
+    :data:`IMPORT_WORKERS` processes when there is more than one block."""
+    first = next(blocks, None)
+    second = next(blocks, None)
+    if first is None or second is None:
+        if first is not None:
+            yield record_columns.encode_block(first)
+        return
+    with ProcessPoolExecutor(IMPORT_WORKERS, mp_context=get_context("forkserver")) as pool:
+        # A bounded window of blocks in flight: memory does not grow with the catalog.
+        window: deque[Future[list[tuple[str, bytes]]]] = deque()
+        for block in itertools.chain((first, second), blocks):
+            window.append(pool.submit(record_columns.encode_block, block))
+            if len(window) > IMPORT_WORKERS:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def check_release(conn: sqlite3.Connection, name: str) -> None:
@@ -311,11 +436,11 @@ def check_release(conn: sqlite3.Connection, name: str) -> None:
     except sqlite3.DatabaseError:
         found = {}
     fmt = found.get("format")
-    if fmt != FORMAT:
+    if fmt not in READABLE:
         raise ReleaseError(
             f"{name}: metadata release format {fmt if fmt is not None else 'unknown'}, this"
-            f" phonotheca reads format {FORMAT} only: install the phonotheca version the"
-            " release's FORMAT.md describes"
+            f" phonotheca reads formats {' and '.join(map(str, READABLE))}: install the"
+            " phonotheca version the release's FORMAT.md describes"
         )
     version = int(found.get("schema_version", 0))
     if version > schema.SCHEMA_VERSION:
@@ -364,8 +489,9 @@ def derive_catalog(release: Path, target: Path, progress: Progress | None = None
             for (n,) in conn.execute(
                 "SELECT name FROM rel.sqlite_schema WHERE type = 'table' ORDER BY name"
             )
-            if n not in (RELEASE_TABLE, RECORDS_TABLE) and n not in derived
+            if n != RELEASE_TABLE and n not in RECORD_TABLES and n not in derived
         ]
+        # The records' step keeps format 2's name: a format 2 unpack resumes alike.
         for n, table in enumerate([*tables, RECORDS_TABLE], 1):
             step = f"table:{table}"
             if step in done:
@@ -435,14 +561,12 @@ def _frame_records(conn: sqlite3.Connection) -> None:
 
 def _chunks(conn: sqlite3.Connection) -> Iterator[tuple[int, str, list[bytes]]]:
     current: tuple[int, str, list[bytes]] | None = None
-    for ref, kind, line in conn.execute(
-        f'SELECT ref, kind, line FROM rel."{RECORDS_TABLE}" ORDER BY ref'
-    ):
-        chunk_id = int(ref) // RECORD_REF_LINES
+    for ref, kind, line in released_records(conn, "rel"):
+        chunk_id = ref // RECORD_REF_LINES
         if current is None or current[0] != chunk_id:
             if current is not None:
                 yield current
-            current = (chunk_id, str(kind), [])
-        current[2].append(bytes(line))
+            current = (chunk_id, kind, [])
+        current[2].append(line)
     if current is not None:
         yield current

@@ -119,9 +119,12 @@ def _decompress(packed: Path, release: Path) -> None:
     partial = release.with_name(release.name + ".partial")
     try:
         with open(packed, "rb") as src, open(partial, "wb") as dst:
-            reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
-            while chunk := reader.read(CHUNK):
-                dst.write(chunk)
+            # Not a stream reader: it ends quietly where a truncated frame stops.
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            while chunk := src.read(CHUNK):
+                dst.write(frame.decompress(chunk))
+            if not frame.eof:
+                raise zstandard.ZstdError("the frame is truncated")
             dst.flush()
             os.fsync(dst.fileno())
     except zstandard.ZstdError as exc:
