@@ -301,6 +301,7 @@ def test_an_import_costs_the_same_whatever_the_catalog_size(
         path = root / library.LIBRARY_FILE
         # The changes land in the catalog; the file is changed after, with steps counted.
         monkeypatch.setattr(library, "refresh", lambda *a, **k: False)
+        monkeypatch.setattr(library, "refresher", lambda *a, **k: None)  # an import's end
         _import(root, change, "new")
         _import(root, moved, "moved")
         monkeypatch.undo()
@@ -339,6 +340,7 @@ def test_a_killed_update_is_rolled_back_then_done_again(
     catalog = root / "catalog.sqlite3"
     before = answers(path, catalog)
     monkeypatch.setattr(library, "refresh", lambda *a, **k: False)
+    monkeypatch.setattr(library, "refresher", lambda *a, **k: None)  # an import's end
     _import(root, _renamed(_lines(tmp_path, 100, 7), "new"), "new")
     monkeypatch.undo()
     run = subprocess.run([sys.executable, "-c", KILLED_MIDWAY, str(root), HELD], check=False)

@@ -215,6 +215,7 @@ def catalog_tables(archive: Archive) -> dict[str, list[tuple[Any, ...]]]:
                 " AND name NOT LIKE 'track_search%' AND name NOT LIKE 'playlist_search%'"
             )
             if name not in ("imports", "source_chunks", "meta")
+            and not name.startswith("library_changes")  # the library file's journal
         ]
         out = {}
         for table in tables:
