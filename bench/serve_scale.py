@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import sqlite3
 import sys
 import time
@@ -53,6 +54,7 @@ from phonotheca.archive import init_archive
 from phonotheca.catalog import library, schema
 from phonotheca.catalog.search import search_is_stale
 from phonotheca.serve.state import StateStore
+from phonotheca.serve.subsonic.prepared import PREPARED_DIR
 from serve import Connection, free_port, running
 
 COLLECTIONS = 10
@@ -93,6 +95,7 @@ from phonotheca.serve.app import ROOTS_VARIABLE
 from phonotheca.serve.listener import TcpConfig
 from phonotheca.serve.security import load_key
 from phonotheca.serve.state import StateStore
+from phonotheca.serve.subsonic.prepared import PREPARED_DIR
 
 root, port = Path(sys.argv[1]), int(sys.argv[2])
 sys.path.insert(0, str(root))  # bench_slow_server, here and in the (spawned) workers
@@ -266,7 +269,7 @@ def calls(root: Path, folder: int) -> dict[str, Call]:
         artists = [
             r[0]
             for r in shelf.execute(
-                "SELECT artist_id FROM artist_order WHERE lib = ? AND pos % 997 = 0", (lists,)
+                "SELECT artist_id FROM artist_order WHERE lib = ? AND artist_id % 97 = 0", (lists,)
             )
         ]
         prolific = shelf.execute(
@@ -690,6 +693,9 @@ def main() -> int:
                 flush=True,
             )
         steps[tracks] = count_steps(root, key, 10)
+        # The answers prepared while counting are kept on disk for every server process:
+        # the fresh server's first requests are to make them again.
+        shutil.rmtree(root / PREPARED_DIR, ignore_errors=True)
         port = free_port()
         cmd = phonotheca_cmd("serve", "--archive", str(root), "--port", str(port))
         with running(cmd, port, root / "serve-scale.log"):
