@@ -324,7 +324,7 @@ def refresher(
     another thread while ``conn`` writes something that is not in the lists (the end of
     an import builds the search index meanwhile: :func:`~phonotheca.catalog.importer.
     finish_import`)."""
-    catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+    catalog_path = _catalog_path(conn)
     out = catalog_path.with_name(LIBRARY_FILE)
     held = held_collections(conn, catalog_path.parent)
     if not force and is_current(out, catalog_stamp(conn), held):
@@ -339,9 +339,14 @@ def refresher(
     return work
 
 
+def _catalog_path(conn: sqlite3.Connection) -> Path:
+    """The file of the catalog ``conn`` has open."""
+    return Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+
+
 def forget_applied(conn: sqlite3.Connection) -> None:
     """Drop from the catalog's journal the rows the library file took in."""
-    catalog_path = Path(next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"))
+    catalog_path = _catalog_path(conn)
     meta = read_meta(catalog_path.with_name(LIBRARY_FILE)) or {}
     if meta.get("catalog") == catalog_identity(catalog_path) and "changes" in meta:
         conn.execute("DELETE FROM library_changes WHERE seq <= ?", (int(meta["changes"]),))

@@ -113,7 +113,7 @@ class PreparedCache:
     def _file(self, key: str, suffix: str) -> Path | None:
         if self.directory is None:
             return None
-        return self.directory / (hashlib.sha256(key.encode()).hexdigest()[:40] + suffix)
+        return self.directory / (_digest(key) + suffix)
 
     @contextmanager
     def _file_lock(self, key: str) -> Iterator[None]:
@@ -218,7 +218,7 @@ def respond(call: Call, method: str, variant: str, payload: Callable[[], Payload
             variant,
         )
     )
-    etag = '"' + hashlib.sha256(key.encode()).hexdigest()[:40] + '"'
+    etag = '"' + _digest(key) + '"'
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
     if etag in _tags(call.request.headers.get("if-none-match", "")):
         return Response(status_code=304, headers=headers)
@@ -243,6 +243,11 @@ def respond(call: Call, method: str, variant: str, payload: Callable[[], Payload
         headers["Content-Encoding"] = "gzip"
         return Response(answer.gzipped, media_type=answer.media_type, headers=headers)
     return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+def _digest(key: str) -> str:
+    """An answer's ETag (once quoted) and the name of its file on disk."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def _tags(header: str) -> set[str]:
